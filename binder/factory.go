@@ -1,0 +1,27 @@
+package binder
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/channel"
+)
+
+// SpanFactory returns a GetSpan that opens a span of the given kind named
+// after the payload, starting at the payload's event time, with the payload's
+// attributes, as a child of the active span.
+func SpanFactory(tracer trace.Tracer, kind trace.SpanKind) GetSpan {
+	return func(parent trace.Span, p *channel.Payload) trace.Span {
+		ctx := context.Background()
+		if parent != nil {
+			ctx = trace.ContextWithSpan(ctx, parent)
+		}
+		opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(p.Attributes...)}
+		if !p.Time.IsZero() {
+			opts = append(opts, trace.WithTimestamp(p.Time))
+		}
+		_, span := tracer.Start(ctx, p.Name, opts...)
+		return span
+	}
+}

@@ -1,0 +1,111 @@
+package channel
+
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// Payload is the one context object a call publishes all of its lifecycle
+// events on. Subscribers of different events of the same call meet on it, so
+// a handler may leave state for a later one (see Value and SetValue).
+//
+// Result and error are tracked by presence, not by value: a function that
+// returns nothing still has a result once it settled, and a nil result is a
+// result. The binder's end rule depends on exactly that distinction.
+type Payload struct {
+	// Name identifies the operation (the probe's span name).
+	Name string
+	// Goroutine is the id of the goroutine the call started on.
+	Goroutine uint64
+	// Time is when the event being published happened. Publishers set it
+	// before each event so that handlers can use kernel timestamps rather
+	// than the time the event happens to be processed.
+	Time time.Time
+	// StartTime is when the call started; set by the publisher at start.
+	StartTime time.Time
+	// Attributes are the values captured from the call (arguments at start,
+	// results at end). Handlers may append to them.
+	Attributes []attribute.KeyValue
+	// EndReason is set by a publisher that ends a call it cannot follow to
+	// its natural end (events lost, maximum age, goroutine or process gone,
+	// agent detaching). Subscribers treat the next end or asyncEnd as final
+	// and say why.
+	EndReason string
+	// Info is free for the publisher: it carries what the span factory needs
+	// to know about the probe that produced the call.
+	Info any
+
+	result    any
+	hasResult bool
+	err       error
+	hasError  bool
+
+	slots   []slot
+	restore []restore
+}
+
+type slot struct {
+	key, value any
+}
+
+type restore struct {
+	store *Store
+	prev  any
+}
+
+// SetResult records that the call settled with v (which may be nil).
+func (p *Payload) SetResult(v any) {
+	p.result, p.hasResult = v, true
+}
+
+// HasResult reports whether the call settled with a result.
+func (p *Payload) HasResult() bool { return p.hasResult }
+
+// Result returns the recorded result, nil when there is none.
+func (p *Payload) Result() any { return p.result }
+
+// SetError records that the call failed with err.
+func (p *Payload) SetError(err error) {
+	p.err, p.hasError = err, true
+}
+
+// HasError reports whether the call failed.
+func (p *Payload) HasError() bool { return p.hasError }
+
+// Err returns the recorded error, nil when there is none.
+func (p *Payload) Err() error { return p.err }
+
+// Value returns what SetValue stored under key.
+func (p *Payload) Value(key any) any {
+	for i := range p.slots {
+		if p.slots[i].key == key {
+			return p.slots[i].value
+		}
+	}
+	return nil
+}
+
+// SetValue stores v under key; subscribers use their own unexported key type
+// so that they never see each other's state.
+func (p *Payload) SetValue(key, v any) {
+	for i := range p.slots {
+		if p.slots[i].key == key {
+			p.slots[i].value = v
+			return
+		}
+	}
+	p.slots = append(p.slots, slot{key, v})
+}
+
+// Error is an error seen in a traced program: only its dynamic type name and
+// message survive the trip out of the process.
+type Error struct {
+	Type    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// TypeName is the Go type of the error in the traced program.
+func (e *Error) TypeName() string { return e.Type }

@@ -24,9 +24,11 @@ type Payload struct {
 	Time time.Time
 	// StartTime is when the call started; set by the publisher at start.
 	StartTime time.Time
-	// Attributes are the values captured from the call (arguments at start,
-	// results at end). Handlers may append to them.
+	// Attributes are the values captured when the call started (arguments).
 	Attributes []attribute.KeyValue
+	// EndAttributes are the values captured when the call returned
+	// (results); set before end is published.
+	EndAttributes []attribute.KeyValue
 	// EndReason is set by a publisher that ends a call it cannot follow to
 	// its natural end (events lost, maximum age, goroutine or process gone,
 	// agent detaching). Subscribers treat the next end or asyncEnd as final

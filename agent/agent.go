@@ -1,0 +1,477 @@
+// Package agent wires one tracing pipeline per traced process: analyze the
+// binary, load and attach the BPF programs, then read the ring buffer and
+// feed kernel → lifecycle → binder → spans → exporter until told to stop or
+// the process exits.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcagent/tcagent/binder"
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel"
+	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// Version is tcagent's version, reported in telemetry.distro.version.
+var Version = "0.1.0-dev"
+
+// Config describes one attach.
+type Config struct {
+	PID   int
+	Specs []probes.Spec
+	// Processor receives the spans; it is shut down (flushed) on Close.
+	Processor   sdktrace.SpanProcessor
+	ServiceName string
+	Logger      *slog.Logger
+	// RingBufferSize in bytes (power of two); 0 for the default.
+	RingBufferSize uint32
+	// PollInterval bounds how long an event waits in the ring buffer
+	// before it is read (default 50ms).
+	PollInterval time.Duration
+}
+
+// Session is a process being traced.
+type Session struct {
+	cfg     Config
+	log     *slog.Logger
+	bin     *probes.Binary
+	probes  []*probes.Probe
+	tracer  *bpf.Tracer
+	links   []link.Link
+	reader  *ringbuf.Reader
+	tp      *sdktrace.TracerProvider
+	handles []*binder.Handle
+	tracker *lifecycle.Tracker
+	pidfd   int
+	clock   clock
+
+	decodeErrors atomic.Uint64
+	attachMode   string
+}
+
+// Attach analyzes the process's binary, loads the programs and attaches every
+// probe. It changes nothing in the process if it fails.
+func Attach(cfg Config) (*Session, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 50 * time.Millisecond
+	}
+	if cfg.Processor == nil {
+		return nil, errors.New("no span processor")
+	}
+	s := &Session{cfg: cfg, log: cfg.Logger, pidfd: -1}
+	attached := false
+	defer func() {
+		if !attached {
+			s.release()
+		}
+	}()
+	var err error
+
+	if cfg.PID <= 0 {
+		return nil, fmt.Errorf("invalid pid %d", cfg.PID)
+	}
+	if err := unix.Kill(cfg.PID, 0); errors.Is(err, unix.ESRCH) {
+		return nil, fmt.Errorf("no such process: %d", cfg.PID)
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", cfg.PID)
+	if s.bin, err = probes.Open(exe); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("pid %d: insufficient privilege to read its executable: run as root (or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", cfg.PID)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no such process: %d", cfg.PID)
+		}
+		return nil, fmt.Errorf("pid %d: %w", cfg.PID, err)
+	}
+	if s.bin.PIE {
+		if s.bin.LoadBias, err = loadBias(cfg.PID, s.bin); err != nil {
+			return nil, err
+		}
+	}
+	rt, err := s.bin.Runtime()
+	if err != nil {
+		return nil, err
+	}
+	for i, spec := range cfg.Specs {
+		p, err := probes.Compile(s.bin, spec, uint32(i), rt)
+		if err != nil {
+			return nil, err
+		}
+		s.probes = append(s.probes, p)
+	}
+	if len(s.probes) == 0 {
+		return nil, errors.New("nothing to trace: no probes")
+	}
+	if s.pidfd, err = unix.PidfdOpen(cfg.PID, 0); err != nil {
+		return nil, fmt.Errorf("pid %d: watch for exit: %w", cfg.PID, err)
+	}
+
+	if s.tracer, err = bpf.Load(bpf.Options{RingBufferSize: cfg.RingBufferSize}); err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
+		}
+		return nil, err
+	}
+	for _, p := range s.probes {
+		if err := s.tracer.SetRecipe(p.ID, p.Recipe); err != nil {
+			return nil, err
+		}
+	}
+	if s.reader, err = ringbuf.NewReader(s.tracer.Events()); err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	s.clock = newClock()
+	s.setupPipeline()
+	if err := s.attach(exe); err != nil {
+		return nil, err
+	}
+	attached = true
+	return s, nil
+}
+
+// Probes returns the compiled probes.
+func (s *Session) Probes() []*probes.Probe { return s.probes }
+
+// Binary returns the traced binary.
+func (s *Session) Binary() *probes.Binary { return s.bin }
+
+// AttachMode says how probes were attached: "uprobe_multi" or "uprobe".
+func (s *Session) AttachMode() string { return s.attachMode }
+
+func (s *Session) attach(exe string) error {
+	ex, err := link.OpenExecutable(exe)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", exe, err)
+	}
+	var entryOff, entryCookie, retOff, retCookie []uint64
+	for _, p := range s.probes {
+		base, err := s.bin.FileOffset(p.Func.Entry)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+		}
+		entryOff = append(entryOff, base+p.Placement.Entry)
+		entryCookie = append(entryCookie, uint64(p.ID))
+		for _, r := range p.Placement.Returns {
+			retOff = append(retOff, base+r)
+			retCookie = append(retCookie, uint64(p.ID))
+		}
+	}
+	s.attachMode = "uprobe"
+	if s.tracer.Multi {
+		s.attachMode = "uprobe_multi"
+	}
+	for _, set := range []struct {
+		prog     *ebpf.Program
+		offs, cs []uint64
+	}{
+		{s.tracer.EntryProgram(), entryOff, entryCookie},
+		{s.tracer.ReturnProgram(), retOff, retCookie},
+	} {
+		if s.tracer.Multi {
+			l, err := ex.UprobeMulti(nil, set.prog, &link.UprobeMultiOptions{Addresses: set.offs, Cookies: set.cs, PID: uint32(s.cfg.PID)})
+			if err != nil {
+				return fmt.Errorf("attach uprobes to pid %d: %w", s.cfg.PID, err)
+			}
+			s.links = append(s.links, l)
+			continue
+		}
+		// Older kernels: one link per offset.
+		for i, off := range set.offs {
+			l, err := ex.Uprobe("", set.prog, &link.UprobeOptions{Address: off, Cookie: set.cs[i], PID: s.cfg.PID})
+			if err != nil {
+				return fmt.Errorf("attach uprobe at %#x in pid %d: %w", off, s.cfg.PID, err)
+			}
+			s.links = append(s.links, l)
+		}
+	}
+	return nil
+}
+
+func (s *Session) setupPipeline() {
+	res := s.resource()
+	s.tp = sdktrace.NewTracerProvider(
+		sdktrace.WithResource(res),
+		sdktrace.WithSpanProcessor(s.cfg.Processor),
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+	)
+	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
+	b := binder.New(binder.OTelContext{})
+	byID := map[uint32]*lifecycle.Probe{}
+	for _, p := range s.probes {
+		ch := channel.New(p.Spec.SpanName())
+		var opts binder.Options
+		if p.Spec.CaptureError {
+			opts.CaptureError = binder.CaptureAll
+		}
+		var get binder.GetSpan
+		if p.Spec.OpensSpan() {
+			get = binder.SpanFactory(tracer, spanKind(p.Spec.Kind))
+			opts.BeforeSpanEnd = func(span trace.Span, p *channel.Payload) {
+				span.SetAttributes(p.EndAttributes...)
+			}
+		} else {
+			get = enrichEnclosing(ch)
+		}
+		s.handles = append(s.handles, b.Bind(ch, get, opts))
+		byID[p.ID] = &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName(), Info: p}
+	}
+	s.tracker = lifecycle.New(byID)
+}
+
+type enclosingKey struct{}
+
+// enrichEnclosing is the GetSpan of span:false probes: no span of their own;
+// their captures go onto the span active where they were called.
+func enrichEnclosing(ch *channel.TracingChannel) binder.GetSpan {
+	ch.Subscribe(&channel.Handlers{End: func(p *channel.Payload) {
+		if span, ok := p.Value(enclosingKey{}).(trace.Span); ok {
+			span.SetAttributes(p.EndAttributes...)
+		}
+	}})
+	return func(parent trace.Span, p *channel.Payload) trace.Span {
+		if parent != nil {
+			parent.SetAttributes(p.Attributes...)
+			p.SetValue(enclosingKey{}, parent)
+		}
+		return nil
+	}
+}
+
+func spanKind(k string) trace.SpanKind {
+	switch k {
+	case "server":
+		return trace.SpanKindServer
+	case "client":
+		return trace.SpanKindClient
+	case "producer":
+		return trace.SpanKindProducer
+	case "consumer":
+		return trace.SpanKindConsumer
+	}
+	return trace.SpanKindInternal
+}
+
+func (s *Session) resource() *resource.Resource {
+	name := s.cfg.ServiceName
+	exePath, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", s.cfg.PID))
+	exePath = strings.TrimSuffix(exePath, " (deleted)")
+	if name == "" {
+		name = os.Getenv("OTEL_SERVICE_NAME")
+	}
+	if name == "" {
+		name = filepath.Base(exePath)
+	}
+	host, _ := os.Hostname()
+	return resource.NewWithAttributes("",
+		attribute.String("service.name", name),
+		attribute.Int("process.pid", s.cfg.PID),
+		attribute.String("process.executable.name", filepath.Base(exePath)),
+		attribute.String("process.executable.path", exePath),
+		attribute.String("process.runtime.name", "go"),
+		attribute.String("process.runtime.version", s.bin.GoVersion),
+		attribute.String("host.name", host),
+		attribute.String("telemetry.distro.name", "tcagent"),
+		attribute.String("telemetry.distro.version", Version),
+	)
+}
+
+// Stats are the pipeline's counts.
+type Stats struct {
+	Kernel       bpf.Counters
+	Lifecycle    lifecycle.Stats
+	DecodeErrors uint64
+	OpenCalls    int
+}
+
+// Stats reads the counts so far. Call it from Run's goroutine or after Run.
+func (s *Session) Stats() Stats {
+	k, _ := s.tracer.Counters()
+	return Stats{Kernel: k, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(), OpenCalls: s.tracker.OpenCalls()}
+}
+
+// Run reads events until ctx is done or the process exits, then detaches,
+// ends the spans still open and flushes them. It returns nil in both cases.
+func (s *Session) Run(ctx context.Context) error {
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		fds := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if err == nil || !errors.Is(err, syscall.EINTR) {
+				return
+			}
+		}
+	}()
+	var rec ringbuf.Record
+	var ev bpf.Event
+	reason := lifecycle.EndDetach
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-exited:
+			reason = lifecycle.EndExit
+			running = false
+		default:
+		}
+		if !running {
+			break
+		}
+		s.reader.SetDeadline(time.Now().Add(s.cfg.PollInterval))
+		if err := s.reader.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		s.handle(&rec, &ev)
+	}
+	s.log.Info("detaching", "pid", s.cfg.PID, "reason", reason)
+	// No new events once the links are gone; then drain what is buffered.
+	s.closeLinks()
+	s.reader.SetDeadline(time.Now())
+	for {
+		if err := s.reader.ReadInto(&rec); err != nil {
+			break
+		}
+		s.handle(&rec, &ev)
+	}
+	s.tracker.EndAll(reason, time.Now())
+	st := s.Stats()
+	s.log.Info("detached", "pid", s.cfg.PID,
+		"events", st.Lifecycle.Events, "lost_ringbuf_full", st.Kernel.RingbufFull,
+		"lost_goroutine_unreadable", st.Kernel.ReadGFailed, "decode_errors", st.DecodeErrors,
+		"unmatched_ends", st.Lifecycle.UnmatchedEnds, "lost_ends", st.Lifecycle.LostEnds)
+	return nil
+}
+
+func (s *Session) handle(rec *ringbuf.Record, ev *bpf.Event) {
+	if err := ev.Decode(rec.RawSample); err != nil {
+		s.decodeErrors.Add(1)
+		return
+	}
+	if int(ev.Probe) >= len(s.probes) {
+		s.decodeErrors.Add(1)
+		return
+	}
+	p := s.probes[ev.Probe]
+	le := lifecycle.Event{Time: s.clock.wall(ev.Time), Goroutine: ev.Goroutine, Depth: ev.Depth, Probe: ev.Probe}
+	switch ev.Kind {
+	case bpf.KindStart:
+		le.Kind = lifecycle.Start
+		if len(p.EntryAttrs) > 0 {
+			le.Attributes = p.Attributes(ev, true, nil)
+		}
+	case bpf.KindEnd:
+		le.Kind = lifecycle.End
+		if len(p.ReturnAttrs) > 0 {
+			le.Attributes = p.Attributes(ev, false, nil)
+		}
+		if e := p.Error(ev, s.bin); e != nil {
+			le.Err = e
+		}
+	default:
+		s.decodeErrors.Add(1)
+		return
+	}
+	s.tracker.Handle(&le)
+}
+
+func (s *Session) closeLinks() {
+	for _, l := range s.links {
+		l.Close()
+	}
+	s.links = nil
+}
+
+// Close releases everything and flushes the spans. Run calls nothing of it;
+// call Close after Run returns.
+func (s *Session) Close() error {
+	for _, h := range s.handles {
+		h.Unbind()
+	}
+	var err error
+	if s.tp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = s.tp.Shutdown(ctx)
+	}
+	s.release()
+	return err
+}
+
+func (s *Session) release() {
+	s.closeLinks()
+	if s.reader != nil {
+		s.reader.Close()
+	}
+	if s.tracer != nil {
+		s.tracer.Close()
+	}
+	if s.pidfd >= 0 {
+		unix.Close(s.pidfd)
+	}
+	if s.bin != nil {
+		s.bin.Close()
+	}
+}
+
+// clock converts the kernel's CLOCK_MONOTONIC event times to wall time.
+type clock struct{ offset int64 }
+
+func newClock() clock {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return clock{offset: time.Now().UnixNano() - ts.Nano()}
+}
+
+func (c clock) wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+c.offset) }
+
+// loadBias finds where a PIE binary's text was mapped.
+func loadBias(pid int, b *probes.Binary) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: read maps: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[2] != "00000000" {
+			continue
+		}
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.TrimSuffix(target, " (deleted)") != f[5] {
+			continue
+		}
+		start, err := strconv.ParseUint(strings.Split(f[0], "-")[0], 16, 64)
+		if err != nil {
+			continue
+		}
+		return start, nil
+	}
+	return 0, fmt.Errorf("pid %d: cannot find where %s is mapped", pid, b.Path)
+}

@@ -1,0 +1,200 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Limits shared with tracer.h.
+const (
+	MaxProbes      = 4096
+	MaxCaptures    = 8
+	StringSlots    = 4
+	StringSlotSize = 256
+)
+
+// CaptureKind says how a capture reads its registers.
+type CaptureKind uint8
+
+// Capture kinds (tracer.h enum capture_kind).
+const (
+	CapReg    CaptureKind = 1 // one integer register
+	CapString CaptureKind = 2 // Reg = pointer, Reg2 = length; bytes into string slot Slot
+	CapError  CaptureKind = 3 // Reg = itab, Reg2 = data word; message into string slot Slot
+)
+
+// Capture is one value a probe reads at entry or at return. Registers are
+// numbered in the order of Go's integer register ABI: 0=RAX, 1=RBX, 2=RCX,
+// 3=RDI, 4=RSI, 5=R8, 6=R9, 7=R10, 8=R11.
+type Capture struct {
+	Kind      CaptureKind
+	Reg, Reg2 uint8
+	Slot      uint8
+	MaxLen    uint16
+}
+
+// Recipe is what the generic programs do for one probe.
+type Recipe struct {
+	// Dedup drops a second entry on the same goroutine and depth while the
+	// call is open: needed when the entry probe sits at offset 0, where a
+	// prologue re-run after stack growth hits it again.
+	Dedup bool
+	// Offsets of g.goid and g.stack.hi in the target's runtime.
+	GoidOffset, StackHiOffset uint16
+	Entry, Return             []Capture
+}
+
+// Counter indexes (tracer.h enum counter).
+const (
+	CounterRingbufFull     = 0
+	CounterReadGFailed     = 1
+	CounterUnmatchedReturn = 2
+	CounterDedup           = 3
+	counterMax             = 8
+)
+
+// Counters are the kernel side's own counts, summed over CPUs.
+type Counters struct {
+	RingbufFull     uint64 // events lost: the ring buffer had no room
+	ReadGFailed     uint64 // events lost: the goroutine could not be read
+	UnmatchedReturn uint64 // returns of calls whose entry was not seen
+	Dedup           uint64 // prologue re-runs dropped
+}
+
+// Options configure Load.
+type Options struct {
+	// RingBufferSize in bytes: a power of two, at least one page. 0 means
+	// the default (16 MiB).
+	RingBufferSize uint32
+	// WakeupBytes is the fill above which a submit wakes the reader; below
+	// it the reader polls. 0 means the default (1 MiB).
+	WakeupBytes uint64
+}
+
+// Tracer is the loaded programs and maps.
+type Tracer struct {
+	// Multi reports whether the kernel has uprobe_multi links, which the
+	// programs were then loaded for.
+	Multi bool
+	objs  tracerObjects
+}
+
+// Load loads the programs into the kernel.
+func Load(opts Options) (*Tracer, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("remove memlock limit: %w", err)
+	}
+	spec, err := loadTracer()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF spec: %w", err)
+	}
+	if opts.RingBufferSize != 0 {
+		spec.Maps["events"].MaxEntries = opts.RingBufferSize
+	}
+	if opts.WakeupBytes != 0 {
+		if err := spec.Variables["wakeup_bytes"].Set(opts.WakeupBytes); err != nil {
+			return nil, fmt.Errorf("set wakeup threshold: %w", err)
+		}
+	}
+	t := &Tracer{Multi: features.HaveBPFLinkUprobeMulti() == nil}
+	if !t.Multi {
+		// Older kernels: the programs attach one uprobe at a time.
+		for _, p := range spec.Programs {
+			p.AttachType = ebpf.AttachNone
+		}
+	}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load BPF programs: %+v", ve)
+		}
+		return nil, fmt.Errorf("load BPF programs: %w", err)
+	}
+	return t, nil
+}
+
+// Close releases the programs and maps. Links must be closed first.
+func (t *Tracer) Close() error { return t.objs.Close() }
+
+// EntryProgram is the program for function entries.
+func (t *Tracer) EntryProgram() *ebpf.Program { return t.objs.TcEntry }
+
+// ReturnProgram is the program for RET instructions.
+func (t *Tracer) ReturnProgram() *ebpf.Program { return t.objs.TcReturn }
+
+// Events is the ring buffer.
+func (t *Tracer) Events() *ebpf.Map { return t.objs.Events }
+
+// SetRecipe installs the recipe of probe id (the attach cookie).
+func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
+	if id >= MaxProbes {
+		return fmt.Errorf("probe id %d: at most %d probes", id, MaxProbes)
+	}
+	if len(r.Entry) > MaxCaptures || len(r.Return) > MaxCaptures {
+		return fmt.Errorf("probe id %d: at most %d captures at entry and at return", id, MaxCaptures)
+	}
+	var v tracerRecipe
+	if r.Dedup {
+		v.Flags |= 1
+	}
+	v.GoidOff, v.StackHiOff = r.GoidOffset, r.StackHiOffset
+	fill := func(dst *[MaxCaptures]tracerCapture, caps []Capture) (strings uint8, err error) {
+		for i, c := range caps {
+			if c.Kind == CapString || c.Kind == CapError {
+				if c.Slot >= StringSlots {
+					return 0, fmt.Errorf("probe id %d: at most %d strings at entry and at return", id, StringSlots)
+				}
+				strings++
+			}
+			dst[i] = tracerCapture{Kind: uint8(c.Kind), Reg: c.Reg, Reg2: c.Reg2, Slot: c.Slot, MaxLen: c.MaxLen}
+		}
+		return strings, nil
+	}
+	var err error
+	if v.EntryStrings, err = fill(&v.Entry, r.Entry); err != nil {
+		return err
+	}
+	if v.RetStrings, err = fill(&v.Ret, r.Return); err != nil {
+		return err
+	}
+	v.N_entry, v.N_ret = uint8(len(r.Entry)), uint8(len(r.Return))
+	if err := t.objs.Recipes.Put(id, &v); err != nil {
+		return fmt.Errorf("store recipe %d: %w", id, err)
+	}
+	return nil
+}
+
+// Counters reads the kernel side's counters.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	read := func(idx uint32) (uint64, error) {
+		var perCPU []uint64
+		if err := t.objs.Counters.Lookup(idx, &perCPU); err != nil {
+			return 0, fmt.Errorf("read counter %d: %w", idx, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		return sum, nil
+	}
+	var err error
+	for _, f := range []struct {
+		idx uint32
+		dst *uint64
+	}{
+		{CounterRingbufFull, &c.RingbufFull},
+		{CounterReadGFailed, &c.ReadGFailed},
+		{CounterUnmatchedReturn, &c.UnmatchedReturn},
+		{CounterDedup, &c.Dedup},
+	} {
+		if *f.dst, err = read(f.idx); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,266 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+//
+// tcagent's generic probe programs. One entry program and one return program
+// serve every probed function: what to capture comes from the recipe map,
+// indexed by the attach cookie (the probe id). Go's register ABI puts integer
+// arguments and results in RAX, RBX, RCX, RDI, RSI, R8-R11 and the current
+// goroutine's g in R14.
+//
+// Calls are keyed by (goroutine id, depth), where depth is the distance from
+// the goroutine's stack top (g.stack.hi) to SP. Go copies stacks when they
+// grow, so absolute SPs move; the distance from the top does not, and the
+// entry probe (placed after the stack check, or at offset 0) and the RET
+// probes see the same SP: the one pointing at the return address.
+
+#include "tracer.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+// Ring buffer fill, in bytes, above which a submit wakes the reader. Below it
+// the reader polls on a short timer: a wakeup per event costs more than the
+// uprobe itself on a VM. Set at load time.
+volatile const __u64 wakeup_bytes = 1 << 20;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct recipe);
+} recipes SEC(".maps");
+
+struct call_key {
+	__u64 goid;
+	__u64 depth;
+};
+
+struct call_val {
+	__u32 probe;
+	__u32 _pad;
+};
+
+// Open calls. LRU so that calls whose RET is never seen (a panic unwinds
+// frames without RET) cannot fill it up; userspace ends such calls itself.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct call_key);
+	__type(value, struct call_val);
+} calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Only here so that bpf2go emits Go types for them.
+const struct event *unused_event __attribute__((unused));
+const struct recipe *unused_recipe __attribute__((unused));
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+// The integer argument registers of Go's ABI, in assignment order. They are
+// copied out of ctx with constant offsets: the verifier refuses ctx accesses
+// at computed offsets.
+struct abi_regs {
+	__u64 r[ABI_REGS];
+};
+
+static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
+{
+	out->r[0] = ctx->ax;
+	out->r[1] = ctx->bx;
+	out->r[2] = ctx->cx;
+	out->r[3] = ctx->di;
+	out->r[4] = ctx->si;
+	out->r[5] = ctx->r8;
+	out->r[6] = ctx->r9;
+	out->r[7] = ctx->r10;
+	out->r[8] = ctx->r11;
+}
+
+static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
+{
+	if (i >= ABI_REGS)
+		return 0;
+	return regs->r[i];
+}
+
+static __always_inline int read_str(char *dst, __u64 ptr, __u64 len, __u16 max)
+{
+	__u64 n = len;
+	if (n > max)
+		n = max;
+	if (n > STR_SLOT_SIZE)
+		n = STR_SLOT_SIZE;
+	if (n == 0)
+		return 0;
+	return bpf_probe_read_user(dst, n, (void *)ptr);
+}
+
+// capture fills ev->vals[i] (and a string slot) for one capture of the recipe.
+static __always_inline void capture(const struct abi_regs *regs, struct event *ev, const struct capture *c, int i, int big)
+{
+	struct value *out = &ev->vals[i & (MAX_CAPS - 1)];
+	__u64 a = reg(regs, c->reg);
+	__u64 b = reg(regs, c->reg2);
+	char *slot = 0;
+
+	if (big)
+		slot = ((struct event_big *)ev)->str[c->slot & (STR_SLOTS - 1)];
+
+	switch (c->kind) {
+	case CAP_REG:
+		out->a = a;
+		break;
+	case CAP_STRING:
+		out->a = b; // length in the program
+		out->b = a; // pointer
+		if (slot && read_str(slot, a, b, c->max_len) < 0)
+			out->flags |= VAL_READ_FAILED;
+		break;
+	case CAP_ERROR: {
+		// An error interface: a = itab, b = data word. The common concrete
+		// error types (*errors.errorString, *fmt.wrapError,
+		// *fmt.wrapErrors) all start with the message string; userspace
+		// trusts the message only for those types.
+		out->a = a;
+		if (a == 0)
+			break;
+		__u64 typ = 0;
+		__u64 s[2] = {0, 0};
+		if (bpf_probe_read_user(&typ, sizeof(typ), (void *)(a + 8)) < 0)
+			out->flags |= VAL_READ_FAILED;
+		out->b = typ;
+		if (bpf_probe_read_user(s, sizeof(s), (void *)b) < 0) {
+			out->flags |= VAL_READ_FAILED;
+			break;
+		}
+		out->c = s[1];
+		if (slot && read_str(slot, s[0], s[1], c->max_len) < 0)
+			out->flags |= VAL_READ_FAILED;
+		break;
+	}
+	}
+}
+
+static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
+				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings)
+{
+	struct event *ev;
+	int big = strings != 0;
+
+	if (big)
+		ev = bpf_ringbuf_reserve(&events, sizeof(struct event_big), 0);
+	else
+		ev = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
+	if (!ev) {
+		count(COUNTER_RINGBUF_FULL);
+		return -1;
+	}
+	__builtin_memset(ev, 0, sizeof(struct event));
+	ev->ts = bpf_ktime_get_ns();
+	ev->goid = goid;
+	ev->depth = depth;
+	ev->probe = probe;
+	ev->kind = kind;
+	ev->ncaps = ncaps;
+	ev->big = big;
+	__u64 pidtgid = bpf_get_current_pid_tgid();
+	ev->pid = pidtgid >> 32;
+	ev->tid = (__u32)pidtgid;
+
+	if (ncaps) {
+		struct abi_regs regs;
+		abi_regs(ctx, &regs);
+		for (int i = 0; i < MAX_CAPS; i++) {
+			if (i >= ncaps)
+				break;
+			capture(&regs, ev, &caps[i], i, big);
+		}
+	}
+
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
+	return 0;
+}
+
+static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r, __u64 *goid, __u64 *depth)
+{
+	__u64 g = ctx->r14;
+	__u64 hi = 0;
+
+	if (bpf_probe_read_user(goid, sizeof(*goid), (void *)(g + r->goid_off)) < 0 ||
+	    bpf_probe_read_user(&hi, sizeof(hi), (void *)(g + r->stack_hi_off)) < 0) {
+		count(COUNTER_READ_G_FAILED);
+		return -1;
+	}
+	*depth = hi - ctx->sp;
+	return 0;
+}
+
+SEC("uprobe.multi")
+int tc_entry(struct pt_regs *ctx)
+{
+	__u32 probe = bpf_get_attach_cookie(ctx);
+	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
+	if (!r)
+		return 0;
+
+	struct call_key k = {};
+	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
+		return 0;
+
+	if (r->flags & RECIPE_DEDUP) {
+		// Entry at offset 0 runs again after morestack grew the stack:
+		// the same goroutine and depth with the call still open is that
+		// re-run, not a new call.
+		struct call_val *open = bpf_map_lookup_elem(&calls, &k);
+		if (open && open->probe == probe) {
+			count(COUNTER_DEDUP);
+			return 0;
+		}
+	}
+	struct call_val v = {.probe = probe};
+	bpf_map_update_elem(&calls, &k, &v, BPF_ANY);
+	emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings);
+	return 0;
+}
+
+SEC("uprobe.multi")
+int tc_return(struct pt_regs *ctx)
+{
+	__u32 probe = bpf_get_attach_cookie(ctx);
+	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
+	if (!r)
+		return 0;
+
+	struct call_key k = {};
+	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
+		return 0;
+
+	struct call_val *open = bpf_map_lookup_elem(&calls, &k);
+	if (!open || open->probe != probe) {
+		// Started before we attached, or its entry was evicted.
+		count(COUNTER_UNMATCHED_RETURN);
+		return 0;
+	}
+	bpf_map_delete_elem(&calls, &k);
+	emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings);
+	return 0;
+}

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+//
+// The layout shared by the BPF programs and the Go decoder (bpf/event.go).
+// Change both together; bpf's tests compare the sizes.
+#ifndef TCAGENT_TRACER_H
+#define TCAGENT_TRACER_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+// x86-64 user registers as the kernel hands them to uprobe programs.
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+#define MAX_PROBES 4096
+#define MAX_CAPS 8
+#define ABI_REGS 9
+#define STR_SLOTS 4
+#define STR_SLOT_SIZE 256
+
+enum event_kind {
+	EV_START = 1,
+	EV_END = 2,
+	// Reserved for goroutine lineage and panics.
+	EV_GO_CREATE = 3,
+	EV_GO_EXIT = 4,
+	EV_PANIC = 5,
+};
+
+enum capture_kind {
+	CAP_REG = 1,    // one integer register
+	CAP_STRING = 2, // reg = pointer, reg2 = length
+	CAP_ERROR = 3,  // reg = itab, reg2 = data word
+};
+
+enum recipe_flags {
+	RECIPE_DEDUP = 1, // entry probe at offset 0: drop prologue re-runs
+};
+
+enum counter {
+	COUNTER_RINGBUF_FULL = 0,
+	COUNTER_READ_G_FAILED = 1,
+	COUNTER_UNMATCHED_RETURN = 2,
+	COUNTER_DEDUP = 3,
+	COUNTER_MAX = 8,
+};
+
+enum value_flags {
+	VAL_READ_FAILED = 1,
+};
+
+struct capture {
+	__u8 kind;
+	__u8 reg;
+	__u8 reg2;
+	__u8 slot;
+	__u16 max_len;
+	__u16 _pad;
+};
+
+struct recipe {
+	__u32 flags;
+	__u16 goid_off;
+	__u16 stack_hi_off;
+	__u8 n_entry;
+	__u8 n_ret;
+	__u8 entry_strings;
+	__u8 ret_strings;
+	__u32 _pad;
+	struct capture entry[MAX_CAPS];
+	struct capture ret[MAX_CAPS];
+};
+
+struct value {
+	__u64 a;
+	__u64 b;
+	__u64 c;
+	__u64 flags;
+};
+
+struct event {
+	__u64 ts;
+	__u64 goid;
+	__u64 depth;
+	__u32 probe;
+	__u32 pid;
+	__u32 tid;
+	__u16 kind;
+	__u8 ncaps;
+	__u8 big;
+	struct value vals[MAX_CAPS];
+};
+
+struct event_big {
+	struct event ev;
+	char str[STR_SLOTS][STR_SLOT_SIZE];
+};
+
+#endif

@@ -1,0 +1,129 @@
+// Command demo is a small order service for tcagent's demo: an HTTP handler
+// that calls into a store, with an error path, nesting and recursion, so that
+// one probe file shows every kind of span. With -drive URL it instead sends
+// a few requests to a running demo and exits.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+)
+
+// Store is an in-memory stock keeper.
+type Store struct {
+	mu    sync.Mutex
+	stock map[string]int
+}
+
+var errUnknownItem = errors.New("unknown item")
+
+// Get returns an item's stock.
+//
+//go:noinline
+func (s *Store) Get(item string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.stock[item]
+	if !ok {
+		return 0, fmt.Errorf("get %s: %w", item, errUnknownItem)
+	}
+	return n, nil
+}
+
+// Put sets an item's stock.
+//
+//go:noinline
+func (s *Store) Put(item string, n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stock[item] = n
+	return nil
+}
+
+// checkLimit is traced with span: false: its arguments and result become
+// attributes of the order span.
+//
+//go:noinline
+func checkLimit(user string, qty int) bool {
+	return qty > 5 && user != "admin"
+}
+
+// price is recursive on purpose: each level is its own span.
+//
+//go:noinline
+func price(qty int) int {
+	if qty <= 1 {
+		return 10 * qty
+	}
+	return 10 + price(qty-1)
+}
+
+// placeOrder takes qty of item from the store for user.
+//
+//go:noinline
+func placeOrder(s *Store, user, item string, qty int) (int, error) {
+	if qty <= 0 {
+		return 0, errors.New("quantity must be positive")
+	}
+	have, err := s.Get(item)
+	if err != nil {
+		return 0, err
+	}
+	if checkLimit(user, qty) {
+		return 0, fmt.Errorf("user %s is limited to 5 items", user)
+	}
+	if have < qty {
+		return 0, fmt.Errorf("only %d %s left", have, item)
+	}
+	if err := s.Put(item, have-qty); err != nil {
+		return 0, err
+	}
+	return price(qty), nil
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8765", "listen address")
+	drive := flag.String("drive", "", "send demo requests to this base URL and exit")
+	flag.Parse()
+	if *drive != "" {
+		os.Exit(driveRequests(*drive))
+	}
+	s := &Store{stock: map[string]int{"apple": 10, "pear": 3}}
+	http.HandleFunc("/order", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		qty, _ := strconv.Atoi(q.Get("qty"))
+		total, err := placeOrder(s, q.Get("user"), q.Get("item"), qty)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "total %d\n", total)
+	})
+	log.Printf("demo listening on %s (pid %d)", *addr, os.Getpid())
+	log.Fatal(http.ListenAndServe(*addr, nil))
+}
+
+func driveRequests(base string) int {
+	for _, q := range []string{
+		"user=alice&item=apple&qty=3",
+		"user=bob&item=plum&qty=1",
+		"user=carol&item=pear&qty=0",
+	} {
+		resp, err := http.Get(base + "/order?" + q)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "demo driver:", err)
+			return 1
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Fprintf(os.Stderr, "GET /order?%s -> %d %s", q, resp.StatusCode, body)
+	}
+	return 0
+}

@@ -1,0 +1,288 @@
+package probes
+
+import (
+	"debug/buildinfo"
+	"debug/dwarf"
+	"debug/elf"
+	"debug/gosym"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// ErrNotGo is returned by Open for executables that Go did not build.
+var ErrNotGo = errors.New("not a Go binary")
+
+// Module is one module the binary was built from.
+type Module struct {
+	Path, Version string
+}
+
+// Func is a function's code range in the binary's virtual addresses.
+type Func struct {
+	Name       string
+	Entry, End uint64
+}
+
+// Binary is a Go executable opened for analysis. It reads functions from
+// .gopclntab, which survives `-ldflags=-s -w`, so stripped binaries work the
+// same as others; DWARF is used when present.
+type Binary struct {
+	Path      string
+	GoVersion string // as the toolchain reports it, e.g. "go1.26.8"
+	Main      Module
+	Modules   []Module
+	Stripped  bool // no .symtab
+	HasDWARF  bool
+	PIE       bool
+	// LoadBias is what the running process adds to the binary's addresses
+	// (non-zero only for PIE); set it before reading runtime addresses.
+	LoadBias uint64
+
+	f     *elf.File
+	funcs map[string]Func
+	names []string // sorted
+
+	dwarfOnce sync.Once
+	dwarf     *dwarf.Data
+	dwarfIdx  map[string]dwarf.Offset
+	dwarfErr  error
+
+	typesMu   sync.Mutex
+	typeNames map[uint64]string
+}
+
+// Open reads the executable at path.
+func Open(file string) (*Binary, error) {
+	f, err := elf.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not an ELF executable: %w", file, err)
+	}
+	b, err := analyze(file, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func analyze(file string, f *elf.File) (*Binary, error) {
+	if f.Machine != elf.EM_X86_64 {
+		return nil, fmt.Errorf("%s: %v executables are not supported, only x86-64", file, f.Machine)
+	}
+	bi, err := buildinfo.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (%v)", file, ErrNotGo, err)
+	}
+	b := &Binary{Path: file, GoVersion: bi.GoVersion, f: f, PIE: f.Type == elf.ET_DYN,
+		Main: Module{bi.Main.Path, bi.Main.Version}}
+	for _, m := range bi.Deps {
+		b.Modules = append(b.Modules, Module{m.Path, m.Version})
+	}
+	b.Stripped = f.Section(".symtab") == nil
+	b.HasDWARF = f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil
+
+	pcln := f.Section(".gopclntab")
+	text := f.Section(".text")
+	if pcln == nil || text == nil {
+		return nil, fmt.Errorf("%s: %w (no .gopclntab)", file, ErrNotGo)
+	}
+	data, err := pcln.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%s: read .gopclntab: %w", file, err)
+	}
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	if err != nil {
+		return nil, fmt.Errorf("%s: parse .gopclntab: %w", file, err)
+	}
+	b.funcs = make(map[string]Func, len(tab.Funcs))
+	for _, fn := range tab.Funcs {
+		b.funcs[fn.Name] = Func{Name: fn.Name, Entry: fn.Entry, End: fn.End}
+		b.names = append(b.names, fn.Name)
+	}
+	sort.Strings(b.names)
+	return b, nil
+}
+
+// Close releases the file.
+func (b *Binary) Close() error { return b.f.Close() }
+
+// Func returns the function named name.
+func (b *Binary) Func(name string) (Func, bool) {
+	fn, ok := b.funcs[name]
+	return fn, ok
+}
+
+// Functions returns the number of functions in the binary.
+func (b *Binary) Functions() int { return len(b.names) }
+
+// Match returns the functions whose names match pattern: a path.Match glob
+// when it contains glob characters, else a substring.
+func (b *Binary) Match(pattern string) []string {
+	var out []string
+	glob := strings.ContainsAny(pattern, "*?[")
+	for _, n := range b.names {
+		ok := strings.Contains(n, pattern)
+		if glob {
+			ok, _ = path.Match(pattern, n)
+		}
+		if ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Suggest returns up to three function names close to name, for errors about
+// unknown symbols.
+func (b *Binary) Suggest(name string) []string {
+	type cand struct {
+		name string
+		d    int
+	}
+	short := name
+	if i := strings.LastIndexAny(name, "./)"); i >= 0 {
+		short = name[i+1:]
+	}
+	var cs []cand
+	for _, n := range b.names {
+		// Cheap prefilter: share the last component or the package.
+		if !strings.Contains(strings.ToLower(n), strings.ToLower(short)) && !samePackage(n, name) {
+			continue
+		}
+		cs = append(cs, cand{n, levenshtein(n, name)})
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].d < cs[j].d || cs[i].d == cs[j].d && cs[i].name < cs[j].name })
+	var out []string
+	for i := 0; i < len(cs) && i < 3; i++ {
+		if cs[i].d <= len(name)/2+2 {
+			out = append(out, cs[i].name)
+		}
+	}
+	return out
+}
+
+func samePackage(a, b string) bool {
+	pa, pb := a, b
+	if i := strings.Index(a, "."); i >= 0 {
+		pa = a[:i]
+	}
+	if i := strings.Index(b, "."); i >= 0 {
+		pb = b[:i]
+	}
+	return pa == pb
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Code returns the machine code of fn.
+func (b *Binary) Code(fn Func) ([]byte, error) {
+	return b.read(fn.Entry, int(fn.End-fn.Entry))
+}
+
+// read returns n bytes at virtual address addr from the file.
+func (b *Binary) read(addr uint64, n int) ([]byte, error) {
+	for _, p := range b.f.Progs {
+		if p.Type != elf.PT_LOAD || addr < p.Vaddr || addr+uint64(n) > p.Vaddr+p.Filesz {
+			continue
+		}
+		buf := make([]byte, n)
+		if _, err := p.ReadAt(buf, int64(addr-p.Vaddr)); err != nil {
+			return nil, fmt.Errorf("read %#x: %w", addr, err)
+		}
+		return buf, nil
+	}
+	return nil, fmt.Errorf("address %#x (%d bytes) is not in a loaded segment", addr, n)
+}
+
+// FileOffset converts a virtual address in the binary to the file offset
+// uprobes are attached at.
+func (b *Binary) FileOffset(addr uint64) (uint64, error) {
+	for _, p := range b.f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && addr >= p.Vaddr && addr < p.Vaddr+p.Memsz {
+			return addr - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("address %#x is not in an executable segment", addr)
+}
+
+// DWARF returns the binary's DWARF data, nil when it has none.
+func (b *Binary) DWARF() (*dwarf.Data, error) {
+	b.dwarfOnce.Do(func() {
+		if !b.HasDWARF {
+			return
+		}
+		b.dwarf, b.dwarfErr = b.f.DWARF()
+		if b.dwarfErr != nil {
+			b.dwarfErr = fmt.Errorf("%s: read DWARF: %w", b.Path, b.dwarfErr)
+			return
+		}
+		b.dwarfIdx = map[string]dwarf.Offset{}
+		r := b.dwarf.Reader()
+		for {
+			e, err := r.Next()
+			if err != nil {
+				b.dwarfErr = fmt.Errorf("%s: read DWARF: %w", b.Path, err)
+				return
+			}
+			if e == nil {
+				break
+			}
+			switch e.Tag {
+			case dwarf.TagCompileUnit:
+				continue
+			case dwarf.TagSubprogram, dwarf.TagStructType:
+				if n, ok := e.Val(dwarf.AttrName).(string); ok {
+					if _, dup := b.dwarfIdx[n]; !dup {
+						b.dwarfIdx[n] = e.Offset
+					}
+				}
+			}
+			if e.Children {
+				r.SkipChildren()
+			}
+		}
+	})
+	return b.dwarf, b.dwarfErr
+}
+
+// dwarfEntry returns the reader positioned after the named subprogram or
+// struct type, and its entry.
+func (b *Binary) dwarfEntry(name string) (*dwarf.Reader, *dwarf.Entry, error) {
+	d, err := b.DWARF()
+	if err != nil || d == nil {
+		return nil, nil, err
+	}
+	off, ok := b.dwarfIdx[name]
+	if !ok {
+		return nil, nil, nil
+	}
+	r := d.Reader()
+	r.Seek(off)
+	e, err := r.Next()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read DWARF of %s: %w", name, err)
+	}
+	return r, e, nil
+}

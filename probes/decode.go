@@ -1,0 +1,112 @@
+package probes
+
+import (
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel"
+)
+
+// TruncatedSuffix ends a captured string that was longer than its bound.
+const TruncatedSuffix = "…"
+
+// Attributes appends to dst the attributes decoded from ev's captures at
+// entry (when entry) or at return.
+func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue) []attribute.KeyValue {
+	attrs := p.ReturnAttrs
+	if entry {
+		attrs = p.EntryAttrs
+	}
+	caps := p.Recipe.Return
+	if entry {
+		caps = p.Recipe.Entry
+	}
+	for i, a := range attrs {
+		if i >= ev.NValues {
+			break
+		}
+		v := ev.Values[i]
+		switch a.Type {
+		case "int":
+			dst = append(dst, attribute.Int64(a.Key, signExtend(v.A, a.Size)))
+		case "uint":
+			dst = append(dst, attribute.Int64(a.Key, int64(zeroExtend(v.A, a.Size))))
+		case "bool":
+			dst = append(dst, attribute.Bool(a.Key, v.A&0xff != 0))
+		case "string":
+			if v.ReadFailed {
+				dst = append(dst, attribute.String(a.Key, ""), attribute.Bool(a.Key+".unreadable", true))
+				continue
+			}
+			n := min(v.A, uint64(a.MaxLen))
+			s := string(ev.String(caps[i].Slot, n))
+			if v.A > n {
+				s = strings.ToValidUTF8(s, "") + TruncatedSuffix
+			}
+			dst = append(dst, attribute.String(a.Key, s))
+		}
+	}
+	return dst
+}
+
+func signExtend(v uint64, size int) int64 {
+	switch size {
+	case 1:
+		return int64(int8(v))
+	case 2:
+		return int64(int16(v))
+	case 4:
+		return int64(int32(v))
+	}
+	return int64(v)
+}
+
+func zeroExtend(v uint64, size int) uint64 {
+	switch size {
+	case 1:
+		return v & 0xff
+	case 2:
+		return v & 0xffff
+	case 4:
+		return v & 0xffffffff
+	}
+	return v
+}
+
+// messageTypes are the error types whose first field is their message, so
+// the BPF side's read of it can be trusted.
+var messageTypes = map[string]bool{
+	"*errors.errorString": true,
+	"*fmt.wrapError":      true,
+	"*fmt.wrapErrors":     true,
+}
+
+// Error decodes the returned error from a return event, nil when the call
+// returned a nil error. The type is the dynamic type's name; the message is
+// read only for the common types, else it is the type name.
+func (p *Probe) Error(ev *bpf.Event, b *Binary) *channel.Error {
+	i := p.ErrorCapture
+	if i < 0 || i >= ev.NValues {
+		return nil
+	}
+	v := ev.Values[i]
+	if v.A == 0 {
+		return nil
+	}
+	e := &channel.Error{Type: b.TypeName(v.B)}
+	if e.Type == "" {
+		e.Type = "error"
+	}
+	if messageTypes[e.Type] && !v.ReadFailed {
+		n := min(v.C, bpf.StringSlotSize)
+		e.Message = string(ev.String(p.Recipe.Return[i].Slot, n))
+		if v.C > n {
+			e.Message = strings.ToValidUTF8(e.Message, "") + TruncatedSuffix
+		}
+	} else {
+		e.Message = e.Type
+	}
+	return e
+}

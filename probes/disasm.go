@@ -1,0 +1,84 @@
+package probes
+
+import (
+	"fmt"
+
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// Placement is where a function's probes go.
+type Placement struct {
+	// Entry is the entry probe's offset from the function's start: the
+	// PUSHQ BP right after the stack-bound check when there is one (the
+	// kernel emulates PUSH, so the probe costs a fraction of a single-stepped
+	// one, and morestack's re-run of the prologue does not reach it twice),
+	// else 0.
+	Entry uint64
+	// Dedup is set when the entry probe sits where a prologue re-run hits it
+	// again: the BPF side then drops the second hit.
+	Dedup bool
+	// StackCheck reports whether the function checks its stack bound.
+	StackCheck bool
+	// Returns are the offsets of every RET instruction.
+	Returns []uint64
+}
+
+// Place disassembles code (a whole function) and finds its probe offsets.
+func Place(code []byte) (Placement, error) {
+	var pl Placement
+	var insts []x86asm.Inst
+	var offs []uint64
+	for off := 0; off < len(code); {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			return pl, fmt.Errorf("disassemble at +%#x: %w", off, err)
+		}
+		insts = append(insts, inst)
+		offs = append(offs, uint64(off))
+		if inst.Op == x86asm.RET {
+			pl.Returns = append(pl.Returns, uint64(off))
+		}
+		off += inst.Len
+	}
+	if len(pl.Returns) == 0 {
+		return pl, fmt.Errorf("no RET instruction: the function never returns normally")
+	}
+	// The split-stack prologue: CMPQ SP, 0x10(R14) (or LEAQ -n(SP), R12;
+	// CMPQ R12, 0x10(R14) for big frames), then a conditional jump to the
+	// morestack call at the end of the function.
+	i := 0
+	if i < len(insts) && insts[i].Op == x86asm.LEA {
+		i++
+	}
+	if i+1 < len(insts) && insts[i].Op == x86asm.CMP && readsG(insts[i]) && isJcc(insts[i+1].Op) {
+		pl.StackCheck = true
+		i += 2
+		if i < len(insts) && isPushBP(insts[i]) {
+			pl.Entry = offs[i]
+			return pl, nil
+		}
+		pl.Dedup = true
+	}
+	return pl, nil
+}
+
+func readsG(inst x86asm.Inst) bool {
+	for _, a := range inst.Args {
+		if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.R14 {
+			return true
+		}
+	}
+	return false
+}
+
+func isJcc(op x86asm.Op) bool {
+	switch op {
+	case x86asm.JBE, x86asm.JB, x86asm.JA, x86asm.JAE, x86asm.JLE, x86asm.JL, x86asm.JG, x86asm.JGE:
+		return true
+	}
+	return false
+}
+
+func isPushBP(inst x86asm.Inst) bool {
+	return inst.Op == x86asm.PUSH && inst.Args[0] == x86asm.RBP
+}

@@ -1,0 +1,131 @@
+package probes
+
+import (
+	"debug/dwarf"
+	"encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// Runtime holds the offsets inside the target's runtime that every probe
+// needs: where g keeps its goroutine id and its stack top.
+type Runtime struct {
+	GoidOffset    uint16
+	StackHiOffset uint16
+	// Source says where the offsets came from: "DWARF" or "table".
+	Source string
+}
+
+// goidOffsets was read from the DWARF of runtime.g of binaries built by each
+// release (see kernel-tests, which checks it against DWARF for the releases
+// it builds). g.stack is the first field and stack.hi its second word in all.
+var goidOffsets = map[string]uint16{
+	"go1.21": 152, "go1.22": 152, "go1.23": 160, "go1.24": 160, "go1.25": 152, "go1.26": 152,
+}
+
+// Release returns the binary's Go release without the patch level, e.g.
+// "go1.26".
+func (b *Binary) Release() string {
+	v := b.GoVersion
+	if i := strings.IndexAny(v, " -"); i >= 0 {
+		v = v[:i]
+	}
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) >= 2 {
+		v = parts[0] + "." + parts[1]
+	}
+	// Release candidates: go1.27rc1.
+	if i := strings.Index(v, "rc"); i >= 0 {
+		v = v[:i]
+	}
+	return v
+}
+
+// Runtime finds the runtime offsets: from DWARF when the binary has it, else
+// from the table of known releases.
+func (b *Binary) Runtime() (Runtime, error) {
+	if off, ok, err := b.dwarfField("runtime.g", "goid"); err != nil {
+		return Runtime{}, err
+	} else if ok {
+		return Runtime{GoidOffset: uint16(off), StackHiOffset: 8, Source: "DWARF"}, nil
+	}
+	off, ok := goidOffsets[b.Release()]
+	if !ok {
+		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go 1.21 to 1.26)", b.Path, b.GoVersion)
+	}
+	return Runtime{GoidOffset: off, StackHiOffset: 8, Source: "table"}, nil
+}
+
+func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
+	r, e, err := b.dwarfEntry(typ)
+	if err != nil || e == nil || e.Tag != dwarf.TagStructType {
+		return 0, false, err
+	}
+	for e.Children {
+		c, err := r.Next()
+		if err != nil {
+			return 0, false, fmt.Errorf("read DWARF of %s: %w", typ, err)
+		}
+		if c == nil || c.Tag == 0 {
+			break
+		}
+		if c.Tag == dwarf.TagMember && c.Val(dwarf.AttrName) == field {
+			if off, ok := c.Val(dwarf.AttrDataMemberLoc).(int64); ok {
+				return off, true, nil
+			}
+		}
+	}
+	return 0, false, nil
+}
+
+// TypeName reads the name of the runtime type descriptor at addr (an address
+// in the running process, e.g. itab._type), "" when it cannot. It needs no
+// symbols: names are offsets from the start of the types area, which the
+// linker places at the start of .rodata (runtime.types).
+func (b *Binary) TypeName(addr uint64) string {
+	b.typesMu.Lock()
+	defer b.typesMu.Unlock()
+	if n, ok := b.typeNames[addr]; ok {
+		return n
+	}
+	n := b.typeName(addr - b.LoadBias)
+	if b.typeNames == nil {
+		b.typeNames = map[uint64]string{}
+	}
+	b.typeNames[addr] = n
+	return n
+}
+
+func (b *Binary) typeName(addr uint64) string {
+	rodata := b.f.Section(".rodata")
+	if rodata == nil {
+		return ""
+	}
+	// internal/abi.Type: TFlag at 20, Str (nameOff) at 40.
+	hdr, err := b.read(addr, 48)
+	if err != nil {
+		return ""
+	}
+	tflag := hdr[20]
+	nameOff := int32(binary.LittleEndian.Uint32(hdr[40:]))
+	at := rodata.Addr + uint64(int64(nameOff))
+	// A name: one flags byte, a varint length, the bytes.
+	head, err := b.read(at, 11)
+	if err != nil {
+		return ""
+	}
+	n, w := binary.Uvarint(head[1:])
+	if w <= 0 || n > 1024 {
+		return ""
+	}
+	name, err := b.read(at+1+uint64(w), int(n))
+	if err != nil {
+		return ""
+	}
+	s := string(name)
+	const tflagExtraStar = 1 << 1
+	if tflag&tflagExtraStar != 0 && strings.HasPrefix(s, "*") {
+		s = s[1:]
+	}
+	return s
+}

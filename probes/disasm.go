@@ -43,21 +43,21 @@ func Place(code []byte) (Placement, error) {
 	if len(pl.Returns) == 0 {
 		return pl, fmt.Errorf("no RET instruction: the function never returns normally")
 	}
-	// The split-stack prologue: CMPQ SP, 0x10(R14) (or LEAQ -n(SP), R12;
-	// CMPQ R12, 0x10(R14) for big frames), then a conditional jump to the
-	// morestack call at the end of the function.
-	i := 0
-	if i < len(insts) && insts[i].Op == x86asm.LEA {
-		i++
-	}
-	if i+1 < len(insts) && insts[i].Op == x86asm.CMP && readsG(insts[i]) && isJcc(insts[i+1].Op) {
+	// The split-stack prologue compares SP (or, for big frames, SP minus
+	// the frame size computed in R12 by a few instructions) with
+	// g.stackguard0 at 0x10(R14), then jumps to the morestack call at the
+	// end of the function. The frame setup starts right after it.
+	for i := 0; i+1 < len(insts) && i < 6; i++ {
+		if insts[i].Op != x86asm.CMP || !readsG(insts[i]) || !isJcc(insts[i+1].Op) {
+			continue
+		}
 		pl.StackCheck = true
-		i += 2
-		if i < len(insts) && isPushBP(insts[i]) {
-			pl.Entry = offs[i]
+		if i+2 < len(insts) && isPushBP(insts[i+2]) {
+			pl.Entry = offs[i+2]
 			return pl, nil
 		}
 		pl.Dedup = true
+		break
 	}
 	return pl, nil
 }

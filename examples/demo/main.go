@@ -91,7 +91,16 @@ func placeOrder(s *Store, user, item string, qty int) (int, error) {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8765", "listen address")
 	drive := flag.String("drive", "", "send demo requests to this base URL and exit")
+	ping := flag.Bool("ping", false, "with -drive: only check that the service answers")
 	flag.Parse()
+	if *drive != "" && *ping {
+		resp, err := http.Get(*drive + "/order")
+		if err != nil {
+			os.Exit(1)
+		}
+		resp.Body.Close()
+		os.Exit(0)
+	}
 	if *drive != "" {
 		os.Exit(driveRequests(*drive))
 	}

@@ -1,0 +1,25 @@
+# tcagent — see README.md. `make demo` traces the demo service; `make test`
+# runs every test (kernel tests load real eBPF and need root).
+GO ?= go
+
+.PHONY: build generate test demo lint bench
+build:
+	$(GO) build -o bin/tcagent ./cmd/tcagent
+
+# Rebuilds the BPF objects and their Go bindings (needs clang-19 and libbpf-dev).
+generate:
+	cd bpf && $(GO) generate ./
+
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+demo: build
+	$(GO) build -o bin/demo ./examples/demo
+	./scripts/demo.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./binder/ ./bench/...

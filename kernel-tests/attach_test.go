@@ -1,0 +1,368 @@
+package kerneltests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/tcagent/tcagent/binder"
+	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/probes"
+)
+
+func TestCapturedTypes(t *testing.T) {
+	const yaml = `
+probes:
+  - symbol: main.Types
+    name: types
+    signature: "func(i int, u uint, b bool, s string, small int8) (int, string)"
+    attributes:
+      - {key: i, from: arg0, type: int}
+      - {key: u, from: arg1, type: uint}
+      - {key: b, from: arg2, type: bool}
+      - {key: s, from: arg3, type: string}
+      - {key: small, from: arg4, type: int}
+      - {key: r0, from: result0, type: int}
+      - {key: r1, from: result1, type: string}
+`
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), yaml)
+		tg.run(t, "types")
+		spans := ss.stop(t)
+		if len(spans) != 2 {
+			t.Fatalf("got %d spans (%s), want 2", len(spans), spanNames(spans))
+		}
+		a := attrs(spans[0])
+		want := map[string]any{"i": int64(-42), "u": int64(42), "b": true, "s": "hello", "small": int64(-7), "r0": int64(-84), "r1": "hello!"}
+		for k, v := range want {
+			if a[k] != v {
+				t.Errorf("first call: %s = %#v, want %#v", k, a[k], v)
+			}
+		}
+		long := attrs(spans[1])
+		s, _ := long["s"].(string)
+		if s != strings.Repeat("x", probes.DefaultMaxString)+probes.TruncatedSuffix {
+			t.Errorf("300-byte string captured as %d bytes %q..., want %d bytes and the truncation mark", len(s), s[:min(len(s), 10)], probes.DefaultMaxString)
+		}
+		if long["b"] != false || long["small"] != int64(100) {
+			t.Errorf("second call: b=%v small=%v", long["b"], long["small"])
+		}
+		for _, sp := range spans {
+			if sp.Status().Code != codes.Unset {
+				t.Errorf("%s: status %v, want unset", sp.Name(), sp.Status())
+			}
+		}
+	})
+}
+
+func TestReturnedErrors(t *testing.T) {
+	for _, capture := range []bool{false, true} {
+		yaml := fmt.Sprintf(`
+probes:
+  - symbol: main.Fail
+    name: fail
+    capture_error: %v
+    signature: "func(mode int) (int, error)"
+    attributes:
+      - {key: mode, from: arg0, type: int}
+`, capture)
+		t.Run(fmt.Sprintf("capture_error=%v", capture), func(t *testing.T) {
+			forEachBuild(t, func(t *testing.T, b build) {
+				tg := startTarget(t, b.path)
+				ss := attach(t, tg.pid(), yaml)
+				tg.run(t, "errors")
+				spans := ss.stop(t)
+				if len(spans) != 4 {
+					t.Fatalf("got %d spans, want 4", len(spans))
+				}
+				want := []struct {
+					code     codes.Code
+					msg, typ string
+				}{
+					{codes.Error, "plain failure", "*errors.errorString"},
+					{codes.Error, "wrapped: base failure", "*fmt.wrapError"},
+					{codes.Unset, "", ""},
+					// Not one of the common types: the type stands for the message.
+					{codes.Error, "*main.codeError", "*main.codeError"},
+				}
+				for i, w := range want {
+					sp := spans[i]
+					if got := attrs(sp)["mode"]; got != int64(i) {
+						t.Fatalf("span %d has mode %v", i, got)
+					}
+					if sp.Status().Code != w.code || sp.Status().Description != w.msg {
+						t.Errorf("mode %d: status %v %q, want %v %q", i, sp.Status().Code, sp.Status().Description, w.code, w.msg)
+					}
+					var ex []string
+					for _, e := range sp.Events() {
+						if e.Name == "exception" {
+							m := map[string]string{}
+							for _, a := range e.Attributes {
+								m[string(a.Key)] = a.Value.Emit()
+							}
+							ex = append(ex, m["exception.type"]+": "+m["exception.message"])
+						}
+					}
+					wantEx := 0
+					if capture && w.code == codes.Error {
+						wantEx = 1
+					}
+					if len(ex) != wantEx {
+						t.Errorf("mode %d: %d exception events %v, want %d", i, len(ex), ex, wantEx)
+					} else if wantEx == 1 && ex[0] != w.typ+": "+w.msg {
+						t.Errorf("mode %d: exception %q, want %q", i, ex[0], w.typ+": "+w.msg)
+					}
+				}
+			})
+		})
+	}
+}
+
+const nestedYAML = `
+probes:
+  - {symbol: main.Outer, name: outer, signature: "func(n int) int"}
+  - {symbol: main.Middle, name: middle, signature: "func(n int) int"}
+  - {symbol: main.Inner, name: inner, signature: "func(n int) int"}
+`
+
+func TestNestedCalls(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), nestedYAML)
+		tg.run(t, "nested")
+		spans := ss.stop(t)
+		if got := spanNames(spans); got != "inner,middle,outer" {
+			t.Fatalf("ended spans %s, want inner,middle,outer", got)
+		}
+		inner, middle, outer := spans[0], spans[1], spans[2]
+		if outer.Parent().IsValid() {
+			t.Error("outer has a parent")
+		}
+		if middle.Parent().SpanID() != outer.SpanContext().SpanID() || inner.Parent().SpanID() != middle.SpanContext().SpanID() {
+			t.Error("nesting is wrong: want outer > middle > inner")
+		}
+		if inner.SpanContext().TraceID() != outer.SpanContext().TraceID() {
+			t.Error("nested spans in different traces")
+		}
+		if inner.StartTime().Before(middle.StartTime()) || inner.EndTime().After(middle.EndTime()) ||
+			middle.StartTime().Before(outer.StartTime()) || middle.EndTime().After(outer.EndTime()) {
+			t.Error("child spans are not within their parents' time")
+		}
+	})
+}
+
+func TestRecursion(t *testing.T) {
+	const yaml = `
+probes:
+  - symbol: main.Recurse
+    name: recurse
+    signature: "func(n int) int"
+    attributes:
+      - {key: n, from: arg0, type: int}
+      - {key: r, from: result0, type: int}
+`
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), yaml)
+		tg.run(t, "recurse")
+		spans := ss.stop(t)
+		if len(spans) != 50 {
+			t.Fatalf("got %d spans, want 50", len(spans))
+		}
+		byN := map[int64]sdktrace.ReadOnlySpan{}
+		for _, s := range spans {
+			a := attrs(s)
+			n := a["n"].(int64)
+			byN[n] = s
+			if a["r"] != n {
+				t.Errorf("Recurse(%d) returned %v, want %d", n, a["r"], n)
+			}
+		}
+		for n := int64(1); n <= 50; n++ {
+			s := byN[n]
+			if s == nil {
+				t.Fatalf("no span for Recurse(%d)", n)
+			}
+			if n == 50 {
+				if s.Parent().IsValid() {
+					t.Error("Recurse(50) has a parent")
+				}
+				continue
+			}
+			if s.Parent().SpanID() != byN[n+1].SpanContext().SpanID() {
+				t.Errorf("Recurse(%d) is not a child of Recurse(%d)", n, n+1)
+			}
+		}
+	})
+}
+
+func TestConcurrentGoroutines(t *testing.T) {
+	const yaml = `
+probes:
+  - symbol: main.Worker
+    name: worker
+    signature: "func(id int) int"
+    attributes: [{key: id, from: arg0, type: int}]
+  - symbol: main.Leaf
+    name: leaf
+    signature: "func(id int) int"
+    attributes: [{key: id, from: arg0, type: int}]
+`
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), yaml)
+		tg.run(t, "concurrent")
+		spans := ss.stop(t)
+		workers := map[int64]sdktrace.ReadOnlySpan{}
+		for _, s := range named(spans, "worker") {
+			workers[attrs(s)["id"].(int64)] = s
+			if s.Parent().IsValid() {
+				t.Errorf("worker %v has a parent", attrs(s)["id"])
+			}
+		}
+		leaves := named(spans, "leaf")
+		if len(workers) != 200 || len(leaves) != 200 {
+			t.Fatalf("got %d workers and %d leaves, want 200 each", len(workers), len(leaves))
+		}
+		for _, l := range leaves {
+			id := attrs(l)["id"].(int64)
+			w := workers[id]
+			if l.Parent().SpanID() != w.SpanContext().SpanID() || l.SpanContext().TraceID() != w.SpanContext().TraceID() {
+				t.Errorf("leaf %d is not the child of worker %d", id, id)
+			}
+		}
+	})
+}
+
+func TestStackGrowthOnEntry(t *testing.T) {
+	const yaml = `
+probes:
+  - symbol: main.Grow
+    name: grow
+    signature: "func(n int) int"
+    attributes: [{key: n, from: arg0, type: int}]
+`
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), yaml)
+		tg.run(t, "grow")
+		spans := ss.stop(t)
+		if len(spans) != 20 {
+			t.Fatalf("got %d spans for 20 calls that grow the stack on entry", len(spans))
+		}
+		seen := map[int64]bool{}
+		for _, s := range spans {
+			n := attrs(s)["n"].(int64)
+			if seen[n] {
+				t.Errorf("two spans for Grow(%d)", n)
+			}
+			seen[n] = true
+			if r := s.Attributes(); len(r) == 0 {
+				t.Error("span without attributes")
+			}
+			for _, a := range s.Attributes() {
+				if a.Key == binder.EndReasonKey {
+					t.Errorf("Grow(%d) ended by the agent (%s), not by its return", n, a.Value.Emit())
+				}
+			}
+		}
+		st := ss.s.Stats()
+		if st.Lifecycle.LostEnds != 0 || st.Lifecycle.UnmatchedEnds != 0 {
+			t.Errorf("lifecycle lost track: %+v", st.Lifecycle)
+		}
+	})
+}
+
+func TestSpanFalseEnrichesEnclosingSpan(t *testing.T) {
+	const yaml = `
+probes:
+  - symbol: main.Handle
+    name: handle
+    signature: "func(key string) int"
+  - symbol: main.Enrich
+    span: false
+    signature: "func(key string, n int) bool"
+    attributes:
+      - {key: enrich.key, from: arg0, type: string}
+      - {key: enrich.n, from: arg1, type: int}
+      - {key: enrich.result, from: result0, type: bool}
+`
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), yaml)
+		tg.run(t, "enrich")
+		spans := ss.stop(t)
+		if len(spans) != 1 || spans[0].Name() != "handle" {
+			t.Fatalf("got spans %s, want only handle", spanNames(spans))
+		}
+		a := attrs(spans[0])
+		if a["enrich.key"] != "a-long-key" || a["enrich.n"] != int64(5) || a["enrich.result"] != true {
+			t.Errorf("handle's attributes %v lack Enrich's captures", a)
+		}
+	})
+}
+
+func TestTargetExitsWhileAttached(t *testing.T) {
+	const yaml = `
+probes:
+  - {symbol: main.Block, name: block, signature: "func(d int64) int"}
+`
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), yaml)
+		fmt.Fprintln(tg.stdin, "exit")
+		tg.cmd.Wait()
+		select {
+		case err := <-ss.done:
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("agent did not notice the exit within 10s")
+		}
+		ss.cancel = nil
+		if err := ss.s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		spans := ss.rec.Ended()
+		if len(spans) != 1 {
+			t.Fatalf("got %d spans, want the one open call", len(spans))
+		}
+		if r := attrs(spans[0])[string(binder.EndReasonKey)]; r != lifecycle.EndExit {
+			t.Errorf("end reason %v, want %s", r, lifecycle.EndExit)
+		}
+	})
+}
+
+// TestRuntimeOffsetsTable checks the committed goid table against the DWARF of
+// the builds, so that stripped binaries get the offset DWARF would give.
+func TestRuntimeOffsetsTable(t *testing.T) {
+	for _, b := range fixtures(t) {
+		if b.stripped {
+			continue
+		}
+		bin, err := probes.Open(b.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromDWARF, err := bin.Runtime()
+		bin.Close()
+		if err != nil || fromDWARF.Source != "DWARF" {
+			t.Fatalf("%s: runtime offsets not from DWARF: %+v %v", b.name, fromDWARF, err)
+		}
+		sbin, err := probes.Open(b.path + "-stripped")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromTable, err := sbin.Runtime()
+		sbin.Close()
+		if err != nil || fromTable.Source != "table" || fromTable.GoidOffset != fromDWARF.GoidOffset {
+			t.Errorf("%s: table gives %+v (%v), DWARF %+v", b.name, fromTable, err, fromDWARF)
+		}
+	}
+}

@@ -1,0 +1,232 @@
+// Package kerneltests loads tcagent's real eBPF programs into this kernel and
+// attaches them to fixture Go programs that the tests build themselves, with
+// several Go releases, with and without symbols and DWARF.
+package kerneltests
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// build is one fixture binary.
+type build struct {
+	name     string // e.g. go1.22-stripped
+	path     string
+	release  string
+	stripped bool
+}
+
+// toolchains are the Go releases fixtures are built with: the oldest and the
+// newest the tests cover. GOTOOLCHAIN fetches the old one through the module
+// proxy.
+var toolchains = []struct{ release, toolchain string }{
+	{"go1.22", "go1.22.12"},
+	{"go1.26", "local"},
+}
+
+var (
+	buildsOnce sync.Once
+	builds     []build
+	buildsErr  error
+	workDir    string
+	agentBin   string
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("kernel-tests: skipped: not root (these tests load eBPF programs; run them as root)")
+		os.Exit(0)
+	}
+	var err error
+	workDir, err = os.MkdirTemp("", "tcagent-kernel-tests-")
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(workDir)
+	os.Exit(code)
+}
+
+func goBuild(dir, out, toolchain string, args ...string) error {
+	cmd := exec.Command("go", append([]string{"build", "-o", out}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s with %s: %v\n%s", out, toolchain, err, b)
+	}
+	return nil
+}
+
+// fixtures builds (once) the fixture with every toolchain, normal and
+// stripped (-s -w: no symbol table, no DWARF).
+func fixtures(t *testing.T) []build {
+	t.Helper()
+	buildsOnce.Do(func() {
+		src, _ := filepath.Abs("testdata/fixture")
+		for _, tc := range toolchains {
+			for _, stripped := range []bool{false, true} {
+				b := build{name: tc.release, release: tc.release, stripped: stripped}
+				args := []string{"."}
+				if stripped {
+					b.name += "-stripped"
+					args = []string{"-ldflags=-s -w", "."}
+				}
+				b.path = filepath.Join(workDir, "fixture-"+b.name)
+				if buildsErr = goBuild(src, b.path, tc.toolchain, args...); buildsErr != nil {
+					return
+				}
+				builds = append(builds, b)
+			}
+		}
+	})
+	if buildsErr != nil {
+		t.Fatal(buildsErr)
+	}
+	return builds
+}
+
+// forEachBuild runs f as a subtest for every fixture build.
+func forEachBuild(t *testing.T, f func(t *testing.T, b build)) {
+	for _, b := range fixtures(t) {
+		t.Run(b.name, func(t *testing.T) { f(t, b) })
+	}
+}
+
+// target is a running fixture.
+type target struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+}
+
+func startTarget(t *testing.T, path string) *target {
+	t.Helper()
+	cmd := exec.Command(path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(out)}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if line, err := tg.stdout.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("fixture did not start: %q %v", line, err)
+	}
+	return tg
+}
+
+func (tg *target) pid() int { return tg.cmd.Process.Pid }
+
+// run sends a command and waits until the fixture finished it.
+func (tg *target) run(t *testing.T, cmd string) {
+	t.Helper()
+	if _, err := fmt.Fprintln(tg.stdin, cmd); err != nil {
+		t.Fatal(err)
+	}
+	line, err := tg.stdout.ReadString('\n')
+	if err != nil || line != "ok "+cmd+"\n" {
+		t.Fatalf("fixture answered %q, %v to %s", line, err, cmd)
+	}
+}
+
+// session is an in-process agent attached to a target.
+type session struct {
+	s      *agent.Session
+	rec    *tracetest.SpanRecorder
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// fixtureProbes writes every probe with a signature, so that the same file
+// serves builds with DWARF and stripped ones.
+func attach(t *testing.T, pid int, yaml string) *session {
+	t.Helper()
+	specs, err := probes.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tracetest.NewSpanRecorder()
+	s, err := agent.Attach(agent.Config{PID: pid, Specs: specs, Processor: rec, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ss := &session{s: s, rec: rec, cancel: cancel, done: make(chan error, 1)}
+	go func() { ss.done <- s.Run(ctx) }()
+	t.Cleanup(func() { ss.stop(t) })
+	return ss
+}
+
+// stop detaches (draining every event) and returns the ended spans.
+func (ss *session) stop(t *testing.T) []sdktrace.ReadOnlySpan {
+	t.Helper()
+	if ss.cancel == nil {
+		return ss.rec.Ended()
+	}
+	ss.cancel()
+	ss.cancel = nil
+	select {
+	case err := <-ss.done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not stop within 10s")
+	}
+	if err := ss.s.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	return ss.rec.Ended()
+}
+
+func attrs(s sdktrace.ReadOnlySpan) map[string]any {
+	m := map[string]any{}
+	for _, a := range s.Attributes() {
+		m[string(a.Key)] = a.Value.AsInterface()
+	}
+	return m
+}
+
+func named(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func spanNames(spans []sdktrace.ReadOnlySpan) string {
+	var n []string
+	for _, s := range spans {
+		n = append(n, s.Name())
+	}
+	return strings.Join(n, ",")
+}

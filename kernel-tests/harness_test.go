@@ -54,6 +54,10 @@ func TestMain(m *testing.M) {
 	}
 	var err error
 	workDir, err = os.MkdirTemp("", "tcagent-kernel-tests-")
+	if err == nil {
+		// The privilege test runs the CLI as nobody.
+		err = os.Chmod(workDir, 0o755)
+	}
 	if err != nil {
 		panic(err)
 	}

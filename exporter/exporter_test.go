@@ -1,0 +1,96 @@
+package exporter_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/exporter"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+// makeTrace creates parent > child (error, with an exception) on a provider
+// with the given processor.
+func makeTrace(p sdktrace.SpanProcessor) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(p),
+		sdktrace.WithResource(resource.NewWithAttributes("", attribute.String("service.name", "svc"), attribute.Int("process.pid", 42))))
+	tr := tp.Tracer("t")
+	ctx, parent := tr.Start(context.Background(), "parent", trace.WithTimestamp(t0), trace.WithSpanKind(trace.SpanKindServer))
+	_, child := tr.Start(ctx, "child", trace.WithTimestamp(t0.Add(time.Millisecond)), trace.WithAttributes(attribute.String("k", "v"), attribute.Int("n", 3)))
+	child.SetStatus(codes.Error, "boom")
+	child.AddEvent("exception", trace.WithTimestamp(t0.Add(2*time.Millisecond)),
+		trace.WithAttributes(attribute.String("exception.type", "*errors.errorString"), attribute.String("exception.message", "boom")))
+	child.End(trace.WithTimestamp(t0.Add(3 * time.Millisecond)))
+	parent.End(trace.WithTimestamp(t0.Add(5 * time.Millisecond)))
+}
+
+func TestJSONL(t *testing.T) {
+	var buf bytes.Buffer
+	makeTrace(sdktrace.NewSimpleSpanProcessor(exporter.NewJSONL(&buf)))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines", len(lines))
+	}
+	// Field order is part of the contract.
+	wantOrder := []string{`{"name":"child","trace_id":"`, `","span_id":"`, `","parent_span_id":"`, `","kind":"internal","start_time_unix_nano":1700000000001000000,"end_time_unix_nano":1700000000003000000,"status":{"code":"error","message":"boom"},"attributes":{"k":"v","n":3},"events":[{"name":"exception","time_unix_nano":1700000000002000000,"attributes":{"exception.message":"boom","exception.type":"*errors.errorString"}}],"resource":{"process.pid":42,"service.name":"svc"}}`}
+	rest := lines[0]
+	for _, w := range wantOrder {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("line %s\nlacks, in order, %s", lines[0], w)
+		}
+		rest = rest[i+len(w):]
+	}
+	var child, parent exporter.Span
+	json.Unmarshal([]byte(lines[0]), &child)
+	json.Unmarshal([]byte(lines[1]), &parent)
+	if parent.ParentSpanID != "" || child.ParentSpanID != parent.SpanID || len(parent.TraceID) != 32 || len(parent.SpanID) != 16 {
+		t.Errorf("ids wrong: parent %+v child %+v", parent, child)
+	}
+	if parent.Kind != "server" || parent.Status.Code != "unset" || len(parent.Events) != 0 || parent.Events == nil {
+		t.Errorf("parent %+v", parent)
+	}
+}
+
+func TestTree(t *testing.T) {
+	var buf bytes.Buffer
+	tree := exporter.NewTree(&buf)
+	makeTrace(tree)
+	got := buf.String()
+	lines := strings.Split(strings.TrimSpace(got), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "trace ") {
+		t.Fatalf("tree:\n%s", got)
+	}
+	if lines[1] != "└─ parent 5ms [server]" {
+		t.Errorf("root line %q", lines[1])
+	}
+	if want := `   └─ child 2ms ERROR "boom" k="v" n=3`; !strings.HasPrefix(lines[2], want) {
+		t.Errorf("child line %q, want prefix %q", lines[2], want)
+	}
+}
+
+func TestTreeWaitsForOpenSpans(t *testing.T) {
+	var buf bytes.Buffer
+	tree := exporter.NewTree(&buf)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tree))
+	ctx, parent := tp.Tracer("t").Start(context.Background(), "parent")
+	_, late := tp.Tracer("t").Start(ctx, "late")
+	parent.End()
+	if buf.Len() != 0 {
+		t.Fatalf("drew a trace with a span still open:\n%s", buf.String())
+	}
+	late.End()
+	if !strings.Contains(buf.String(), "late") {
+		t.Fatalf("trace not drawn after its last span ended:\n%s", buf.String())
+	}
+}

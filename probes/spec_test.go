@@ -36,16 +36,16 @@ probes:
 
 func TestParseErrors(t *testing.T) {
 	cases := map[string]string{
-		"":                                   "empty",
-		"probes: []":                         "no probes",
-		"probes:\n  - name: x":               "symbol is required",
+		"":                                    "empty",
+		"probes: []":                          "no probes",
+		"probes:\n  - name: x":                "symbol is required",
 		"probes:\n  - {symbol: a, colour: 1}": "field colour not found",
 		"probes:\n  - {symbol: a, kind: odd}": `kind "odd"`,
-		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg, type: int}]":                      `from "arg"`,
-		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg0, type: float}]":                   `type "float"`,
+		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg, type: int}]":                                   `from "arg"`,
+		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg0, type: float}]":                                `type "float"`,
 		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg0, type: int}, {key: k, from: arg1, type: int}]": "used twice",
-		"probes:\n  - symbol: a\n    async: {goroutines: true}":                                         "async probes are not supported yet",
-		"probes: [":                          "invalid YAML",
+		"probes:\n  - symbol: a\n    async: {goroutines: true}":                                                      "async probes are not supported yet",
+		"probes: [": "invalid YAML",
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in))
@@ -103,14 +103,14 @@ func TestPlace(t *testing.T) {
 	}{
 		{
 			// CMPQ SP, 0x10(R14); JBE +n; PUSHQ BP; MOVQ SP, BP; POPQ BP; RET; ... RET
-			name: "stack check then push",
-			code: []byte{0x49, 0x3b, 0x66, 0x10, 0x76, 0x08, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x5d, 0xc3},
+			name:  "stack check then push",
+			code:  []byte{0x49, 0x3b, 0x66, 0x10, 0x76, 0x08, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x5d, 0xc3},
 			entry: 6, rets: []uint64{11, 13}, check: true,
 		},
 		{
 			// MOVQ SP,R12; SUBQ $0x7f88,R12; JB; CMPQ R12,0x10(R14); JBE; PUSHQ BP; POPQ BP; RET
-			name: "big frame",
-			code: []byte{0x49, 0x89, 0xe4, 0x49, 0x81, 0xec, 0x88, 0x7f, 0x00, 0x00, 0x72, 0x05, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x02, 0x55, 0x5d, 0xc3},
+			name:  "big frame",
+			code:  []byte{0x49, 0x89, 0xe4, 0x49, 0x81, 0xec, 0x88, 0x7f, 0x00, 0x00, 0x72, 0x05, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x02, 0x55, 0x5d, 0xc3},
 			entry: 18, rets: []uint64{20}, check: true,
 		},
 		{

@@ -50,6 +50,9 @@ type Config struct {
 	// PollInterval bounds how long an event waits in the ring buffer
 	// before it is read (default 50ms).
 	PollInterval time.Duration
+	// Limits bound the calls, goroutines and async calls held in memory,
+	// and how long a span may stay open.
+	Limits lifecycle.Limits
 }
 
 // Session is a process being traced.
@@ -57,7 +60,10 @@ type Session struct {
 	cfg     Config
 	log     *slog.Logger
 	bin     *probes.Binary
-	probes  []*probes.Probe
+	probes  []*probes.Probe // by id; user probes first, then completion probes
+	nuser   int
+	rt      *probes.RuntimeProbes
+	rtBase  uint32 // probe ids of the runtime probes: rtBase (go create/exit), rtBase+1 (panic)
 	tracer  *bpf.Tracer
 	links   []link.Link
 	reader  *ringbuf.Reader
@@ -124,9 +130,32 @@ func Attach(cfg Config) (*Session, error) {
 		}
 		s.probes = append(s.probes, p)
 	}
-	if len(s.probes) == 0 {
+	s.nuser = len(s.probes)
+	if s.nuser == 0 {
 		return nil, errors.New("nothing to trace: no probes")
 	}
+	// One internal probe per completion function, shared by the async
+	// probes that name it.
+	completions := map[string]*probes.Probe{}
+	for _, p := range s.probes[:s.nuser] {
+		a := p.Spec.Async
+		if a == nil || a.Completion == "" {
+			continue
+		}
+		c := completions[a.Completion]
+		if c == nil {
+			if c, err = probes.CompileCompletion(s.bin, a.Completion, uint32(len(s.probes)), rt); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+			}
+			completions[a.Completion] = c
+			s.probes = append(s.probes, c)
+		}
+		p.Completion = c
+	}
+	if s.rt, err = probes.CompileRuntime(s.bin, rt); err != nil {
+		return nil, err
+	}
+	s.rtBase = uint32(len(s.probes))
 	if s.pidfd, err = unix.PidfdOpen(cfg.PID, 0); err != nil {
 		return nil, fmt.Errorf("pid %d: watch for exit: %w", cfg.PID, err)
 	}
@@ -141,6 +170,12 @@ func Attach(cfg Config) (*Session, error) {
 		if err := s.tracer.SetRecipe(p.ID, p.Recipe); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.tracer.SetRecipe(s.rtBase, s.rt.Recipe); err != nil {
+		return nil, err
+	}
+	if err := s.tracer.SetRecipe(s.rtBase+1, s.rt.PanicRecipe); err != nil {
+		return nil, err
 	}
 	if s.reader, err = ringbuf.NewReader(s.tracer.Events()); err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
@@ -181,6 +216,36 @@ func (s *Session) attach(exe string) error {
 			retCookie = append(retCookie, uint64(p.ID))
 		}
 	}
+	file := func(addrs ...uint64) ([]uint64, error) {
+		var offs []uint64
+		for _, a := range addrs {
+			off, err := s.bin.FileOffset(a)
+			if err != nil {
+				return nil, err
+			}
+			offs = append(offs, off)
+		}
+		return offs, nil
+	}
+	createOff, err := file(s.rt.GoCreate...)
+	if err != nil {
+		return fmt.Errorf("runtime.newproc1: %w", err)
+	}
+	exitOff, err := file(s.rt.GoExit)
+	if err != nil {
+		return fmt.Errorf("runtime.goexit1: %w", err)
+	}
+	panicOff, err := file(s.rt.Panic)
+	if err != nil {
+		return fmt.Errorf("runtime.gopanic: %w", err)
+	}
+	cookies := func(n int, id uint32) []uint64 {
+		cs := make([]uint64, n)
+		for i := range cs {
+			cs[i] = uint64(id)
+		}
+		return cs
+	}
 	s.attachMode = "uprobe"
 	if s.tracer.Multi {
 		s.attachMode = "uprobe_multi"
@@ -191,6 +256,9 @@ func (s *Session) attach(exe string) error {
 	}{
 		{s.tracer.EntryProgram(), entryOff, entryCookie},
 		{s.tracer.ReturnProgram(), retOff, retCookie},
+		{s.tracer.GoCreateProgram(), createOff, cookies(len(createOff), s.rtBase)},
+		{s.tracer.GoExitProgram(), exitOff, cookies(1, s.rtBase)},
+		{s.tracer.PanicProgram(), panicOff, cookies(1, s.rtBase+1)},
 	} {
 		if s.tracer.Multi {
 			l, err := ex.UprobeMulti(nil, set.prog, &link.UprobeMultiOptions{Addresses: set.offs, Cookies: set.cs, PID: uint32(s.cfg.PID)})
@@ -223,6 +291,10 @@ func (s *Session) setupPipeline() {
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
 	for _, p := range s.probes {
+		if p.IsCompletion {
+			byID[p.ID] = &lifecycle.Probe{Name: p.Spec.Symbol, Info: p}
+			continue
+		}
 		ch := channel.New(p.Spec.SpanName())
 		var opts binder.Options
 		if p.Spec.CaptureError {
@@ -238,9 +310,16 @@ func (s *Session) setupPipeline() {
 			get = enrichEnclosing(ch)
 		}
 		s.handles = append(s.handles, b.Bind(ch, get, opts))
-		byID[p.ID] = &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName(), Info: p}
+		lp := &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName(), Info: p}
+		if a := p.Spec.Async; a != nil {
+			lp.Async = lifecycle.Goroutines
+			if p.Completion != nil {
+				lp.Async, lp.CompletionID = lifecycle.Completion, p.Completion.ID
+			}
+		}
+		byID[p.ID] = lp
 	}
-	s.tracker = lifecycle.New(byID)
+	s.tracker = lifecycle.New(byID, s.cfg.Limits)
 }
 
 type enclosingKey struct{}
@@ -306,12 +385,15 @@ type Stats struct {
 	Lifecycle    lifecycle.Stats
 	DecodeErrors uint64
 	OpenCalls    int
+	Goroutines   int
+	Pending      int
 }
 
 // Stats reads the counts so far. Call it from Run's goroutine or after Run.
 func (s *Session) Stats() Stats {
 	k, _ := s.tracer.Counters()
-	return Stats{Kernel: k, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(), OpenCalls: s.tracker.OpenCalls()}
+	return Stats{Kernel: k, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
+		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending()}
 }
 
 // Run reads events until ctx is done or the process exits, then detaches,
@@ -331,7 +413,12 @@ func (s *Session) Run(ctx context.Context) error {
 	var rec ringbuf.Record
 	var ev bpf.Event
 	reason := lifecycle.EndDetach
+	nextExpire := time.Now().Add(time.Second)
 	for running := true; running; {
+		if now := time.Now(); now.After(nextExpire) {
+			s.tracker.Expire(now)
+			nextExpire = now.Add(time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			running = false
@@ -367,7 +454,10 @@ func (s *Session) Run(ctx context.Context) error {
 	s.log.Info("detached", "pid", s.cfg.PID,
 		"events", st.Lifecycle.Events, "lost_ringbuf_full", st.Kernel.RingbufFull,
 		"lost_goroutine_unreadable", st.Kernel.ReadGFailed, "decode_errors", st.DecodeErrors,
-		"unmatched_ends", st.Lifecycle.UnmatchedEnds, "lost_ends", st.Lifecycle.LostEnds)
+		"unmatched_ends", st.Lifecycle.UnmatchedEnds, "lost_ends", st.Lifecycle.LostEnds,
+		"goroutines_reset_for_lost_events", st.Lifecycle.LostGoroutines, "expired", st.Lifecycle.Expired,
+		"overflow_calls", st.Lifecycle.OverflowCalls, "overflow_goroutines", st.Lifecycle.OverflowGoroutines,
+		"overflow_pending", st.Lifecycle.OverflowPending)
 	return nil
 }
 
@@ -376,17 +466,34 @@ func (s *Session) handle(rec *ringbuf.Record, ev *bpf.Event) {
 		s.decodeErrors.Add(1)
 		return
 	}
+	le := lifecycle.Event{Time: s.clock.wall(ev.Time), Goroutine: ev.Goroutine, Depth: ev.Depth, Probe: ev.Probe, Lost: ev.Lost}
+	switch ev.Kind {
+	case bpf.KindGoCreate:
+		le.Kind, le.Child = lifecycle.GoCreate, ev.Values[0].A
+		s.tracker.Handle(&le)
+		return
+	case bpf.KindGoExit:
+		le.Kind = lifecycle.GoExit
+		s.tracker.Handle(&le)
+		return
+	case bpf.KindPanic:
+		le.Kind, le.PanicMessage = lifecycle.Panic, "panic: "+probes.PanicValue(ev, s.bin)
+		s.tracker.Handle(&le)
+		return
+	}
 	if int(ev.Probe) >= len(s.probes) {
 		s.decodeErrors.Add(1)
 		return
 	}
 	p := s.probes[ev.Probe]
-	le := lifecycle.Event{Time: s.clock.wall(ev.Time), Goroutine: ev.Goroutine, Depth: ev.Depth, Probe: ev.Probe}
 	switch ev.Kind {
 	case bpf.KindStart:
 		le.Kind = lifecycle.Start
 		if len(p.EntryAttrs) > 0 {
 			le.Attributes = p.Attributes(ev, true, nil)
+		}
+		if p.ReceiverCapture >= 0 && p.ReceiverCapture < ev.NValues {
+			le.Handle = ev.Values[p.ReceiverCapture].A
 		}
 	case bpf.KindEnd:
 		le.Kind = lifecycle.End
@@ -395,6 +502,9 @@ func (s *Session) handle(rec *ringbuf.Record, ev *bpf.Event) {
 		}
 		if e := p.Error(ev, s.bin); e != nil {
 			le.Err = e
+		}
+		if p.HandleCapture >= 0 && p.HandleCapture < ev.NValues {
+			le.Handle = ev.Values[p.HandleCapture].A
 		}
 	default:
 		s.decodeErrors.Add(1)

@@ -25,6 +25,7 @@ const (
 	CapReg    CaptureKind = 1 // one integer register
 	CapString CaptureKind = 2 // Reg = pointer, Reg2 = length; bytes into string slot Slot
 	CapError  CaptureKind = 3 // Reg = itab, Reg2 = data word; message into string slot Slot
+	CapEface  CaptureKind = 4 // Reg = type, Reg2 = data word (an any); string or message into slot Slot
 )
 
 // Capture is one value a probe reads at entry or at return. Registers are
@@ -43,9 +44,10 @@ type Recipe struct {
 	// call is open: needed when the entry probe sits at offset 0, where a
 	// prologue re-run after stack growth hits it again.
 	Dedup bool
-	// Offsets of g.goid and g.stack.hi in the target's runtime.
-	GoidOffset, StackHiOffset uint16
-	Entry, Return             []Capture
+	// Offsets of g.goid, g.stack.hi and g.parentGoid in the target's
+	// runtime.
+	GoidOffset, StackHiOffset, ParentGoidOffset uint16
+	Entry, Return                               []Capture
 }
 
 // Counter indexes (tracer.h enum counter).
@@ -54,7 +56,7 @@ const (
 	CounterReadGFailed     = 1
 	CounterUnmatchedReturn = 2
 	CounterDedup           = 3
-	counterMax             = 8
+	CounterCallsEvicted    = 4
 )
 
 // Counters are the kernel side's own counts, summed over CPUs.
@@ -63,6 +65,7 @@ type Counters struct {
 	ReadGFailed     uint64 // events lost: the goroutine could not be read
 	UnmatchedReturn uint64 // returns of calls whose entry was not seen
 	Dedup           uint64 // prologue re-runs dropped
+	CallsEvicted    uint64 // open calls the kernel could not record
 }
 
 // Options configure Load.
@@ -126,6 +129,15 @@ func (t *Tracer) EntryProgram() *ebpf.Program { return t.objs.TcEntry }
 // ReturnProgram is the program for RET instructions.
 func (t *Tracer) ReturnProgram() *ebpf.Program { return t.objs.TcReturn }
 
+// GoCreateProgram is the program for runtime.newproc1's RETs.
+func (t *Tracer) GoCreateProgram() *ebpf.Program { return t.objs.TcGoCreate }
+
+// GoExitProgram is the program for runtime.goexit1's entry.
+func (t *Tracer) GoExitProgram() *ebpf.Program { return t.objs.TcGoExit }
+
+// PanicProgram is the program for runtime.gopanic's entry.
+func (t *Tracer) PanicProgram() *ebpf.Program { return t.objs.TcPanic }
+
 // Events is the ring buffer.
 func (t *Tracer) Events() *ebpf.Map { return t.objs.Events }
 
@@ -141,10 +153,10 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	if r.Dedup {
 		v.Flags |= 1
 	}
-	v.GoidOff, v.StackHiOff = r.GoidOffset, r.StackHiOffset
+	v.GoidOff, v.StackHiOff, v.ParentGoidOff = r.GoidOffset, r.StackHiOffset, r.ParentGoidOffset
 	fill := func(dst *[MaxCaptures]tracerCapture, caps []Capture) (strings uint8, err error) {
 		for i, c := range caps {
-			if c.Kind == CapString || c.Kind == CapError {
+			if c.Kind == CapString || c.Kind == CapError || c.Kind == CapEface {
 				if c.Slot >= StringSlots {
 					return 0, fmt.Errorf("probe id %d: at most %d strings at entry and at return", id, StringSlots)
 				}
@@ -191,6 +203,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		{CounterReadGFailed, &c.ReadGFailed},
 		{CounterUnmatchedReturn, &c.UnmatchedReturn},
 		{CounterDedup, &c.Dedup},
+		{CounterCallsEvicted, &c.CallsEvicted},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

@@ -17,8 +17,11 @@ func TestLayout(t *testing.T) {
 	if got := unsafe.Sizeof(tracerValue{}); got != valueSize {
 		t.Fatalf("struct value is %d bytes in C, decoder assumes %d", got, valueSize)
 	}
-	if got := unsafe.Offsetof(tracerEvent{}.Vals); got != 40 {
-		t.Fatalf("values start at %d in C, decoder assumes 40", got)
+	if got := unsafe.Offsetof(tracerEvent{}.Vals); got != headerSize {
+		t.Fatalf("values start at %d in C, decoder assumes %d", got, headerSize)
+	}
+	if got := unsafe.Offsetof(tracerEvent{}.Kind); got != 40 {
+		t.Fatalf("kind at %d in C, decoder assumes 40", got)
 	}
 }
 
@@ -52,17 +55,18 @@ func TestDecode(t *testing.T) {
 	le.PutUint32(raw[24:], 5)
 	le.PutUint32(raw[28:], 1000)
 	le.PutUint32(raw[32:], 1001)
-	le.PutUint16(raw[36:], uint16(KindEnd))
-	raw[38], raw[39] = 2, 1
-	le.PutUint64(raw[40:], 0xdead)
-	le.PutUint64(raw[40+valueSize:], 5)
-	le.PutUint64(raw[40+valueSize+24:], 1)
+	le.PutUint32(raw[36:], 3)
+	le.PutUint16(raw[40:], uint16(KindEnd))
+	raw[42], raw[43] = 2, 1
+	le.PutUint64(raw[headerSize:], 0xdead)
+	le.PutUint64(raw[headerSize+valueSize:], 5)
+	le.PutUint64(raw[headerSize+valueSize+24:], 1)
 	copy(raw[eventSize+StringSlotSize:], "hello")
 	var e Event
 	if err := e.Decode(raw); err != nil {
 		t.Fatal(err)
 	}
-	if e.Time != 123 || e.Goroutine != 77 || e.Depth != 4096 || e.Probe != 5 || e.Pid != 1000 || e.Tid != 1001 || e.Kind != KindEnd || e.NValues != 2 {
+	if e.Time != 123 || e.Goroutine != 77 || e.Depth != 4096 || e.Probe != 5 || e.Pid != 1000 || e.Tid != 1001 || e.Lost != 3 || e.Kind != KindEnd || e.NValues != 2 {
 		t.Fatalf("header decoded wrong: %+v", e)
 	}
 	if e.Values[0].A != 0xdead || e.Values[1].A != 5 || !e.Values[1].ReadFailed || e.Values[0].ReadFailed {
@@ -74,7 +78,6 @@ func TestDecode(t *testing.T) {
 	if err := e.Decode(raw[:eventSize-1]); err == nil {
 		t.Fatal("short record accepted")
 	}
-	raw[39] = 1
 	if err := e.Decode(raw[:eventSize]); err == nil {
 		t.Fatal("record flagged with strings but without them accepted")
 	}

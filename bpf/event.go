@@ -10,8 +10,11 @@ type Kind uint16
 
 // Event kinds (tracer.h enum event_kind).
 const (
-	KindStart Kind = 1
-	KindEnd   Kind = 2
+	KindStart    Kind = 1
+	KindEnd      Kind = 2
+	KindGoCreate Kind = 3 // Goroutine created Values[0].A
+	KindGoExit   Kind = 4
+	KindPanic    Kind = 5
 )
 
 // Value is one capture's raw words; their meaning depends on the capture
@@ -29,16 +32,19 @@ type Event struct {
 	Depth     uint64
 	Probe     uint32
 	Pid, Tid  uint32
-	Kind      Kind
-	NValues   int
-	Values    [MaxCaptures]Value
-	strings   []byte
+	// Lost counts the goroutine's events lost before this one.
+	Lost    uint32
+	Kind    Kind
+	NValues int
+	Values  [MaxCaptures]Value
+	strings []byte
 }
 
 // Layout of struct event (tracer.h); TestLayout checks it against bpf2go's.
 const (
 	valueSize    = 32
-	eventSize    = 40 + MaxCaptures*valueSize
+	headerSize   = 48
+	eventSize    = headerSize + MaxCaptures*valueSize
 	eventBigSize = eventSize + StringSlots*StringSlotSize
 )
 
@@ -54,14 +60,15 @@ func (e *Event) Decode(raw []byte) error {
 	e.Probe = le.Uint32(raw[24:])
 	e.Pid = le.Uint32(raw[28:])
 	e.Tid = le.Uint32(raw[32:])
-	e.Kind = Kind(le.Uint16(raw[36:]))
-	e.NValues = int(raw[38])
-	big := raw[39] != 0
+	e.Lost = le.Uint32(raw[36:])
+	e.Kind = Kind(le.Uint16(raw[40:]))
+	e.NValues = int(raw[42])
+	big := raw[43] != 0
 	if e.NValues > MaxCaptures {
 		return fmt.Errorf("event with %d values, at most %d", e.NValues, MaxCaptures)
 	}
 	for i := 0; i < e.NValues; i++ {
-		b := raw[40+i*valueSize:]
+		b := raw[headerSize+i*valueSize:]
 		e.Values[i] = Value{A: le.Uint64(b), B: le.Uint64(b[8:]), C: le.Uint64(b[16:]), ReadFailed: le.Uint64(b[24:])&1 != 0}
 	}
 	e.strings = nil

@@ -54,6 +54,14 @@ struct {
 	__type(value, struct call_val);
 } calls SEC(".maps");
 
+// Events lost per goroutine (LRU: only recently active goroutines matter).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} lost SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX);
@@ -132,17 +140,20 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 		if (slot && read_str(slot, a, b, c->max_len) < 0)
 			out->flags |= VAL_READ_FAILED;
 		break;
-	case CAP_ERROR: {
-		// An error interface: a = itab, b = data word. The common concrete
-		// error types (*errors.errorString, *fmt.wrapError,
-		// *fmt.wrapErrors) all start with the message string; userspace
-		// trusts the message only for those types.
+	case CAP_ERROR:
+	case CAP_EFACE: {
+		// An interface: a = itab (error) or type (any), b = data word.
+		// The common concrete error types (*errors.errorString,
+		// *fmt.wrapError, *fmt.wrapErrors) all start with their message,
+		// and a string's data word points at the string header: so the
+		// first two words at b are read as a string. Userspace trusts the
+		// message only for those types.
 		out->a = a;
 		if (a == 0)
 			break;
-		__u64 typ = 0;
+		__u64 typ = a;
 		__u64 s[2] = {0, 0};
-		if (bpf_probe_read_user(&typ, sizeof(typ), (void *)(a + 8)) < 0)
+		if (c->kind == CAP_ERROR && bpf_probe_read_user(&typ, sizeof(typ), (void *)(a + 8)) < 0)
 			out->flags |= VAL_READ_FAILED;
 		out->b = typ;
 		if (bpf_probe_read_user(s, sizeof(s), (void *)b) < 0) {
@@ -169,6 +180,12 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 		ev = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
 	if (!ev) {
 		count(COUNTER_RINGBUF_FULL);
+		__u32 one = 1;
+		__u32 *n = bpf_map_lookup_elem(&lost, &goid);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			bpf_map_update_elem(&lost, &goid, &one, BPF_NOEXIST);
 		return -1;
 	}
 	__builtin_memset(ev, 0, sizeof(struct event));
@@ -182,6 +199,9 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 	__u64 pidtgid = bpf_get_current_pid_tgid();
 	ev->pid = pidtgid >> 32;
 	ev->tid = (__u32)pidtgid;
+	__u32 *nlost = bpf_map_lookup_elem(&lost, &goid);
+	if (nlost)
+		ev->lost = *nlost;
 
 	if (ncaps) {
 		struct abi_regs regs;
@@ -237,7 +257,8 @@ int tc_entry(struct pt_regs *ctx)
 		}
 	}
 	struct call_val v = {.probe = probe};
-	bpf_map_update_elem(&calls, &k, &v, BPF_ANY);
+	if (bpf_map_update_elem(&calls, &k, &v, BPF_ANY) < 0)
+		count(COUNTER_CALLS_EVICTED);
 	emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings);
 	return 0;
 }
@@ -262,5 +283,85 @@ int tc_return(struct pt_regs *ctx)
 	}
 	bpf_map_delete_elem(&calls, &k);
 	emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings);
+	return 0;
+}
+
+// The runtime probes: goroutine lineage and panics. They use the recipe of
+// their cookie for the runtime's offsets.
+
+// At each RET of runtime.newproc1, RAX is the new g. It runs on the system
+// stack, so R14 is not the creator: the new g's parentGoid names it.
+SEC("uprobe.multi")
+int tc_go_create(struct pt_regs *ctx)
+{
+	__u32 probe = bpf_get_attach_cookie(ctx);
+	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
+	if (!r)
+		return 0;
+	__u64 newg = ctx->ax;
+	__u64 child = 0, parent = 0;
+	if (bpf_probe_read_user(&child, sizeof(child), (void *)(newg + r->goid_off)) < 0 ||
+	    bpf_probe_read_user(&parent, sizeof(parent), (void *)(newg + r->parent_goid_off)) < 0) {
+		count(COUNTER_READ_G_FAILED);
+		return 0;
+	}
+	// Reported against the child: losing this event makes the child's
+	// state unknown, not the parent's.
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
+	if (!ev) {
+		count(COUNTER_RINGBUF_FULL);
+		__u32 one = 1;
+		bpf_map_update_elem(&lost, &child, &one, BPF_ANY);
+		return 0;
+	}
+	__builtin_memset(ev, 0, sizeof(struct event));
+	ev->ts = bpf_ktime_get_ns();
+	ev->goid = parent;
+	ev->probe = probe;
+	ev->kind = EV_GO_CREATE;
+	ev->ncaps = 1;
+	ev->vals[0].a = child;
+	__u64 pidtgid = bpf_get_current_pid_tgid();
+	ev->pid = pidtgid >> 32;
+	ev->tid = (__u32)pidtgid;
+	__u32 *nlost = bpf_map_lookup_elem(&lost, &parent);
+	if (nlost)
+		ev->lost = *nlost;
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
+	return 0;
+}
+
+// Entry of runtime.goexit1, on the exiting goroutine: normal exits and
+// runtime.Goexit both pass here.
+SEC("uprobe.multi")
+int tc_go_exit(struct pt_regs *ctx)
+{
+	__u32 probe = bpf_get_attach_cookie(ctx);
+	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
+	if (!r)
+		return 0;
+	__u64 goid, depth;
+	if (goroutine(ctx, r, &goid, &depth) < 0)
+		return 0;
+	emit(ctx, r, probe, EV_GO_EXIT, goid, depth, r->entry, 0, 0);
+	bpf_map_delete_elem(&lost, &goid);
+	return 0;
+}
+
+// Entry of runtime.gopanic: the recipe captures its argument (an any).
+SEC("uprobe.multi")
+int tc_panic(struct pt_regs *ctx)
+{
+	__u32 probe = bpf_get_attach_cookie(ctx);
+	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
+	if (!r)
+		return 0;
+	__u64 goid, depth;
+	if (goroutine(ctx, r, &goid, &depth) < 0)
+		return 0;
+	emit(ctx, r, probe, EV_PANIC, goid, depth, r->entry, r->n_entry, r->entry_strings);
 	return 0;
 }

@@ -34,6 +34,7 @@ enum capture_kind {
 	CAP_REG = 1,    // one integer register
 	CAP_STRING = 2, // reg = pointer, reg2 = length
 	CAP_ERROR = 3,  // reg = itab, reg2 = data word
+	CAP_EFACE = 4,  // reg = type, reg2 = data word (an any, as gopanic's argument)
 };
 
 enum recipe_flags {
@@ -45,6 +46,7 @@ enum counter {
 	COUNTER_READ_G_FAILED = 1,
 	COUNTER_UNMATCHED_RETURN = 2,
 	COUNTER_DEDUP = 3,
+	COUNTER_CALLS_EVICTED = 4,
 	COUNTER_MAX = 8,
 };
 
@@ -65,11 +67,12 @@ struct recipe {
 	__u32 flags;
 	__u16 goid_off;
 	__u16 stack_hi_off;
+	__u16 parent_goid_off;
+	__u16 _pad0;
 	__u8 n_entry;
 	__u8 n_ret;
 	__u8 entry_strings;
 	__u8 ret_strings;
-	__u32 _pad;
 	struct capture entry[MAX_CAPS];
 	struct capture ret[MAX_CAPS];
 };
@@ -88,9 +91,13 @@ struct event {
 	__u32 probe;
 	__u32 pid;
 	__u32 tid;
+	// How many events of this goroutine were lost before this one: a
+	// change tells userspace that what it knows of the goroutine is stale.
+	__u32 lost;
 	__u16 kind;
 	__u8 ncaps;
 	__u8 big;
+	__u32 _pad;
 	struct value vals[MAX_CAPS];
 };
 

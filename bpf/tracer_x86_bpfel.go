@@ -43,24 +43,27 @@ type tracerEvent struct {
 	Probe uint32
 	Pid   uint32
 	Tid   uint32
+	Lost  uint32
 	Kind  uint16
 	Ncaps uint8
 	Big   uint8
+	Pad   uint32
 	Vals  [8]tracerValue
 }
 
 type tracerRecipe struct {
-	_            structs.HostLayout
-	Flags        uint32
-	GoidOff      uint16
-	StackHiOff   uint16
-	N_entry      uint8
-	N_ret        uint8
-	EntryStrings uint8
-	RetStrings   uint8
-	Pad          uint32
-	Entry        [8]tracerCapture
-	Ret          [8]tracerCapture
+	_             structs.HostLayout
+	Flags         uint32
+	GoidOff       uint16
+	StackHiOff    uint16
+	ParentGoidOff uint16
+	Pad0          uint16
+	N_entry       uint8
+	N_ret         uint8
+	EntryStrings  uint8
+	RetStrings    uint8
+	Entry         [8]tracerCapture
+	Ret           [8]tracerCapture
 }
 
 type tracerValue struct {
@@ -78,8 +81,12 @@ const (
 	tracerMapCalls        = "calls"
 	tracerMapCounters     = "counters"
 	tracerMapEvents       = "events"
+	tracerMapLost         = "lost"
 	tracerMapRecipes      = "recipes"
 	tracerProgTcEntry     = "tc_entry"
+	tracerProgTcGoCreate  = "tc_go_create"
+	tracerProgTcGoExit    = "tc_go_exit"
+	tracerProgTcPanic     = "tc_panic"
 	tracerProgTcReturn    = "tc_return"
 	tracerVarUnusedEvent  = "unused_event"
 	tracerVarUnusedRecipe = "unused_recipe"
@@ -128,8 +135,11 @@ type tracerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerProgramSpecs struct {
-	TcEntry  *ebpf.ProgramSpec `ebpf:"tc_entry"`
-	TcReturn *ebpf.ProgramSpec `ebpf:"tc_return"`
+	TcEntry    *ebpf.ProgramSpec `ebpf:"tc_entry"`
+	TcGoCreate *ebpf.ProgramSpec `ebpf:"tc_go_create"`
+	TcGoExit   *ebpf.ProgramSpec `ebpf:"tc_go_exit"`
+	TcPanic    *ebpf.ProgramSpec `ebpf:"tc_panic"`
+	TcReturn   *ebpf.ProgramSpec `ebpf:"tc_return"`
 }
 
 // tracerMapSpecs contains maps before they are loaded into the kernel.
@@ -139,6 +149,7 @@ type tracerMapSpecs struct {
 	Calls    *ebpf.MapSpec `ebpf:"calls"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
+	Lost     *ebpf.MapSpec `ebpf:"lost"`
 	Recipes  *ebpf.MapSpec `ebpf:"recipes"`
 }
 
@@ -174,6 +185,7 @@ type tracerMaps struct {
 	Calls    *ebpf.Map `ebpf:"calls"`
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
+	Lost     *ebpf.Map `ebpf:"lost"`
 	Recipes  *ebpf.Map `ebpf:"recipes"`
 }
 
@@ -182,6 +194,7 @@ func (m *tracerMaps) Close() error {
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.Lost,
 		m.Recipes,
 	)
 }
@@ -199,13 +212,19 @@ type tracerVariables struct {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerPrograms struct {
-	TcEntry  *ebpf.Program `ebpf:"tc_entry"`
-	TcReturn *ebpf.Program `ebpf:"tc_return"`
+	TcEntry    *ebpf.Program `ebpf:"tc_entry"`
+	TcGoCreate *ebpf.Program `ebpf:"tc_go_create"`
+	TcGoExit   *ebpf.Program `ebpf:"tc_go_exit"`
+	TcPanic    *ebpf.Program `ebpf:"tc_panic"`
+	TcReturn   *ebpf.Program `ebpf:"tc_return"`
 }
 
 func (p *tracerPrograms) Close() error {
 	return _TracerClose(
 		p.TcEntry,
+		p.TcGoCreate,
+		p.TcGoExit,
+		p.TcPanic,
 		p.TcReturn,
 	)
 }

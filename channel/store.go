@@ -55,6 +55,20 @@ func (x *Exec) Set(s *Store, v any) {
 	x.values = append(x.values, storeValue{s, v})
 }
 
+// HasValues reports whether any store has a non-nil value in x: a context
+// with none has nothing to pass on.
+func (x *Exec) HasValues() bool {
+	if x == nil {
+		return false
+	}
+	for i := range x.values {
+		if x.values[i].value != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Fork returns a new context that starts with x's current values, as a
 // goroutine inherits, at its `go` statement, the context of its creator.
 // Later changes to either do not affect the other.

@@ -25,6 +25,18 @@ type Probe struct {
 	// ErrorCapture is the index in the return captures of the returned
 	// error, -1 when the function returns none.
 	ErrorCapture int
+	// HandleCapture is, for a completion-handle async probe, the index in
+	// the return captures of the returned handle; else -1.
+	HandleCapture int
+	// ReceiverCapture is, for a completion probe, the index in the entry
+	// captures of its receiver; else -1.
+	ReceiverCapture int
+	// Completion is, for a completion-handle async probe, the probe of its
+	// completion function.
+	Completion *Probe
+	// IsCompletion marks the internal probes of completion functions: they
+	// open no span and only settle the calls whose handle they receive.
+	IsCompletion bool
 }
 
 // CapturedAttr is how one capture becomes an attribute.
@@ -54,6 +66,9 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Symbol, err)
 	}
+	if len(pl.Returns) == 0 {
+		return nil, fmt.Errorf("%s: no RET instruction: the function never returns normally", spec.Symbol)
+	}
 	sig, err := b.SignatureFromDWARF(spec.Symbol)
 	if err != nil {
 		return nil, err
@@ -64,9 +79,12 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 		}
 	}
 	p := &Probe{ID: id, Spec: spec, Func: fn, Sig: sig, Placement: pl, ErrorCapture: -1,
-		Recipe: bpf.Recipe{Dedup: pl.Dedup, GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset}}
+		Recipe: bpf.Recipe{Dedup: pl.Dedup, GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset}, HandleCapture: -1, ReceiverCapture: -1}
 
 	if sig == nil {
+		if spec.Async != nil && spec.Async.Completion != "" {
+			return nil, fmt.Errorf("%s: %s has no DWARF: add `signature:` to locate the async handle %s", spec.Symbol, b.Path, spec.Async.Handle)
+		}
 		if len(spec.Attributes) > 0 {
 			return nil, fmt.Errorf("%s: %s has no DWARF: add `signature:` (e.g. \"func(s *Store, key string) (string, error)\") to capture attributes", spec.Symbol, b.Path)
 		}
@@ -102,6 +120,26 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 			p.Recipe.Entry = append(p.Recipe.Entry, c)
 			p.EntryAttrs = append(p.EntryAttrs, ca)
 		}
+	}
+	if spec.Async != nil && spec.Async.Completion != "" {
+		_, idx, _ := ParseFrom(spec.Async.Handle)
+		if idx >= len(sig.Results) {
+			return nil, fmt.Errorf("%s: async handle %s: the function has %d results", spec.Symbol, spec.Async.Handle, len(sig.Results))
+		}
+		r := sig.Results[idx]
+		var reg uint8
+		switch {
+		case r.OnStack:
+			return nil, fmt.Errorf("%s: async handle %s is passed on the stack: unsupported", spec.Symbol, spec.Async.Handle)
+		case r.Kind == KindPointer && len(r.Regs) == 1:
+			reg = r.Regs[0]
+		case len(r.Regs) == 2 && (r.Kind == KindError || r.Kind == KindOther) && !strings.HasPrefix(r.Type, "string") && !strings.HasPrefix(r.Type, "[]"):
+			reg = r.Regs[1] // an interface: its data word is the handle
+		default:
+			return nil, fmt.Errorf("%s: async handle %s is %s: want a pointer or an interface", spec.Symbol, spec.Async.Handle, r.Type)
+		}
+		p.HandleCapture = len(p.Recipe.Return)
+		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapReg, Reg: reg})
 	}
 	// A returned error, when the last result is one, becomes an error event.
 	if n := len(sig.Results); n > 0 && sig.Results[n-1].Kind == KindError {
@@ -160,4 +198,80 @@ func captureFor(sym string, a Attribute, prm Param) (bpf.Capture, CapturedAttr, 
 		return bpf.Capture{Kind: bpf.CapReg, Reg: prm.Regs[0]}, ca, nil
 	}
 	return bpf.Capture{}, ca, bad()
+}
+
+// CompileCompletion builds the internal probe of an async probe's completion
+// function: it captures the receiver (arg0) at entry and the returned error.
+// Without DWARF the receiver is taken to be a pointer in RAX and no error is
+// read.
+func CompileCompletion(b *Binary, symbol string, id uint32, rt Runtime) (*Probe, error) {
+	p, err := Compile(b, Spec{Symbol: symbol}, id, rt)
+	if err != nil {
+		return nil, fmt.Errorf("async completion: %w", err)
+	}
+	p.IsCompletion = true
+	reg := uint8(0)
+	if p.Sig != nil {
+		if len(p.Sig.Params) == 0 || p.Sig.Params[0].Kind != KindPointer || len(p.Sig.Params[0].Regs) != 1 {
+			return nil, fmt.Errorf("async completion %s: want a method with a pointer receiver", symbol)
+		}
+		reg = p.Sig.Params[0].Regs[0]
+	}
+	p.ReceiverCapture = len(p.Recipe.Entry)
+	p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapReg, Reg: reg})
+	return p, nil
+}
+
+// RuntimeProbes are the probes on the Go runtime that give goroutine lineage
+// and panics: where they go and their recipes.
+type RuntimeProbes struct {
+	// GoCreate are the RETs of runtime.newproc1; GoExit the entry of
+	// runtime.goexit1; Panic the entry of runtime.gopanic. Virtual
+	// addresses.
+	GoCreate      []uint64
+	GoExit, Panic uint64
+	Recipe        bpf.Recipe // GoExit's and GoCreate's
+	PanicRecipe   bpf.Recipe
+}
+
+// CompileRuntime finds the runtime probes in b.
+func CompileRuntime(b *Binary, rt Runtime) (*RuntimeProbes, error) {
+	place := func(sym string) (Func, Placement, error) {
+		fn, ok := b.Func(sym)
+		if !ok {
+			return fn, Placement{}, fmt.Errorf("%s: no %s: cannot follow goroutines", b.Path, sym)
+		}
+		code, err := b.Code(fn)
+		if err != nil {
+			return fn, Placement{}, fmt.Errorf("%s: %w", sym, err)
+		}
+		pl, err := Place(code)
+		if err != nil {
+			return fn, Placement{}, fmt.Errorf("%s: %w", sym, err)
+		}
+		return fn, pl, nil
+	}
+	rp := &RuntimeProbes{Recipe: bpf.Recipe{GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset, ParentGoidOffset: rt.ParentGoidOffset}}
+	fn, pl, err := place("runtime.newproc1")
+	if err != nil {
+		return nil, err
+	}
+	if len(pl.Returns) == 0 {
+		return nil, fmt.Errorf("%s: runtime.newproc1 has no RET", b.Path)
+	}
+	for _, r := range pl.Returns {
+		rp.GoCreate = append(rp.GoCreate, fn.Entry+r)
+	}
+	if fn, pl, err = place("runtime.goexit1"); err != nil {
+		return nil, err
+	}
+	rp.GoExit = fn.Entry + pl.Entry
+	if fn, pl, err = place("runtime.gopanic"); err != nil {
+		return nil, err
+	}
+	rp.Panic = fn.Entry + pl.Entry
+	rp.PanicRecipe = rp.Recipe
+	// gopanic(e any): the type in RAX, the data word in RBX.
+	rp.PanicRecipe.Entry = []bpf.Capture{{Kind: bpf.CapEface, Reg: 0, Reg2: 1, MaxLen: bpf.StringSlotSize}}
+	return rp, nil
 }

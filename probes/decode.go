@@ -110,3 +110,28 @@ func (p *Probe) Error(ev *bpf.Event, b *Binary) *channel.Error {
 	}
 	return e
 }
+
+// PanicValue renders the value a panic event captured: the string for a
+// string panic, the message for the common error types, else the type name.
+func PanicValue(ev *bpf.Event, b *Binary) string {
+	if ev.NValues < 1 {
+		return "?"
+	}
+	v := ev.Values[0]
+	typ := b.TypeName(v.B)
+	if typ == "" {
+		typ = "?"
+	}
+	if v.ReadFailed || !(typ == "string" || messageTypes[typ] || typ == "runtime.errorString" || typ == "runtime.plainError") {
+		return typ
+	}
+	n := min(v.C, bpf.StringSlotSize)
+	s := strings.ToValidUTF8(string(ev.String(0, n)), "")
+	if v.C > n {
+		s += TruncatedSuffix
+	}
+	if typ == "runtime.errorString" {
+		s = "runtime error: " + s // as runtime.Error's message reads
+	}
+	return s
+}

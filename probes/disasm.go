@@ -40,9 +40,6 @@ func Place(code []byte) (Placement, error) {
 		}
 		off += inst.Len
 	}
-	if len(pl.Returns) == 0 {
-		return pl, fmt.Errorf("no RET instruction: the function never returns normally")
-	}
 	// The split-stack prologue compares SP (or, for big frames, SP minus
 	// the frame size computed in R12 by a few instructions) with
 	// g.stackguard0 at 0x10(R14), then jumps to the morestack call at the

@@ -10,17 +10,19 @@ import (
 // Runtime holds the offsets inside the target's runtime that every probe
 // needs: where g keeps its goroutine id and its stack top.
 type Runtime struct {
-	GoidOffset    uint16
-	StackHiOffset uint16
+	GoidOffset       uint16
+	StackHiOffset    uint16
+	ParentGoidOffset uint16
 	// Source says where the offsets came from: "DWARF" or "table".
 	Source string
 }
 
-// goidOffsets was read from the DWARF of runtime.g of binaries built by each
+// gOffsets was read from the DWARF of runtime.g of binaries built by each
 // release (see kernel-tests, which checks it against DWARF for the releases
 // it builds). g.stack is the first field and stack.hi its second word in all.
-var goidOffsets = map[string]uint16{
-	"go1.21": 152, "go1.22": 152, "go1.23": 160, "go1.24": 160, "go1.25": 152, "go1.26": 152,
+var gOffsets = map[string]struct{ goid, parentGoid uint16 }{
+	"go1.21": {152, 272}, "go1.22": {152, 272}, "go1.23": {160, 280},
+	"go1.24": {160, 280}, "go1.25": {152, 272}, "go1.26": {152, 280},
 }
 
 // Release returns the binary's Go release without the patch level, e.g.
@@ -44,16 +46,25 @@ func (b *Binary) Release() string {
 // Runtime finds the runtime offsets: from DWARF when the binary has it, else
 // from the table of known releases.
 func (b *Binary) Runtime() (Runtime, error) {
-	if off, ok, err := b.dwarfField("runtime.g", "goid"); err != nil {
+	goid, ok, err := b.dwarfField("runtime.g", "goid")
+	if err != nil {
 		return Runtime{}, err
-	} else if ok {
-		return Runtime{GoidOffset: uint16(off), StackHiOffset: 8, Source: "DWARF"}, nil
 	}
-	off, ok := goidOffsets[b.Release()]
+	if ok {
+		parent, ok, err := b.dwarfField("runtime.g", "parentGoid")
+		if err != nil {
+			return Runtime{}, err
+		}
+		if !ok {
+			return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g has no parentGoid: Go 1.21 or newer is needed", b.Path, b.GoVersion)
+		}
+		return Runtime{GoidOffset: uint16(goid), StackHiOffset: 8, ParentGoidOffset: uint16(parent), Source: "DWARF"}, nil
+	}
+	off, ok := gOffsets[b.Release()]
 	if !ok {
 		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go 1.21 to 1.26)", b.Path, b.GoVersion)
 	}
-	return Runtime{GoidOffset: off, StackHiOffset: 8, Source: "table"}, nil
+	return Runtime{GoidOffset: off.goid, StackHiOffset: 8, ParentGoidOffset: off.parentGoid, Source: "table"}, nil
 }
 
 func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {

@@ -116,8 +116,19 @@ func (s *Spec) validate() error {
 	if !kinds[s.Kind] {
 		return fmt.Errorf("kind %q: want internal, server, client, producer or consumer", s.Kind)
 	}
-	if s.Async != nil {
-		return errors.New("async probes are not supported yet: remove `async` to trace the call synchronously")
+	if a := s.Async; a != nil {
+		switch {
+		case a.Goroutines && a.Completion != "":
+			return errors.New("async: goroutines and completion exclude each other")
+		case !a.Goroutines && a.Completion == "":
+			return errors.New("async: want `goroutines: true` or `completion: SYMBOL` with `handle: resultN`")
+		case a.Completion != "":
+			if isResult, _, err := ParseFrom(a.Handle); err != nil || !isResult {
+				return fmt.Errorf("async: handle %q: want resultN, the result that is the completion's receiver", a.Handle)
+			}
+		case a.Handle != "":
+			return errors.New("async: handle is for completion probes")
+		}
 	}
 	seen := map[string]bool{}
 	for _, a := range s.Attributes {

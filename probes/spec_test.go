@@ -44,7 +44,9 @@ func TestParseErrors(t *testing.T) {
 		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg, type: int}]":                                   `from "arg"`,
 		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg0, type: float}]":                                `type "float"`,
 		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg0, type: int}, {key: k, from: arg1, type: int}]": "used twice",
-		"probes:\n  - symbol: a\n    async: {goroutines: true}":                                                      "async probes are not supported yet",
+		"probes:\n  - symbol: a\n    async: {}":                                                                      "async: want",
+		"probes:\n  - symbol: a\n    async: {goroutines: true, completion: b}":                                       "exclude each other",
+		"probes:\n  - symbol: a\n    async: {completion: b, handle: arg0}":                                           `handle "arg0"`,
 		"probes: [": "invalid YAML",
 	}
 	for in, want := range cases {
@@ -138,8 +140,8 @@ func TestPlace(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Place([]byte{0x90, 0x90}); err == nil {
-		t.Error("function without RET accepted")
+	if pl, err := Place([]byte{0x90, 0x90}); err != nil || len(pl.Returns) != 0 {
+		t.Errorf("function without RET: %+v, %v", pl, err)
 	}
 }
 

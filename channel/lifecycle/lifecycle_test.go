@@ -105,7 +105,7 @@ func TestStreams(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := &recorder{}
-			tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: r.probe("a"), 1: r.probe("b")})
+			tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: r.probe("a"), 1: r.probe("b")}, lifecycle.Limits{})
 			for _, e := range c.events {
 				tr.Handle(e)
 			}
@@ -127,7 +127,7 @@ func TestStreams(t *testing.T) {
 
 func TestErrorAndEndAll(t *testing.T) {
 	r := &recorder{}
-	tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: r.probe("a"), 1: r.probe("b")})
+	tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: r.probe("a"), 1: r.probe("b")}, lifecycle.Limits{})
 	tr.Handle(ev(lifecycle.Start, 1, 100, 0))
 	failed := ev(lifecycle.End, 1, 100, 0)
 	failed.Err = errors.New("boom")
@@ -152,7 +152,7 @@ func TestErrorAndEndAll(t *testing.T) {
 
 func BenchmarkTracker(b *testing.B) {
 	ch := channel.New("a")
-	tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: {Channel: ch, Name: "a"}})
+	tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: {Channel: ch, Name: "a"}}, lifecycle.Limits{})
 	start, end := ev(lifecycle.Start, 1, 100, 0), ev(lifecycle.End, 1, 100, 0)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -75,6 +75,10 @@ type Session struct {
 
 	decodeErrors atomic.Uint64
 	attachMode   string
+	// final holds the kernel counters read just before the maps were
+	// released, so that Stats stays true after Close.
+	final    *bpf.Counters
+	finalErr error
 }
 
 // Attach analyzes the process's binary, loads the programs and attaches every
@@ -260,6 +264,9 @@ func (s *Session) attach(exe string) error {
 		{s.tracer.GoExitProgram(), exitOff, cookies(1, s.rtBase)},
 		{s.tracer.PanicProgram(), panicOff, cookies(1, s.rtBase+1)},
 	} {
+		if len(set.offs) == 0 {
+			continue
+		}
 		if s.tracer.Multi {
 			l, err := ex.UprobeMulti(nil, set.prog, &link.UprobeMultiOptions{Addresses: set.offs, Cookies: set.cs, PID: uint32(s.cfg.PID)})
 			if err != nil {
@@ -381,7 +388,10 @@ func (s *Session) resource() *resource.Resource {
 
 // Stats are the pipeline's counts.
 type Stats struct {
-	Kernel       bpf.Counters
+	Kernel bpf.Counters
+	// KernelErr is set when the kernel counters could not be read: then
+	// Kernel is not to be trusted.
+	KernelErr    error
 	Lifecycle    lifecycle.Stats
 	DecodeErrors uint64
 	OpenCalls    int
@@ -391,8 +401,14 @@ type Stats struct {
 
 // Stats reads the counts so far. Call it from Run's goroutine or after Run.
 func (s *Session) Stats() Stats {
-	k, _ := s.tracer.Counters()
-	return Stats{Kernel: k, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
+	var k bpf.Counters
+	var kerr error
+	if s.final != nil {
+		k, kerr = *s.final, s.finalErr
+	} else {
+		k, kerr = s.tracer.Counters()
+	}
+	return Stats{Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending()}
 }
 
@@ -542,6 +558,8 @@ func (s *Session) release() {
 		s.reader.Close()
 	}
 	if s.tracer != nil {
+		k, err := s.tracer.Counters()
+		s.final, s.finalErr = &k, err
 		s.tracer.Close()
 	}
 	if s.pidfd >= 0 {
@@ -584,4 +602,9 @@ func loadBias(pid int, b *probes.Binary) (uint64, error) {
 		return start, nil
 	}
 	return 0, fmt.Errorf("pid %d: cannot find where %s is mapped", pid, b.Path)
+}
+
+// Programs returns the loaded BPF programs.
+func (s *Session) Programs() []*ebpf.Program {
+	return []*ebpf.Program{s.tracer.EntryProgram(), s.tracer.ReturnProgram(), s.tracer.GoCreateProgram(), s.tracer.GoExitProgram(), s.tracer.PanicProgram()}
 }

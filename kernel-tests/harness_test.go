@@ -171,12 +171,22 @@ type session struct {
 // serves builds with DWARF and stripped ones.
 func attach(t *testing.T, pid int, yaml string) *session {
 	t.Helper()
+	return attachWith(t, pid, yaml, nil)
+}
+
+// attachWith lets the test adjust the agent's configuration.
+func attachWith(t *testing.T, pid int, yaml string, adjust func(*agent.Config)) *session {
+	t.Helper()
 	specs, err := probes.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := tracetest.NewSpanRecorder()
-	s, err := agent.Attach(agent.Config{PID: pid, Specs: specs, Processor: rec, PollInterval: 10 * time.Millisecond})
+	cfg := agent.Config{PID: pid, Specs: specs, Processor: rec, PollInterval: 10 * time.Millisecond}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	s, err := agent.Attach(cfg)
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}

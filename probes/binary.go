@@ -99,12 +99,45 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 		return nil, fmt.Errorf("%s: parse .gopclntab: %w", file, err)
 	}
 	b.funcs = make(map[string]Func, len(tab.Funcs))
+	dups := map[string][]Func{}
 	for _, fn := range tab.Funcs {
-		b.funcs[fn.Name] = Func{Name: fn.Name, Entry: fn.Entry, End: fn.End}
+		f := Func{Name: fn.Name, Entry: fn.Entry, End: fn.End}
+		if old, ok := b.funcs[fn.Name]; ok {
+			if dups[fn.Name] == nil {
+				dups[fn.Name] = []Func{old}
+			}
+			dups[fn.Name] = append(dups[fn.Name], f)
+			continue
+		}
+		b.funcs[fn.Name] = f
 		b.names = append(b.names, fn.Name)
+	}
+	for name, cands := range dups {
+		b.funcs[name] = b.pickReal(cands)
 	}
 	sort.Strings(b.names)
 	return b, nil
+}
+
+// pickReal chooses among functions of one name: .gopclntab names an ABI
+// wrapper (say runtime.goexit1.abi0, for callers in assembly) exactly like
+// the function it wraps. A probe belongs on the real one, which every call
+// reaches; the wrapper is the candidate whose code calls another candidate.
+func (b *Binary) pickReal(cands []Func) Func {
+	entries := map[uint64]bool{}
+	for _, c := range cands {
+		entries[c.Entry] = true
+	}
+	for _, c := range cands {
+		code, err := b.Code(c)
+		if err != nil {
+			continue
+		}
+		if !callsAny(code, c.Entry, entries) {
+			return c
+		}
+	}
+	return cands[0]
 }
 
 // Close releases the file.

@@ -66,9 +66,9 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Symbol, err)
 	}
-	if len(pl.Returns) == 0 {
-		return nil, fmt.Errorf("%s: no RET instruction: the function never returns normally", spec.Symbol)
-	}
+	// A function without RET never returns normally (it always panics or
+	// exits): its calls end when a panic unwinds them or the goroutine
+	// exits.
 	sig, err := b.SignatureFromDWARF(spec.Symbol)
 	if err != nil {
 		return nil, err

@@ -79,3 +79,24 @@ func isJcc(op x86asm.Op) bool {
 func isPushBP(inst x86asm.Inst) bool {
 	return inst.Op == x86asm.PUSH && inst.Args[0] == x86asm.RBP
 }
+
+// callsAny reports whether code (starting at address at) calls or jumps to
+// one of targets.
+func callsAny(code []byte, at uint64, targets map[uint64]bool) bool {
+	for off := 0; off < len(code); {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			return false
+		}
+		if inst.Op == x86asm.CALL || inst.Op == x86asm.JMP {
+			if rel, ok := inst.Args[0].(x86asm.Rel); ok {
+				dst := at + uint64(off) + uint64(inst.Len) + uint64(int64(rel))
+				if targets[dst] {
+					return true
+				}
+			}
+		}
+		off += inst.Len
+	}
+	return false
+}

@@ -44,6 +44,10 @@ type Recipe struct {
 	// call is open: needed when the entry probe sits at offset 0, where a
 	// prologue re-run after stack growth hits it again.
 	Dedup bool
+	// EntryIsReturn is set when the entry instruction is a RET: the entry
+	// program then reports the start and the end of the call in one hit,
+	// and no return probe goes there.
+	EntryIsReturn bool
 	// Offsets of g.goid, g.stack.hi and g.parentGoid in the target's
 	// runtime.
 	GoidOffset, StackHiOffset, ParentGoidOffset uint16
@@ -152,6 +156,9 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	var v tracerRecipe
 	if r.Dedup {
 		v.Flags |= 1
+	}
+	if r.EntryIsReturn {
+		v.Flags |= 2
 	}
 	v.GoidOff, v.StackHiOff, v.ParentGoidOff = r.GoidOffset, r.StackHiOffset, r.ParentGoidOffset
 	fill := func(dst *[MaxCaptures]tracerCapture, caps []Capture) (strings uint8, err error) {

@@ -246,6 +246,15 @@ int tc_entry(struct pt_regs *ctx)
 	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
 		return 0;
 
+	if (r->flags & RECIPE_ENTRY_IS_RET) {
+		// A function whose first instruction is its RET (a getter whose
+		// result is already in place): the call starts and ends here, and
+		// the registers already hold its results.
+		emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings);
+		emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings);
+		return 0;
+	}
+
 	if (r->flags & RECIPE_DEDUP) {
 		// Entry at offset 0 runs again after morestack grew the stack:
 		// the same goroutine and depth with the call still open is that

@@ -38,7 +38,8 @@ enum capture_kind {
 };
 
 enum recipe_flags {
-	RECIPE_DEDUP = 1, // entry probe at offset 0: drop prologue re-runs
+	RECIPE_DEDUP = 1,       // entry probe at offset 0: drop prologue re-runs
+	RECIPE_ENTRY_IS_RET = 2, // the entry instruction is a RET: start and end in one hit
 };
 
 enum counter {

@@ -56,6 +56,9 @@ probes:
 			if !isChildOf(c, want) {
 				t.Errorf("child %d is not a child of %s", id, want.Name())
 			}
+			if r := endReason(c); r != "" {
+				t.Errorf("child %d ended by the agent (%s), not by its return", id, r)
+			}
 		}
 	})
 }
@@ -169,6 +172,11 @@ probes:
 		for _, c := range children {
 			if !isChildOf(c, jobByID[attrs(c)["id"].(int64)]) {
 				t.Errorf("child %v is not a child of its own job", attrs(c)["id"])
+			}
+		}
+		for _, s := range spans {
+			if r := endReason(s); r != "" {
+				t.Errorf("%s %v ended by the agent (%s)", s.Name(), attrs(s)["id"], r)
 			}
 		}
 	})

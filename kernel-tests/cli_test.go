@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,4 +237,59 @@ func TestCLIErrors(t *testing.T) {
 	// The targets are untouched and still work.
 	tg.run(t, "nested")
 	stripped.run(t, "nested")
+}
+
+// TestCLIRun starts the fixture under `tcagent run`: calls made right after
+// the program starts are traced, including on goroutines, and tcagent exits
+// with the program's status.
+func TestCLIRun(t *testing.T) {
+	bin := tcagent(t)
+	probesFile := writeFile(t, "p.yaml", `
+probes:
+  - {symbol: main.Outer, name: outer}
+  - {symbol: main.Inner, name: inner}
+  - {symbol: main.Parent, name: parent}
+  - {symbol: main.Child, name: child}
+`)
+	for _, b := range fixtures(t) {
+		if b.stripped {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			cmd := exec.Command(bin, "run", "--probes", probesFile, "--exporter", "jsonl", "--", b.path, "-run", "nested", "fanout", "exit3")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+				t.Fatalf("tcagent run exited with %v, want the program's status 3; stderr:\n%s", err, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "attached") {
+				t.Errorf("no 'attached' line: %s", stderr.String())
+			}
+			byName := map[string][]map[string]any{}
+			for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("not JSON: %q", line)
+				}
+				byName[m["name"].(string)] = append(byName[m["name"].(string)], m)
+			}
+			if len(byName["outer"]) != 1 || len(byName["inner"]) != 1 || len(byName["parent"]) != 1 || len(byName["child"]) != 3 {
+				t.Fatalf("spans: %v", stdout.String())
+			}
+			// Inner is a child of Outer: Middle is not probed.
+			if byName["inner"][0]["parent_span_id"] != byName["outer"][0]["span_id"] {
+				t.Error("inner is not outer's child")
+			}
+			for _, c := range byName["child"] {
+				if c["parent_span_id"] != byName["parent"][0]["span_id"] {
+					t.Error("a child on a goroutine is not parent's child")
+				}
+				if r := c["attributes"].(map[string]any)["tcagent.end_reason"]; r != nil {
+					t.Errorf("child ended by the agent: %v", r)
+				}
+			}
+		})
+	}
 }

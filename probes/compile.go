@@ -79,7 +79,7 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 		}
 	}
 	p := &Probe{ID: id, Spec: spec, Func: fn, Sig: sig, Placement: pl, ErrorCapture: -1,
-		Recipe: bpf.Recipe{Dedup: pl.Dedup, GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset}, HandleCapture: -1, ReceiverCapture: -1}
+		Recipe: bpf.Recipe{Dedup: pl.Dedup, EntryIsReturn: pl.EntryIsReturn, GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset}, HandleCapture: -1, ReceiverCapture: -1}
 
 	if sig == nil {
 		if spec.Async != nil && spec.Async.Completion != "" {

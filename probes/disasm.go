@@ -19,12 +19,31 @@ type Placement struct {
 	Dedup bool
 	// StackCheck reports whether the function checks its stack bound.
 	StackCheck bool
-	// Returns are the offsets of every RET instruction.
+	// Returns are the offsets of every RET instruction, except one at the
+	// entry offset (see EntryIsReturn).
 	Returns []uint64
+	// EntryIsReturn is set when the instruction at Entry is a RET: one probe
+	// there sees the whole call.
+	EntryIsReturn bool
 }
 
 // Place disassembles code (a whole function) and finds its probe offsets.
 func Place(code []byte) (Placement, error) {
+	pl, err := place(code)
+	if err != nil {
+		return pl, err
+	}
+	for i, r := range pl.Returns {
+		if r == pl.Entry {
+			pl.EntryIsReturn = true
+			pl.Returns = append(pl.Returns[:i:i], pl.Returns[i+1:]...)
+			break
+		}
+	}
+	return pl, nil
+}
+
+func place(code []byte) (Placement, error) {
 	var pl Placement
 	var insts []x86asm.Inst
 	var offs []uint64

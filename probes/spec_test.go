@@ -140,6 +140,9 @@ func TestPlace(t *testing.T) {
 			}
 		}
 	}
+	if pl, err := Place([]byte{0xc3}); err != nil || !pl.EntryIsReturn || len(pl.Returns) != 0 || pl.Entry != 0 {
+		t.Errorf("function that is one RET: %+v, %v", pl, err)
+	}
 	if pl, err := Place([]byte{0x90, 0x90}); err != nil || len(pl.Returns) != 0 {
 		t.Errorf("function without RET: %+v, %v", pl, err)
 	}

@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -26,10 +28,19 @@ import (
 
 func main() {
 	if err := newRoot(os.Stdout, os.Stderr).Execute(); err != nil {
+		var ec exitCode
+		if errors.As(err, &ec) {
+			os.Exit(int(ec)) // the traced program's own status: nothing to say
+		}
 		fmt.Fprintf(os.Stderr, "tcagent: %s\n", oneLine(err))
 		os.Exit(1)
 	}
 }
+
+// exitCode makes tcagent exit with a traced program's status.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", " ")
@@ -42,7 +53,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(attachCmd(stdout, stderr), inspectCmd(stdout), versionCmd(stdout))
+	root.AddCommand(attachCmd(stdout, stderr), runCmd(stdout, stderr), inspectCmd(stdout), versionCmd(stdout))
 	return root
 }
 
@@ -152,6 +163,106 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().IntVar(&pid, "pid", 0, "process to trace")
 	flags.register(cmd)
 	return cmd
+}
+
+func runCmd(stdout, stderr io.Writer) *cobra.Command {
+	var flags traceFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- PROGRAM [ARGS...]",
+		Short: "Start a program and trace it from its first call",
+		Long: "run starts PROGRAM stopped at its first instruction, attaches every probe, then lets it\n" +
+			"run, so that calls from main onwards are traced. It forwards SIGINT and SIGTERM to the\n" +
+			"program and exits with the program's exit status.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if flags.probes == "" {
+				return errors.New("run: --probes is required (built-in probe sets are not available yet)")
+			}
+			specs, err := probes.Load(flags.probes)
+			if err != nil {
+				return err
+			}
+			proc, err := flags.processor(context.Background(), stdout)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(stderr, nil))
+			s, prog, err := startTraced(args, agent.Config{Specs: specs, Processor: proc, ServiceName: flags.serviceName, Logger: log})
+			if err != nil {
+				proc.Shutdown(context.Background())
+				return err
+			}
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			go func() {
+				for sig := range sigs {
+					prog.Process.Signal(sig)
+				}
+			}()
+			runErr := s.Run(context.Background()) // until the program exits
+			if err := s.Close(); err != nil && runErr == nil {
+				runErr = fmt.Errorf("flush spans: %w", err)
+			}
+			waitErr := prog.Wait()
+			if runErr != nil {
+				return runErr
+			}
+			var ee *exec.ExitError
+			if errors.As(waitErr, &ee) {
+				if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+					return exitCode(128 + int(st.Signal()))
+				}
+				return exitCode(ee.ExitCode())
+			}
+			return waitErr
+		},
+	}
+	flags.register(cmd)
+	return cmd
+}
+
+// startTraced starts args stopped at exec (under ptrace), attaches, and lets
+// the program go. On failure the program is killed: it never runs untraced.
+func startTraced(args []string, cfg agent.Config) (*agent.Session, *exec.Cmd, error) {
+	// ptrace requests must come from the thread that started the tracee.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prog := exec.Command(args[0], args[1:]...)
+	prog.Stdin, prog.Stdout, prog.Stderr = os.Stdin, os.Stdout, os.Stderr
+	prog.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+	if err := prog.Start(); err != nil {
+		return nil, nil, fmt.Errorf("run %s: %w", args[0], err)
+	}
+	pid := prog.Process.Pid
+	fail := func(err error) (*agent.Session, *exec.Cmd, error) {
+		prog.Process.Kill()
+		syscall.PtraceDetach(pid)
+		prog.Wait()
+		return nil, nil, err
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		return fail(fmt.Errorf("run %s: wait for exec: %w", args[0], err))
+	}
+	if !ws.Stopped() {
+		return fail(fmt.Errorf("run %s: the program did not stop at exec (%v)", args[0], ws))
+	}
+	cfg.PID = pid
+	s, err := agent.Attach(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	offsets := 0
+	for _, p := range s.Probes() {
+		offsets += 1 + len(p.Placement.Returns)
+	}
+	cfg.Logger.Info("attached", "pid", pid, "probes", len(s.Probes()), "uprobes", offsets, "mode", s.AttachMode(), "go", s.Binary().GoVersion)
+	if err := syscall.PtraceDetach(pid); err != nil {
+		s.Close()
+		return fail(fmt.Errorf("run %s: release the program: %w", args[0], err))
+	}
+	return s, prog, nil
 }
 
 func inspectCmd(stdout io.Writer) *cobra.Command {

@@ -6,12 +6,14 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -53,6 +55,11 @@ type Config struct {
 	// Limits bound the calls, goroutines and async calls held in memory,
 	// and how long a span may stay open.
 	Limits lifecycle.Limits
+	// Sampler decides which traces are recorded; nil means the SDK's
+	// default, which follows OTEL_TRACES_SAMPLER and _ARG.
+	Sampler sdktrace.Sampler
+	// SpanProcessors also see every span (metrics taken from spans).
+	SpanProcessors []sdktrace.SpanProcessor
 }
 
 // Session is a process being traced.
@@ -75,10 +82,13 @@ type Session struct {
 
 	decodeErrors atomic.Uint64
 	attachMode   string
+	serviceName  string
+	uprobes      int
 	// final holds the kernel counters read just before the maps were
 	// released, so that Stats stays true after Close.
 	final    *bpf.Counters
 	finalErr error
+	snapshot atomic.Pointer[Stats]
 }
 
 // Attach analyzes the process's binary, loads the programs and attaches every
@@ -273,6 +283,7 @@ func (s *Session) attach(exe string) error {
 				return fmt.Errorf("attach uprobes to pid %d: %w", s.cfg.PID, err)
 			}
 			s.links = append(s.links, l)
+			s.uprobes += len(set.offs)
 			continue
 		}
 		// Older kernels: one link per offset.
@@ -282,6 +293,7 @@ func (s *Session) attach(exe string) error {
 				return fmt.Errorf("attach uprobe at %#x in pid %d: %w", off, s.cfg.PID, err)
 			}
 			s.links = append(s.links, l)
+			s.uprobes++
 		}
 	}
 	return nil
@@ -289,11 +301,14 @@ func (s *Session) attach(exe string) error {
 
 func (s *Session) setupPipeline() {
 	res := s.resource()
-	s.tp = sdktrace.NewTracerProvider(
-		sdktrace.WithResource(res),
-		sdktrace.WithSpanProcessor(s.cfg.Processor),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-	)
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(s.cfg.Processor)}
+	for _, p := range s.cfg.SpanProcessors {
+		opts = append(opts, sdktrace.WithSpanProcessor(p))
+	}
+	if s.cfg.Sampler != nil {
+		opts = append(opts, sdktrace.WithSampler(s.cfg.Sampler))
+	}
+	s.tp = sdktrace.NewTracerProvider(opts...)
 	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
@@ -362,19 +377,17 @@ func spanKind(k string) trace.SpanKind {
 	return trace.SpanKindInternal
 }
 
+// resource describes the traced process. Precedence for service.name: the
+// flag, then OTEL_SERVICE_NAME, then OTEL_RESOURCE_ATTRIBUTES, then the
+// executable's name; other OTEL_RESOURCE_ATTRIBUTES override what tcagent
+// detects.
 func (s *Session) resource() *resource.Resource {
-	name := s.cfg.ServiceName
 	exePath, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", s.cfg.PID))
 	exePath = strings.TrimSuffix(exePath, " (deleted)")
-	if name == "" {
-		name = os.Getenv("OTEL_SERVICE_NAME")
-	}
-	if name == "" {
-		name = filepath.Base(exePath)
-	}
 	host, _ := os.Hostname()
-	return resource.NewWithAttributes("",
-		attribute.String("service.name", name),
+	attrs := []attribute.KeyValue{
+		attribute.String("service.name", filepath.Base(exePath)),
+		attribute.String("service.instance.id", instanceID(host, s.cfg.PID)),
 		attribute.Int("process.pid", s.cfg.PID),
 		attribute.String("process.executable.name", filepath.Base(exePath)),
 		attribute.String("process.executable.path", exePath),
@@ -383,12 +396,79 @@ func (s *Session) resource() *resource.Resource {
 		attribute.String("host.name", host),
 		attribute.String("telemetry.distro.name", "tcagent"),
 		attribute.String("telemetry.distro.version", Version),
-	)
+	}
+	if id := ContainerID(s.cfg.PID); id != "" {
+		attrs = append(attrs, attribute.String("container.id", id))
+	}
+	res := resource.NewWithAttributes("", attrs...)
+	if env, err := resource.New(context.Background(), resource.WithFromEnv()); err == nil {
+		res, _ = resource.Merge(res, env)
+	} else {
+		s.log.Warn("OTEL_RESOURCE_ATTRIBUTES ignored", "error", err)
+	}
+	if s.cfg.ServiceName != "" {
+		res, _ = resource.Merge(res, resource.NewWithAttributes("", attribute.String("service.name", s.cfg.ServiceName)))
+	}
+	if v, ok := res.Set().Value("service.name"); ok {
+		s.serviceName = v.AsString()
+	}
+	return res
+}
+
+// instanceID identifies this run of the process: the same for every attach
+// to it, different for the next process with the same pid.
+func instanceID(host string, pid int) string {
+	start := ""
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Field 22, after the parenthesised command name.
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 {
+			if f := strings.Fields(string(stat[i+1:])); len(f) > 19 {
+				start = f[19]
+			}
+		}
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d/%s", host, pid, start)))
+	sum[6] = sum[6]&0x0f | 0x50 // a name-based UUID (version 5 layout)
+	sum[8] = sum[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
+}
+
+var containerIDRE = regexp.MustCompile(`[0-9a-f]{64}`)
+
+// ContainerID reads the id of the container pid runs in from its cgroup
+// path (docker, containerd, CRI-O and podman put it there), "" when it is
+// not in one.
+func ContainerID(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	var id string
+	for _, line := range strings.Split(string(data), "\n") {
+		if ids := containerIDRE.FindAllString(line, -1); len(ids) > 0 {
+			id = ids[len(ids)-1]
+		}
+	}
+	return id
+}
+
+// ProgramStats are the kernel's run statistics of one BPF program, kept
+// while kernel.bpf_stats_enabled is 1.
+type ProgramStats struct {
+	Name    string
+	Runs    uint64
+	Runtime time.Duration
 }
 
 // Stats are the pipeline's counts.
 type Stats struct {
-	Kernel bpf.Counters
+	PID            int
+	Service        string
+	ProbesAttached int
+	Uprobes        int
+	Programs       []ProgramStats
+	Time           time.Time // when the counts were taken
+	Kernel         bpf.Counters
 	// KernelErr is set when the kernel counters could not be read: then
 	// Kernel is not to be trusted.
 	KernelErr    error
@@ -408,8 +488,36 @@ func (s *Session) Stats() Stats {
 	} else {
 		k, kerr = s.tracer.Counters()
 	}
-	return Stats{Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
+	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, Uprobes: s.uprobes, Time: time.Now(),
+		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending()}
+	if s.final == nil {
+		for _, p := range s.Programs() {
+			if ps, err := p.Stats(); err == nil {
+				info, _ := p.Info()
+				name := ""
+				if info != nil {
+					name = info.Name
+				}
+				st.Programs = append(st.Programs, ProgramStats{Name: name, Runs: ps.RunCount, Runtime: ps.Runtime})
+			}
+		}
+	}
+	return st
+}
+
+// Snapshot returns the counts as Run last published them (about once a
+// second, and when it returns). Unlike Stats it is safe from any goroutine.
+func (s *Session) Snapshot() Stats {
+	if st := s.snapshot.Load(); st != nil {
+		return *st
+	}
+	return Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, Uprobes: s.uprobes, Time: time.Now()}
+}
+
+func (s *Session) publish() {
+	st := s.Stats()
+	s.snapshot.Store(&st)
 }
 
 // Run reads events until ctx is done or the process exits, then detaches,
@@ -433,6 +541,7 @@ func (s *Session) Run(ctx context.Context) error {
 	for running := true; running; {
 		if now := time.Now(); now.After(nextExpire) {
 			s.tracker.Expire(now)
+			s.publish()
 			nextExpire = now.Add(time.Second)
 		}
 		select {
@@ -466,6 +575,7 @@ func (s *Session) Run(ctx context.Context) error {
 		s.handle(&rec, &ev)
 	}
 	s.tracker.EndAll(reason, time.Now())
+	s.publish()
 	st := s.Stats()
 	s.log.Info("detached", "pid", s.cfg.PID,
 		"events", st.Lifecycle.Events, "lost_ringbuf_full", st.Kernel.RingbufFull,

@@ -17,12 +17,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/exporter"
+	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
 	"github.com/tcagent/tcagent/probes"
 )
 
@@ -70,52 +69,107 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 }
 
 type traceFlags struct {
-	probes      string
-	exporter    string
-	serviceName string
+	probes       string
+	exporter     string
+	serviceName  string
+	metricsAddr  string
+	otlpEndpoint string
+	otlpProtocol string
+	sampler      string
+	samplerArg   string
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.probes, "probes", "", "custom probes (YAML)")
 	cmd.Flags().StringVar(&f.exporter, "exporter", "", "otlp, jsonl or stdout (default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is set, else stdout)")
 	cmd.Flags().StringVar(&f.serviceName, "service-name", "", "service.name (default: OTEL_SERVICE_NAME, else the executable's base name)")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus endpoint (/metrics, /healthz, /readyz); empty disables it")
+	cmd.Flags().StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP endpoint URL, e.g. http://localhost:4318 (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
+	cmd.Flags().StringVar(&f.otlpProtocol, "otlp-protocol", "", "grpc or http/protobuf (overrides OTEL_EXPORTER_OTLP_PROTOCOL)")
+	cmd.Flags().StringVar(&f.sampler, "sampler", "", "sampler, named as OTEL_TRACES_SAMPLER names them (overrides it)")
+	cmd.Flags().StringVar(&f.samplerArg, "sampler-arg", "", "the sampler's ratio (overrides OTEL_TRACES_SAMPLER_ARG)")
 }
 
-// processor builds the span processor for the chosen exporter.
-func (f *traceFlags) processor(ctx context.Context, stdout io.Writer) (sdktrace.SpanProcessor, error) {
+// pipeline is what spans go through once they end, and the metrics.
+type pipeline struct {
+	processor sdktrace.SpanProcessor
+	metrics   *tcprom.Metrics
+	sampler   sdktrace.Sampler
+	stop      context.CancelFunc
+}
+
+// setup builds the exporter, the metrics endpoint and the sampler.
+func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error) {
 	kind := f.exporter
 	if kind == "" {
 		kind = "stdout"
-		if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+		if f.otlpEndpoint != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
 			kind = "otlp"
 		}
 	}
+	pl := &pipeline{metrics: tcprom.New(0)}
+	ctx, stop := context.WithCancel(context.Background())
+	pl.stop = stop
+	onError := func(err error) { log.Warn("span export failed", "error", err) }
 	switch kind {
 	case "stdout":
-		return exporter.NewTree(stdout), nil
+		pl.processor = exporter.NewTree(stdout)
 	case "jsonl":
-		return sdktrace.NewBatchSpanProcessor(exporter.NewJSONL(stdout), sdktrace.WithBatchTimeout(200*time.Millisecond)), nil
+		b := exporter.NewBatcher(exporter.NewJSONL(stdout), exporter.BatchOptions{Interval: 200 * time.Millisecond}, onError)
+		pl.metrics.SetBatcher(b)
+		pl.processor = b
 	case "otlp":
-		proto := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-		if proto == "" {
-			proto = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-		}
-		var exp sdktrace.SpanExporter
-		var err error
-		switch proto {
-		case "", "http/protobuf":
-			exp, err = otlptracehttp.New(ctx)
-		case "grpc":
-			exp, err = otlptracegrpc.New(ctx)
-		default:
-			return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: want grpc or http/protobuf", proto)
-		}
+		exp, err := exporter.NewOTLP(ctx, exporter.OTLPOptions{Endpoint: f.otlpEndpoint, Protocol: f.otlpProtocol})
 		if err != nil {
+			stop()
 			return nil, fmt.Errorf("otlp exporter: %w", err)
 		}
-		return sdktrace.NewBatchSpanProcessor(exp), nil
+		b := exporter.NewBatcher(exp, exporter.BatchOptions{}, onError)
+		pl.metrics.SetBatcher(b)
+		pl.processor = b
+	default:
+		stop()
+		return nil, fmt.Errorf("--exporter %q: want otlp, jsonl or stdout", kind)
 	}
-	return nil, fmt.Errorf("--exporter %q: want otlp, jsonl or stdout", kind)
+	if f.sampler != "" || f.samplerArg != "" {
+		name := f.sampler
+		if name == "" {
+			name = os.Getenv("OTEL_TRACES_SAMPLER")
+		}
+		if name == "" {
+			name = "parentbased_always_on"
+		}
+		s, err := exporter.Sampler(name, f.samplerArg)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		pl.sampler = s
+	}
+	if f.metricsAddr != "" {
+		addr, err := pl.metrics.Serve(ctx, f.metricsAddr)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		log.Info("metrics endpoint", "addr", addr.String())
+	}
+	return pl, nil
+}
+
+// config returns the agent configuration for the pipeline.
+func (pl *pipeline) config(specs []probes.Spec, serviceName string, log *slog.Logger) agent.Config {
+	return agent.Config{Specs: specs, Processor: pl.processor, ServiceName: serviceName, Logger: log,
+		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}}
+}
+
+// finish flushes the spans (within a deadline) and stops the endpoint.
+func (pl *pipeline) finish(s *agent.Session) error {
+	defer pl.stop()
+	if s == nil {
+		return pl.processor.Shutdown(context.Background())
+	}
+	return s.Close()
 }
 
 func attachCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -138,24 +192,23 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			proc, err := flags.processor(ctx, stdout)
-			if err != nil {
-				return err
-			}
 			log := slog.New(slog.NewTextHandler(stderr, nil))
-			s, err := agent.Attach(agent.Config{PID: pid, Specs: specs, Processor: proc, ServiceName: flags.serviceName, Logger: log})
+			pl, err := flags.setup(stdout, log)
 			if err != nil {
-				proc.Shutdown(context.Background())
 				return err
 			}
-			offsets := 0
-			for _, p := range s.Probes() {
-				offsets += 1 + len(p.Placement.Returns)
+			cfg := pl.config(specs, flags.serviceName, log)
+			cfg.PID = pid
+			s, err := agent.Attach(cfg)
+			if err != nil {
+				pl.finish(nil)
+				return err
 			}
-			log.Info("attached", "pid", pid, "probes", len(s.Probes()), "uprobes", offsets, "mode", s.AttachMode(), "go", s.Binary().GoVersion)
+			logAttached(log, s)
+			pl.metrics.AddSession(s)
 			runErr := s.Run(ctx)
-			if err := s.Close(); err != nil && runErr == nil {
-				runErr = fmt.Errorf("flush spans: %w", err)
+			if err := pl.finish(s); err != nil && runErr == nil {
+				log.Warn("flushing spans", "error", err)
 			}
 			return runErr
 		},
@@ -182,16 +235,17 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			proc, err := flags.processor(context.Background(), stdout)
-			if err != nil {
-				return err
-			}
 			log := slog.New(slog.NewTextHandler(stderr, nil))
-			s, prog, err := startTraced(args, agent.Config{Specs: specs, Processor: proc, ServiceName: flags.serviceName, Logger: log})
+			pl, err := flags.setup(stdout, log)
 			if err != nil {
-				proc.Shutdown(context.Background())
 				return err
 			}
+			s, prog, err := startTraced(args, pl.config(specs, flags.serviceName, log))
+			if err != nil {
+				pl.finish(nil)
+				return err
+			}
+			pl.metrics.AddSession(s)
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 			defer signal.Stop(sigs)
@@ -201,8 +255,8 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 			}()
 			runErr := s.Run(context.Background()) // until the program exits
-			if err := s.Close(); err != nil && runErr == nil {
-				runErr = fmt.Errorf("flush spans: %w", err)
+			if err := pl.finish(s); err != nil {
+				log.Warn("flushing spans", "error", err)
 			}
 			waitErr := prog.Wait()
 			if runErr != nil {
@@ -253,16 +307,18 @@ func startTraced(args []string, cfg agent.Config) (*agent.Session, *exec.Cmd, er
 	if err != nil {
 		return fail(err)
 	}
-	offsets := 0
-	for _, p := range s.Probes() {
-		offsets += 1 + len(p.Placement.Returns)
-	}
-	cfg.Logger.Info("attached", "pid", pid, "probes", len(s.Probes()), "uprobes", offsets, "mode", s.AttachMode(), "go", s.Binary().GoVersion)
+	logAttached(cfg.Logger, s)
 	if err := syscall.PtraceDetach(pid); err != nil {
 		s.Close()
 		return fail(fmt.Errorf("run %s: release the program: %w", args[0], err))
 	}
 	return s, prog, nil
+}
+
+func logAttached(log *slog.Logger, s *agent.Session) {
+	st := s.Snapshot()
+	log.Info("attached", "pid", st.PID, "service", st.Service, "probes", st.ProbesAttached, "uprobes", st.Uprobes,
+		"mode", s.AttachMode(), "go", s.Binary().GoVersion)
 }
 
 func inspectCmd(stdout io.Writer) *cobra.Command {

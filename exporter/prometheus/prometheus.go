@@ -1,0 +1,264 @@
+// Package prometheus serves tcagent's metrics: RED metrics of every probe,
+// taken from the spans, and the agent's own health, including every loss, so
+// that nothing is dropped silently. It also answers /healthz and /readyz.
+package prometheus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/exporter"
+)
+
+// Other is the label value that stands for every series past the
+// cardinality cap.
+const Other = "other"
+
+// Metrics is the registry of one agent.
+type Metrics struct {
+	reg       *prometheus.Registry
+	duration  *prometheus.HistogramVec
+	calls     *prometheus.CounterVec
+	errs      *prometheus.CounterVec
+	started   prometheus.Counter
+	ended     prometheus.Counter
+	overflow  prometheus.Counter
+	maxSeries int
+
+	mu       sync.Mutex
+	series   map[[2]string]bool
+	sessions map[*agent.Session]struct{}
+	batcher  *exporter.Batcher
+	ready    bool
+}
+
+// New returns the metrics, with at most maxSeries (service, probe) label
+// pairs for the RED metrics; the rest share the label value Other.
+func New(maxSeries int) *Metrics {
+	if maxSeries <= 0 {
+		maxSeries = 1000
+	}
+	labels := []string{"service", "probe"}
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tcagent_probe_duration_seconds",
+			Help:    "Duration of traced calls, from the span of each call.",
+			Buckets: []float64{.000005, .00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, labels),
+		calls:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcagent_probe_calls_total", Help: "Traced calls that ended."}, labels),
+		errs:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcagent_probe_errors_total", Help: "Traced calls that ended with status error."}, labels),
+		started:   prometheus.NewCounter(prometheus.CounterOpts{Name: "tcagent_spans_started_total", Help: "Spans started."}),
+		ended:     prometheus.NewCounter(prometheus.CounterOpts{Name: "tcagent_spans_ended_total", Help: "Spans ended."}),
+		overflow:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tcagent_metric_series_overflow_total", Help: "Observations recorded under the label value \"other\" because the series cap was reached."}),
+		maxSeries: maxSeries,
+		series:    map[[2]string]bool{},
+		sessions:  map[*agent.Session]struct{}{},
+	}
+	m.reg.MustRegister(m.duration, m.calls, m.errs, m.started, m.ended, m.overflow, (*health)(m),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is where the metrics live.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// AddSession makes a traced process's counts part of the metrics; a session
+// added marks the agent ready.
+func (m *Metrics) AddSession(s *agent.Session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sessions[s] = struct{}{}
+	m.ready = true
+}
+
+// RemoveSession stops reporting s (its counts were final).
+func (m *Metrics) RemoveSession(s *agent.Session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sessions, s)
+}
+
+// SetBatcher reports the span export counts of b.
+func (m *Metrics) SetBatcher(b *exporter.Batcher) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.batcher = b
+}
+
+// SpanProcessor returns the processor that takes RED metrics from spans.
+func (m *Metrics) SpanProcessor() sdktrace.SpanProcessor { return (*spans)(m) }
+
+type spans Metrics
+
+func (s *spans) OnStart(context.Context, sdktrace.ReadWriteSpan) { s.started.Inc() }
+
+func (s *spans) OnEnd(span sdktrace.ReadOnlySpan) {
+	m := (*Metrics)(s)
+	m.ended.Inc()
+	service := ""
+	if v, ok := span.Resource().Set().Value("service.name"); ok {
+		service = v.AsString()
+	}
+	key := [2]string{service, span.Name()}
+	m.mu.Lock()
+	if !m.series[key] {
+		if len(m.series) >= m.maxSeries {
+			key = [2]string{service, Other}
+			m.overflow.Inc()
+		} else {
+			m.series[key] = true
+		}
+	}
+	m.mu.Unlock()
+	m.duration.WithLabelValues(key[0], key[1]).Observe(span.EndTime().Sub(span.StartTime()).Seconds())
+	m.calls.WithLabelValues(key[0], key[1]).Inc()
+	if span.Status().Code == codes.Error {
+		m.errs.WithLabelValues(key[0], key[1]).Inc()
+	}
+}
+
+func (s *spans) Shutdown(context.Context) error   { return nil }
+func (s *spans) ForceFlush(context.Context) error { return nil }
+
+// health collects the agents' own counts at scrape time.
+type health Metrics
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	eventsRead    = desc("tcagent_events_read_total", "Events read from the ring buffer.", "service", "pid")
+	eventsLost    = desc("tcagent_events_lost_total", "Events the kernel could not deliver, by reason: ringbuf_full (no room in the ring buffer, per CPU summed), goroutine_unreadable (the goroutine's g could not be read), calls_map_full (an entry could not be recorded).", "service", "pid", "reason")
+	decodeErrors  = desc("tcagent_decode_errors_total", "Ring-buffer records that could not be decoded.", "service", "pid")
+	anomalies     = desc("tcagent_lifecycle_anomalies_total", "Calls the lifecycle could not follow, by kind: unmatched_end, lost_end, events_lost (goroutine state reset), panic_unwound, expired (max span age), overflow_calls, overflow_goroutines, overflow_pending.", "service", "pid", "kind")
+	openCalls     = desc("tcagent_open_calls", "Traced calls open now.", "service", "pid")
+	goroutines    = desc("tcagent_tracked_goroutines", "Goroutines the agent holds state for.", "service", "pid")
+	pending       = desc("tcagent_pending_async_calls", "Async calls that returned and wait to settle.", "service", "pid")
+	probes        = desc("tcagent_probes_attached", "Probes attached.", "service", "pid")
+	uprobes       = desc("tcagent_uprobes_attached", "Uprobe offsets attached (entries, returns and runtime probes).", "service", "pid")
+	progRuns      = desc("tcagent_bpf_program_runs_total", "Runs of each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
+	progTime      = desc("tcagent_bpf_program_run_seconds_total", "Time spent in each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
+	spansExported = desc("tcagent_spans_exported_total", "Spans the exporter accepted.")
+	spansDropped  = desc("tcagent_spans_dropped_total", "Spans dropped before export: the export queue was full, or still held at shutdown.")
+	spansFailed   = desc("tcagent_spans_export_failed_total", "Spans in exports that failed.")
+	exportErrors  = desc("tcagent_export_errors_total", "Failed exports.")
+	ready         = desc("tcagent_ready", "1 once every probe of a traced process is attached.")
+)
+
+func (h *health) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes,
+		progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready} {
+		ch <- d
+	}
+}
+
+func (h *health) Collect(ch chan<- prometheus.Metric) {
+	h.mu.Lock()
+	sessions := make([]*agent.Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	b, isReady := h.batcher, h.ready
+	h.mu.Unlock()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, s := range sessions {
+		st := s.Snapshot()
+		l := []string{st.Service, fmt.Sprint(st.PID)}
+		with := func(extra string) []string { return append(append([]string(nil), l...), extra) }
+		counter(eventsRead, st.Lifecycle.Events, l...)
+		counter(eventsLost, st.Kernel.RingbufFull, with("ringbuf_full")...)
+		counter(eventsLost, st.Kernel.ReadGFailed, with("goroutine_unreadable")...)
+		counter(eventsLost, st.Kernel.CallsEvicted, with("calls_map_full")...)
+		counter(decodeErrors, st.DecodeErrors, l...)
+		lc := st.Lifecycle
+		for kind, v := range map[string]uint64{
+			"unmatched_end": lc.UnmatchedEnds, "lost_end": lc.LostEnds, "events_lost": lc.LostGoroutines,
+			"panic_unwound": lc.PanicUnwound, "expired": lc.Expired, "overflow_calls": lc.OverflowCalls,
+			"overflow_goroutines": lc.OverflowGoroutines, "overflow_pending": lc.OverflowPending,
+		} {
+			counter(anomalies, v, with(kind)...)
+		}
+		gauge(openCalls, float64(st.OpenCalls), l...)
+		gauge(goroutines, float64(st.Goroutines), l...)
+		gauge(pending, float64(st.Pending), l...)
+		gauge(probes, float64(st.ProbesAttached), l...)
+		gauge(uprobes, float64(st.Uprobes), l...)
+		for _, p := range st.Programs {
+			counter(progRuns, p.Runs, with(p.Name)...)
+			ch <- prometheus.MustNewConstMetric(progTime, prometheus.CounterValue, p.Runtime.Seconds(), with(p.Name)...)
+		}
+	}
+	var bs exporter.BatchStats
+	if b != nil {
+		bs = b.Stats()
+	}
+	counter(spansExported, bs.Exported)
+	counter(spansDropped, bs.Dropped)
+	counter(spansFailed, bs.Failed)
+	counter(exportErrors, bs.ExportErrors)
+	r := 0.0
+	if isReady {
+		r = 1
+	}
+	gauge(ready, r)
+}
+
+// Ready reports whether a traced process has every probe attached.
+func (m *Metrics) Ready() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ready
+}
+
+// Serve listens on addr and serves /metrics, /healthz and /readyz until ctx
+// is done. It returns once listening, with the address it listens on.
+func (m *Metrics) Serve(ctx context.Context, addr string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !m.Ready() {
+			http.Error(w, "not attached yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(shut)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener is gone; nothing else to do
+		}
+	}()
+	return ln.Addr(), nil
+}

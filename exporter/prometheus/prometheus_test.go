@@ -1,0 +1,71 @@
+package prometheus_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
+)
+
+func TestREDMetricsAndCardinalityCap(t *testing.T) {
+	m := tcprom.New(3)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(m.SpanProcessor()),
+		sdktrace.WithResource(resource.NewWithAttributes("", attribute.String("service.name", "svc"))))
+	for i := 0; i < 5; i++ {
+		for _, fail := range []bool{false, true} {
+			_, s := tp.Tracer("t").Start(context.Background(), fmt.Sprintf("probe%d", i))
+			if fail {
+				s.SetStatus(codes.Error, "x")
+			}
+			s.End()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := m.Serve(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before any attach: %d, want 503", code)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	_, body := get("/metrics")
+	for _, want := range []string{
+		`tcagent_probe_calls_total{probe="probe0",service="svc"} 2`,
+		`tcagent_probe_errors_total{probe="probe2",service="svc"} 1`,
+		`tcagent_probe_calls_total{probe="other",service="svc"} 4`,
+		`tcagent_metric_series_overflow_total 4`,
+		`tcagent_probe_duration_seconds_count{probe="probe1",service="svc"} 2`,
+		`tcagent_spans_started_total 10`,
+		`tcagent_ready 0`,
+		`go_goroutines`, `process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `probe="probe3"`) {
+		t.Error("a series past the cap was created")
+	}
+}

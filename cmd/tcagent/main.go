@@ -92,10 +92,11 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 
 // pipeline is what spans go through once they end, and the metrics.
 type pipeline struct {
-	processor sdktrace.SpanProcessor
-	metrics   *tcprom.Metrics
-	sampler   sdktrace.Sampler
-	stop      context.CancelFunc
+	processor   sdktrace.SpanProcessor
+	metrics     *tcprom.Metrics
+	metricsAddr string // where the endpoint listens, "" when disabled
+	sampler     sdktrace.Sampler
+	stop        context.CancelFunc
 }
 
 // setup builds the exporter, the metrics endpoint and the sampler.
@@ -152,7 +153,7 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 			stop()
 			return nil, err
 		}
-		log.Info("metrics endpoint", "addr", addr.String())
+		pl.metricsAddr = addr.String()
 	}
 	return pl, nil
 }
@@ -204,7 +205,7 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 				pl.finish(nil)
 				return err
 			}
-			logAttached(log, s)
+			logAttached(log, s, pl.metricsAddr)
 			pl.metrics.AddSession(s)
 			runErr := s.Run(ctx)
 			if err := pl.finish(s); err != nil && runErr == nil {
@@ -240,7 +241,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, prog, err := startTraced(args, pl.config(specs, flags.serviceName, log))
+			s, prog, err := startTraced(args, pl.config(specs, flags.serviceName, log), pl.metricsAddr)
 			if err != nil {
 				pl.finish(nil)
 				return err
@@ -278,7 +279,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 
 // startTraced starts args stopped at exec (under ptrace), attaches, and lets
 // the program go. On failure the program is killed: it never runs untraced.
-func startTraced(args []string, cfg agent.Config) (*agent.Session, *exec.Cmd, error) {
+func startTraced(args []string, cfg agent.Config, metricsAddr string) (*agent.Session, *exec.Cmd, error) {
 	// ptrace requests must come from the thread that started the tracee.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -307,7 +308,7 @@ func startTraced(args []string, cfg agent.Config) (*agent.Session, *exec.Cmd, er
 	if err != nil {
 		return fail(err)
 	}
-	logAttached(cfg.Logger, s)
+	logAttached(cfg.Logger, s, metricsAddr)
 	if err := syscall.PtraceDetach(pid); err != nil {
 		s.Close()
 		return fail(fmt.Errorf("run %s: release the program: %w", args[0], err))
@@ -315,10 +316,10 @@ func startTraced(args []string, cfg agent.Config) (*agent.Session, *exec.Cmd, er
 	return s, prog, nil
 }
 
-func logAttached(log *slog.Logger, s *agent.Session) {
+func logAttached(log *slog.Logger, s *agent.Session, metricsAddr string) {
 	st := s.Snapshot()
 	log.Info("attached", "pid", st.PID, "service", st.Service, "probes", st.ProbesAttached, "uprobes", st.Uprobes,
-		"mode", s.AttachMode(), "go", s.Binary().GoVersion)
+		"mode", s.AttachMode(), "go", s.Binary().GoVersion, "metrics", metricsAddr)
 }
 
 func inspectCmd(stdout io.Writer) *cobra.Command {

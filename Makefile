@@ -2,7 +2,7 @@
 # runs every test (kernel tests load real eBPF and need root).
 GO ?= go
 
-.PHONY: build generate test demo lint bench
+.PHONY: build generate test demo lint bench offsets
 build:
 	$(GO) build -o bin/tcagent ./cmd/tcagent
 
@@ -20,6 +20,9 @@ demo: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+
+offsets:
+	$(GO) run ./tools/offsetgen
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./binder/ ./channel/...

@@ -34,6 +34,7 @@ import (
 	"github.com/tcagent/tcagent/channel"
 	"github.com/tcagent/tcagent/channel/lifecycle"
 	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
 )
 
 // Version is tcagent's version, reported in telemetry.distro.version.
@@ -60,6 +61,9 @@ type Config struct {
 	Sampler sdktrace.Sampler
 	// SpanProcessors also see every span (metrics taken from spans).
 	SpanProcessors []sdktrace.SpanProcessor
+	// Builtin names the built-in probe sets to apply: nil for every set
+	// that applies to the binary, empty for none.
+	Builtin []string
 }
 
 // Session is a process being traced.
@@ -84,6 +88,7 @@ type Session struct {
 	attachMode   string
 	serviceName  string
 	uprobes      int
+	reports      []builtin.Report
 	// final holds the kernel counters read just before the maps were
 	// released, so that Stats stays true after Close.
 	final    *bpf.Counters
@@ -144,9 +149,22 @@ func Attach(cfg Config) (*Session, error) {
 		}
 		s.probes = append(s.probes, p)
 	}
+	if cfg.Builtin == nil || len(cfg.Builtin) > 0 {
+		bps, reports, err := builtin.Resolve(s.bin, cfg.Builtin, rt, uint32(len(s.probes)))
+		if err != nil {
+			return nil, err
+		}
+		s.reports = reports
+		for _, r := range reports {
+			if !r.Applied && (cfg.Builtin != nil || r.Reason != "the binary does not use it") {
+				s.log.Warn("built-in probe set skipped", "set", r.Set, "reason", r.Reason)
+			}
+		}
+		s.probes = append(s.probes, bps...)
+	}
 	s.nuser = len(s.probes)
 	if s.nuser == 0 {
-		return nil, errors.New("nothing to trace: no probes")
+		return nil, errors.New("nothing to trace: no probes given and no built-in probe set applies")
 	}
 	// One internal probe per completion function, shared by the async
 	// probes that name it.
@@ -208,6 +226,9 @@ func (s *Session) Probes() []*probes.Probe { return s.probes }
 
 // Binary returns the traced binary.
 func (s *Session) Binary() *probes.Binary { return s.bin }
+
+// Builtins reports what became of each built-in probe set.
+func (s *Session) Builtins() []builtin.Report { return s.reports }
 
 // AttachMode says how probes were attached: "uprobe_multi" or "uprobe".
 func (s *Session) AttachMode() string { return s.attachMode }
@@ -323,7 +344,10 @@ func (s *Session) setupPipeline() {
 			opts.CaptureError = binder.CaptureAll
 		}
 		var get binder.GetSpan
-		if p.Spec.OpensSpan() {
+		if p.Shape != nil {
+			get = shapedFactory(tracer, p.Shape)
+			opts.BeforeSpanEnd = p.Shape.End
+		} else if p.Spec.OpensSpan() {
 			get = binder.SpanFactory(tracer, spanKind(p.Spec.Kind))
 			opts.BeforeSpanEnd = func(span trace.Span, p *channel.Payload) {
 				span.SetAttributes(p.EndAttributes...)
@@ -342,6 +366,20 @@ func (s *Session) setupPipeline() {
 		byID[p.ID] = lp
 	}
 	s.tracker = lifecycle.New(byID, s.cfg.Limits)
+}
+
+// shapedFactory opens the span of a built-in probe: its shaper names it and
+// gives its semantic-convention attributes.
+func shapedFactory(tracer trace.Tracer, shape probes.Shaper) binder.GetSpan {
+	return func(parent trace.Span, p *channel.Payload) trace.Span {
+		name, kind, attrs := shape.Start(p)
+		ctx := context.Background()
+		if parent != nil {
+			ctx = trace.ContextWithSpan(ctx, parent)
+		}
+		_, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(p.Time))
+		return span
+	}
 }
 
 type enclosingKey struct{}

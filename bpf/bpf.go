@@ -26,16 +26,36 @@ const (
 	CapString CaptureKind = 2 // Reg = pointer, Reg2 = length; bytes into string slot Slot
 	CapError  CaptureKind = 3 // Reg = itab, Reg2 = data word; message into string slot Slot
 	CapEface  CaptureKind = 4 // Reg = type, Reg2 = data word (an any); string or message into slot Slot
+	CapPath   CaptureKind = 5 // a field reached from Reg through pointer hops (see Capture)
+)
+
+// BaseSaved is added to an index into Recipe.Save to name, as a CapPath's
+// Reg, a value saved at the call's entry.
+const BaseSaved = 16
+
+// Path limits (tracer.h).
+const (
+	MaxSaved = 2
+	MaxHops  = 3
 )
 
 // Capture is one value a probe reads at entry or at return. Registers are
 // numbered in the order of Go's integer register ABI: 0=RAX, 1=RBX, 2=RCX,
 // 3=RDI, 4=RSI, 5=R8, 6=R9, 7=R10, 8=R11.
+//
+// A CapPath capture starts from Reg's value (or BaseSaved+i, the i-th value
+// of Recipe.Save kept from the entry), follows len(Hops) pointers, each read
+// at the current address plus the hop's offset, then reads at the address
+// plus Field: Size bytes of an integer, or, when Size is 0, a string. A nil
+// pointer on the way sets Value.Nil.
 type Capture struct {
 	Kind      CaptureKind
 	Reg, Reg2 uint8
 	Slot      uint8
 	MaxLen    uint16
+	Hops      []uint16
+	Field     uint16
+	Size      uint8
 }
 
 // Recipe is what the generic programs do for one probe.
@@ -52,6 +72,9 @@ type Recipe struct {
 	// runtime.
 	GoidOffset, StackHiOffset, ParentGoidOffset uint16
 	Entry, Return                               []Capture
+	// Save are the registers kept from the entry for the return's CapPath
+	// captures (at most MaxSaved).
+	Save []uint8
 }
 
 // Counter indexes (tracer.h enum counter).
@@ -169,7 +192,20 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 				}
 				strings++
 			}
-			dst[i] = tracerCapture{Kind: uint8(c.Kind), Reg: c.Reg, Reg2: c.Reg2, Slot: c.Slot, MaxLen: c.MaxLen}
+			if c.Kind == CapPath && c.Size == 0 {
+				if c.Slot >= StringSlots {
+					return 0, fmt.Errorf("probe id %d: at most %d strings at entry and at return", id, StringSlots)
+				}
+				strings++
+			}
+			if len(c.Hops) > MaxHops {
+				return 0, fmt.Errorf("probe id %d: a field path has at most %d pointer hops", id, MaxHops)
+			}
+			tc := tracerCapture{Kind: uint8(c.Kind), Reg: c.Reg, Reg2: c.Reg2, Slot: c.Slot, MaxLen: c.MaxLen,
+				Nhops: uint8(len(c.Hops)), Size: c.Size}
+			copy(tc.Off[:], c.Hops)
+			tc.Off[len(c.Hops)] = c.Field
+			dst[i] = tc
 		}
 		return strings, nil
 	}
@@ -181,6 +217,11 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 		return err
 	}
 	v.N_entry, v.N_ret = uint8(len(r.Entry)), uint8(len(r.Return))
+	if len(r.Save) > MaxSaved {
+		return fmt.Errorf("probe id %d: at most %d saved registers", id, MaxSaved)
+	}
+	v.Nsave = uint8(len(r.Save))
+	copy(v.Save[:], r.Save)
 	if err := t.objs.Recipes.Put(id, &v); err != nil {
 		return fmt.Errorf("store recipe %d: %w", id, err)
 	}

@@ -22,6 +22,7 @@ const (
 type Value struct {
 	A, B, C    uint64
 	ReadFailed bool
+	Nil        bool // a nil pointer on a field path
 }
 
 // Event is one decoded ring-buffer record. Decode reuses it: Strings refer to
@@ -69,7 +70,7 @@ func (e *Event) Decode(raw []byte) error {
 	}
 	for i := 0; i < e.NValues; i++ {
 		b := raw[headerSize+i*valueSize:]
-		e.Values[i] = Value{A: le.Uint64(b), B: le.Uint64(b[8:]), C: le.Uint64(b[16:]), ReadFailed: le.Uint64(b[24:])&1 != 0}
+		e.Values[i] = Value{A: le.Uint64(b), B: le.Uint64(b[8:]), C: le.Uint64(b[16:]), ReadFailed: le.Uint64(b[24:])&1 != 0, Nil: le.Uint64(b[24:])&2 != 0}
 	}
 	e.strings = nil
 	if big {

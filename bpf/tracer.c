@@ -43,6 +43,7 @@ struct call_key {
 struct call_val {
 	__u32 probe;
 	__u32 _pad;
+	__u64 saved[MAX_SAVED];
 };
 
 // Open calls. LRU so that calls whose RET is never seen (a panic unwinds
@@ -85,6 +86,7 @@ static __always_inline void count(__u32 idx)
 // at computed offsets.
 struct abi_regs {
 	__u64 r[ABI_REGS];
+	__u64 saved[MAX_SAVED]; // what the call's entry saved, at its return
 };
 
 static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
@@ -102,6 +104,8 @@ static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
 
 static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
 {
+	if (i >= BASE_SAVED && i < BASE_SAVED + MAX_SAVED)
+		return regs->saved[i - BASE_SAVED];
 	if (i >= ABI_REGS)
 		return 0;
 	return regs->r[i];
@@ -140,6 +144,46 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 		if (slot && read_str(slot, a, b, c->max_len) < 0)
 			out->flags |= VAL_READ_FAILED;
 		break;
+	case CAP_PATH: {
+		__u64 addr = a;
+		for (int h = 0; h < MAX_HOPS; h++) {
+			if (h >= c->nhops)
+				break;
+			if (addr == 0)
+				break;
+			__u64 next = 0;
+			if (bpf_probe_read_user(&next, sizeof(next), (void *)(addr + c->off[h])) < 0) {
+				out->flags |= VAL_READ_FAILED;
+				return;
+			}
+			addr = next;
+		}
+		if (addr == 0) {
+			out->flags |= VAL_NIL;
+			break;
+		}
+		addr += c->off[c->nhops & MAX_HOPS];
+		if (c->size) {
+			__u64 v = 0;
+			__u32 size = c->size;
+			if (size > 8)
+				size = 8;
+			if (bpf_probe_read_user(&v, size, (void *)addr) < 0)
+				out->flags |= VAL_READ_FAILED;
+			out->a = v;
+			break;
+		}
+		__u64 s[2] = {0, 0};
+		if (bpf_probe_read_user(s, sizeof(s), (void *)addr) < 0) {
+			out->flags |= VAL_READ_FAILED;
+			break;
+		}
+		out->a = s[1]; // length, as CAP_STRING
+		out->b = s[0];
+		if (slot && read_str(slot, s[0], s[1], c->max_len) < 0)
+			out->flags |= VAL_READ_FAILED;
+		break;
+	}
 	case CAP_ERROR:
 	case CAP_EFACE: {
 		// An interface: a = itab (error) or type (any), b = data word.
@@ -169,7 +213,8 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 }
 
 static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
-				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings)
+				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings,
+				const __u64 *saved)
 {
 	struct event *ev;
 	int big = strings != 0;
@@ -206,6 +251,8 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 	if (ncaps) {
 		struct abi_regs regs;
 		abi_regs(ctx, &regs);
+		regs.saved[0] = saved ? saved[0] : 0;
+		regs.saved[1] = saved ? saved[1] : 0;
 		for (int i = 0; i < MAX_CAPS; i++) {
 			if (i >= ncaps)
 				break;
@@ -234,6 +281,24 @@ static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r
 	return 0;
 }
 
+// save_regs keeps, for the return, the registers the recipe names: the
+// return's field paths start from them (a request pointer, say, whose
+// register the function has reused by then).
+static __always_inline void save_regs(struct pt_regs *ctx, const struct recipe *r, __u64 *saved)
+{
+	if (!r->nsave)
+		return;
+	struct abi_regs regs;
+	abi_regs(ctx, &regs);
+	for (int i = 0; i < MAX_SAVED; i++) {
+		if (i >= r->nsave)
+			break;
+		__u8 idx = r->save[i];
+		if (idx < ABI_REGS)
+			saved[i] = regs.r[idx];
+	}
+}
+
 SEC("uprobe.multi")
 int tc_entry(struct pt_regs *ctx)
 {
@@ -250,8 +315,10 @@ int tc_entry(struct pt_regs *ctx)
 		// A function whose first instruction is its RET (a getter whose
 		// result is already in place): the call starts and ends here, and
 		// the registers already hold its results.
-		emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings);
-		emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings);
+		__u64 saved[MAX_SAVED] = {0, 0};
+		save_regs(ctx, r, saved);
+		emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings, 0);
+		emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings, saved);
 		return 0;
 	}
 
@@ -266,9 +333,10 @@ int tc_entry(struct pt_regs *ctx)
 		}
 	}
 	struct call_val v = {.probe = probe};
+	save_regs(ctx, r, v.saved);
 	if (bpf_map_update_elem(&calls, &k, &v, BPF_ANY) < 0)
 		count(COUNTER_CALLS_EVICTED);
-	emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings);
+	emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings, 0);
 	return 0;
 }
 
@@ -290,8 +358,9 @@ int tc_return(struct pt_regs *ctx)
 		count(COUNTER_UNMATCHED_RETURN);
 		return 0;
 	}
+	__u64 saved[MAX_SAVED] = {open->saved[0], open->saved[1]};
 	bpf_map_delete_elem(&calls, &k);
-	emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings);
+	emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings, saved);
 	return 0;
 }
 
@@ -355,7 +424,7 @@ int tc_go_exit(struct pt_regs *ctx)
 	__u64 goid, depth;
 	if (goroutine(ctx, r, &goid, &depth) < 0)
 		return 0;
-	emit(ctx, r, probe, EV_GO_EXIT, goid, depth, r->entry, 0, 0);
+	emit(ctx, r, probe, EV_GO_EXIT, goid, depth, r->entry, 0, 0, 0);
 	bpf_map_delete_elem(&lost, &goid);
 	return 0;
 }
@@ -371,6 +440,6 @@ int tc_panic(struct pt_regs *ctx)
 	__u64 goid, depth;
 	if (goroutine(ctx, r, &goid, &depth) < 0)
 		return 0;
-	emit(ctx, r, probe, EV_PANIC, goid, depth, r->entry, r->n_entry, r->entry_strings);
+	emit(ctx, r, probe, EV_PANIC, goid, depth, r->entry, r->n_entry, r->entry_strings, 0);
 	return 0;
 }

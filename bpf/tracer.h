@@ -35,7 +35,13 @@ enum capture_kind {
 	CAP_STRING = 2, // reg = pointer, reg2 = length
 	CAP_ERROR = 3,  // reg = itab, reg2 = data word
 	CAP_EFACE = 4,  // reg = type, reg2 = data word (an any, as gopanic's argument)
+	CAP_PATH = 5,   // a field reached from reg through pointer hops: see struct capture
 };
+
+// CAP_PATH bases above the ABI registers: values saved at entry.
+#define BASE_SAVED 16
+#define MAX_SAVED 2
+#define MAX_HOPS 3
 
 enum recipe_flags {
 	RECIPE_DEDUP = 1,       // entry probe at offset 0: drop prologue re-runs
@@ -53,15 +59,22 @@ enum counter {
 
 enum value_flags {
 	VAL_READ_FAILED = 1,
+	VAL_NIL = 2, // a nil pointer on a CAP_PATH: the field does not exist
 };
 
+// A CAP_PATH capture starts from the value of reg (a register, or
+// BASE_SAVED+i: the i-th value saved at the call's entry), follows nhops
+// pointers (addr = *(addr + off[i])), then reads at addr + off[nhops]:
+// size bytes of an integer, or a string header (size 0) and its bytes.
 struct capture {
 	__u8 kind;
 	__u8 reg;
 	__u8 reg2;
 	__u8 slot;
 	__u16 max_len;
-	__u16 _pad;
+	__u8 nhops;
+	__u8 size;
+	__u16 off[MAX_HOPS + 1];
 };
 
 struct recipe {
@@ -74,6 +87,10 @@ struct recipe {
 	__u8 n_ret;
 	__u8 entry_strings;
 	__u8 ret_strings;
+	// Registers saved at entry for the return's CAP_PATH captures.
+	__u8 nsave;
+	__u8 save[MAX_SAVED];
+	__u8 _pad1;
 	struct capture entry[MAX_CAPS];
 	struct capture ret[MAX_CAPS];
 };

@@ -23,6 +23,7 @@ type tracerCallVal struct {
 	_     structs.HostLayout
 	Probe uint32
 	Pad   uint32
+	Saved [2]uint64
 }
 
 type tracerCapture struct {
@@ -32,7 +33,9 @@ type tracerCapture struct {
 	Reg2   uint8
 	Slot   uint8
 	MaxLen uint16
-	Pad    uint16
+	Nhops  uint8
+	Size   uint8
+	Off    [4]uint16
 }
 
 type tracerEvent struct {
@@ -62,6 +65,9 @@ type tracerRecipe struct {
 	N_ret         uint8
 	EntryStrings  uint8
 	RetStrings    uint8
+	Nsave         uint8
+	Save          [2]uint8
+	Pad1          uint8
 	Entry         [8]tracerCapture
 	Ret           [8]tracerCapture
 }

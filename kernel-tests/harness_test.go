@@ -177,12 +177,16 @@ func attach(t *testing.T, pid int, yaml string) *session {
 // attachWith lets the test adjust the agent's configuration.
 func attachWith(t *testing.T, pid int, yaml string, adjust func(*agent.Config)) *session {
 	t.Helper()
-	specs, err := probes.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
+	var specs []probes.Spec
+	if yaml != "" {
+		var err error
+		if specs, err = probes.Parse([]byte(yaml)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rec := tracetest.NewSpanRecorder()
-	cfg := agent.Config{PID: pid, Specs: specs, Processor: rec, PollInterval: 10 * time.Millisecond}
+	// Built-in sets only where a test asks for them.
+	cfg := agent.Config{PID: pid, Specs: specs, Processor: rec, PollInterval: 10 * time.Millisecond, Builtin: []string{}}
 	if adjust != nil {
 		adjust(&cfg)
 	}

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel"
 )
 
 // DefaultMaxString is how many bytes of a string are captured by default.
@@ -37,6 +41,19 @@ type Probe struct {
 	// IsCompletion marks the internal probes of completion functions: they
 	// open no span and only settle the calls whose handle they receive.
 	IsCompletion bool
+	// Shape, for built-in probes, makes the span from the raw captures
+	// (whose attribute keys are then internal names).
+	Shape Shaper
+	// Set is the built-in set the probe belongs to, "" for custom probes.
+	Set string
+}
+
+// Shaper turns a built-in probe's raw captures into its span: name, kind
+// and semantic-convention attributes at start, and what only the end knows
+// (a status code, a route) before it ends.
+type Shaper interface {
+	Start(p *channel.Payload) (name string, kind trace.SpanKind, attrs []attribute.KeyValue)
+	End(span trace.Span, p *channel.Payload)
 }
 
 // CapturedAttr is how one capture becomes an attribute.
@@ -274,4 +291,23 @@ func CompileRuntime(b *Binary, rt Runtime) (*RuntimeProbes, error) {
 	// gopanic(e any): the type in RAX, the data word in RBX.
 	rp.PanicRecipe.Entry = []bpf.Capture{{Kind: bpf.CapEface, Reg: 0, Reg2: 1, MaxLen: bpf.StringSlotSize}}
 	return rp, nil
+}
+
+// NewProbe places a probe on fn without a spec's captures: built-in sets
+// add their own. ok is false when b has no such function.
+func NewProbe(b *Binary, symbol string, id uint32, rt Runtime) (*Probe, bool, error) {
+	fn, ok := b.Func(symbol)
+	if !ok {
+		return nil, false, nil
+	}
+	code, err := b.Code(fn)
+	if err != nil {
+		return nil, true, fmt.Errorf("%s: %w", symbol, err)
+	}
+	pl, err := Place(code)
+	if err != nil {
+		return nil, true, fmt.Errorf("%s: %w", symbol, err)
+	}
+	return &Probe{ID: id, Spec: Spec{Symbol: symbol}, Func: fn, Placement: pl, ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1,
+		Recipe: bpf.Recipe{Dedup: pl.Dedup, EntryIsReturn: pl.EntryIsReturn, GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset}}, true, nil
 }

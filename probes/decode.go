@@ -28,6 +28,9 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue) 
 			break
 		}
 		v := ev.Values[i]
+		if v.Nil {
+			continue // a field behind a nil pointer: there is nothing to say
+		}
 		switch a.Type {
 		case "int":
 			dst = append(dst, attribute.Int64(a.Key, signExtend(v.A, a.Size)))

@@ -67,6 +67,13 @@ func (b *Binary) Runtime() (Runtime, error) {
 	return Runtime{GoidOffset: off.goid, StackHiOffset: 8, ParentGoidOffset: off.parentGoid, Source: "table"}, nil
 }
 
+// DWARFField returns the offset of field in the struct type typ (e.g.
+// "net/http.Request", "Method") from the binary's DWARF; ok is false when
+// the binary has no DWARF or no such field.
+func (b *Binary) DWARFField(typ, field string) (int64, bool, error) {
+	return b.dwarfField(typ, field)
+}
+
 func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
 	r, e, err := b.dwarfEntry(typ)
 	if err != nil || e == nil || e.Tag != dwarf.TagStructType {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/tcagent/tcagent/exporter"
 	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
 	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
 )
 
 func main() {
@@ -70,6 +72,7 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 
 type traceFlags struct {
 	probes       string
+	builtin      string
 	exporter     string
 	serviceName  string
 	metricsAddr  string
@@ -81,6 +84,7 @@ type traceFlags struct {
 
 func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.probes, "probes", "", "custom probes (YAML)")
+	cmd.Flags().StringVar(&f.builtin, "builtin", "", "built-in probe sets, comma-separated ("+strings.Join(builtin.Sets, ",")+"); default: all that apply; none turns them off")
 	cmd.Flags().StringVar(&f.exporter, "exporter", "", "otlp, jsonl or stdout (default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is set, else stdout)")
 	cmd.Flags().StringVar(&f.serviceName, "service-name", "", "service.name (default: OTEL_SERVICE_NAME, else the executable's base name)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus endpoint (/metrics, /healthz, /readyz); empty disables it")
@@ -159,9 +163,31 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 }
 
 // config returns the agent configuration for the pipeline.
-func (pl *pipeline) config(specs []probes.Spec, serviceName string, log *slog.Logger) agent.Config {
-	return agent.Config{Specs: specs, Processor: pl.processor, ServiceName: serviceName, Logger: log,
-		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}}
+func (pl *pipeline) config(specs []probes.Spec, f *traceFlags, log *slog.Logger) agent.Config {
+	return agent.Config{Specs: specs, Processor: pl.processor, ServiceName: f.serviceName, Logger: log,
+		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets()}
+}
+
+// builtinSets parses --builtin: nil for all, empty for none.
+func (f *traceFlags) builtinSets() []string {
+	switch f.builtin {
+	case "":
+		return nil
+	case "none":
+		return []string{}
+	}
+	return strings.Split(f.builtin, ",")
+}
+
+// specs loads --probes, if given.
+func (f *traceFlags) specs() ([]probes.Spec, error) {
+	if f.probes == "" {
+		if f.builtin == "none" {
+			return nil, errors.New("nothing to trace: give --probes, or leave built-in probe sets on")
+		}
+		return nil, nil
+	}
+	return probes.Load(f.probes)
 }
 
 // finish flushes the spans (within a deadline) and stops the endpoint.
@@ -177,17 +203,14 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 	var flags traceFlags
 	var pid int
 	cmd := &cobra.Command{
-		Use:   "attach --pid PID --probes FILE",
+		Use:   "attach --pid PID [--probes FILE]",
 		Short: "Trace a running process until SIGINT/SIGTERM or its exit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pid == 0 {
 				return errors.New("attach: --pid is required")
 			}
-			if flags.probes == "" {
-				return errors.New("attach: --probes is required (built-in probe sets are not available yet)")
-			}
-			specs, err := probes.Load(flags.probes)
+			specs, err := flags.specs()
 			if err != nil {
 				return err
 			}
@@ -198,7 +221,7 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := pl.config(specs, flags.serviceName, log)
+			cfg := pl.config(specs, &flags, log)
 			cfg.PID = pid
 			s, err := agent.Attach(cfg)
 			if err != nil {
@@ -229,10 +252,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			"program and exits with the program's exit status.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if flags.probes == "" {
-				return errors.New("run: --probes is required (built-in probe sets are not available yet)")
-			}
-			specs, err := probes.Load(flags.probes)
+			specs, err := flags.specs()
 			if err != nil {
 				return err
 			}
@@ -241,7 +261,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, prog, err := startTraced(args, pl.config(specs, flags.serviceName, log), pl.metricsAddr)
+			s, prog, err := startTraced(args, pl.config(specs, &flags, log), pl.metricsAddr)
 			if err != nil {
 				pl.finish(nil)
 				return err
@@ -367,6 +387,27 @@ func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 		fmt.Fprintf(w, "runtime:    unsupported: %v\n", err)
 	} else {
 		fmt.Fprintf(w, "runtime:    g.goid at %d, g.stack.hi at %d (from %s)\n", rt.GoidOffset, rt.StackHiOffset, rt.Source)
+	}
+	if rt, err := b.Runtime(); err == nil {
+		_, reports, err := builtin.Resolve(b, nil, rt, 0)
+		if err != nil {
+			return err
+		}
+		for _, r := range reports {
+			if !r.Applied {
+				fmt.Fprintf(w, "builtin %s: skipped: %s\n", r.Set, r.Reason)
+				continue
+			}
+			fmt.Fprintf(w, "builtin %s: %s\n", r.Set, strings.Join(r.Probes, ", "))
+			var fields []string
+			for f := range r.Offsets {
+				fields = append(fields, f)
+			}
+			sort.Strings(fields)
+			for _, f := range fields {
+				fmt.Fprintf(w, "  offset %s from %s\n", f, r.Offsets[f])
+			}
+		}
 	}
 	fmt.Fprintf(w, "modules:    %d\n", len(b.Modules))
 	for _, m := range b.Modules {

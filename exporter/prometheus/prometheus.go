@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/exporter"
@@ -28,14 +30,17 @@ const Other = "other"
 
 // Metrics is the registry of one agent.
 type Metrics struct {
-	reg       *prometheus.Registry
-	duration  *prometheus.HistogramVec
-	calls     *prometheus.CounterVec
-	errs      *prometheus.CounterVec
-	started   prometheus.Counter
-	ended     prometheus.Counter
-	overflow  prometheus.Counter
-	maxSeries int
+	reg        *prometheus.Registry
+	duration   *prometheus.HistogramVec
+	calls      *prometheus.CounterVec
+	errs       *prometheus.CounterVec
+	started    prometheus.Counter
+	ended      prometheus.Counter
+	overflow   prometheus.Counter
+	maxSeries  int
+	httpServer *prometheus.HistogramVec
+	httpClient *prometheus.HistogramVec
+	dbClient   *prometheus.HistogramVec
 
 	mu       sync.Mutex
 	series   map[[2]string]bool
@@ -67,6 +72,19 @@ func New(maxSeries int) *Metrics {
 		series:    map[[2]string]bool{},
 		sessions:  map[*agent.Session]struct{}{},
 	}
+	// The semantic conventions' metrics for the built-in probes, with their
+	// standard low-cardinality attributes as labels.
+	semconvBuckets := []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+	m.httpServer = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "http_server_request_duration_seconds",
+		Help: "Duration of HTTP server requests (http.server.request.duration).", Buckets: semconvBuckets},
+		[]string{"service", "http_request_method", "http_response_status_code", "http_route", "network_protocol_version", "url_scheme", "error_type"})
+	m.httpClient = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "http_client_request_duration_seconds",
+		Help: "Duration of HTTP client requests (http.client.request.duration).", Buckets: semconvBuckets},
+		[]string{"service", "http_request_method", "http_response_status_code", "server_address", "server_port", "error_type"})
+	m.dbClient = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "db_client_operation_duration_seconds",
+		Help: "Duration of database client operations (db.client.operation.duration).", Buckets: semconvBuckets},
+		[]string{"service", "db_system_name", "db_operation_name", "error_type"})
+	m.reg.MustRegister(m.httpServer, m.httpClient, m.dbClient)
 	m.reg.MustRegister(m.duration, m.calls, m.errs, m.started, m.ended, m.overflow, (*health)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -112,6 +130,9 @@ func (s *spans) OnEnd(span sdktrace.ReadOnlySpan) {
 	if v, ok := span.Resource().Set().Value("service.name"); ok {
 		service = v.AsString()
 	}
+	if m.semconv(service, span) {
+		return
+	}
 	key := [2]string{service, span.Name()}
 	m.mu.Lock()
 	if !m.series[key] {
@@ -128,6 +149,53 @@ func (s *spans) OnEnd(span sdktrace.ReadOnlySpan) {
 	if span.Status().Code == codes.Error {
 		m.errs.WithLabelValues(key[0], key[1]).Inc()
 	}
+}
+
+// semconv records the semantic-convention metric of a built-in probe's span
+// and reports whether the span was one.
+func (m *Metrics) semconv(service string, span sdktrace.ReadOnlySpan) bool {
+	attrs := span.Attributes()
+	get := func(key string) string {
+		for _, a := range attrs {
+			if string(a.Key) == key {
+				return a.Value.Emit()
+			}
+		}
+		return ""
+	}
+	var h *prometheus.HistogramVec
+	var labels []string
+	errType := get("error.type")
+	if errType == "" && span.Status().Code == codes.Error {
+		errType = "_OTHER"
+	}
+	switch {
+	case get("http.request.method") != "" && span.SpanKind() == trace.SpanKindServer:
+		h, labels = m.httpServer, []string{service, get("http.request.method"), get("http.response.status_code"), get("http.route"),
+			get("network.protocol.version"), get("url.scheme"), errType}
+	case get("http.request.method") != "" && span.SpanKind() == trace.SpanKindClient:
+		h, labels = m.httpClient, []string{service, get("http.request.method"), get("http.response.status_code"), get("server.address"),
+			get("server.port"), errType}
+	case get("db.system.name") != "":
+		h, labels = m.dbClient, []string{service, get("db.system.name"), get("db.operation.name"), errType}
+	default:
+		return false
+	}
+	key := [2]string{service, strings.Join(labels, "\x00")}
+	m.mu.Lock()
+	if !m.series[key] {
+		if len(m.series) >= m.maxSeries {
+			for i := 1; i < len(labels); i++ {
+				labels[i] = Other
+			}
+			m.overflow.Inc()
+		} else {
+			m.series[key] = true
+		}
+	}
+	m.mu.Unlock()
+	h.WithLabelValues(labels...).Observe(span.EndTime().Sub(span.StartTime()).Seconds())
+	return true
 }
 
 func (s *spans) Shutdown(context.Context) error   { return nil }

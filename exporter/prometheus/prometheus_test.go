@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
 )
@@ -67,5 +68,46 @@ func TestREDMetricsAndCardinalityCap(t *testing.T) {
 	}
 	if strings.Contains(body, `probe="probe3"`) {
 		t.Error("a series past the cap was created")
+	}
+}
+
+func TestSemconvMetrics(t *testing.T) {
+	m := tcprom.New(0)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(m.SpanProcessor()),
+		sdktrace.WithResource(resource.NewWithAttributes("", attribute.String("service.name", "svc"))))
+	tr := tp.Tracer("t")
+	_, s := tr.Start(context.Background(), "GET /users/{id}", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("http.request.method", "GET"), attribute.Int("http.response.status_code", 200),
+		attribute.String("http.route", "/users/{id}"), attribute.String("network.protocol.version", "1.1"),
+		attribute.String("url.scheme", "http"), attribute.String("url.path", "/users/42")))
+	s.End()
+	_, c := tr.Start(context.Background(), "GET", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("http.request.method", "GET"), attribute.String("server.address", "example.com"), attribute.Int("server.port", 443)))
+	c.SetStatus(codes.Error, "refused")
+	c.SetAttributes(attribute.String("error.type", "*net.OpError"))
+	c.End()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := m.Serve(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	for _, want := range []string{
+		`http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="200",http_route="/users/{id}",network_protocol_version="1.1",service="svc",url_scheme="http"} 1`,
+		`http_client_request_duration_seconds_count{error_type="*net.OpError",http_request_method="GET",http_response_status_code="",server_address="example.com",server_port="443",service="svc"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "/users/42") || strings.Contains(body, `tcagent_probe_calls_total{probe="GET`) {
+		t.Error("a built-in span leaked high-cardinality labels into the metrics")
 	}
 }

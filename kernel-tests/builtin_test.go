@@ -1,0 +1,144 @@
+package kerneltests
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
+)
+
+// TestBuiltinHTTP traces net/http servers and clients with no probe file,
+// in builds with DWARF and stripped ones (offsets from the table).
+func TestBuiltinHTTP(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http"} })
+		if r := ss.s.Builtins(); len(r) != 1 || !r[0].Applied || len(r[0].Probes) != 2 {
+			t.Fatalf("built-in report %+v", r)
+		}
+		for f, src := range ss.s.Builtins()[0].Offsets {
+			if want := map[bool]string{false: "DWARF", true: "table (" + b.release + ")"}[b.stripped]; src != want {
+				t.Errorf("offset of %s from %q, want %q", f, src, want)
+			}
+		}
+		tg.run(t, "http")
+		spans := ss.stop(t)
+		var servers, clients []sdktrace.ReadOnlySpan
+		for _, s := range spans {
+			switch s.SpanKind() {
+			case trace.SpanKindServer:
+				servers = append(servers, s)
+			case trace.SpanKindClient:
+				clients = append(clients, s)
+			}
+		}
+		// The panicking handler closes its connection; the client retries
+		// that idempotent GET once on a new one, so /boom is served twice.
+		byPath := map[string]sdktrace.ReadOnlySpan{}
+		boom := 0
+		for _, s := range servers {
+			p := attrs(s)["url.path"].(string)
+			if p == "/boom" {
+				boom++
+				if s.Status().Description != "panic: handler failed" {
+					t.Errorf("/boom span status %v", s.Status())
+				}
+			}
+			byPath[p] = s
+		}
+		if len(servers) != 3+boom || boom < 1 || boom > 2 || len(clients) != 5 {
+			t.Fatalf("%d server (%d for /boom) and %d client spans (%s), want 4 or 5 and 5", len(servers), boom, len(clients), spanNames(spans))
+		}
+		port := int64(0)
+		check := func(s sdktrace.ReadOnlySpan, name string, want map[string]any, code codes.Code, msg string) {
+			t.Helper()
+			if s == nil {
+				t.Errorf("no %s span", name)
+				return
+			}
+			if s.Name() != name {
+				t.Errorf("span %q, want %q", s.Name(), name)
+			}
+			a := attrs(s)
+			for k, v := range want {
+				if a[k] != v {
+					t.Errorf("%s: %s = %#v, want %#v", name, k, a[k], v)
+				}
+			}
+			if s.Status().Code != code || !strings.HasPrefix(s.Status().Description, msg) {
+				t.Errorf("%s: status %v, want %v %q", name, s.Status(), code, msg)
+			}
+			if r := endReason(s); r != "" {
+				t.Errorf("%s ended by the agent: %s", name, r)
+			}
+		}
+		users := byPath["/users/42"]
+		if users != nil {
+			port, _ = attrs(users)["server.port"].(int64)
+		}
+		check(users, "GET /users/{id}", map[string]any{"http.request.method": "GET", "http.route": "/users/{id}",
+			"http.response.status_code": int64(200), "url.scheme": "http", "network.protocol.version": "1.1",
+			"server.address": "127.0.0.1", "client.address": "127.0.0.1"}, codes.Unset, "")
+		check(byPath["/fail"], "POST /fail", map[string]any{"http.request.method": "POST", "http.route": "/fail",
+			"http.response.status_code": int64(500)}, codes.Error, "")
+		check(byPath["/nope"], "GET", map[string]any{"http.response.status_code": int64(404)}, codes.Unset, "")
+		// The route is read when ServeHTTP returns; a panic unwinds it first.
+		check(byPath["/boom"], "GET", map[string]any{"url.path": "/boom"}, codes.Error, "panic: handler failed")
+		if port == 0 {
+			t.Fatal("no server port")
+		}
+		byURL := map[string]sdktrace.ReadOnlySpan{}
+		for _, s := range clients {
+			byURL[s.Name()+" "+attrs(s)["url.full"].(string)] = s
+		}
+		base := "http://127.0.0.1:" + itoa(port)
+		check(byURL["GET "+base+"/users/42"], "GET", map[string]any{"http.response.status_code": int64(200),
+			"server.address": "127.0.0.1", "server.port": port}, codes.Unset, "")
+		check(byURL["POST "+base+"/fail"], "POST", map[string]any{"http.response.status_code": int64(500), "error.type": "500"}, codes.Error, "")
+		check(byURL["GET "+base+"/nope"], "GET", map[string]any{"http.response.status_code": int64(404)}, codes.Error, "")
+		var refused sdktrace.ReadOnlySpan
+		for k, s := range byURL {
+			if strings.HasSuffix(k, "/x") {
+				refused = s
+			}
+		}
+		check(refused, "GET", map[string]any{"error.type": "*net.OpError"}, codes.Error, "")
+		// *net.OpError is not one of the types whose message is read: its
+		// type stands for the message.
+		if refused != nil && refused.Status().Description != "*net.OpError" {
+			t.Errorf("transport error message %q", refused.Status().Description)
+		}
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestBuiltinOffsetsNeverGuessed: a stripped binary of a release missing
+// from the offsets table gets the set skipped with the reason, not guessed.
+func TestBuiltinOffsetsNeverGuessed(t *testing.T) {
+	b := fixtures(t)[len(fixtures(t))-1] // newest, stripped
+	bin, err := probes.Open(b.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	rt, err := bin.Runtime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin.GoVersion = "go1.99.1" // as if built by a release the table does not know
+	ps, reports, err := builtin.Resolve(bin, nil, rt, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 0 || len(reports) != 1 || reports[0].Applied || !strings.Contains(reports[0].Reason, "not in the offsets table") {
+		t.Fatalf("probes %d, reports %+v", len(ps), reports)
+	}
+}

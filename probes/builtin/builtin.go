@@ -1,0 +1,150 @@
+// Package builtin holds the probe sets tcagent applies without a probe file:
+// `http` (net/http servers and clients) for now. Each probe reads the
+// library's structs through field paths whose offsets come from the target's
+// DWARF, or, for binaries without it, from a table generated for every
+// supported Go release (offsets_table.go, `make offsets`). A binary whose
+// release is not in the table gets a warning and the set is skipped: an
+// offset is never guessed.
+package builtin
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// Sets are the built-in sets, by name.
+var Sets = []string{"http"}
+
+// Report says what became of a set for one binary.
+type Report struct {
+	Set string
+	// Applied is false when the set was skipped; Reason says why.
+	Applied bool
+	Reason  string
+	// Probes are the functions probed.
+	Probes []string
+	// Offsets maps each field read to where its offset came from: "DWARF"
+	// or "table (go1.N)".
+	Offsets map[string]string
+}
+
+// offsets resolves field offsets for one binary.
+type offsets struct {
+	b       *probes.Binary
+	sources map[string]string
+}
+
+// get returns the offset of field ("net/http.Request.Method"); ok is false
+// when the field does not exist in the binary's release, err when the
+// offset cannot be known.
+func (o *offsets) get(field string) (int64, bool, error) {
+	i := strings.LastIndex(field, ".")
+	if off, ok, err := o.b.DWARFField(field[:i], field[i+1:]); err != nil {
+		return 0, false, err
+	} else if ok {
+		o.sources[field] = "DWARF"
+		return off, true, nil
+	}
+	rel := o.b.Release()
+	t, known := offsetsTable[rel]
+	if !known {
+		return 0, false, fmt.Errorf("%s has no DWARF and %s is not in the offsets table (Go %s to %s)", o.b.Path, o.b.GoVersion,
+			strings.TrimPrefix(releases()[0], "go"), strings.TrimPrefix(releases()[len(releases())-1], "go"))
+	}
+	off, ok := t[field]
+	if ok {
+		o.sources[field] = "table (" + rel + ")"
+	}
+	return off, ok, nil
+}
+
+func (o *offsets) must(field string) (uint16, error) {
+	off, ok, err := o.get(field)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("%s has no field %s", o.b.GoVersion, field)
+	}
+	return uint16(off), nil
+}
+
+func releases() []string {
+	var rs []string
+	for r := range offsetsTable {
+		rs = append(rs, r)
+	}
+	slices.Sort(rs)
+	return rs
+}
+
+// Resolve compiles the built-in sets named in sets (nil: every set) that
+// apply to b, numbering probes from firstID. A set that does not apply, or
+// whose offsets are unknown, is skipped and reported, never guessed.
+func Resolve(b *probes.Binary, sets []string, rt probes.Runtime, firstID uint32) ([]*probes.Probe, []Report, error) {
+	if sets == nil {
+		sets = Sets
+	}
+	var out []*probes.Probe
+	var reports []Report
+	for _, name := range sets {
+		var build func(*probes.Binary, *offsets, probes.Runtime, uint32) ([]*probes.Probe, error)
+		switch name {
+		case "http":
+			build = httpProbes
+		default:
+			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
+		}
+		o := &offsets{b: b, sources: map[string]string{}}
+		ps, err := build(b, o, rt, firstID+uint32(len(out)))
+		r := Report{Set: name, Offsets: o.sources}
+		switch {
+		case err != nil:
+			r.Reason = err.Error()
+		case len(ps) == 0:
+			r.Reason = "the binary does not use it"
+		default:
+			r.Applied = true
+			for _, p := range ps {
+				p.Set = name
+				r.Probes = append(r.Probes, p.Spec.Symbol)
+			}
+			out = append(out, ps...)
+		}
+		reports = append(reports, r)
+	}
+	return out, reports, nil
+}
+
+// field builds a CapPath capture: from register reg, through hops, to a
+// string (size 0) or an integer of size bytes.
+func field(reg uint8, size uint8, hopsAndField ...uint16) bpf.Capture {
+	n := len(hopsAndField) - 1
+	return bpf.Capture{Kind: bpf.CapPath, Reg: reg, Hops: hopsAndField[:n], Field: hopsAndField[n], Size: size, MaxLen: bpf.StringSlotSize}
+}
+
+// capture adds c to p at entry or return under the internal key, keeping
+// string slots numbered.
+func capture(p *probes.Probe, atReturn bool, key string, c bpf.Capture) {
+	typ := "int"
+	caps, attrs := &p.Recipe.Entry, &p.EntryAttrs
+	if atReturn {
+		caps, attrs = &p.Recipe.Return, &p.ReturnAttrs
+	}
+	if c.Size == 0 {
+		typ = "string"
+		slot := 0
+		for _, x := range *caps {
+			if x.Kind == bpf.CapPath && x.Size == 0 || x.Kind == bpf.CapString || x.Kind == bpf.CapError {
+				slot++
+			}
+		}
+		c.Slot = uint8(slot)
+	}
+	*caps = append(*caps, c)
+	*attrs = append(*attrs, probes.CapturedAttr{Key: key, Type: typ, Size: int(c.Size), MaxLen: int(c.MaxLen)})
+}

@@ -1,0 +1,280 @@
+package builtin
+
+import (
+	"net"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// Registers under Go's ABI (0=RAX, 1=RBX, 2=RCX, 3=RDI).
+const (
+	// serverHandler.ServeHTTP(sh serverHandler, rw ResponseWriter, req *Request):
+	// sh (a one-pointer struct) in RAX, rw's itab and data in RBX and RCX,
+	// req in RDI.
+	serverRWItab, serverRWData, serverReq = 1, 2, 3
+	// (*Transport).roundTrip(req *Request) (*Response, error): t in RAX,
+	// req in RBX; the response in RAX, the error in RBX and RCX.
+	clientReq, clientResp, clientErrItab, clientErrData = 1, 0, 1, 2
+)
+
+func httpProbes(b *probes.Binary, o *offsets, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+	var out []*probes.Probe
+	if p, ok, err := probes.NewProbe(b, "net/http.serverHandler.ServeHTTP", id, rt); err != nil {
+		return nil, err
+	} else if ok {
+		if err := httpServer(b, o, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if p, ok, err := probes.NewProbe(b, "net/http.(*Transport).roundTrip", id+uint32(len(out)), rt); err != nil {
+		return nil, err
+	} else if ok {
+		if err := httpClient(o, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
+	var f struct{ method, url, path, host, remote, major, minor, tls, status uint16 }
+	for _, x := range []struct {
+		dst   *uint16
+		field string
+	}{
+		{&f.method, "net/http.Request.Method"}, {&f.url, "net/http.Request.URL"}, {&f.path, "net/url.URL.Path"},
+		{&f.host, "net/http.Request.Host"}, {&f.remote, "net/http.Request.RemoteAddr"},
+		{&f.major, "net/http.Request.ProtoMajor"}, {&f.minor, "net/http.Request.ProtoMinor"},
+		{&f.tls, "net/http.Request.TLS"}, {&f.status, "net/http.response.status"},
+	} {
+		off, err := o.must(x.field)
+		if err != nil {
+			return err
+		}
+		*x.dst = off
+	}
+	capture(p, false, "method", field(serverReq, 0, f.method))
+	capture(p, false, "path", field(serverReq, 0, f.url, f.path))
+	capture(p, false, "host", field(serverReq, 0, f.host))
+	capture(p, false, "remote", field(serverReq, 0, f.remote))
+	capture(p, false, "major", field(serverReq, 8, f.major))
+	capture(p, false, "minor", field(serverReq, 8, f.minor))
+	capture(p, false, "tls", field(serverReq, 8, f.tls))
+	capture(p, false, "rwtype", field(serverRWItab, 8, 8)) // itab._type
+	// At return the request and the response writer are read again from
+	// their entry values: the handler has set the route and the status.
+	p.Recipe.Save = []uint8{serverReq, serverRWData}
+	req, rw := uint8(bpf.BaseSaved), uint8(bpf.BaseSaved+1)
+	capture(p, true, "status", field(rw, 8, f.status))
+	// The ServeMux pattern: Request.Pattern from Go 1.23, the unexported
+	// Request.pat.str in Go 1.22, nothing before.
+	if off, ok, err := o.get("net/http.Request.Pattern"); err != nil {
+		return err
+	} else if ok {
+		capture(p, true, "pattern", field(req, 0, uint16(off)))
+	} else if pat, ok, err := o.get("net/http.Request.pat"); err != nil {
+		return err
+	} else if ok {
+		str, err := o.must("net/http.pattern.str")
+		if err != nil {
+			return err
+		}
+		capture(p, true, "pattern", field(req, 0, uint16(pat), str))
+	}
+	p.Spec.Name = "http.server"
+	p.Spec.Kind = "server"
+	p.Shape = &serverShape{typeName: b.TypeName}
+	return nil
+}
+
+func httpClient(o *offsets, p *probes.Probe) error {
+	var f struct{ method, url, scheme, host, path, status uint16 }
+	for _, x := range []struct {
+		dst   *uint16
+		field string
+	}{
+		{&f.method, "net/http.Request.Method"}, {&f.url, "net/http.Request.URL"}, {&f.scheme, "net/url.URL.Scheme"},
+		{&f.host, "net/url.URL.Host"}, {&f.path, "net/url.URL.Path"}, {&f.status, "net/http.Response.StatusCode"},
+	} {
+		off, err := o.must(x.field)
+		if err != nil {
+			return err
+		}
+		*x.dst = off
+	}
+	capture(p, false, "method", field(clientReq, 0, f.method))
+	capture(p, false, "scheme", field(clientReq, 0, f.url, f.scheme))
+	capture(p, false, "host", field(clientReq, 0, f.url, f.host))
+	capture(p, false, "path", field(clientReq, 0, f.url, f.path))
+	capture(p, true, "status", field(clientResp, 8, f.status))
+	p.ErrorCapture = len(p.Recipe.Return)
+	p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: clientErrItab, Reg2: clientErrData, Slot: 0, MaxLen: bpf.StringSlotSize})
+	p.Spec.Name = "http.client"
+	p.Spec.Kind = "client"
+	p.Shape = clientShape{}
+	return nil
+}
+
+// raw reads the internal attributes of a built-in probe.
+type raw []attribute.KeyValue
+
+func (r raw) str(key string) (string, bool) {
+	for _, a := range r {
+		if string(a.Key) == key {
+			return a.Value.AsString(), true
+		}
+	}
+	return "", false
+}
+
+func (r raw) int(key string) (int64, bool) {
+	for _, a := range r {
+		if string(a.Key) == key {
+			return a.Value.AsInt64(), true
+		}
+	}
+	return 0, false
+}
+
+var knownMethods = map[string]bool{"CONNECT": true, "DELETE": true, "GET": true, "HEAD": true, "OPTIONS": true,
+	"PATCH": true, "POST": true, "PUT": true, "TRACE": true, "QUERY": true}
+
+// method returns the semantic-convention method attributes and the name to
+// use in span names.
+func method(m string) (string, []attribute.KeyValue) {
+	if m == "" {
+		m = "GET" // net/http: an empty method means GET
+	}
+	if knownMethods[m] {
+		return m, []attribute.KeyValue{attribute.String("http.request.method", m)}
+	}
+	return "HTTP", []attribute.KeyValue{attribute.String("http.request.method", "_OTHER"), attribute.String("http.request.method_original", m)}
+}
+
+func hostPort(hostport string, defaultPort int) (string, int) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return strings.Trim(hostport, "[]"), defaultPort
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return host, defaultPort
+	}
+	return host, p
+}
+
+type serverShape struct {
+	typeName func(uint64) string
+}
+
+func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+	r := raw(p.Attributes)
+	m, _ := r.str("method")
+	name, attrs := method(m)
+	path, _ := r.str("path")
+	scheme := "http"
+	if tls, _ := r.int("tls"); tls != 0 {
+		scheme = "https"
+	}
+	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", scheme))
+	major, _ := r.int("major")
+	minor, _ := r.int("minor")
+	switch {
+	case major == 1:
+		attrs = append(attrs, attribute.String("network.protocol.version", "1."+strconv.FormatInt(minor, 10)))
+	case major > 1:
+		attrs = append(attrs, attribute.String("network.protocol.version", strconv.FormatInt(major, 10)))
+	}
+	if h, ok := r.str("host"); ok && h != "" {
+		def := 80
+		if scheme == "https" {
+			def = 443
+		}
+		host, port := hostPort(h, def)
+		attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
+	}
+	if ra, ok := r.str("remote"); ok && ra != "" {
+		host, _ := hostPort(ra, 0)
+		attrs = append(attrs, attribute.String("client.address", host))
+	}
+	return name, trace.SpanKindServer, attrs
+}
+
+func (s *serverShape) End(span trace.Span, p *channel.Payload) {
+	start, end := raw(p.Attributes), raw(p.EndAttributes)
+	m, _ := start.str("method")
+	name, _ := method(m)
+	if pattern, ok := end.str("pattern"); ok && pattern != "" {
+		// "[METHOD ][HOST]/PATH": the route is the path.
+		if i := strings.Index(pattern, "/"); i >= 0 {
+			route := pattern[i:]
+			span.SetAttributes(attribute.String("http.route", route))
+			span.SetName(name + " " + route)
+		}
+	}
+	if p.HasError() {
+		return // a panic: the response is not what the handler meant to write
+	}
+	// The status is known when the writer is net/http's HTTP/1 response:
+	// 0 means the handler wrote nothing, and net/http then sends 200.
+	rwType, _ := start.int("rwtype")
+	status, ok := end.int("status")
+	if !ok || s.typeName(uint64(rwType)) != "*http.response" {
+		return
+	}
+	if status == 0 {
+		status = 200
+	}
+	span.SetAttributes(attribute.Int64("http.response.status_code", status))
+	if status >= 500 {
+		span.SetStatus(codes.Error, "")
+	}
+}
+
+type clientShape struct{}
+
+func (clientShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+	r := raw(p.Attributes)
+	m, _ := r.str("method")
+	name, attrs := method(m)
+	scheme, _ := r.str("scheme")
+	h, _ := r.str("host")
+	path, _ := r.str("path")
+	// url.full without credentials (never read) nor query (not read).
+	attrs = append(attrs, attribute.String("url.full", scheme+"://"+h+path))
+	def := 80
+	if scheme == "https" {
+		def = 443
+	}
+	host, port := hostPort(h, def)
+	attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
+	return name, trace.SpanKindClient, attrs
+}
+
+func (clientShape) End(span trace.Span, p *channel.Payload) {
+	if p.HasError() {
+		if e, ok := p.Err().(*channel.Error); ok {
+			span.SetAttributes(attribute.String("error.type", e.Type))
+		}
+		return
+	}
+	status, ok := raw(p.EndAttributes).int("status")
+	if !ok {
+		return
+	}
+	span.SetAttributes(attribute.Int64("http.response.status_code", status))
+	if status >= 400 {
+		span.SetStatus(codes.Error, "")
+		span.SetAttributes(attribute.String("error.type", strconv.FormatInt(status, 10)))
+	}
+}

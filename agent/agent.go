@@ -176,9 +176,13 @@ func Attach(cfg Config) (*Session, error) {
 		}
 		c := completions[a.Completion]
 		if c == nil {
-			if c, err = probes.CompileCompletion(s.bin, a.Completion, uint32(len(s.probes)), rt); err != nil {
-				return nil, fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+			c = p.Completion // a built-in brings its own
+			if c == nil {
+				if c, err = probes.CompileCompletion(s.bin, a.Completion, 0, rt); err != nil {
+					return nil, fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+				}
 			}
+			c.ID = uint32(len(s.probes))
 			completions[a.Completion] = c
 			s.probes = append(s.probes, c)
 		}

@@ -1,9 +1,16 @@
 package kerneltests
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -141,4 +148,106 @@ func TestBuiltinOffsetsNeverGuessed(t *testing.T) {
 	if len(ps) != 0 || len(reports) != 1 || reports[0].Applied || !strings.Contains(reports[0].Reason, "not in the offsets table") {
 		t.Fatalf("probes %d, reports %+v", len(ps), reports)
 	}
+}
+
+// startPostgres runs a throwaway PostgreSQL cluster (Debian's package) on a
+// free loopback port and returns its DSN.
+func startPostgres(t *testing.T) string {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
+	if len(bins) == 0 {
+		t.Fatal("PostgreSQL is not installed (apt-get install postgresql): .ci/run installs it")
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	dir, err := os.MkdirTemp("", "tcagent-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	os.Chown(dir, uid, gid)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	as := func(name string, args ...string) error {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", name, err, out)
+		}
+		return nil
+	}
+	data := filepath.Join(dir, "data")
+	if err := as("initdb", "-D", data, "-A", "trust", "-U", "postgres"); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	if err := as("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-w", "start",
+		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, dir)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { as("pg_ctl", "-D", data, "-m", "immediate", "stop") })
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+}
+
+// TestBuiltinSQL traces database/sql against a real PostgreSQL: queries last
+// until their rows are closed, exec calls are sync, errors are errors.
+func TestBuiltinSQL(t *testing.T) {
+	dsn := startPostgres(t)
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path, "TCAGENT_PG_DSN="+dsn)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"sql"} })
+		tg.run(t, "sql")
+		spans := ss.stop(t)
+		if len(spans) != 6 {
+			t.Fatalf("%d spans (%s), want 6", len(spans), spanNames(spans))
+		}
+		byQuery := map[string]sdktrace.ReadOnlySpan{}
+		for _, s := range spans {
+			a := attrs(s)
+			if s.SpanKind() != trace.SpanKindClient || a["db.system.name"] != "postgresql" {
+				t.Errorf("%s: kind %v system %v", s.Name(), s.SpanKind(), a["db.system.name"])
+			}
+			if r := endReason(s); r != "" {
+				t.Errorf("%s ended by the agent: %s", s.Name(), r)
+			}
+			byQuery[a["db.query.text"].(string)] = s
+		}
+		want := []struct {
+			query, name, op string
+			code            codes.Code
+		}{
+			{"SELECT 1", "SELECT", "SELECT", codes.Unset},
+			{"CREATE TABLE IF NOT EXISTS items (id int, name text)", "CREATE", "CREATE", codes.Unset},
+			{"INSERT INTO items VALUES ($1, $2), ($3, $4)", "INSERT", "INSERT", codes.Unset},
+			{"SELECT id, name FROM items ORDER BY id", "SELECT", "SELECT", codes.Unset},
+			{"SELEC broken", "postgresql", "", codes.Error},
+			{"UPDATE items SET name = $1 WHERE id = $2", "UPDATE", "UPDATE", codes.Unset},
+		}
+		for _, w := range want {
+			s := byQuery[w.query]
+			if s == nil {
+				t.Errorf("no span for %q", w.query)
+				continue
+			}
+			a := attrs(s)
+			if s.Name() != w.name || (w.op != "" && a["db.operation.name"] != w.op) || s.Status().Code != w.code {
+				t.Errorf("%q: name %q op %v status %v", w.query, s.Name(), a["db.operation.name"], s.Status())
+			}
+		}
+		if s := byQuery["SELEC broken"]; s != nil {
+			if a := attrs(s); a["error.type"] != "*pq.Error" || !strings.Contains(s.Status().Description, "*pq.Error") {
+				t.Errorf("failed query: error.type %v status %v", a["error.type"], s.Status())
+			}
+		}
+		if s := byQuery["SELECT id, name FROM items ORDER BY id"]; s != nil {
+			if d := s.EndTime().Sub(s.StartTime()); d < 30*time.Millisecond {
+				t.Errorf("the query's span lasted %v: it must last until its rows are closed, 30ms later", d)
+			}
+		}
+	})
 }

@@ -118,9 +118,10 @@ type target struct {
 	stdout *bufio.Reader
 }
 
-func startTarget(t *testing.T, path string) *target {
+func startTarget(t *testing.T, path string, env ...string) *target {
 	t.Helper()
 	cmd := exec.Command(path)
+	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

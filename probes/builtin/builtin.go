@@ -1,5 +1,5 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
-// `http` (net/http servers and clients) for now. Each probe reads the
+// `http` (net/http servers and clients) and `sql` (database/sql). Each probe reads the
 // library's structs through field paths whose offsets come from the target's
 // DWARF, or, for binaries without it, from a table generated for every
 // supported Go release (offsets_table.go, `make offsets`). A binary whose
@@ -17,7 +17,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http"}
+var Sets = []string{"http", "sql"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -96,6 +96,8 @@ func Resolve(b *probes.Binary, sets []string, rt probes.Runtime, firstID uint32)
 		switch name {
 		case "http":
 			build = httpProbes
+		case "sql":
+			build = sqlProbes
 		default:
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}

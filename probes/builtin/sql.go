@@ -1,0 +1,145 @@
+package builtin
+
+import (
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// The methods of database/sql traced, all shaped
+// (recv, ctx context.Context, query string, args ...any):
+// recv in RAX, ctx in RBX and RCX, the query in RDI and RSI.
+// QueryContext returns (*Rows, error): the rows in RAX, the error in RBX
+// and RCX; ExecContext returns (Result, error): the result in RAX and RBX,
+// the error in RCX and RDI.
+var (
+	sqlQueries = []string{"database/sql.(*DB).QueryContext", "database/sql.(*Tx).QueryContext", "database/sql.(*Conn).QueryContext"}
+	sqlExecs   = []string{"database/sql.(*DB).ExecContext", "database/sql.(*Tx).ExecContext", "database/sql.(*Conn).ExecContext"}
+)
+
+const (
+	sqlQueryPtr, sqlQueryLen = 3, 4
+	rowsClose                = "database/sql.(*Rows).Close"
+)
+
+// drivers maps driver modules to db.system.name.
+var drivers = map[string]string{
+	"github.com/lib/pq":                      "postgresql",
+	"github.com/jackc/pgx/v4":                "postgresql",
+	"github.com/jackc/pgx/v5":                "postgresql",
+	"github.com/go-sql-driver/mysql":         "mysql",
+	"github.com/mattn/go-sqlite3":            "sqlite",
+	"modernc.org/sqlite":                     "sqlite",
+	"github.com/microsoft/go-mssqldb":        "microsoft.sql_server",
+	"github.com/denisenkomd/go-mssqldb":      "microsoft.sql_server",
+	"github.com/sijms/go-ora/v2":             "oracle.db",
+	"github.com/ClickHouse/clickhouse-go/v2": "clickhouse",
+}
+
+// dbSystem names the database from the driver module the binary links, or
+// other_sql when it links none it knows, or several.
+func dbSystem(b *probes.Binary) string {
+	system := ""
+	for _, m := range b.Modules {
+		s, ok := drivers[m.Path]
+		if !ok {
+			continue
+		}
+		if system != "" && system != s {
+			return "other_sql"
+		}
+		system = s
+	}
+	if system == "" {
+		return "other_sql"
+	}
+	return system
+}
+
+func sqlProbes(b *probes.Binary, _ *offsets, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+	shape := &sqlShape{system: dbSystem(b)}
+	var out []*probes.Probe
+	var closer *probes.Probe
+	add := func(symbol string, query bool) error {
+		p, ok, err := probes.NewProbe(b, symbol, id+uint32(len(out)), rt)
+		if err != nil || !ok {
+			return err
+		}
+		p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapString, Reg: sqlQueryPtr, Reg2: sqlQueryLen, MaxLen: bpf.StringSlotSize})
+		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: "query", Type: "string", MaxLen: bpf.StringSlotSize})
+		errRegs := [2]uint8{2, 3} // ExecContext: (Result, error)
+		if query {
+			errRegs = [2]uint8{1, 2}
+		}
+		p.ErrorCapture = len(p.Recipe.Return)
+		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: errRegs[0], Reg2: errRegs[1], MaxLen: bpf.StringSlotSize})
+		if query {
+			// The query's span lasts until its rows are closed.
+			p.HandleCapture = len(p.Recipe.Return)
+			p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapReg, Reg: 0})
+			p.Spec.Async = &probes.Async{Completion: rowsClose, Handle: "result0"}
+			p.Completion = closer
+		}
+		p.Spec.Name, p.Spec.Kind, p.Shape = "db.query", "client", shape
+		out = append(out, p)
+		return nil
+	}
+	for _, s := range sqlExecs {
+		if err := add(s, false); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil // database/sql is not used
+	}
+	// (*Rows).Close(rs *Rows) error: the receiver in RAX, the error in RAX
+	// and RBX.
+	c, ok, err := probes.NewProbe(b, rowsClose, 0, rt)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		c.IsCompletion = true
+		c.ReceiverCapture = 0
+		c.Recipe.Entry = []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}}
+		c.ErrorCapture = 0
+		c.Recipe.Return = []bpf.Capture{{Kind: bpf.CapError, Reg: 0, Reg2: 1, MaxLen: bpf.StringSlotSize}}
+		closer = c
+		for _, s := range sqlQueries {
+			if err := add(s, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+var sqlOperations = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": true, "DELETE": true, "CREATE": true,
+	"DROP": true, "ALTER": true, "BEGIN": true, "COMMIT": true, "ROLLBACK": true, "WITH": true, "MERGE": true,
+	"TRUNCATE": true, "CALL": true, "EXPLAIN": true, "GRANT": true, "REVOKE": true, "SET": true, "SHOW": true, "COPY": true}
+
+type sqlShape struct{ system string }
+
+func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+	q, _ := raw(p.Attributes).str("query")
+	attrs := []attribute.KeyValue{attribute.String("db.system.name", s.system), attribute.String("db.query.text", q)}
+	name := s.system
+	if f := strings.Fields(q); len(f) > 0 {
+		if op := strings.ToUpper(f[0]); sqlOperations[op] {
+			attrs = append(attrs, attribute.String("db.operation.name", op))
+			name = op
+		}
+	}
+	return name, trace.SpanKindClient, attrs
+}
+
+func (s *sqlShape) End(span trace.Span, p *channel.Payload) {
+	if e, ok := p.Err().(*channel.Error); ok && p.HasError() {
+		span.SetAttributes(attribute.String("error.type", e.Type))
+	}
+}

@@ -63,7 +63,8 @@ type Config struct {
 	SpanProcessors []sdktrace.SpanProcessor
 	// Builtin names the built-in probe sets to apply: nil for every set
 	// that applies to the binary, empty for none.
-	Builtin []string
+	Builtin        []string
+	BuiltinOptions builtin.Options
 }
 
 // Session is a process being traced.
@@ -150,7 +151,7 @@ func Attach(cfg Config) (*Session, error) {
 		s.probes = append(s.probes, p)
 	}
 	if cfg.Builtin == nil || len(cfg.Builtin) > 0 {
-		bps, reports, err := builtin.Resolve(s.bin, cfg.Builtin, rt, uint32(len(s.probes)))
+		bps, reports, err := builtin.Resolve(s.bin, cfg.Builtin, cfg.BuiltinOptions, rt, uint32(len(s.probes)))
 		if err != nil {
 			return nil, err
 		}

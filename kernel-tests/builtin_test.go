@@ -141,7 +141,7 @@ func TestBuiltinOffsetsNeverGuessed(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin.GoVersion = "go1.99.1" // as if built by a release the table does not know
-	ps, reports, err := builtin.Resolve(bin, nil, rt, 0)
+	ps, reports, err := builtin.Resolve(bin, nil, builtin.Options{}, rt, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +203,17 @@ func TestBuiltinSQL(t *testing.T) {
 		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"sql"} })
 		tg.run(t, "sql")
 		spans := ss.stop(t)
-		if len(spans) != 6 {
-			t.Fatalf("%d spans (%s), want 6", len(spans), spanNames(spans))
+		if len(spans) != 8 {
+			t.Fatalf("%d spans (%s), want 6 statements, BEGIN and COMMIT", len(spans), spanNames(spans))
 		}
 		byQuery := map[string]sdktrace.ReadOnlySpan{}
 		for _, s := range spans {
+			if s.Name() == "BEGIN" || s.Name() == "COMMIT" {
+				if attrs(s)["db.operation.name"] != s.Name() || s.Status().Code != codes.Unset || endReason(s) != "" {
+					t.Errorf("%s: %v %v", s.Name(), attrs(s), s.Status())
+				}
+				continue
+			}
 			a := attrs(s)
 			if s.SpanKind() != trace.SpanKindClient || a["db.system.name"] != "postgresql" {
 				t.Errorf("%s: kind %v system %v", s.Name(), s.SpanKind(), a["db.system.name"])
@@ -221,7 +227,7 @@ func TestBuiltinSQL(t *testing.T) {
 			query, name, op string
 			code            codes.Code
 		}{
-			{"SELECT 1", "SELECT", "SELECT", codes.Unset},
+			{"SELECT ?", "SELECT", "SELECT", codes.Unset}, // sanitized: SELECT 1
 			{"CREATE TABLE IF NOT EXISTS items (id int, name text)", "CREATE", "CREATE", codes.Unset},
 			{"INSERT INTO items VALUES ($1, $2), ($3, $4)", "INSERT", "INSERT", codes.Unset},
 			{"SELECT id, name FROM items ORDER BY id", "SELECT", "SELECT", codes.Unset},
@@ -248,6 +254,85 @@ func TestBuiltinSQL(t *testing.T) {
 			if d := s.EndTime().Sub(s.StartTime()); d < 30*time.Millisecond {
 				t.Errorf("the query's span lasted %v: it must last until its rows are closed, 30ms later", d)
 			}
+		}
+	})
+}
+
+// TestBuiltinHTTPLoad: 50 concurrent keep-alive clients, 200 requests:
+// exactly one server and one client span per request; a slow handler's
+// span lasts as long as it.
+func TestBuiltinHTTPLoad(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http"} })
+		tg.run(t, "httpload")
+		spans := ss.stop(t)
+		server, client := map[string]int{}, map[string]int{}
+		var slow sdktrace.ReadOnlySpan
+		for _, s := range spans {
+			a := attrs(s)
+			switch s.SpanKind() {
+			case trace.SpanKindServer:
+				server[a["url.path"].(string)]++
+				if a["url.path"] == "/slow" {
+					slow = s
+				}
+				if a["url.path"] != "/slow" && (s.Name() != "GET /users/{id}" || a["http.response.status_code"] != int64(200)) {
+					t.Errorf("server span %s %v", s.Name(), a)
+				}
+			case trace.SpanKindClient:
+				client[a["url.full"].(string)]++
+			}
+			if r := endReason(s); r != "" {
+				t.Errorf("%s ended by the agent: %s", s.Name(), r)
+			}
+		}
+		if len(server) != 201 || len(client) != 201 {
+			t.Fatalf("%d distinct server paths and %d client URLs, want 201 each", len(server), len(client))
+		}
+		for p, n := range server {
+			if n != 1 {
+				t.Errorf("%s: %d server spans, want 1", p, n)
+			}
+		}
+		for u, n := range client {
+			if n != 1 {
+				t.Errorf("%s: %d client spans, want 1", u, n)
+			}
+		}
+		if d := slow.EndTime().Sub(slow.StartTime()); d < 50*time.Millisecond {
+			t.Errorf("the slow handler's span lasted %v, want at least 50ms", d)
+		}
+	})
+}
+
+// TestBuiltinNesting: a handler that queries the database and calls another
+// service has an sql and a client child; the called route's server span is
+// its own trace (no propagation in process yet).
+func TestBuiltinNesting(t *testing.T) {
+	dsn := startPostgres(t)
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path, "TCAGENT_PG_DSN="+dsn)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http", "sql"} })
+		tg.run(t, "composite")
+		spans := ss.stop(t)
+		var composite, query, call sdktrace.ReadOnlySpan
+		for _, s := range spans {
+			a := attrs(s)
+			switch {
+			case s.Name() == "GET /composite":
+				composite = s
+			case s.Name() == "SELECT":
+				query = s
+			case s.SpanKind() == trace.SpanKindClient && strings.HasSuffix(fmt.Sprint(a["url.full"]), "/users/7"):
+				call = s
+			}
+		}
+		if composite == nil || query == nil || call == nil {
+			t.Fatalf("spans %s", spanNames(spans))
+		}
+		if !isChildOf(query, composite) || !isChildOf(call, composite) {
+			t.Errorf("the handler's query and call are not children of its server span")
 		}
 	})
 }

@@ -73,6 +73,7 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 type traceFlags struct {
 	probes       string
 	builtin      string
+	sqlText      string
 	exporter     string
 	serviceName  string
 	metricsAddr  string
@@ -84,6 +85,7 @@ type traceFlags struct {
 
 func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.probes, "probes", "", "custom probes (YAML)")
+	cmd.Flags().StringVar(&f.sqlText, "sql-query-text", "sanitized", "what db.query.text holds: sanitized (literals replaced by ?), full or none")
 	cmd.Flags().StringVar(&f.builtin, "builtin", "", "built-in probe sets, comma-separated ("+strings.Join(builtin.Sets, ",")+"); default: all that apply; none turns them off")
 	cmd.Flags().StringVar(&f.exporter, "exporter", "", "otlp, jsonl or stdout (default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is set, else stdout)")
 	cmd.Flags().StringVar(&f.serviceName, "service-name", "", "service.name (default: OTEL_SERVICE_NAME, else the executable's base name)")
@@ -165,7 +167,8 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 // config returns the agent configuration for the pipeline.
 func (pl *pipeline) config(specs []probes.Spec, f *traceFlags, log *slog.Logger) agent.Config {
 	return agent.Config{Specs: specs, Processor: pl.processor, ServiceName: f.serviceName, Logger: log,
-		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets()}
+		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets(),
+		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}}
 }
 
 // builtinSets parses --builtin: nil for all, empty for none.
@@ -389,7 +392,7 @@ func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 		fmt.Fprintf(w, "runtime:    g.goid at %d, g.stack.hi at %d (from %s)\n", rt.GoidOffset, rt.StackHiOffset, rt.Source)
 	}
 	if rt, err := b.Runtime(); err == nil {
-		_, reports, err := builtin.Resolve(b, nil, rt, 0)
+		_, reports, err := builtin.Resolve(b, nil, builtin.Options{}, rt, 0)
 		if err != nil {
 			return err
 		}

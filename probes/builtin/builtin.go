@@ -82,17 +82,31 @@ func releases() []string {
 	return rs
 }
 
+// Options tune the built-in sets.
+type Options struct {
+	// SQLQueryText is what db.query.text holds: "sanitized" (literals
+	// replaced by ?, the default), "full" or "none".
+	SQLQueryText string
+}
+
 // Resolve compiles the built-in sets named in sets (nil: every set) that
 // apply to b, numbering probes from firstID. A set that does not apply, or
 // whose offsets are unknown, is skipped and reported, never guessed.
-func Resolve(b *probes.Binary, sets []string, rt probes.Runtime, firstID uint32) ([]*probes.Probe, []Report, error) {
+func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, firstID uint32) ([]*probes.Probe, []Report, error) {
 	if sets == nil {
 		sets = Sets
+	}
+	switch opts.SQLQueryText {
+	case "":
+		opts.SQLQueryText = "sanitized"
+	case "sanitized", "full", "none":
+	default:
+		return nil, nil, fmt.Errorf("SQL query text %q: want sanitized, full or none", opts.SQLQueryText)
 	}
 	var out []*probes.Probe
 	var reports []Report
 	for _, name := range sets {
-		var build func(*probes.Binary, *offsets, probes.Runtime, uint32) ([]*probes.Probe, error)
+		var build func(*probes.Binary, *offsets, Options, probes.Runtime, uint32) ([]*probes.Probe, error)
 		switch name {
 		case "http":
 			build = httpProbes
@@ -102,7 +116,7 @@ func Resolve(b *probes.Binary, sets []string, rt probes.Runtime, firstID uint32)
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}
 		o := &offsets{b: b, sources: map[string]string{}}
-		ps, err := build(b, o, rt, firstID+uint32(len(out)))
+		ps, err := build(b, o, opts, rt, firstID+uint32(len(out)))
 		r := Report{Set: name, Offsets: o.sources}
 		switch {
 		case err != nil:

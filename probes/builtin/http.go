@@ -25,7 +25,7 @@ const (
 	clientReq, clientResp, clientErrItab, clientErrData = 1, 0, 1, 2
 )
 
-func httpProbes(b *probes.Binary, o *offsets, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+func httpProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
 	var out []*probes.Probe
 	if p, ok, err := probes.NewProbe(b, "net/http.serverHandler.ServeHTTP", id, rt); err != nil {
 		return nil, err

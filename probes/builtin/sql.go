@@ -61,8 +61,9 @@ func dbSystem(b *probes.Binary) string {
 	return system
 }
 
-func sqlProbes(b *probes.Binary, _ *offsets, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
-	shape := &sqlShape{system: dbSystem(b)}
+func sqlProbes(b *probes.Binary, _ *offsets, opts Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+	system := dbSystem(b)
+	shape := &sqlShape{system: system, text: opts.SQLQueryText}
 	var out []*probes.Probe
 	var closer *probes.Probe
 	add := func(symbol string, query bool) error {
@@ -97,6 +98,33 @@ func sqlProbes(b *probes.Binary, _ *offsets, rt probes.Runtime, id uint32) ([]*p
 	if len(out) == 0 {
 		return nil, nil // database/sql is not used
 	}
+	// Transactions: BeginTx(ctx, opts) (*Tx, error) on *DB and *Conn (the
+	// error in RBX and RCX), Commit() error (in RAX and RBX), Rollback().
+	// Rollback's error is not read: the common `defer tx.Rollback()` after
+	// a Commit returns sql.ErrTxDone, which is no failure.
+	for _, t := range []struct {
+		symbol, op string
+		errRegs    []uint8
+	}{
+		{"database/sql.(*DB).BeginTx", "BEGIN", []uint8{1, 2}},
+		{"database/sql.(*Conn).BeginTx", "BEGIN", []uint8{1, 2}},
+		{"database/sql.(*Tx).Commit", "COMMIT", []uint8{0, 1}},
+		{"database/sql.(*Tx).Rollback", "ROLLBACK", nil},
+	} {
+		p, ok, err := probes.NewProbe(b, t.symbol, id+uint32(len(out)), rt)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		if t.errRegs != nil {
+			p.ErrorCapture = 0
+			p.Recipe.Return = []bpf.Capture{{Kind: bpf.CapError, Reg: t.errRegs[0], Reg2: t.errRegs[1], MaxLen: bpf.StringSlotSize}}
+		}
+		p.Spec.Name, p.Spec.Kind, p.Shape = "db."+strings.ToLower(t.op), "client", &sqlShape{system: system, op: t.op}
+		out = append(out, p)
+	}
 	// (*Rows).Close(rs *Rows) error: the receiver in RAX, the error in RAX
 	// and RBX.
 	c, ok, err := probes.NewProbe(b, rowsClose, 0, rt)
@@ -123,11 +151,26 @@ var sqlOperations = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": tr
 	"DROP": true, "ALTER": true, "BEGIN": true, "COMMIT": true, "ROLLBACK": true, "WITH": true, "MERGE": true,
 	"TRUNCATE": true, "CALL": true, "EXPLAIN": true, "GRANT": true, "REVOKE": true, "SET": true, "SHOW": true, "COPY": true}
 
-type sqlShape struct{ system string }
+// sqlShape shapes statements (op empty: named by the statement) and
+// transaction calls (op set).
+type sqlShape struct {
+	system string
+	op     string
+	text   string // sanitized, full or none
+}
 
 func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+	attrs := []attribute.KeyValue{attribute.String("db.system.name", s.system)}
+	if s.op != "" {
+		return s.op, trace.SpanKindClient, append(attrs, attribute.String("db.operation.name", s.op))
+	}
 	q, _ := raw(p.Attributes).str("query")
-	attrs := []attribute.KeyValue{attribute.String("db.system.name", s.system), attribute.String("db.query.text", q)}
+	switch s.text {
+	case "sanitized":
+		attrs = append(attrs, attribute.String("db.query.text", SanitizeSQL(q)))
+	case "full":
+		attrs = append(attrs, attribute.String("db.query.text", q))
+	}
 	name := s.system
 	if f := strings.Fields(q); len(f) > 0 {
 		if op := strings.ToUpper(f[0]); sqlOperations[op] {

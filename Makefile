@@ -14,7 +14,7 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 
 demo: build
-	$(GO) build -o bin/demo ./examples/demo
+	cd examples/demo && $(GO) build -o ../../bin/demo .
 	./scripts/demo.sh
 
 lint:

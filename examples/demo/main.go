@@ -1,10 +1,13 @@
 // Command demo is a small order service for tcagent's demo: an HTTP handler
-// that calls into a store, with an error path, nesting and recursion, so that
-// one probe file shows every kind of span. With -drive URL it instead sends
-// a few requests to a running demo and exits.
+// that calls into a store kept in SQLite, calls an audit endpoint over HTTP,
+// and has an error path, nesting and recursion. tcagent's built-in probes
+// trace its HTTP and SQL with no probe file; probes.yaml adds its own
+// functions. With -drive URL it instead sends a few requests to a running
+// demo and exits.
 package main
 
 import (
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,13 +16,14 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
+	"strings"
+
+	_ "modernc.org/sqlite"
 )
 
-// Store is an in-memory stock keeper.
+// Store keeps the stock in an SQLite database.
 type Store struct {
-	mu    sync.Mutex
-	stock map[string]int
+	db *sql.DB
 }
 
 var errUnknownItem = errors.New("unknown item")
@@ -28,23 +32,28 @@ var errUnknownItem = errors.New("unknown item")
 //
 //go:noinline
 func (s *Store) Get(item string) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.stock[item]
-	if !ok {
+	var n int
+	err := s.db.QueryRow("SELECT qty FROM stock WHERE item = ?", item).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("get %s: %w", item, errUnknownItem)
 	}
-	return n, nil
+	return n, err
 }
 
 // Put sets an item's stock.
 //
 //go:noinline
 func (s *Store) Put(item string, n int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stock[item] = n
-	return nil
+	_, err := s.db.Exec("UPDATE stock SET qty = ? WHERE item = ?", n, item)
+	return err
+}
+
+// audit records an order with the audit service (here, the demo itself).
+func audit(base, user string, total int) {
+	resp, err := http.Post(base+"/audit", "text/plain", strings.NewReader(fmt.Sprintf("%s %d", user, total)))
+	if err == nil {
+		resp.Body.Close()
+	}
 }
 
 // checkLimit is traced with span: false: its arguments and result become
@@ -104,8 +113,17 @@ func main() {
 	if *drive != "" {
 		os.Exit(driveRequests(*drive))
 	}
-	s := &Store{stock: map[string]int{"apple": 10, "pear": 3}}
-	http.HandleFunc("/order", func(w http.ResponseWriter, r *http.Request) {
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	db.SetMaxOpenConns(1) // one in-memory database
+	if _, err := db.Exec("CREATE TABLE stock (item TEXT PRIMARY KEY, qty INTEGER); INSERT INTO stock VALUES ('apple', 10), ('pear', 3)"); err != nil {
+		log.Fatal(err)
+	}
+	s := &Store{db: db}
+	base := "http://" + *addr
+	http.HandleFunc("GET /order", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		qty, _ := strconv.Atoi(q.Get("qty"))
 		total, err := placeOrder(s, q.Get("user"), q.Get("item"), qty)
@@ -113,7 +131,11 @@ func main() {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		audit(base, q.Get("user"), total)
 		fmt.Fprintf(w, "total %d\n", total)
+	})
+	http.HandleFunc("POST /audit", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
 	})
 	log.Printf("demo listening on %s (pid %d)", *addr, os.Getpid())
 	log.Fatal(http.ListenAndServe(*addr, nil))

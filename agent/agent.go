@@ -605,7 +605,7 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
-		s.handle(&rec, &ev)
+		s.handle(rec.RawSample, &ev)
 	}
 	s.log.Info("detaching", "pid", s.cfg.PID, "reason", reason)
 	// No new events once the links are gone; then drain what is buffered.
@@ -615,7 +615,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if err := s.reader.ReadInto(&rec); err != nil {
 			break
 		}
-		s.handle(&rec, &ev)
+		s.handle(rec.RawSample, &ev)
 	}
 	s.tracker.EndAll(reason, time.Now())
 	s.publish()
@@ -630,8 +630,10 @@ func (s *Session) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Session) handle(rec *ringbuf.Record, ev *bpf.Event) {
-	if err := ev.Decode(rec.RawSample); err != nil {
+// handle takes one ring-buffer record through decoding and the lifecycle;
+// ev is reused from record to record.
+func (s *Session) handle(raw []byte, ev *bpf.Event) {
+	if err := ev.Decode(raw); err != nil {
 		s.decodeErrors.Add(1)
 		return
 	}
@@ -659,7 +661,7 @@ func (s *Session) handle(rec *ringbuf.Record, ev *bpf.Event) {
 	case bpf.KindStart:
 		le.Kind = lifecycle.Start
 		if len(p.EntryAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, true, nil)
+			le.Attributes = p.Attributes(ev, true, make([]attribute.KeyValue, 0, len(p.EntryAttrs)))
 		}
 		if p.ReceiverCapture >= 0 && p.ReceiverCapture < ev.NValues {
 			le.Handle = ev.Values[p.ReceiverCapture].A
@@ -667,7 +669,7 @@ func (s *Session) handle(rec *ringbuf.Record, ev *bpf.Event) {
 	case bpf.KindEnd:
 		le.Kind = lifecycle.End
 		if len(p.ReturnAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, false, nil)
+			le.Attributes = p.Attributes(ev, false, make([]attribute.KeyValue, 0, len(p.ReturnAttrs)))
 		}
 		if e := p.Error(ev, s.bin); e != nil {
 			le.Err = e

@@ -132,6 +132,9 @@ func (c *TracingChannel) HasSubscribers() bool {
 // values while start's subscribers run and until End.
 func (c *TracingChannel) Start(x *Exec, p *Payload) {
 	s := c.subs.Load()
+	if p.restore == nil {
+		p.restore = p.restoreBuf[:0]
+	}
 	for _, b := range s.stores {
 		cur := x.Value(b.store)
 		next := b.transform(p, cur)

@@ -45,6 +45,9 @@ type Payload struct {
 
 	slots   []slot
 	restore []restore
+	// restoreBuf backs restore for the usual one or two bound stores, so
+	// that publishing a call allocates nothing for it.
+	restoreBuf [2]restore
 }
 
 type slot struct {

@@ -69,6 +69,12 @@ func (x *Exec) HasValues() bool {
 	return false
 }
 
+// Reset empties x for reuse, keeping its memory.
+func (x *Exec) Reset() {
+	clear(x.values)
+	x.values = x.values[:0]
+}
+
 // Fork returns a new context that starts with x's current values, as a
 // goroutine inherits, at its `go` statement, the context of its creator.
 // Later changes to either do not affect the other.

@@ -182,7 +182,12 @@ type Tracker struct {
 	waiting    map[*pending]struct{} // Goroutines calls returned, goroutines live
 	open       int
 	stats      Stats
+	// free holds released goroutine states for reuse: most calls start on
+	// a goroutine the tracker holds nothing for, and return it empty.
+	free []*goroutine
 }
+
+const maxFree = 1024
 
 // New returns a Tracker for the given probes, by probe id.
 func New(probes map[uint32]*Probe, limits Limits) *Tracker {
@@ -266,9 +271,30 @@ func (t *Tracker) goroutine(id uint64, ev *Event) *goroutine {
 		t.stats.OverflowGoroutines++
 		return nil
 	}
-	g = &goroutine{exec: channel.NewExec(), lost: ev.Lost, lastSeen: ev.Time}
+	g = t.newGoroutine()
+	g.lost, g.lastSeen = ev.Lost, ev.Time
 	t.goroutines[id] = g
 	return g
+}
+
+func (t *Tracker) newGoroutine() *goroutine {
+	if n := len(t.free); n > 0 {
+		g := t.free[n-1]
+		t.free = t.free[:n-1]
+		return g
+	}
+	return &goroutine{exec: channel.NewExec()}
+}
+
+// recycle keeps g's memory for a later goroutine.
+func (t *Tracker) recycle(g *goroutine) {
+	if len(t.free) >= maxFree {
+		return
+	}
+	clear(g.stack)
+	g.exec.Reset()
+	*g = goroutine{exec: g.exec, stack: g.stack[:0]}
+	t.free = append(t.free, g)
 }
 
 func (t *Tracker) start(pr *Probe, ev *Event) {
@@ -531,6 +557,7 @@ func (t *Tracker) leaveAsync(g *goroutine, at time.Time) {
 func (t *Tracker) release(id uint64, g *goroutine) {
 	if len(g.stack) == 0 && len(g.async) == 0 && g.panicking == "" && !g.exec.HasValues() {
 		delete(t.goroutines, id)
+		t.recycle(g)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -95,7 +96,19 @@ type Session struct {
 	final    *bpf.Counters
 	finalErr error
 	snapshot atomic.Pointer[Stats]
+	timings  Timings
 }
+
+// Timings are how long attaching and detaching took.
+type Timings struct {
+	Analyze time.Duration // reading the binary and compiling the probes
+	Load    time.Duration // loading the BPF programs and recipes
+	Attach  time.Duration // attaching the uprobes
+	Detach  time.Duration // closing the links (set once detached)
+}
+
+// Timings returns how long attaching (and, after Run, detaching) took.
+func (s *Session) Timings() Timings { return s.timings }
 
 // Attach analyzes the process's binary, loads the programs and attaches every
 // probe. It changes nothing in the process if it fails.
@@ -121,6 +134,7 @@ func Attach(cfg Config) (*Session, error) {
 	if cfg.PID <= 0 {
 		return nil, fmt.Errorf("invalid pid %d", cfg.PID)
 	}
+	t0 := time.Now()
 	if err := unix.Kill(cfg.PID, 0); errors.Is(err, unix.ESRCH) {
 		return nil, fmt.Errorf("no such process: %d", cfg.PID)
 	}
@@ -197,6 +211,8 @@ func Attach(cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("pid %d: watch for exit: %w", cfg.PID, err)
 	}
 
+	t1 := time.Now()
+	s.timings.Analyze = t1.Sub(t0)
 	if s.tracer, err = bpf.Load(bpf.Options{RingBufferSize: cfg.RingBufferSize}); err != nil {
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
@@ -219,9 +235,12 @@ func Attach(cfg Config) (*Session, error) {
 	}
 	s.clock = newClock()
 	s.setupPipeline()
+	t2 := time.Now()
+	s.timings.Load = t2.Sub(t1)
 	if err := s.attach(exe); err != nil {
 		return nil, err
 	}
+	s.timings.Attach = time.Since(t2)
 	attached = true
 	return s, nil
 }
@@ -685,10 +704,23 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 }
 
 func (s *Session) closeLinks() {
-	for _, l := range s.links {
-		l.Close()
+	if len(s.links) == 0 {
+		return
 	}
+	// Releasing a link waits for the kernel's grace period: closing the
+	// links together lets those waits overlap.
+	t := time.Now()
+	var wg sync.WaitGroup
+	for _, l := range s.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.Close()
+		}()
+	}
+	wg.Wait()
 	s.links = nil
+	s.timings.Detach = time.Since(t)
 }
 
 // Close releases everything and flushes the spans. Run calls nothing of it;

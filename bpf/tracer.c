@@ -21,11 +21,11 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 // Ring buffer fill, in bytes, above which a submit wakes the reader. Below it
 // the reader polls on a short timer: a wakeup per event costs more than the
 // uprobe itself on a VM. Set at load time.
-volatile const __u64 wakeup_bytes = 1 << 20;
+volatile const __u64 wakeup_bytes = 2 << 20;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
+	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
 struct {

@@ -97,6 +97,9 @@ type Session struct {
 	finalErr error
 	snapshot atomic.Pointer[Stats]
 	timings  Timings
+	// scratch receives each event's decoded attributes; the lifecycle
+	// copies them into the call's payload.
+	scratch [2 * bpf.MaxCaptures]attribute.KeyValue
 }
 
 // Timings are how long attaching and detaching took.
@@ -680,7 +683,7 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 	case bpf.KindStart:
 		le.Kind = lifecycle.Start
 		if len(p.EntryAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, true, make([]attribute.KeyValue, 0, len(p.EntryAttrs)))
+			le.Attributes = p.Attributes(ev, true, s.scratch[:0])
 		}
 		if p.ReceiverCapture >= 0 && p.ReceiverCapture < ev.NValues {
 			le.Handle = ev.Values[p.ReceiverCapture].A
@@ -688,7 +691,7 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 	case bpf.KindEnd:
 		le.Kind = lifecycle.End
 		if len(p.ReturnAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, false, make([]attribute.KeyValue, 0, len(p.ReturnAttrs)))
+			le.Attributes = p.Attributes(ev, false, s.scratch[:0])
 		}
 		if e := p.Error(ev, s.bin); e != nil {
 			le.Err = e

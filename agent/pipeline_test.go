@@ -52,7 +52,7 @@ func benchSession(b *testing.B, span bool) *Session {
 	p := &probes.Probe{ID: 0, Spec: probes.Spec{Symbol: "main.f", Name: "f", Span: &span},
 		ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1,
 		EntryAttrs: []probes.CapturedAttr{{Key: "n", Type: "int", Size: 8}, {Key: "s", Type: "string", MaxLen: 128}},
-		Recipe: bpf.Recipe{Entry: []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}, {Kind: bpf.CapString, Reg: 1, Reg2: 2, MaxLen: 128}}}}
+		Recipe:     bpf.Recipe{Entry: []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}, {Kind: bpf.CapString, Reg: 1, Reg2: 2, MaxLen: 128}}}}
 	s := &Session{
 		cfg:    Config{Processor: sdktrace.NewSimpleSpanProcessor(discard{})},
 		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -48,6 +48,31 @@ type Payload struct {
 	// restoreBuf backs restore for the usual one or two bound stores, so
 	// that publishing a call allocates nothing for it.
 	restoreBuf [2]restore
+	// attrBuf holds the captured attributes when they fit, so that a call
+	// costs one allocation for its payload and none for its attributes.
+	attrBuf [8]attribute.KeyValue
+}
+
+// SetAttributes copies attrs into p as its start attributes.
+func (p *Payload) SetAttributes(attrs []attribute.KeyValue) {
+	p.Attributes = p.copyAttrs(attrs, 0)
+}
+
+// SetEndAttributes copies attrs into p as its end attributes.
+func (p *Payload) SetEndAttributes(attrs []attribute.KeyValue) {
+	p.EndAttributes = p.copyAttrs(attrs, len(p.Attributes))
+}
+
+// copyAttrs copies attrs into the inline buffer from index from when they
+// fit, else into a new slice.
+func (p *Payload) copyAttrs(attrs []attribute.KeyValue, from int) []attribute.KeyValue {
+	if len(attrs) == 0 {
+		return nil
+	}
+	if from+len(attrs) <= len(p.attrBuf) && (from == 0 || &p.Attributes[0] == &p.attrBuf[0]) {
+		return append(p.attrBuf[from:from:from+len(attrs)], attrs...)
+	}
+	return append([]attribute.KeyValue(nil), attrs...)
 }
 
 type slot struct {

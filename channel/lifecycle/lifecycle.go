@@ -43,7 +43,8 @@ type Event struct {
 	Probe     uint32
 	// Lost is the kernel's count of this goroutine's lost events so far.
 	Lost uint32
-	// Attributes captured by the event (arguments at start, results at end).
+	// Attributes captured by the event (arguments at start, results at
+	// end). The tracker copies them: the caller may reuse the slice.
 	Attributes []attribute.KeyValue
 	// Err is the error the call returned, nil for none.
 	Err error
@@ -320,13 +321,13 @@ func (t *Tracker) start(pr *Probe, ev *Event) {
 		return
 	}
 	f.p = &channel.Payload{
-		Name:       pr.Name,
-		Goroutine:  ev.Goroutine,
-		Time:       ev.Time,
-		StartTime:  ev.Time,
-		Attributes: ev.Attributes,
-		Info:       pr.Info,
+		Name:      pr.Name,
+		Goroutine: ev.Goroutine,
+		Time:      ev.Time,
+		StartTime: ev.Time,
+		Info:      pr.Info,
 	}
+	f.p.SetAttributes(ev.Attributes)
 	if pr.Async == Goroutines {
 		f.pend = &pending{probe: pr, p: f.p}
 	}
@@ -383,7 +384,7 @@ func (t *Tracker) end(pr *Probe, ev *Event) {
 func (t *Tracker) publishEnd(g *goroutine, f frame, ev *Event) {
 	p, ch := f.p, f.probe.Channel
 	p.Time = ev.Time
-	p.EndAttributes = ev.Attributes
+	p.SetEndAttributes(ev.Attributes)
 	if ev.Err != nil {
 		p.SetError(ev.Err)
 		ch.Error(p)

@@ -27,6 +27,16 @@ const (
 	CapError  CaptureKind = 3 // Reg = itab, Reg2 = data word; message into string slot Slot
 	CapEface  CaptureKind = 4 // Reg = type, Reg2 = data word (an any); string or message into slot Slot
 	CapPath   CaptureKind = 5 // a field reached from Reg through pointer hops (see Capture)
+	// CapMapStr reads the first string stored under Recipe.Key in a
+	// map[string][]string whose pointer is the field a CapPath would read
+	// (Size 0 there); Size says the map layout: MapClassic or MapSwiss.
+	CapMapStr CaptureKind = 6
+)
+
+// Go map layouts, for CapMapStr.
+const (
+	MapClassic = 1 // runtime.hmap: Go 1.23 and older
+	MapSwiss   = 2 // internal/runtime/maps.Map: Go 1.24 and newer
 )
 
 // BaseSaved is added to an index into Recipe.Save to name, as a CapPath's
@@ -75,6 +85,8 @@ type Recipe struct {
 	// Save are the registers kept from the entry for the return's CapPath
 	// captures (at most MaxSaved).
 	Save []uint8
+	// Key is the map key of CapMapStr captures (at most 16 bytes).
+	Key string
 }
 
 // Counter indexes (tracer.h enum counter).
@@ -194,7 +206,7 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 				}
 				strings++
 			}
-			if c.Kind == CapPath && c.Size == 0 {
+			if c.Kind == CapPath && c.Size == 0 || c.Kind == CapMapStr {
 				if c.Slot >= StringSlots {
 					return 0, fmt.Errorf("probe id %d: at most %d strings at entry and at return", id, StringSlots)
 				}
@@ -224,6 +236,13 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	}
 	v.Nsave = uint8(len(r.Save))
 	copy(v.Save[:], r.Save)
+	if len(r.Key) > len(v.Key) {
+		return fmt.Errorf("probe id %d: map key %q longer than %d bytes", id, r.Key, len(v.Key))
+	}
+	v.KeyLen = uint8(len(r.Key))
+	for i := 0; i < len(r.Key); i++ {
+		v.Key[i] = int8(r.Key[i])
+	}
 	if err := t.objs.Recipes.Put(id, &v); err != nil {
 		return fmt.Errorf("store recipe %d: %w", id, err)
 	}

@@ -123,8 +123,103 @@ static __always_inline int read_str(char *dst, __u64 ptr, __u64 len, __u16 max)
 	return bpf_probe_read_user(dst, n, (void *)ptr);
 }
 
+// key_eq compares the string (ptr, len) with the key given as two
+// zero-padded words.
+static __always_inline int key_eq(__u64 ptr, __u64 len, __u64 k0, __u64 k1, __u64 klen)
+{
+	__u64 buf[2] = {0, 0};
+	if (len != klen || len == 0 || len > MAX_KEY)
+		return 0;
+	if (bpf_probe_read_user(buf, len, (void *)ptr) < 0)
+		return 0;
+	return buf[0] == k0 && buf[1] == k1;
+}
+
+// map_find returns the address of the value of the key (k0, k1, klen) in a
+// Go map[string][]string at m, 0 when it is not there or the map is too
+// large to scan. A global function: the verifier checks it once, not at
+// every capture.
+//
+// Classic maps (runtime.hmap): B at 9, buckets at 16; a bucket has 8 tophash
+// bytes, 8 keys (16 bytes), 8 values (24 bytes), the overflow pointer. At
+// most 4 buckets with one overflow each are scanned, which request headers
+// fit. Swiss tables (internal/runtime/maps.Map): dirPtr at 16, dirLen at
+// 24; a small map's dirPtr is its one group, else its one table's groups
+// are at 16 in the table, with lengthMask at 24; a group has 8 control bytes
+// (high bit set: empty or deleted), then 8 slots of key and value.
+__attribute__((noinline)) __u64 map_find(__u64 m, __u64 layout, __u64 k0, __u64 k1, __u64 klen)
+{
+	if (layout == MAP_CLASSIC) {
+		__u8 B = 0;
+		__u64 buckets = 0;
+		if (bpf_probe_read_user(&B, 1, (void *)(m + 9)) < 0 || bpf_probe_read_user(&buckets, 8, (void *)(m + 16)) < 0)
+			return 0;
+		if (B > 2 || !buckets)
+			return 0;
+		__u32 nb = 1u << B;
+		for (__u32 b = 0; b < 4; b++) {
+			if (b >= nb)
+				break;
+			__u64 bucket = buckets + b * 336;
+			for (int chain = 0; chain < 2; chain++) {
+				if (!bucket)
+					break;
+				__u8 top[8];
+				if (bpf_probe_read_user(top, 8, (void *)bucket) < 0)
+					return 0;
+				for (int s = 0; s < 8; s++) {
+					if (top[s] < 5) // empty or evacuated
+						continue;
+					__u64 k[2];
+					if (bpf_probe_read_user(k, 16, (void *)(bucket + 8 + s * 16)) < 0)
+						continue;
+					if (key_eq(k[0], k[1], k0, k1, klen))
+						return bucket + 8 + 128 + s * 24;
+				}
+				if (bpf_probe_read_user(&bucket, 8, (void *)(bucket + 8 + 128 + 192)) < 0)
+					break;
+			}
+		}
+		return 0;
+	}
+	__u64 dir[2] = {0, 0};
+	if (bpf_probe_read_user(dir, 16, (void *)(m + 16)) < 0)
+		return 0;
+	__u64 groups = dir[0], ngroups = 1;
+	if (dir[1] > 1)
+		return 0; // several tables: a large map
+	if (dir[1] == 1) {
+		__u64 table = 0, ref[2] = {0, 0};
+		if (bpf_probe_read_user(&table, 8, (void *)dir[0]) < 0 || bpf_probe_read_user(ref, 16, (void *)(table + 16)) < 0)
+			return 0;
+		groups = ref[0];
+		ngroups = ref[1] + 1;
+	}
+	if (!groups || ngroups > 4)
+		return 0;
+	for (__u64 g = 0; g < 4; g++) {
+		if (g >= ngroups)
+			break;
+		__u64 grp = groups + g * 328;
+		__u64 ctrl = 0;
+		if (bpf_probe_read_user(&ctrl, 8, (void *)grp) < 0)
+			return 0;
+		for (int s = 0; s < 8; s++) {
+			if ((ctrl >> (s * 8)) & 0x80)
+				continue;
+			__u64 k[2];
+			if (bpf_probe_read_user(k, 16, (void *)(grp + 8 + s * 40)) < 0)
+				continue;
+			if (key_eq(k[0], k[1], k0, k1, klen))
+				return grp + 8 + s * 40 + 16;
+		}
+	}
+	return 0;
+}
+
 // capture fills ev->vals[i] (and a string slot) for one capture of the recipe.
-static __always_inline void capture(const struct abi_regs *regs, struct event *ev, const struct capture *c, int i, int big)
+static __always_inline void capture(const struct abi_regs *regs, struct event *ev, const struct capture *c, int i, int big,
+				    const struct recipe *r)
 {
 	struct value *out = &ev->vals[i & (MAX_CAPS - 1)];
 	__u64 a = reg(regs, c->reg);
@@ -144,6 +239,7 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 		if (slot && read_str(slot, a, b, c->max_len) < 0)
 			out->flags |= VAL_READ_FAILED;
 		break;
+	case CAP_MAPSTR:
 	case CAP_PATH: {
 		__u64 addr = a;
 		for (int h = 0; h < MAX_HOPS; h++) {
@@ -163,6 +259,27 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 			break;
 		}
 		addr += c->off[c->nhops & MAX_HOPS];
+		if (c->kind == CAP_MAPSTR) {
+			__u64 m = 0, val = 0, sl[2] = {0, 0}, s[2] = {0, 0};
+			if (bpf_probe_read_user(&m, 8, (void *)addr) < 0 || !m) {
+				out->flags |= VAL_NIL;
+				break;
+			}
+			__u64 kw[2] = {0, 0};
+			__builtin_memcpy(kw, r->key, MAX_KEY);
+			val = map_find(m, c->size, kw[0], kw[1], r->key_len);
+			// The value is a []string: its first element.
+			if (!val || bpf_probe_read_user(sl, 16, (void *)val) < 0 || sl[1] == 0 ||
+			    bpf_probe_read_user(s, 16, (void *)sl[0]) < 0) {
+				out->flags |= VAL_NIL;
+				break;
+			}
+			out->a = s[1];
+			out->b = s[0];
+			if (slot && read_str(slot, s[0], s[1], c->max_len) < 0)
+				out->flags |= VAL_READ_FAILED;
+			break;
+		}
 		if (c->size) {
 			__u64 v = 0;
 			__u32 size = c->size;
@@ -256,7 +373,7 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 		for (int i = 0; i < MAX_CAPS; i++) {
 			if (i >= ncaps)
 				break;
-			capture(&regs, ev, &caps[i], i, big);
+			capture(&regs, ev, &caps[i], i, big, r);
 		}
 	}
 

@@ -36,7 +36,16 @@ enum capture_kind {
 	CAP_ERROR = 3,  // reg = itab, reg2 = data word
 	CAP_EFACE = 4,  // reg = type, reg2 = data word (an any, as gopanic's argument)
 	CAP_PATH = 5,   // a field reached from reg through pointer hops: see struct capture
+	CAP_MAPSTR = 6, // the first string of recipe->key in a map[string][]string reached as a CAP_PATH
+			// pointer; size: the map layout (MAP_CLASSIC or MAP_SWISS)
 };
+
+enum map_layout {
+	MAP_CLASSIC = 1, // runtime.hmap, Go 1.23 and older
+	MAP_SWISS = 2,   // internal/runtime/maps.Map, Go 1.24 and newer
+};
+
+#define MAX_KEY 16
 
 // CAP_PATH bases above the ABI registers: values saved at entry.
 #define BASE_SAVED 16
@@ -90,7 +99,9 @@ struct recipe {
 	// Registers saved at entry for the return's CAP_PATH captures.
 	__u8 nsave;
 	__u8 save[MAX_SAVED];
-	__u8 _pad1;
+	// The key of CAP_MAPSTR captures.
+	__u8 key_len;
+	char key[MAX_KEY];
 	struct capture entry[MAX_CAPS];
 	struct capture ret[MAX_CAPS];
 };

@@ -67,7 +67,8 @@ type tracerRecipe struct {
 	RetStrings    uint8
 	Nsave         uint8
 	Save          [2]uint8
-	Pad1          uint8
+	KeyLen        uint8
+	Key           [16]int8
 	Entry         [8]tracerCapture
 	Ret           [8]tracerCapture
 }

@@ -92,7 +92,8 @@ func TestBuiltinHTTP(t *testing.T) {
 		}
 		check(users, "GET /users/{id}", map[string]any{"http.request.method": "GET", "http.route": "/users/{id}",
 			"http.response.status_code": int64(200), "url.scheme": "http", "network.protocol.version": "1.1",
-			"server.address": "127.0.0.1", "client.address": "127.0.0.1"}, codes.Unset, "")
+			"server.address": "127.0.0.1", "client.address": "127.0.0.1", "user_agent.original": "tcagent-test/1.0"}, codes.Unset, "")
+		check(byPath["/fail"], "POST /fail", map[string]any{"user_agent.original": "Go-http-client/1.1"}, codes.Error, "")
 		check(byPath["/fail"], "POST /fail", map[string]any{"http.request.method": "POST", "http.route": "/fail",
 			"http.response.status_code": int64(500)}, codes.Error, "")
 		check(byPath["/nope"], "GET", map[string]any{"http.response.status_code": int64(404)}, codes.Unset, "")

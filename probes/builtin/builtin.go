@@ -146,21 +146,22 @@ func field(reg uint8, size uint8, hopsAndField ...uint16) bpf.Capture {
 // capture adds c to p at entry or return under the internal key, keeping
 // string slots numbered.
 func capture(p *probes.Probe, atReturn bool, key string, c bpf.Capture) {
-	typ := "int"
+	isString := func(c bpf.Capture) bool {
+		return c.Kind == bpf.CapPath && c.Size == 0 || c.Kind == bpf.CapMapStr || c.Kind == bpf.CapString || c.Kind == bpf.CapError
+	}
 	caps, attrs := &p.Recipe.Entry, &p.EntryAttrs
 	if atReturn {
 		caps, attrs = &p.Recipe.Return, &p.ReturnAttrs
 	}
-	if c.Size == 0 {
-		typ = "string"
-		slot := 0
+	a := probes.CapturedAttr{Key: key, Type: "int", Size: int(c.Size), MaxLen: int(c.MaxLen)}
+	if isString(c) {
+		a.Type, a.Size = "string", 0
 		for _, x := range *caps {
-			if x.Kind == bpf.CapPath && x.Size == 0 || x.Kind == bpf.CapString || x.Kind == bpf.CapError {
-				slot++
+			if isString(x) {
+				c.Slot++
 			}
 		}
-		c.Slot = uint8(slot)
 	}
 	*caps = append(*caps, c)
-	*attrs = append(*attrs, probes.CapturedAttr{Key: key, Type: typ, Size: int(c.Size), MaxLen: int(c.MaxLen)})
+	*attrs = append(*attrs, a)
 }

@@ -47,13 +47,13 @@ func httpProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 }
 
 func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
-	var f struct{ method, url, path, host, remote, major, minor, tls, status uint16 }
+	var f struct{ method, url, path, header, host, remote, major, minor, tls, status uint16 }
 	for _, x := range []struct {
 		dst   *uint16
 		field string
 	}{
 		{&f.method, "net/http.Request.Method"}, {&f.url, "net/http.Request.URL"}, {&f.path, "net/url.URL.Path"},
-		{&f.host, "net/http.Request.Host"}, {&f.remote, "net/http.Request.RemoteAddr"},
+		{&f.header, "net/http.Request.Header"}, {&f.host, "net/http.Request.Host"}, {&f.remote, "net/http.Request.RemoteAddr"},
 		{&f.major, "net/http.Request.ProtoMajor"}, {&f.minor, "net/http.Request.ProtoMinor"},
 		{&f.tls, "net/http.Request.TLS"}, {&f.status, "net/http.response.status"},
 	} {
@@ -63,12 +63,21 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 		}
 		*x.dst = off
 	}
+	// The Header map's layout: Swiss tables from Go 1.24 (the runtime then
+	// has internal/runtime/maps), classic buckets before.
+	layout := uint8(bpf.MapClassic)
+	if len(b.Match("internal/runtime/maps.")) > 0 {
+		layout = bpf.MapSwiss
+	}
+	// At most 8 captures and 4 strings each way: what names the span and
+	// what a panicking handler must still have at entry, the rest at return.
 	capture(p, false, "method", field(serverReq, 0, f.method))
 	capture(p, false, "path", field(serverReq, 0, f.url, f.path))
 	capture(p, false, "host", field(serverReq, 0, f.host))
-	capture(p, false, "remote", field(serverReq, 0, f.remote))
-	capture(p, false, "major", field(serverReq, 8, f.major))
-	capture(p, false, "minor", field(serverReq, 8, f.minor))
+	ua := field(serverReq, layout, f.header)
+	ua.Kind = bpf.CapMapStr
+	capture(p, false, "user_agent", ua)
+	p.Recipe.Key = "User-Agent"
 	capture(p, false, "tls", field(serverReq, 8, f.tls))
 	capture(p, false, "rwtype", field(serverRWItab, 8, 8)) // itab._type
 	// At return the request and the response writer are read again from
@@ -76,6 +85,9 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 	p.Recipe.Save = []uint8{serverReq, serverRWData}
 	req, rw := uint8(bpf.BaseSaved), uint8(bpf.BaseSaved+1)
 	capture(p, true, "status", field(rw, 8, f.status))
+	capture(p, true, "remote", field(req, 0, f.remote))
+	capture(p, true, "major", field(req, 8, f.major))
+	capture(p, true, "minor", field(req, 8, f.minor))
 	// The ServeMux pattern: Request.Pattern from Go 1.23, the unexported
 	// Request.pat.str in Go 1.22, nothing before.
 	if off, ok, err := o.get("net/http.Request.Pattern"); err != nil {
@@ -187,13 +199,8 @@ func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attri
 		scheme = "https"
 	}
 	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", scheme))
-	major, _ := r.int("major")
-	minor, _ := r.int("minor")
-	switch {
-	case major == 1:
-		attrs = append(attrs, attribute.String("network.protocol.version", "1."+strconv.FormatInt(minor, 10)))
-	case major > 1:
-		attrs = append(attrs, attribute.String("network.protocol.version", strconv.FormatInt(major, 10)))
+	if ua, ok := r.str("user_agent"); ok {
+		attrs = append(attrs, attribute.String("user_agent.original", ua))
 	}
 	if h, ok := r.str("host"); ok && h != "" {
 		def := 80
@@ -202,10 +209,6 @@ func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attri
 		}
 		host, port := hostPort(h, def)
 		attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
-	}
-	if ra, ok := r.str("remote"); ok && ra != "" {
-		host, _ := hostPort(ra, 0)
-		attrs = append(attrs, attribute.String("client.address", host))
 	}
 	return name, trace.SpanKindServer, attrs
 }
@@ -221,6 +224,18 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 			span.SetAttributes(attribute.String("http.route", route))
 			span.SetName(name + " " + route)
 		}
+	}
+	if ra, ok := end.str("remote"); ok && ra != "" {
+		host, _ := hostPort(ra, 0)
+		span.SetAttributes(attribute.String("client.address", host))
+	}
+	major, _ := end.int("major")
+	minor, _ := end.int("minor")
+	switch {
+	case major == 1:
+		span.SetAttributes(attribute.String("network.protocol.version", "1."+strconv.FormatInt(minor, 10)))
+	case major > 1:
+		span.SetAttributes(attribute.String("network.protocol.version", strconv.FormatInt(major, 10)))
 	}
 	if p.HasError() {
 		return // a panic: the response is not what the handler meant to write

@@ -7,6 +7,7 @@ package builtin
 // A field missing from a release does not exist there.
 var offsetsTable = map[string]map[string]int64{
 	"go1.21": {
+		"net/http.Request.Header":      56,
 		"net/http.Request.Host":        128,
 		"net/http.Request.Method":      0,
 		"net/http.Request.ProtoMajor":  40,
@@ -21,6 +22,7 @@ var offsetsTable = map[string]map[string]int64{
 		"net/url.URL.Scheme":           0,
 	},
 	"go1.22": {
+		"net/http.Request.Header":      56,
 		"net/http.Request.Host":        128,
 		"net/http.Request.Method":      0,
 		"net/http.Request.ProtoMajor":  40,
@@ -37,6 +39,7 @@ var offsetsTable = map[string]map[string]int64{
 		"net/url.URL.Scheme":           0,
 	},
 	"go1.23": {
+		"net/http.Request.Header":      56,
 		"net/http.Request.Host":        128,
 		"net/http.Request.Method":      0,
 		"net/http.Request.Pattern":     232,
@@ -54,6 +57,7 @@ var offsetsTable = map[string]map[string]int64{
 		"net/url.URL.Scheme":           0,
 	},
 	"go1.24": {
+		"net/http.Request.Header":      56,
 		"net/http.Request.Host":        128,
 		"net/http.Request.Method":      0,
 		"net/http.Request.Pattern":     232,
@@ -71,6 +75,7 @@ var offsetsTable = map[string]map[string]int64{
 		"net/url.URL.Scheme":           0,
 	},
 	"go1.25": {
+		"net/http.Request.Header":      56,
 		"net/http.Request.Host":        128,
 		"net/http.Request.Method":      0,
 		"net/http.Request.Pattern":     232,
@@ -88,6 +93,7 @@ var offsetsTable = map[string]map[string]int64{
 		"net/url.URL.Scheme":           0,
 	},
 	"go1.26": {
+		"net/http.Request.Header":      56,
 		"net/http.Request.Host":        128,
 		"net/http.Request.Method":      0,
 		"net/http.Request.Pattern":     232,

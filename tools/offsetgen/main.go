@@ -24,7 +24,7 @@ var releases = []string{"go1.21.13", "go1.22.12", "go1.23.12", "go1.24.13", "go1
 
 // fields are the struct fields the built-ins read, as "package.Type.Field".
 var fields = []string{
-	"net/http.Request.Method", "net/http.Request.URL", "net/http.Request.ProtoMajor", "net/http.Request.ProtoMinor",
+	"net/http.Request.Method", "net/http.Request.URL", "net/http.Request.Header", "net/http.Request.ProtoMajor", "net/http.Request.ProtoMinor",
 	"net/http.Request.Host", "net/http.Request.RemoteAddr", "net/http.Request.TLS", "net/http.Request.Pattern",
 	"net/http.Request.pat", "net/http.pattern.str",
 	"net/url.URL.Scheme", "net/url.URL.Host", "net/url.URL.Path",

@@ -683,7 +683,7 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 	case bpf.KindStart:
 		le.Kind = lifecycle.Start
 		if len(p.EntryAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, true, s.scratch[:0])
+			le.Attributes = p.Attributes(ev, true, s.scratch[:0], s.bin)
 		}
 		if p.ReceiverCapture >= 0 && p.ReceiverCapture < ev.NValues {
 			le.Handle = ev.Values[p.ReceiverCapture].A
@@ -691,7 +691,7 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 	case bpf.KindEnd:
 		le.Kind = lifecycle.End
 		if len(p.ReturnAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, false, s.scratch[:0])
+			le.Attributes = p.Attributes(ev, false, s.scratch[:0], s.bin)
 		}
 		if e := p.Error(ev, s.bin); e != nil {
 			le.Err = e

@@ -60,7 +60,8 @@ func TestDecode(t *testing.T) {
 	raw[42], raw[43] = 2, 1
 	le.PutUint64(raw[headerSize:], 0xdead)
 	le.PutUint64(raw[headerSize+valueSize:], 5)
-	le.PutUint64(raw[headerSize+valueSize+24:], 1)
+	le.PutUint64(raw[headerSize+valueSize+24:], 0xfeed)
+	raw[44] = 0b10 // value 1 failed
 	copy(raw[eventSize+StringSlotSize:], "hello")
 	var e Event
 	if err := e.Decode(raw); err != nil {
@@ -69,7 +70,7 @@ func TestDecode(t *testing.T) {
 	if e.Time != 123 || e.Goroutine != 77 || e.Depth != 4096 || e.Probe != 5 || e.Pid != 1000 || e.Tid != 1001 || e.Lost != 3 || e.Kind != KindEnd || e.NValues != 2 {
 		t.Fatalf("header decoded wrong: %+v", e)
 	}
-	if e.Values[0].A != 0xdead || e.Values[1].A != 5 || !e.Values[1].ReadFailed || e.Values[0].ReadFailed {
+	if e.Values[0].A != 0xdead || e.Values[1].A != 5 || e.Values[1].D != 0xfeed || !e.Values[1].ReadFailed || e.Values[0].ReadFailed {
 		t.Fatalf("values decoded wrong: %+v", e.Values[:2])
 	}
 	if s := string(e.String(1, 5)); s != "hello" {

@@ -20,7 +20,7 @@ const (
 // Value is one capture's raw words; their meaning depends on the capture
 // kind (see tracer.c capture()).
 type Value struct {
-	A, B, C    uint64
+	A, B, C, D uint64
 	ReadFailed bool
 	Nil        bool // a nil pointer on a field path
 }
@@ -65,12 +65,14 @@ func (e *Event) Decode(raw []byte) error {
 	e.Kind = Kind(le.Uint16(raw[40:]))
 	e.NValues = int(raw[42])
 	big := raw[43] != 0
+	failed, isNil := raw[44], raw[45]
 	if e.NValues > MaxCaptures {
 		return fmt.Errorf("event with %d values, at most %d", e.NValues, MaxCaptures)
 	}
 	for i := 0; i < e.NValues; i++ {
 		b := raw[headerSize+i*valueSize:]
-		e.Values[i] = Value{A: le.Uint64(b), B: le.Uint64(b[8:]), C: le.Uint64(b[16:]), ReadFailed: le.Uint64(b[24:])&1 != 0, Nil: le.Uint64(b[24:])&2 != 0}
+		e.Values[i] = Value{A: le.Uint64(b), B: le.Uint64(b[8:]), C: le.Uint64(b[16:]), D: le.Uint64(b[24:]),
+			ReadFailed: failed&(1<<i) != 0, Nil: isNil&(1<<i) != 0}
 	}
 	e.strings = nil
 	if big {

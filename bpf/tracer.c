@@ -222,6 +222,7 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 				    const struct recipe *r)
 {
 	struct value *out = &ev->vals[i & (MAX_CAPS - 1)];
+	__u8 bit = 1 << (i & (MAX_CAPS - 1));
 	__u64 a = reg(regs, c->reg);
 	__u64 b = reg(regs, c->reg2);
 	char *slot = 0;
@@ -237,7 +238,7 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 		out->a = b; // length in the program
 		out->b = a; // pointer
 		if (slot && read_str(slot, a, b, c->max_len) < 0)
-			out->flags |= VAL_READ_FAILED;
+			ev->failed |= bit;
 		break;
 	case CAP_MAPSTR:
 	case CAP_PATH: {
@@ -249,20 +250,20 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 				break;
 			__u64 next = 0;
 			if (bpf_probe_read_user(&next, sizeof(next), (void *)(addr + c->off[h])) < 0) {
-				out->flags |= VAL_READ_FAILED;
+				ev->failed |= bit;
 				return;
 			}
 			addr = next;
 		}
 		if (addr == 0) {
-			out->flags |= VAL_NIL;
+			ev->nil |= bit;
 			break;
 		}
 		addr += c->off[c->nhops & MAX_HOPS];
 		if (c->kind == CAP_MAPSTR) {
 			__u64 m = 0, val = 0, sl[2] = {0, 0}, s[2] = {0, 0};
 			if (bpf_probe_read_user(&m, 8, (void *)addr) < 0 || !m) {
-				out->flags |= VAL_NIL;
+				ev->nil |= bit;
 				break;
 			}
 			__u64 kw[2] = {0, 0};
@@ -271,13 +272,13 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 			// The value is a []string: its first element.
 			if (!val || bpf_probe_read_user(sl, 16, (void *)val) < 0 || sl[1] == 0 ||
 			    bpf_probe_read_user(s, 16, (void *)sl[0]) < 0) {
-				out->flags |= VAL_NIL;
+				ev->nil |= bit;
 				break;
 			}
 			out->a = s[1];
 			out->b = s[0];
 			if (slot && read_str(slot, s[0], s[1], c->max_len) < 0)
-				out->flags |= VAL_READ_FAILED;
+				ev->failed |= bit;
 			break;
 		}
 		if (c->size) {
@@ -286,19 +287,19 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 			if (size > 8)
 				size = 8;
 			if (bpf_probe_read_user(&v, size, (void *)addr) < 0)
-				out->flags |= VAL_READ_FAILED;
+				ev->failed |= bit;
 			out->a = v;
 			break;
 		}
 		__u64 s[2] = {0, 0};
 		if (bpf_probe_read_user(s, sizeof(s), (void *)addr) < 0) {
-			out->flags |= VAL_READ_FAILED;
+			ev->failed |= bit;
 			break;
 		}
 		out->a = s[1]; // length, as CAP_STRING
 		out->b = s[0];
 		if (slot && read_str(slot, s[0], s[1], c->max_len) < 0)
-			out->flags |= VAL_READ_FAILED;
+			ev->failed |= bit;
 		break;
 	}
 	case CAP_ERROR:
@@ -315,15 +316,16 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 		__u64 typ = a;
 		__u64 s[2] = {0, 0};
 		if (c->kind == CAP_ERROR && bpf_probe_read_user(&typ, sizeof(typ), (void *)(a + 8)) < 0)
-			out->flags |= VAL_READ_FAILED;
+			ev->failed |= bit;
 		out->b = typ;
 		if (bpf_probe_read_user(s, sizeof(s), (void *)b) < 0) {
-			out->flags |= VAL_READ_FAILED;
+			ev->failed |= bit;
 			break;
 		}
 		out->c = s[1];
+		out->d = s[0]; // the message's address: userspace reads literals from the binary
 		if (slot && read_str(slot, s[0], s[1], c->max_len) < 0)
-			out->flags |= VAL_READ_FAILED;
+			ev->failed |= bit;
 		break;
 	}
 	}

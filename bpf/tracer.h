@@ -66,11 +66,6 @@ enum counter {
 	COUNTER_MAX = 8,
 };
 
-enum value_flags {
-	VAL_READ_FAILED = 1,
-	VAL_NIL = 2, // a nil pointer on a CAP_PATH: the field does not exist
-};
-
 // A CAP_PATH capture starts from the value of reg (a register, or
 // BASE_SAVED+i: the i-th value saved at the call's entry), follows nhops
 // pointers (addr = *(addr + off[i])), then reads at addr + off[nhops]:
@@ -110,7 +105,7 @@ struct value {
 	__u64 a;
 	__u64 b;
 	__u64 c;
-	__u64 flags;
+	__u64 d;
 };
 
 struct event {
@@ -126,7 +121,11 @@ struct event {
 	__u16 kind;
 	__u8 ncaps;
 	__u8 big;
-	__u32 _pad;
+	// Per value: bit i of failed is set when reading value i failed, of nil
+	// when a nil pointer was met on its path.
+	__u8 failed;
+	__u8 nil;
+	__u16 _pad;
 	struct value vals[MAX_CAPS];
 };
 

@@ -39,19 +39,21 @@ type tracerCapture struct {
 }
 
 type tracerEvent struct {
-	_     structs.HostLayout
-	Ts    uint64
-	Goid  uint64
-	Depth uint64
-	Probe uint32
-	Pid   uint32
-	Tid   uint32
-	Lost  uint32
-	Kind  uint16
-	Ncaps uint8
-	Big   uint8
-	Pad   uint32
-	Vals  [8]tracerValue
+	_      structs.HostLayout
+	Ts     uint64
+	Goid   uint64
+	Depth  uint64
+	Probe  uint32
+	Pid    uint32
+	Tid    uint32
+	Lost   uint32
+	Kind   uint16
+	Ncaps  uint8
+	Big    uint8
+	Failed uint8
+	Nil    uint8
+	Pad    uint16
+	Vals   [8]tracerValue
 }
 
 type tracerRecipe struct {
@@ -74,11 +76,11 @@ type tracerRecipe struct {
 }
 
 type tracerValue struct {
-	_     structs.HostLayout
-	A     uint64
-	B     uint64
-	C     uint64
-	Flags uint64
+	_ structs.HostLayout
+	A uint64
+	B uint64
+	C uint64
+	D uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -201,67 +201,92 @@ func startPostgres(t *testing.T) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 }
 
-// TestBuiltinSQL traces database/sql against a real PostgreSQL: queries last
-// until their rows are closed, exec calls are sync, errors are errors.
+// sqlCase is one statement the SQL fixtures run, and the span it must give.
+type sqlCase struct {
+	query, name, op string
+	code            codes.Code
+}
+
+// checkSQLSpans asserts the spans of the SQL fixtures' "sql" command: six
+// statements (sanitized), BEGIN and COMMIT, and a query whose span lasts
+// until its rows are closed 30ms later.
+func checkSQLSpans(t *testing.T, spans []sdktrace.ReadOnlySpan, system, errType string, want []sqlCase, slowQuery string) {
+	t.Helper()
+	if len(spans) != 8 {
+		t.Fatalf("%d spans (%s), want 6 statements, BEGIN and COMMIT", len(spans), spanNames(spans))
+	}
+	byQuery := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		a := attrs(s)
+		if s.SpanKind() != trace.SpanKindClient || a["db.system.name"] != system {
+			t.Errorf("%s: kind %v system %v, want client %s", s.Name(), s.SpanKind(), a["db.system.name"], system)
+		}
+		if r := endReason(s); r != "" {
+			t.Errorf("%s ended by the agent: %s", s.Name(), r)
+		}
+		if s.Name() == "BEGIN" || s.Name() == "COMMIT" {
+			if a["db.operation.name"] != s.Name() || s.Status().Code != codes.Unset {
+				t.Errorf("%s: %v %v", s.Name(), a, s.Status())
+			}
+			continue
+		}
+		byQuery[a["db.query.text"].(string)] = s
+	}
+	for _, w := range want {
+		s := byQuery[w.query]
+		if s == nil {
+			t.Errorf("no span for %q in %v", w.query, byQuery)
+			continue
+		}
+		a := attrs(s)
+		if s.Name() != w.name || (w.op != "" && a["db.operation.name"] != w.op) || s.Status().Code != w.code {
+			t.Errorf("%q: name %q op %v status %v", w.query, s.Name(), a["db.operation.name"], s.Status())
+		}
+		if w.code == codes.Error && (a["error.type"] != errType || !strings.Contains(s.Status().Description, errType)) {
+			t.Errorf("failed query: error.type %v status %v, want %s", a["error.type"], s.Status(), errType)
+		}
+	}
+	if s := byQuery[slowQuery]; s != nil {
+		if d := s.EndTime().Sub(s.StartTime()); d < 30*time.Millisecond {
+			t.Errorf("the query's span lasted %v: it must last until its rows are closed, 30ms later", d)
+		}
+	}
+}
+
+// TestBuiltinSQL traces database/sql against a real PostgreSQL (lib/pq):
+// queries last until their rows are closed, exec calls are sync, errors are
+// errors, query text is sanitized.
 func TestBuiltinSQL(t *testing.T) {
 	dsn := startPostgres(t)
 	forEachBuild(t, func(t *testing.T, b build) {
 		tg := startTarget(t, b.path, "TCAGENT_PG_DSN="+dsn)
 		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"sql"} })
 		tg.run(t, "sql")
-		spans := ss.stop(t)
-		if len(spans) != 8 {
-			t.Fatalf("%d spans (%s), want 6 statements, BEGIN and COMMIT", len(spans), spanNames(spans))
-		}
-		byQuery := map[string]sdktrace.ReadOnlySpan{}
-		for _, s := range spans {
-			if s.Name() == "BEGIN" || s.Name() == "COMMIT" {
-				if attrs(s)["db.operation.name"] != s.Name() || s.Status().Code != codes.Unset || endReason(s) != "" {
-					t.Errorf("%s: %v %v", s.Name(), attrs(s), s.Status())
-				}
-				continue
-			}
-			a := attrs(s)
-			if s.SpanKind() != trace.SpanKindClient || a["db.system.name"] != "postgresql" {
-				t.Errorf("%s: kind %v system %v", s.Name(), s.SpanKind(), a["db.system.name"])
-			}
-			if r := endReason(s); r != "" {
-				t.Errorf("%s ended by the agent: %s", s.Name(), r)
-			}
-			byQuery[a["db.query.text"].(string)] = s
-		}
-		want := []struct {
-			query, name, op string
-			code            codes.Code
-		}{
-			{"SELECT ?", "SELECT", "SELECT", codes.Unset}, // sanitized: SELECT 1
+		checkSQLSpans(t, ss.stop(t), "postgresql", "*pq.Error", []sqlCase{
+			{"SELECT ?", "SELECT", "SELECT", codes.Unset}, // SELECT 1, sanitized
 			{"CREATE TABLE IF NOT EXISTS items (id int, name text)", "CREATE", "CREATE", codes.Unset},
 			{"INSERT INTO items VALUES ($1, $2), ($3, $4)", "INSERT", "INSERT", codes.Unset},
 			{"SELECT id, name FROM items ORDER BY id", "SELECT", "SELECT", codes.Unset},
 			{"SELEC broken", "postgresql", "", codes.Error},
 			{"UPDATE items SET name = $1 WHERE id = $2", "UPDATE", "UPDATE", codes.Unset},
-		}
-		for _, w := range want {
-			s := byQuery[w.query]
-			if s == nil {
-				t.Errorf("no span for %q", w.query)
-				continue
-			}
-			a := attrs(s)
-			if s.Name() != w.name || (w.op != "" && a["db.operation.name"] != w.op) || s.Status().Code != w.code {
-				t.Errorf("%q: name %q op %v status %v", w.query, s.Name(), a["db.operation.name"], s.Status())
-			}
-		}
-		if s := byQuery["SELEC broken"]; s != nil {
-			if a := attrs(s); a["error.type"] != "*pq.Error" || !strings.Contains(s.Status().Description, "*pq.Error") {
-				t.Errorf("failed query: error.type %v status %v", a["error.type"], s.Status())
-			}
-		}
-		if s := byQuery["SELECT id, name FROM items ORDER BY id"]; s != nil {
-			if d := s.EndTime().Sub(s.StartTime()); d < 30*time.Millisecond {
-				t.Errorf("the query's span lasted %v: it must last until its rows are closed, 30ms later", d)
-			}
-		}
+		}, "SELECT id, name FROM items ORDER BY id")
+	})
+}
+
+// TestBuiltinSQLite does the same against SQLite (modernc.org/sqlite).
+func TestBuiltinSQLite(t *testing.T) {
+	forEachBuildOf(t, "sqlite", func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"sql"} })
+		tg.run(t, "sql")
+		checkSQLSpans(t, ss.stop(t), "sqlite", "*sqlite.Error", []sqlCase{
+			{"SELECT ?", "SELECT", "SELECT", codes.Unset},
+			{"CREATE TABLE IF NOT EXISTS items (id INTEGER, name TEXT)", "CREATE", "CREATE", codes.Unset},
+			{"INSERT INTO items VALUES (?, ?), (?, ?)", "INSERT", "INSERT", codes.Unset},
+			{"SELECT id, name FROM items ORDER BY id", "SELECT", "SELECT", codes.Unset},
+			{"SELEC broken", "sqlite", "", codes.Error},
+			{"UPDATE items SET name = ? WHERE id = ?", "UPDATE", "UPDATE", codes.Unset},
+		}, "SELECT id, name FROM items ORDER BY id")
 	})
 }
 

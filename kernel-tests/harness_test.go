@@ -40,11 +40,10 @@ var toolchains = []struct{ release, toolchain string }{
 }
 
 var (
-	buildsOnce sync.Once
-	builds     []build
-	buildsErr  error
-	workDir    string
-	agentBin   string
+	buildsMu sync.Mutex
+	builds   = map[string][]build{}
+	workDir  string
+	agentBin string
 )
 
 func TestMain(m *testing.M) {
@@ -76,37 +75,50 @@ func goBuild(dir, out, toolchain string, args ...string) error {
 	return nil
 }
 
-// fixtures builds (once) the fixture with every toolchain, normal and
+// fixtures builds (once) the main fixture with every toolchain, normal and
 // stripped (-s -w: no symbol table, no DWARF).
 func fixtures(t *testing.T) []build {
 	t.Helper()
-	buildsOnce.Do(func() {
-		src, _ := filepath.Abs("testdata/fixture")
-		for _, tc := range toolchains {
-			for _, stripped := range []bool{false, true} {
-				b := build{name: tc.release, release: tc.release, stripped: stripped}
-				args := []string{"."}
-				if stripped {
-					b.name += "-stripped"
-					args = []string{"-ldflags=-s -w", "."}
-				}
-				b.path = filepath.Join(workDir, "fixture-"+b.name)
-				if buildsErr = goBuild(src, b.path, tc.toolchain, args...); buildsErr != nil {
-					return
-				}
-				builds = append(builds, b)
-			}
-		}
-	})
-	if buildsErr != nil {
-		t.Fatal(buildsErr)
-	}
-	return builds
+	return fixturesOf(t, "fixture")
 }
 
-// forEachBuild runs f as a subtest for every fixture build.
+// fixturesOf builds (once) the fixture program in testdata/dir.
+func fixturesOf(t *testing.T, dir string) []build {
+	t.Helper()
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	if bs, ok := builds[dir]; ok {
+		return bs
+	}
+	src, _ := filepath.Abs(filepath.Join("testdata", dir))
+	var bs []build
+	for _, tc := range toolchains {
+		for _, stripped := range []bool{false, true} {
+			b := build{name: tc.release, release: tc.release, stripped: stripped}
+			args := []string{"."}
+			if stripped {
+				b.name += "-stripped"
+				args = []string{"-ldflags=-s -w", "."}
+			}
+			b.path = filepath.Join(workDir, dir+"-"+b.name)
+			if err := goBuild(src, b.path, tc.toolchain, args...); err != nil {
+				t.Fatal(err)
+			}
+			bs = append(bs, b)
+		}
+	}
+	builds[dir] = bs
+	return bs
+}
+
+// forEachBuild runs f as a subtest for every build of the main fixture.
 func forEachBuild(t *testing.T, f func(t *testing.T, b build)) {
-	for _, b := range fixtures(t) {
+	forEachBuildOf(t, "fixture", f)
+}
+
+// forEachBuildOf runs f as a subtest for every build of a fixture.
+func forEachBuildOf(t *testing.T, dir string, f func(t *testing.T, b build)) {
+	for _, b := range fixturesOf(t, dir) {
 		t.Run(b.name, func(t *testing.T) { f(t, b) })
 	}
 }

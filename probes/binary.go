@@ -249,6 +249,25 @@ func (b *Binary) read(addr uint64, n int) ([]byte, error) {
 	return nil, fmt.Errorf("address %#x (%d bytes) is not in a loaded segment", addr, n)
 }
 
+// ReadOnlyString reads n bytes at addr (an address in the running process)
+// from the binary file, when the whole range lies in a segment the process
+// cannot write: string literals live there, and the file holds exactly what
+// the process sees. ok is false otherwise.
+func (b *Binary) ReadOnlyString(addr, n uint64) (string, bool) {
+	addr -= b.LoadBias
+	for _, p := range b.f.Progs {
+		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_W != 0 || addr < p.Vaddr || addr+n > p.Vaddr+p.Filesz {
+			continue
+		}
+		buf := make([]byte, n)
+		if _, err := p.ReadAt(buf, int64(addr-p.Vaddr)); err != nil {
+			return "", false
+		}
+		return string(buf), true
+	}
+	return "", false
+}
+
 // FileOffset converts a virtual address in the binary to the file offset
 // uprobes are attached at.
 func (b *Binary) FileOffset(addr uint64) (uint64, error) {

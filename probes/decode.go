@@ -13,8 +13,10 @@ import (
 const TruncatedSuffix = "…"
 
 // Attributes appends to dst the attributes decoded from ev's captures at
-// entry (when entry) or at return.
-func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue) []attribute.KeyValue {
+// entry (when entry) or at return. b, when not nil, supplies strings the
+// kernel could not read because their page was not resident yet: literals
+// in the binary's read-only data.
+func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, b *Binary) []attribute.KeyValue {
 	attrs := p.ReturnAttrs
 	if entry {
 		attrs = p.EntryAttrs
@@ -39,12 +41,21 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue) 
 		case "bool":
 			dst = append(dst, attribute.Bool(a.Key, v.A&0xff != 0))
 		case "string":
-			if v.ReadFailed {
-				dst = append(dst, attribute.String(a.Key, ""), attribute.Bool(a.Key+".unreadable", true))
-				continue
-			}
 			n := min(v.A, uint64(a.MaxLen))
-			s := string(ev.String(caps[i].Slot, n))
+			var s string
+			if v.ReadFailed {
+				// v.B is the string's address for every string capture.
+				var ok bool
+				if s, ok = "", b != nil; ok {
+					s, ok = b.ReadOnlyString(v.B, n)
+				}
+				if !ok {
+					dst = append(dst, attribute.String(a.Key, ""), attribute.Bool(a.Key+".unreadable", true))
+					continue
+				}
+			} else {
+				s = string(ev.String(caps[i].Slot, n))
+			}
 			if v.A > n {
 				s = strings.ToValidUTF8(s, "") + TruncatedSuffix
 			}
@@ -98,18 +109,24 @@ func (p *Probe) Error(ev *bpf.Event, b *Binary) *channel.Error {
 	if v.A == 0 {
 		return nil
 	}
-	e := &channel.Error{Type: b.TypeName(v.B)}
+	e := &channel.Error{Type: b.TypeName(v.B), Message: ""}
 	if e.Type == "" {
 		e.Type = "error"
 	}
-	if messageTypes[e.Type] && !v.ReadFailed {
-		n := min(v.C, bpf.StringSlotSize)
+	e.Message = e.Type
+	if !messageTypes[e.Type] {
+		return e
+	}
+	n := min(v.C, bpf.StringSlotSize)
+	if !v.ReadFailed {
 		e.Message = string(ev.String(p.Recipe.Return[i].Slot, n))
-		if v.C > n {
-			e.Message = strings.ToValidUTF8(e.Message, "") + TruncatedSuffix
-		}
+	} else if s, ok := b.ReadOnlyString(v.D, n); ok {
+		e.Message = s // a literal whose page the process had not touched yet
 	} else {
-		e.Message = e.Type
+		return e
+	}
+	if v.C > n {
+		e.Message = strings.ToValidUTF8(e.Message, "") + TruncatedSuffix
 	}
 	return e
 }
@@ -125,11 +142,18 @@ func PanicValue(ev *bpf.Event, b *Binary) string {
 	if typ == "" {
 		typ = "?"
 	}
-	if v.ReadFailed || !(typ == "string" || messageTypes[typ] || typ == "runtime.errorString" || typ == "runtime.plainError") {
+	if !(typ == "string" || messageTypes[typ] || typ == "runtime.errorString" || typ == "runtime.plainError") {
 		return typ
 	}
 	n := min(v.C, bpf.StringSlotSize)
-	s := strings.ToValidUTF8(string(ev.String(0, n)), "")
+	s := string(ev.String(0, n))
+	if v.ReadFailed {
+		var ok bool
+		if s, ok = b.ReadOnlyString(v.D, n); !ok {
+			return typ
+		}
+	}
+	s = strings.ToValidUTF8(s, "")
 	if v.C > n {
 		s += TruncatedSuffix
 	}

@@ -165,3 +165,10 @@ func capture(p *probes.Probe, atReturn bool, key string, c bpf.Capture) {
 	*caps = append(*caps, c)
 	*attrs = append(*attrs, a)
 }
+
+// TableOffsets returns the committed offsets of a release ("go1.26"), nil
+// when the table does not cover it.
+func TableOffsets(release string) map[string]int64 { return offsetsTable[release] }
+
+// TableReleases returns the releases the offsets table covers, oldest first.
+func TableReleases() []string { return releases() }

@@ -1,0 +1,58 @@
+// Command sqlitefixture runs the built-in SQL tests' statements against an
+// in-memory SQLite database (modernc.org/sqlite, pure Go). Like the main
+// fixture, it answers "ok CMD" on stdout to each command on stdin.
+package main
+
+import (
+	"bufio"
+	"database/sql"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+func run(db *sql.DB) {
+	var one int
+	must(db.QueryRow("SELECT 1").Scan(&one))
+	_, err := db.Exec("CREATE TABLE IF NOT EXISTS items (id INTEGER, name TEXT)")
+	must(err)
+	_, err = db.Exec("INSERT INTO items VALUES (?, ?), (?, ?)", 1, "apple", 2, "pear")
+	must(err)
+	rows, err := db.Query("SELECT id, name FROM items ORDER BY id")
+	must(err)
+	rows.Next()
+	time.Sleep(30 * time.Millisecond)
+	rows.Close()
+	if _, err := db.Query("SELEC broken"); err == nil {
+		panic("a broken query succeeded")
+	}
+	tx, err := db.Begin()
+	must(err)
+	_, err = tx.Exec("UPDATE items SET name = ? WHERE id = ?", "plum", 2)
+	must(err)
+	must(tx.Commit())
+}
+
+func main() {
+	db, err := sql.Open("sqlite", ":memory:")
+	must(err)
+	db.SetMaxOpenConns(1)
+	fmt.Println("ready")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		cmd := strings.TrimSpace(sc.Text())
+		if cmd == "sql" {
+			run(db)
+		}
+		fmt.Println("ok " + cmd)
+	}
+}

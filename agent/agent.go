@@ -174,7 +174,7 @@ func Attach(cfg Config) (*Session, error) {
 		}
 		s.reports = reports
 		for _, r := range reports {
-			if !r.Applied && (cfg.Builtin != nil || r.Reason != "the binary does not use it") {
+			if !r.Applied && (cfg.Builtin != nil || r.Reason != builtin.NotUsed) {
 				s.log.Warn("built-in probe set skipped", "set", r.Set, "reason", r.Reason)
 			}
 		}
@@ -253,6 +253,16 @@ func (s *Session) Probes() []*probes.Probe { return s.probes }
 
 // Binary returns the traced binary.
 func (s *Session) Binary() *probes.Binary { return s.bin }
+
+func (s *Session) failedSets() int {
+	n := 0
+	for _, r := range s.reports {
+		if !r.Applied && r.Reason != builtin.NotUsed {
+			n++
+		}
+	}
+	return n
+}
 
 // Builtins reports what became of each built-in probe set.
 func (s *Session) Builtins() []builtin.Report { return s.reports }
@@ -530,10 +540,13 @@ type Stats struct {
 	PID            int
 	Service        string
 	ProbesAttached int
-	Uprobes        int
-	Programs       []ProgramStats
-	Time           time.Time // when the counts were taken
-	Kernel         bpf.Counters
+	// ProbesFailed counts built-in sets that apply to the binary but could
+	// not be attached (unknown offsets, say).
+	ProbesFailed int
+	Uprobes      int
+	Programs     []ProgramStats
+	Time         time.Time // when the counts were taken
+	Kernel       bpf.Counters
 	// KernelErr is set when the kernel counters could not be read: then
 	// Kernel is not to be trusted.
 	KernelErr    error
@@ -553,7 +566,7 @@ func (s *Session) Stats() Stats {
 	} else {
 		k, kerr = s.tracer.Counters()
 	}
-	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, Uprobes: s.uprobes, Time: time.Now(),
+	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, ProbesFailed: s.failedSets(), Uprobes: s.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending()}
 	if s.final == nil {

@@ -21,6 +21,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/channel/lifecycle"
 	"github.com/tcagent/tcagent/exporter"
 	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
 	"github.com/tcagent/tcagent/probes"
@@ -81,6 +82,7 @@ type traceFlags struct {
 	otlpProtocol string
 	sampler      string
 	samplerArg   string
+	limits       lifecycle.Limits
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -94,6 +96,10 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.otlpProtocol, "otlp-protocol", "", "grpc or http/protobuf (overrides OTEL_EXPORTER_OTLP_PROTOCOL)")
 	cmd.Flags().StringVar(&f.sampler, "sampler", "", "sampler, named as OTEL_TRACES_SAMPLER names them (overrides it)")
 	cmd.Flags().StringVar(&f.samplerArg, "sampler-arg", "", "the sampler's ratio (overrides OTEL_TRACES_SAMPLER_ARG)")
+	cmd.Flags().DurationVar(&f.limits.MaxSpanAge, "max-span-age", 10*time.Minute, "end spans open longer than this, marked tcagent.end_reason=max_age")
+	cmd.Flags().IntVar(&f.limits.MaxOpenCalls, "max-open-calls", 100_000, "most traced calls held open; more are dropped and counted")
+	cmd.Flags().IntVar(&f.limits.MaxGoroutines, "max-goroutines", 100_000, "most goroutines the agent holds state for; more are not tracked, and counted")
+	cmd.Flags().IntVar(&f.limits.MaxPending, "max-pending", 100_000, "most async calls waiting to settle; more end at return, counted")
 }
 
 // pipeline is what spans go through once they end, and the metrics.
@@ -168,7 +174,7 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 func (pl *pipeline) config(specs []probes.Spec, f *traceFlags, log *slog.Logger) agent.Config {
 	return agent.Config{Specs: specs, Processor: pl.processor, ServiceName: f.serviceName, Logger: log,
 		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets(),
-		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}}
+		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}, Limits: f.limits}
 }
 
 // builtinSets parses --builtin: nil for all, empty for none.

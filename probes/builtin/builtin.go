@@ -82,6 +82,10 @@ func releases() []string {
 	return rs
 }
 
+// NotUsed is the reason given for a set whose package the binary does not
+// contain.
+const NotUsed = "the binary does not use it"
+
 // Options tune the built-in sets.
 type Options struct {
 	// SQLQueryText is what db.query.text holds: "sanitized" (literals
@@ -122,7 +126,7 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 		case err != nil:
 			r.Reason = err.Error()
 		case len(ps) == 0:
-			r.Reason = "the binary does not use it"
+			r.Reason = NotUsed
 		default:
 			r.Applied = true
 			for _, p := range ps {

@@ -413,6 +413,10 @@ func shapedFactory(tracer trace.Tracer, shape probes.Shaper) binder.GetSpan {
 		ctx := context.Background()
 		if parent != nil {
 			ctx = trace.ContextWithSpan(ctx, parent)
+		} else if rp, ok := shape.(probes.RemoteParenter); ok {
+			if sc, ok := rp.RemoteParent(p); ok {
+				ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+			}
 		}
 		_, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(p.Time))
 		return span
@@ -543,10 +547,13 @@ type Stats struct {
 	// ProbesFailed counts built-in sets that apply to the binary but could
 	// not be attached (unknown offsets, say).
 	ProbesFailed int
-	Uprobes      int
-	Programs     []ProgramStats
-	Time         time.Time // when the counts were taken
-	Kernel       bpf.Counters
+	// InvalidTraceContext counts incoming trace context headers ignored as
+	// malformed or oversized.
+	InvalidTraceContext uint64
+	Uprobes             int
+	Programs            []ProgramStats
+	Time                time.Time // when the counts were taken
+	Kernel              bpf.Counters
 	// KernelErr is set when the kernel counters could not be read: then
 	// Kernel is not to be trusted.
 	KernelErr    error
@@ -569,6 +576,11 @@ func (s *Session) Stats() Stats {
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, ProbesFailed: s.failedSets(), Uprobes: s.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending()}
+	for _, p := range s.probes {
+		if rp, ok := p.Shape.(probes.RemoteParenter); ok {
+			st.InvalidTraceContext += rp.InvalidTraceContext()
+		}
+	}
 	if s.final == nil {
 		for _, p := range s.Programs() {
 			if ps, err := p.Stats(); err == nil {

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -27,7 +28,7 @@ const (
 	CapError  CaptureKind = 3 // Reg = itab, Reg2 = data word; message into string slot Slot
 	CapEface  CaptureKind = 4 // Reg = type, Reg2 = data word (an any); string or message into slot Slot
 	CapPath   CaptureKind = 5 // a field reached from Reg through pointer hops (see Capture)
-	// CapMapStr reads the first string stored under Recipe.Key in a
+	// CapMapStr reads the first string stored under Recipe.Keys[Reg2] in a
 	// map[string][]string whose pointer is the field a CapPath would read
 	// (Size 0 there); Size says the map layout: MapClassic or MapSwiss.
 	CapMapStr CaptureKind = 6
@@ -85,8 +86,9 @@ type Recipe struct {
 	// Save are the registers kept from the entry for the return's CapPath
 	// captures (at most MaxSaved).
 	Save []uint8
-	// Key is the map key of CapMapStr captures (at most 16 bytes).
-	Key string
+	// Keys are the map keys of CapMapStr captures (at most 4, of at most 16
+	// bytes).
+	Keys []string
 }
 
 // Counter indexes (tracer.h enum counter).
@@ -236,12 +238,17 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	}
 	v.Nsave = uint8(len(r.Save))
 	copy(v.Save[:], r.Save)
-	if len(r.Key) > len(v.Key) {
-		return fmt.Errorf("probe id %d: map key %q longer than %d bytes", id, r.Key, len(v.Key))
+	if len(r.Keys) > len(v.Keys) {
+		return fmt.Errorf("probe id %d: at most %d map keys", id, len(v.Keys))
 	}
-	v.KeyLen = uint8(len(r.Key))
-	for i := 0; i < len(r.Key); i++ {
-		v.Key[i] = int8(r.Key[i])
+	for i, k := range r.Keys {
+		if len(k) > 16 {
+			return fmt.Errorf("probe id %d: map key %q longer than 16 bytes", id, k)
+		}
+		var w [16]byte
+		copy(w[:], k)
+		v.KeyLen[i] = uint8(len(k))
+		v.Keys[i] = [2]uint64{binary.LittleEndian.Uint64(w[:8]), binary.LittleEndian.Uint64(w[8:])}
 	}
 	if err := t.objs.Recipes.Put(id, &v); err != nil {
 		return fmt.Errorf("store recipe %d: %w", id, err)

@@ -266,9 +266,8 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 				ev->nil |= bit;
 				break;
 			}
-			__u64 kw[2] = {0, 0};
-			__builtin_memcpy(kw, r->key, MAX_KEY);
-			val = map_find(m, c->size, kw[0], kw[1], r->key_len);
+			__u8 k = c->reg2 & (MAX_KEYS - 1);
+			val = map_find(m, c->size, r->keys[k][0], r->keys[k][1], r->key_len[k]);
 			// The value is a []string: its first element.
 			if (!val || bpf_probe_read_user(sl, 16, (void *)val) < 0 || sl[1] == 0 ||
 			    bpf_probe_read_user(s, 16, (void *)sl[0]) < 0) {

@@ -36,8 +36,8 @@ enum capture_kind {
 	CAP_ERROR = 3,  // reg = itab, reg2 = data word
 	CAP_EFACE = 4,  // reg = type, reg2 = data word (an any, as gopanic's argument)
 	CAP_PATH = 5,   // a field reached from reg through pointer hops: see struct capture
-	CAP_MAPSTR = 6, // the first string of recipe->key in a map[string][]string reached as a CAP_PATH
-			// pointer; size: the map layout (MAP_CLASSIC or MAP_SWISS)
+	CAP_MAPSTR = 6, // the first string of recipe->keys[reg2] in a map[string][]string reached as a
+			// CAP_PATH pointer; size: the map layout (MAP_CLASSIC or MAP_SWISS)
 };
 
 enum map_layout {
@@ -46,6 +46,7 @@ enum map_layout {
 };
 
 #define MAX_KEY 16
+#define MAX_KEYS 4
 
 // CAP_PATH bases above the ABI registers: values saved at entry.
 #define BASE_SAVED 16
@@ -94,9 +95,11 @@ struct recipe {
 	// Registers saved at entry for the return's CAP_PATH captures.
 	__u8 nsave;
 	__u8 save[MAX_SAVED];
-	// The key of CAP_MAPSTR captures.
-	__u8 key_len;
-	char key[MAX_KEY];
+	__u8 _pad1;
+	// The keys of CAP_MAPSTR captures, zero-padded; a capture names one by
+	// its index in reg2.
+	__u8 key_len[MAX_KEYS];
+	__u64 keys[MAX_KEYS][2];
 	struct capture entry[MAX_CAPS];
 	struct capture ret[MAX_CAPS];
 };

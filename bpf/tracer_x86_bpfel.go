@@ -69,8 +69,9 @@ type tracerRecipe struct {
 	RetStrings    uint8
 	Nsave         uint8
 	Save          [2]uint8
-	KeyLen        uint8
-	Key           [16]int8
+	Pad1          uint8
+	KeyLen        [4]uint8
+	Keys          [4][2]uint64
 	Entry         [8]tracerCapture
 	Ret           [8]tracerCapture
 }

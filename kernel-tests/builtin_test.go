@@ -368,3 +368,48 @@ func TestBuiltinNesting(t *testing.T) {
 		}
 	})
 }
+
+// TestIncomingTraceContext: a request with a valid W3C traceparent continues
+// the caller's trace (with its tracestate); an unsampled one is not
+// recorded; malformed and oversized ones start new traces and are counted.
+func TestIncomingTraceContext(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http"} })
+		tg.run(t, "tracecontext")
+		spans := ss.stop(t)
+		byPath := map[string]sdktrace.ReadOnlySpan{}
+		for _, s := range spans {
+			if s.SpanKind() == trace.SpanKindServer {
+				byPath[attrs(s)["url.path"].(string)] = s
+			}
+		}
+		if s := byPath["/users/1"]; s == nil {
+			t.Error("no span for the request with a sampled traceparent")
+		} else {
+			if s.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+				s.Parent().SpanID().String() != "00f067aa0ba902b7" || !s.Parent().IsRemote() {
+				t.Errorf("did not continue the caller's trace: trace %s parent %s", s.SpanContext().TraceID(), s.Parent().SpanID())
+			}
+			if ts := s.SpanContext().TraceState().String(); ts != "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7" {
+				t.Errorf("tracestate %q", ts)
+			}
+		}
+		if s := byPath["/users/2"]; s != nil {
+			t.Error("a request whose caller did not sample it was recorded")
+		}
+		for _, p := range []string{"/users/3", "/users/4"} {
+			s := byPath[p]
+			if s == nil {
+				t.Errorf("no span for %s", p)
+				continue
+			}
+			if s.Parent().IsValid() || s.SpanContext().TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" {
+				t.Errorf("%s: a malformed traceparent was trusted", p)
+			}
+		}
+		if n := ss.s.Stats().InvalidTraceContext; n != 2 {
+			t.Errorf("%d invalid trace contexts counted, want 2", n)
+		}
+	})
+}

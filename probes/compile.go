@@ -56,6 +56,14 @@ type Shaper interface {
 	End(span trace.Span, p *channel.Payload)
 }
 
+// RemoteParenter is a Shaper that can continue a trace begun elsewhere: an
+// incoming request's trace context.
+type RemoteParenter interface {
+	RemoteParent(p *channel.Payload) (trace.SpanContext, bool)
+	// InvalidTraceContext counts trace contexts ignored as malformed.
+	InvalidTraceContext() uint64
+}
+
 // CapturedAttr is how one capture becomes an attribute.
 type CapturedAttr struct {
 	Key    string

@@ -217,6 +217,7 @@ var (
 	goroutines    = desc("tcagent_tracked_goroutines", "Goroutines the agent holds state for.", "service", "pid")
 	pending       = desc("tcagent_pending_async_calls", "Async calls that returned and wait to settle.", "service", "pid")
 	probes        = desc("tcagent_probes_attached", "Probes attached.", "service", "pid")
+	badContext    = desc("tcagent_trace_context_invalid_total", "Incoming traceparent/tracestate headers ignored as malformed or oversized.", "service", "pid")
 	probesFailed  = desc("tcagent_probes_failed", "Built-in probe sets that apply to the binary but could not be attached (see the agent's log).", "service", "pid")
 	uprobes       = desc("tcagent_uprobes_attached", "Uprobe offsets attached (entries, returns and runtime probes).", "service", "pid")
 	progRuns      = desc("tcagent_bpf_program_runs_total", "Runs of each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
@@ -230,7 +231,7 @@ var (
 
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes,
-		probesFailed, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready} {
+		probesFailed, badContext, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready} {
 		ch <- d
 	}
 }
@@ -271,6 +272,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		gauge(pending, float64(st.Pending), l...)
 		gauge(probes, float64(st.ProbesAttached), l...)
 		gauge(probesFailed, float64(st.ProbesFailed), l...)
+		counter(badContext, st.InvalidTraceContext, l...)
 		gauge(uprobes, float64(st.Uprobes), l...)
 		for _, p := range st.Programs {
 			counter(progRuns, p.Runs, with(p.Name)...)

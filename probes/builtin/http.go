@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -69,15 +70,18 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 	if len(b.Match("internal/runtime/maps.")) > 0 {
 		layout = bpf.MapSwiss
 	}
-	// At most 8 captures and 4 strings each way: what names the span and
-	// what a panicking handler must still have at entry, the rest at return.
+	// At most 8 captures and 4 strings each way: what the span needs when
+	// it starts (its name, its remote parent) at entry, the rest at return.
+	mapStr := func(base uint8, key uint8) bpf.Capture {
+		c := field(base, layout, f.header)
+		c.Kind, c.Reg2 = bpf.CapMapStr, key
+		return c
+	}
+	p.Recipe.Keys = []string{"User-Agent", "Traceparent", "Tracestate"}
 	capture(p, false, "method", field(serverReq, 0, f.method))
 	capture(p, false, "path", field(serverReq, 0, f.url, f.path))
-	capture(p, false, "host", field(serverReq, 0, f.host))
-	ua := field(serverReq, layout, f.header)
-	ua.Kind = bpf.CapMapStr
-	capture(p, false, "user_agent", ua)
-	p.Recipe.Key = "User-Agent"
+	capture(p, false, "traceparent", mapStr(serverReq, 1))
+	capture(p, false, "tracestate", mapStr(serverReq, 2))
 	capture(p, false, "tls", field(serverReq, 8, f.tls))
 	capture(p, false, "rwtype", field(serverRWItab, 8, 8)) // itab._type
 	// At return the request and the response writer are read again from
@@ -85,7 +89,9 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 	p.Recipe.Save = []uint8{serverReq, serverRWData}
 	req, rw := uint8(bpf.BaseSaved), uint8(bpf.BaseSaved+1)
 	capture(p, true, "status", field(rw, 8, f.status))
+	capture(p, true, "host", field(req, 0, f.host))
 	capture(p, true, "remote", field(req, 0, f.remote))
+	capture(p, true, "user_agent", mapStr(req, 0))
 	capture(p, true, "major", field(req, 8, f.major))
 	capture(p, true, "minor", field(req, 8, f.minor))
 	// The ServeMux pattern: Request.Pattern from Go 1.23, the unexported
@@ -187,6 +193,7 @@ func hostPort(hostport string, defaultPort int) (string, int) {
 
 type serverShape struct {
 	typeName func(uint64) string
+	invalid  atomic.Uint64
 }
 
 func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
@@ -199,18 +206,66 @@ func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attri
 		scheme = "https"
 	}
 	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", scheme))
-	if ua, ok := r.str("user_agent"); ok {
-		attrs = append(attrs, attribute.String("user_agent.original", ua))
-	}
-	if h, ok := r.str("host"); ok && h != "" {
-		def := 80
-		if scheme == "https" {
-			def = 443
-		}
-		host, port := hostPort(h, def)
-		attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
-	}
 	return name, trace.SpanKindServer, attrs
+}
+
+// RemoteParent continues the caller's trace when the request carries a
+// valid W3C traceparent (and keeps its tracestate when that is valid too).
+// Anything malformed or oversized is ignored and counted.
+func (s *serverShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool) {
+	r := raw(p.Attributes)
+	tp, ok := r.str("traceparent")
+	if !ok {
+		return trace.SpanContext{}, false
+	}
+	sc, ok := ParseTraceparent(tp)
+	if !ok {
+		s.invalid.Add(1)
+		return trace.SpanContext{}, false
+	}
+	if ts, ok := r.str("tracestate"); ok && ts != "" {
+		state, err := trace.ParseTraceState(ts)
+		if err != nil || strings.HasSuffix(ts, probes.TruncatedSuffix) {
+			s.invalid.Add(1)
+		} else {
+			sc = sc.WithTraceState(state)
+		}
+	}
+	return sc, true
+}
+
+// InvalidTraceContext counts traceparent and tracestate headers ignored.
+func (s *serverShape) InvalidTraceContext() uint64 { return s.invalid.Load() }
+
+// ParseTraceparent parses a W3C traceparent header strictly.
+func ParseTraceparent(h string) (trace.SpanContext, bool) {
+	// version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2.
+	if len(h) < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-' || !isHex(h[:2]) || h[:2] == "ff" {
+		return trace.SpanContext{}, false
+	}
+	if h[:2] == "00" && len(h) != 55 || len(h) > 55 && h[55] != '-' {
+		return trace.SpanContext{}, false // version 00 has no more fields; later ones separate theirs
+	}
+	if !isHex(h[3:35]) || !isHex(h[36:52]) || !isHex(h[53:55]) {
+		return trace.SpanContext{}, false
+	}
+	tid, err1 := trace.TraceIDFromHex(h[3:35])
+	sid, err2 := trace.SpanIDFromHex(h[36:52])
+	if err1 != nil || err2 != nil {
+		return trace.SpanContext{}, false // all zeros
+	}
+	flags, _ := strconv.ParseUint(h[53:55], 16, 8)
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid,
+		TraceFlags: trace.TraceFlags(flags) & trace.FlagsSampled, Remote: true}), true
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *serverShape) End(span trace.Span, p *channel.Payload) {
@@ -228,6 +283,17 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	if ra, ok := end.str("remote"); ok && ra != "" {
 		host, _ := hostPort(ra, 0)
 		span.SetAttributes(attribute.String("client.address", host))
+	}
+	if h, ok := end.str("host"); ok && h != "" {
+		def := 80
+		if tls, _ := start.int("tls"); tls != 0 {
+			def = 443
+		}
+		host, port := hostPort(h, def)
+		span.SetAttributes(attribute.String("server.address", host), attribute.Int("server.port", port))
+	}
+	if ua, ok := end.str("user_agent"); ok {
+		span.SetAttributes(attribute.String("user_agent.original", ua))
 	}
 	major, _ := end.int("major")
 	minor, _ := end.int("minor")

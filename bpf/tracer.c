@@ -330,6 +330,45 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 	}
 }
 
+// lost_event records that an event about goid could not be reported, so
+// that the next one tells userspace its knowledge of goid is stale.
+static __always_inline void lost_event(__u64 goid)
+{
+	__u32 one = 1;
+	count(COUNTER_RINGBUF_FULL);
+	__u32 *n = bpf_map_lookup_elem(&lost, &goid);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&lost, &goid, &one, BPF_NOEXIST);
+}
+
+// header fills the fields every event has; goid is the goroutine the event
+// is about, whose loss count it carries.
+static __always_inline void header(struct event *ev, __u32 probe, __u16 kind, __u64 goid, __u64 depth)
+{
+	ev->ts = bpf_ktime_get_ns();
+	ev->goid = goid;
+	ev->depth = depth;
+	ev->probe = probe;
+	ev->kind = kind;
+	__u64 pidtgid = bpf_get_current_pid_tgid();
+	ev->pid = pidtgid >> 32;
+	ev->tid = (__u32)pidtgid;
+	__u32 *nlost = bpf_map_lookup_elem(&lost, &goid);
+	if (nlost)
+		ev->lost = *nlost;
+}
+
+// submit hands ev to the reader, waking it only past the fill threshold.
+static __always_inline void submit(struct event *ev)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
+}
+
 static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
 				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings,
 				const __u64 *saved)
@@ -342,29 +381,13 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 	else
 		ev = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
 	if (!ev) {
-		count(COUNTER_RINGBUF_FULL);
-		__u32 one = 1;
-		__u32 *n = bpf_map_lookup_elem(&lost, &goid);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			bpf_map_update_elem(&lost, &goid, &one, BPF_NOEXIST);
+		lost_event(goid);
 		return -1;
 	}
 	__builtin_memset(ev, 0, sizeof(struct event));
-	ev->ts = bpf_ktime_get_ns();
-	ev->goid = goid;
-	ev->depth = depth;
-	ev->probe = probe;
-	ev->kind = kind;
+	header(ev, probe, kind, goid, depth);
 	ev->ncaps = ncaps;
 	ev->big = big;
-	__u64 pidtgid = bpf_get_current_pid_tgid();
-	ev->pid = pidtgid >> 32;
-	ev->tid = (__u32)pidtgid;
-	__u32 *nlost = bpf_map_lookup_elem(&lost, &goid);
-	if (nlost)
-		ev->lost = *nlost;
 
 	if (ncaps) {
 		struct abi_regs regs;
@@ -377,11 +400,7 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 			capture(&regs, ev, &caps[i], i, big, r);
 		}
 	}
-
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(ev, flags);
+	submit(ev);
 	return 0;
 }
 
@@ -501,32 +520,18 @@ int tc_go_create(struct pt_regs *ctx)
 		count(COUNTER_READ_G_FAILED);
 		return 0;
 	}
-	// Reported against the child: losing this event makes the child's
-	// state unknown, not the parent's.
+	// A lost create is recorded against the child: what is unknown is the
+	// child's inheritance, not the parent's state.
 	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
 	if (!ev) {
-		count(COUNTER_RINGBUF_FULL);
-		__u32 one = 1;
-		bpf_map_update_elem(&lost, &child, &one, BPF_ANY);
+		lost_event(child);
 		return 0;
 	}
 	__builtin_memset(ev, 0, sizeof(struct event));
-	ev->ts = bpf_ktime_get_ns();
-	ev->goid = parent;
-	ev->probe = probe;
-	ev->kind = EV_GO_CREATE;
+	header(ev, probe, EV_GO_CREATE, parent, 0);
 	ev->ncaps = 1;
 	ev->vals[0].a = child;
-	__u64 pidtgid = bpf_get_current_pid_tgid();
-	ev->pid = pidtgid >> 32;
-	ev->tid = (__u32)pidtgid;
-	__u32 *nlost = bpf_map_lookup_elem(&lost, &parent);
-	if (nlost)
-		ev->lost = *nlost;
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(ev, flags);
+	submit(ev);
 	return 0;
 }
 

@@ -110,14 +110,17 @@ func (b *Batcher) loop() {
 		clear(batch)
 		batch = batch[:0]
 	}
+	add := func(s sdktrace.ReadOnlySpan) {
+		batch = append(batch, s)
+		if len(batch) == b.opts.BatchSize {
+			send()
+		}
+	}
 	drain := func() {
 		for {
 			select {
 			case s := <-b.queue:
-				batch = append(batch, s)
-				if len(batch) == b.opts.BatchSize {
-					send()
-				}
+				add(s)
 			default:
 				send()
 				return
@@ -127,10 +130,7 @@ func (b *Batcher) loop() {
 	for {
 		select {
 		case s := <-b.queue:
-			batch = append(batch, s)
-			if len(batch) == b.opts.BatchSize {
-				send()
-			}
+			add(s)
 		case <-tick.C:
 			send()
 		case ack := <-b.flush:

@@ -204,12 +204,17 @@ func load(base string, conc int, d time.Duration) (int, []time.Duration) {
 	return len(all), all
 }
 
-func httpBench(dir string) error {
-	svc, err := build(dir, "service", "bench/testdata/service", ".")
-	if err != nil {
-		return err
+// buildBoth builds the benchmark service and the tcagent CLI.
+func buildBoth(dir string) (svc, tc string, err error) {
+	if svc, err = build(dir, "service", "bench/testdata/service", "."); err != nil {
+		return "", "", err
 	}
-	tc, err := build(dir, "tcagent", ".", "./cmd/tcagent")
+	tc, err = build(dir, "tcagent", ".", "./cmd/tcagent")
+	return svc, tc, err
+}
+
+func httpBench(dir string) error {
+	svc, tc, err := buildBoth(dir)
 	if err != nil {
 		return err
 	}
@@ -374,11 +379,7 @@ service:
 }
 
 func rssBench(dir string) error {
-	svc, err := build(dir, "service", "bench/testdata/service", ".")
-	if err != nil {
-		return err
-	}
-	tc, err := build(dir, "tcagent", ".", "./cmd/tcagent")
+	svc, tc, err := buildBoth(dir)
 	if err != nil {
 		return err
 	}

@@ -25,3 +25,14 @@ func TestSanitizeSQL(t *testing.T) {
 		}
 	}
 }
+
+func TestSystemOf(t *testing.T) {
+	for typ, want := range map[string]string{
+		"*pq.Driver": "postgresql", "*sqlite.Driver": "sqlite", "*stdlib.Driver": "postgresql",
+		"*mysql.MySQLDriver": "mysql", "sql.dsnConnector": "", "*foo.Driver": "", "": "",
+	} {
+		if got := systemOf(typ); got != want {
+			t.Errorf("systemOf(%q) = %q, want %q", typ, got, want)
+		}
+	}
+}

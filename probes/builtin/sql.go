@@ -27,7 +27,25 @@ const (
 	rowsClose                = "database/sql.(*Rows).Close"
 )
 
-// drivers maps driver modules to db.system.name.
+// driverPackages maps the package name in a driver's (or connector's) type,
+// as the runtime names it ("*pq.Driver"), to db.system.name.
+var driverPackages = map[string]string{
+	"pq": "postgresql", "pgx": "postgresql", "stdlib": "postgresql", "pgconn": "postgresql",
+	"mysql": "mysql", "sqlite": "sqlite", "sqlite3": "sqlite", "mssql": "microsoft.sql_server",
+	"go_ora": "oracle.db", "clickhouse": "clickhouse",
+}
+
+// systemOf names the database of a driver type name, "" when unknown.
+func systemOf(typeName string) string {
+	name := strings.TrimLeft(typeName, "*")
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return driverPackages[name[:i]]
+	}
+	return ""
+}
+
+// drivers maps driver modules to db.system.name: the fallback when the
+// driver's type says nothing.
 var drivers = map[string]string{
 	"github.com/lib/pq":                      "postgresql",
 	"github.com/jackc/pgx/v4":                "postgresql",
@@ -61,9 +79,42 @@ func dbSystem(b *probes.Binary) string {
 	return system
 }
 
-func sqlProbes(b *probes.Binary, _ *offsets, opts Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+	if _, ok := b.Func("database/sql.(*DB).ExecContext"); !ok {
+		return nil, nil // database/sql is not used
+	}
+	var f struct{ connector, driver, txDB, connDB uint16 }
+	for _, x := range []struct {
+		dst   *uint16
+		field string
+	}{
+		{&f.connector, "database/sql.DB.connector"}, {&f.driver, "database/sql.dsnConnector.driver"},
+		{&f.txDB, "database/sql.Tx.db"}, {&f.connDB, "database/sql.Conn.db"},
+	} {
+		off, err := o.must(x.field)
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = off
+	}
 	system := dbSystem(b)
-	shape := &sqlShape{system: system, text: opts.SQLQueryText}
+	shape := &sqlShape{system: system, text: opts.SQLQueryText, typeName: b.TypeName}
+	// The driver's type names the database: the DB's connector (an
+	// interface) and, for sql.Open's dsnConnector, its driver. From a *Tx or
+	// *Conn receiver, through its db field first.
+	driverTypes := func(p *probes.Probe, symbol string) {
+		var hops []uint16
+		switch {
+		case strings.Contains(symbol, "(*Tx)"):
+			hops = []uint16{f.txDB}
+		case strings.Contains(symbol, "(*Conn)"):
+			hops = []uint16{f.connDB}
+		}
+		// itab at connector, its _type at 8; the data word at connector+8
+		// points to the dsnConnector, whose driver's itab is at f.driver.
+		capture(p, false, "connector_type", field(0, 8, append(append([]uint16{}, hops...), f.connector, 8)...))
+		capture(p, false, "driver_type", field(0, 8, append(append([]uint16{}, hops...), f.connector+8, f.driver, 8)...))
+	}
 	var out []*probes.Probe
 	var closer *probes.Probe
 	add := func(symbol string, query bool) error {
@@ -73,6 +124,7 @@ func sqlProbes(b *probes.Binary, _ *offsets, opts Options, rt probes.Runtime, id
 		}
 		p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapString, Reg: sqlQueryPtr, Reg2: sqlQueryLen, MaxLen: bpf.StringSlotSize})
 		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: "query", Type: "string", MaxLen: bpf.StringSlotSize})
+		driverTypes(p, symbol)
 		errRegs := [2]uint8{2, 3} // ExecContext: (Result, error)
 		if query {
 			errRegs = [2]uint8{1, 2}
@@ -94,9 +146,6 @@ func sqlProbes(b *probes.Binary, _ *offsets, opts Options, rt probes.Runtime, id
 		if err := add(s, false); err != nil {
 			return nil, err
 		}
-	}
-	if len(out) == 0 {
-		return nil, nil // database/sql is not used
 	}
 	// Transactions: BeginTx(ctx, opts) (*Tx, error) on *DB and *Conn (the
 	// error in RBX and RCX), Commit() error (in RAX and RBX), Rollback().
@@ -122,7 +171,8 @@ func sqlProbes(b *probes.Binary, _ *offsets, opts Options, rt probes.Runtime, id
 			p.ErrorCapture = 0
 			p.Recipe.Return = []bpf.Capture{{Kind: bpf.CapError, Reg: t.errRegs[0], Reg2: t.errRegs[1], MaxLen: bpf.StringSlotSize}}
 		}
-		p.Spec.Name, p.Spec.Kind, p.Shape = "db."+strings.ToLower(t.op), "client", &sqlShape{system: system, op: t.op}
+		driverTypes(p, t.symbol)
+		p.Spec.Name, p.Spec.Kind, p.Shape = "db."+strings.ToLower(t.op), "client", &sqlShape{system: system, op: t.op, typeName: b.TypeName}
 		out = append(out, p)
 	}
 	// (*Rows).Close(rs *Rows) error: the receiver in RAX, the error in RAX
@@ -154,13 +204,29 @@ var sqlOperations = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": tr
 // sqlShape shapes statements (op empty: named by the statement) and
 // transaction calls (op set).
 type sqlShape struct {
-	system string
-	op     string
-	text   string // sanitized, full or none
+	system   string // from the modules, when the driver's type says nothing
+	op       string
+	text     string // sanitized, full or none
+	typeName func(uint64) string
+}
+
+// dbSystem names the database from the driver's type read at the call.
+func (s *sqlShape) dbSystem(r raw) string {
+	connector, _ := r.int("connector_type")
+	name := s.typeName(uint64(connector))
+	if strings.HasSuffix(name, ".dsnConnector") {
+		driver, _ := r.int("driver_type")
+		name = s.typeName(uint64(driver))
+	}
+	if sys := systemOf(name); sys != "" {
+		return sys
+	}
+	return s.system
 }
 
 func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
-	attrs := []attribute.KeyValue{attribute.String("db.system.name", s.system)}
+	system := s.dbSystem(raw(p.Attributes))
+	attrs := []attribute.KeyValue{attribute.String("db.system.name", system)}
 	if s.op != "" {
 		return s.op, trace.SpanKindClient, append(attrs, attribute.String("db.operation.name", s.op))
 	}
@@ -171,7 +237,7 @@ func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribut
 	case "full":
 		attrs = append(attrs, attribute.String("db.query.text", q))
 	}
-	name := s.system
+	name := system
 	if f := strings.Fields(q); len(f) > 0 {
 		if op := strings.ToUpper(f[0]); sqlOperations[op] {
 			attrs = append(attrs, attribute.String("db.operation.name", op))

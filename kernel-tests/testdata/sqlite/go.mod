@@ -2,7 +2,10 @@ module sqlitefixture
 
 go 1.22
 
-require modernc.org/sqlite v1.34.5
+require (
+	github.com/lib/pq v1.10.9
+	modernc.org/sqlite v1.34.5
+)
 
 require (
 	github.com/dustin/go-humanize v1.0.1 // indirect

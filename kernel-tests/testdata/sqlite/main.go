@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	// Two drivers linked in: only the driver's type can tell which
+	// database a statement goes to.
+	_ "github.com/lib/pq"
 	_ "modernc.org/sqlite"
 )
 

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"net/http"
 	"os"
@@ -15,6 +16,10 @@ func main() {
 	}
 	http.Handle("/", http.NotFoundHandler())
 	_ = http.ListenAndServe(os.Args[1], nil)
-	_, _ = sql.Open("none", "")
+	db, _ := sql.Open("none", "")
+	tx, _ := db.Begin()
+	_, _ = tx.Exec("")
+	conn, _ := db.Conn(context.Background())
+	_, _ = conn.ExecContext(context.Background(), "")
 	_, _ = http.DefaultClient.Get(os.Args[2])
 }

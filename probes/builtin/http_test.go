@@ -27,3 +27,28 @@ func TestParseTraceparent(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseTraceparent checks that whatever a caller sends, the parser never
+// panics and only accepts what round-trips to the canonical form.
+func FuzzParseTraceparent(f *testing.F) {
+	for _, s := range []string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", "-", "00--", "0",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, ok := ParseTraceparent(s)
+		if !ok {
+			return
+		}
+		if !sc.IsValid() || !sc.IsRemote() {
+			t.Fatalf("%q accepted as an invalid or local span context", s)
+		}
+		if s[3:35] != sc.TraceID().String() || s[36:52] != sc.SpanID().String() {
+			t.Fatalf("%q parsed to trace %s span %s", s, sc.TraceID(), sc.SpanID())
+		}
+	})
+}

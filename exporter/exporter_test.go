@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/exporter"
@@ -92,5 +93,90 @@ func TestTreeWaitsForOpenSpans(t *testing.T) {
 	late.End()
 	if !strings.Contains(buf.String(), "late") {
 		t.Fatalf("trace not drawn after its last span ended:\n%s", buf.String())
+	}
+}
+
+// reference is the encoding/json rendering of a span, which the hand-written
+// encoder must match byte for byte.
+func reference(s sdktrace.ReadOnlySpan) exporter.Span {
+	out := exporter.Span{
+		Name:       s.Name(),
+		TraceID:    s.SpanContext().TraceID().String(),
+		SpanID:     s.SpanContext().SpanID().String(),
+		Kind:       kindName(s.SpanKind()),
+		Start:      s.StartTime().UnixNano(),
+		End:        s.EndTime().UnixNano(),
+		Status:     exporter.Status{Code: codeName(s.Status().Code), Message: s.Status().Description},
+		Attributes: attrMap(s.Attributes()),
+		Events:     []exporter.Event{},
+		Resource:   map[string]any{},
+	}
+	if s.Parent().IsValid() {
+		out.ParentSpanID = s.Parent().SpanID().String()
+	}
+	for _, e := range s.Events() {
+		out.Events = append(out.Events, exporter.Event{Name: e.Name, Time: e.Time.UnixNano(), Attributes: attrMap(e.Attributes)})
+	}
+	if r := s.Resource(); r != nil {
+		out.Resource = attrMap(r.Attributes())
+	}
+	return out
+}
+
+func attrMap(kvs []attribute.KeyValue) map[string]any {
+	m := make(map[string]any, len(kvs))
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
+
+func kindName(k trace.SpanKind) string {
+	switch k {
+	case trace.SpanKindServer:
+		return "server"
+	case trace.SpanKindClient:
+		return "client"
+	case trace.SpanKindProducer:
+		return "producer"
+	case trace.SpanKindConsumer:
+		return "consumer"
+	}
+	return "internal"
+}
+
+func codeName(c codes.Code) string {
+	return map[codes.Code]string{codes.Unset: "unset", codes.Ok: "ok", codes.Error: "error"}[c]
+}
+
+// TestJSONLMatchesEncodingJSON renders awkward spans both ways.
+func TestJSONLMatchesEncodingJSON(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec),
+		sdktrace.WithResource(resource.NewWithAttributes("", attribute.String("service.name", "s\"vc"), attribute.Int("process.pid", 7))))
+	tr := tp.Tracer("t")
+	weird := "quote\" back\\ nl\n tab\t ctl\x01 bad\xff utf8é sep\u2028\u2029 <html>&"
+	ctx, parent := tr.Start(context.Background(), weird, trace.WithTimestamp(t0), trace.WithSpanKind(trace.SpanKindProducer))
+	_, child := tr.Start(ctx, "child", trace.WithTimestamp(t0), trace.WithAttributes(
+		attribute.String("z", weird), attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.Float64("big", 1e21),
+		attribute.Int64("i", -3), attribute.StringSlice("ss", []string{"a", weird}), attribute.Int64Slice("is", []int64{1, 2}),
+		attribute.BoolSlice("bs", []bool{true}), attribute.Float64Slice("fs", []float64{0.25}), attribute.String("a", "first"),
+	))
+	child.SetStatus(codes.Error, weird)
+	child.AddEvent("exception", trace.WithTimestamp(t0), trace.WithAttributes(attribute.String("exception.type", "*x"), attribute.String("exception.message", weird)))
+	child.End(trace.WithTimestamp(t0.Add(time.Second)))
+	parent.End(trace.WithTimestamp(t0.Add(2 * time.Second)))
+	var got bytes.Buffer
+	if err := exporter.NewJSONL(&got).ExportSpans(context.Background(), rec.Ended()); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	for _, s := range rec.Ended() {
+		enc.Encode(reference(s))
+	}
+	if got.String() != want.String() {
+		t.Errorf("hand-written encoder differs from encoding/json:\n got  %s\n want %s", got.String(), want.String())
 	}
 }

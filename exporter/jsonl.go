@@ -4,28 +4,36 @@ package exporter
 
 import (
 	"context"
-	"encoding/json"
 	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // JSONL writes one JSON object per ended span per line, in the format of
-// the user-facing contract (design.md section 3).
+// the user-facing contract (design.md section 3). It encodes by hand into a
+// reused buffer: reflection over each span's maps cost the agent more CPU
+// than the rest of its pipeline.
 type JSONL struct {
-	mu  sync.Mutex
-	enc *json.Encoder
+	mu        sync.Mutex
+	w         io.Writer
+	buf       []byte
+	scratch   []attribute.KeyValue
+	resources map[*resource.Resource][]byte // each resource encoded once
 }
 
 // NewJSONL returns an exporter writing to w.
 func NewJSONL(w io.Writer) *JSONL {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return &JSONL{enc: enc}
+	return &JSONL{w: w, resources: map[*resource.Resource][]byte{}}
 }
 
 // Span is one line of JSONL output.
@@ -56,42 +64,200 @@ type Event struct {
 	Attributes map[string]any `json:"attributes"`
 }
 
-// FromSDK converts an SDK span to its JSONL form.
-func FromSDK(s sdktrace.ReadOnlySpan) Span {
-	out := Span{
-		Name:       s.Name(),
-		TraceID:    s.SpanContext().TraceID().String(),
-		SpanID:     s.SpanContext().SpanID().String(),
-		Kind:       kindName(s.SpanKind()),
-		Start:      s.StartTime().UnixNano(),
-		End:        s.EndTime().UnixNano(),
-		Status:     Status{Code: codeName(s.Status().Code), Message: s.Status().Description},
-		Attributes: attrMap(s.Attributes()),
-		Events:     []Event{},
-		Resource:   map[string]any{},
-	}
-	if s.Parent().IsValid() {
-		out.ParentSpanID = s.Parent().SpanID().String()
-	}
-	for _, e := range s.Events() {
-		out.Events = append(out.Events, Event{Name: e.Name, Time: e.Time.UnixNano(), Attributes: attrMap(e.Attributes)})
-	}
-	if r := s.Resource(); r != nil {
-		out.Resource = attrMap(r.Attributes())
-	}
-	return out
-}
-
 // ExportSpans implements sdktrace.SpanExporter.
 func (j *JSONL) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	b := j.buf[:0]
 	for _, s := range spans {
-		if err := j.enc.Encode(FromSDK(s)); err != nil {
-			return err
-		}
+		b = j.appendSpan(b, s)
 	}
-	return nil
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+// appendSpan appends one line: the fields in the contract's order, map keys
+// sorted.
+func (j *JSONL) appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	sc := s.SpanContext()
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, s.Name())
+	b = append(b, `,"trace_id":"`...)
+	b = append(b, sc.TraceID().String()...)
+	b = append(b, `","span_id":"`...)
+	b = append(b, sc.SpanID().String()...)
+	b = append(b, `","parent_span_id":"`...)
+	if s.Parent().IsValid() {
+		b = append(b, s.Parent().SpanID().String()...)
+	}
+	b = append(b, `","kind":"`...)
+	b = append(b, kindName(s.SpanKind())...)
+	b = append(b, `","start_time_unix_nano":`...)
+	b = strconv.AppendInt(b, s.StartTime().UnixNano(), 10)
+	b = append(b, `,"end_time_unix_nano":`...)
+	b = strconv.AppendInt(b, s.EndTime().UnixNano(), 10)
+	b = append(b, `,"status":{"code":"`...)
+	b = append(b, codeName(s.Status().Code)...)
+	b = append(b, `","message":`...)
+	b = appendJSONString(b, s.Status().Description)
+	b = append(b, `},"attributes":`...)
+	b = j.appendAttrs(b, s.Attributes())
+	b = append(b, `,"events":[`...)
+	for i, e := range s.Events() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendJSONString(b, e.Name)
+		b = append(b, `,"time_unix_nano":`...)
+		b = strconv.AppendInt(b, e.Time.UnixNano(), 10)
+		b = append(b, `,"attributes":`...)
+		b = j.appendAttrs(b, e.Attributes)
+		b = append(b, '}')
+	}
+	b = append(b, `],"resource":`...)
+	if r := s.Resource(); r != nil {
+		enc, ok := j.resources[r]
+		if !ok {
+			enc = j.appendAttrs(nil, r.Attributes())
+			j.resources[r] = enc
+		}
+		b = append(b, enc...)
+	} else {
+		b = append(b, "{}"...)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendAttrs appends attrs as a JSON object, keys sorted (as
+// encoding/json orders maps), the last value of a repeated key winning.
+func (j *JSONL) appendAttrs(b []byte, attrs []attribute.KeyValue) []byte {
+	kvs := append(j.scratch[:0], attrs...)
+	slices.SortStableFunc(kvs, func(x, y attribute.KeyValue) int { return strings.Compare(string(x.Key), string(y.Key)) })
+	j.scratch = kvs
+	b = append(b, '{')
+	first := true
+	for i, kv := range kvs {
+		if i+1 < len(kvs) && kvs[i+1].Key == kv.Key {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, string(kv.Key))
+		b = append(b, ':')
+		b = appendValue(b, kv.Value)
+	}
+	return append(b, '}')
+}
+
+func appendValue(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.BOOL:
+		return strconv.AppendBool(b, v.AsBool())
+	case attribute.INT64:
+		return strconv.AppendInt(b, v.AsInt64(), 10)
+	case attribute.FLOAT64:
+		return appendFloat(b, v.AsFloat64())
+	case attribute.STRING:
+		return appendJSONString(b, v.AsString())
+	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
+		b = append(b, '[')
+		switch v.Type() {
+		case attribute.BOOLSLICE:
+			for i, x := range v.AsBoolSlice() {
+				b = appendSep(b, i)
+				b = strconv.AppendBool(b, x)
+			}
+		case attribute.INT64SLICE:
+			for i, x := range v.AsInt64Slice() {
+				b = appendSep(b, i)
+				b = strconv.AppendInt(b, x, 10)
+			}
+		case attribute.FLOAT64SLICE:
+			for i, x := range v.AsFloat64Slice() {
+				b = appendSep(b, i)
+				b = appendFloat(b, x)
+			}
+		case attribute.STRINGSLICE:
+			for i, x := range v.AsStringSlice() {
+				b = appendSep(b, i)
+				b = appendJSONString(b, x)
+			}
+		}
+		return append(b, ']')
+	}
+	return append(b, "null"...)
+}
+
+func appendSep(b []byte, i int) []byte {
+	if i > 0 {
+		return append(b, ',')
+	}
+	return b
+}
+
+// appendFloat writes f as JSON does; NaN and infinities, which JSON cannot
+// hold, as null.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
+}
+
+// appendJSONString appends s quoted as a JSON string: quotes, backslashes
+// and control characters escaped, invalid UTF-8 replaced by U+FFFD, and
+// U+2028 and U+2029 escaped (as encoding/json does).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, "\\ufffd"...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // Shutdown implements sdktrace.SpanExporter.
@@ -119,12 +285,4 @@ func codeName(c codes.Code) string {
 		return "error"
 	}
 	return "unset"
-}
-
-func attrMap(kvs []attribute.KeyValue) map[string]any {
-	m := make(map[string]any, len(kvs))
-	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
 }

@@ -270,19 +270,22 @@ func isHex(s string) bool {
 
 func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	start, end := raw(p.Attributes), raw(p.EndAttributes)
+	// One SetAttributes call: the SDK de-duplicates on every call.
+	attrs := make([]attribute.KeyValue, 0, 8)
+	defer func() { span.SetAttributes(attrs...) }()
 	m, _ := start.str("method")
 	name, _ := method(m)
 	if pattern, ok := end.str("pattern"); ok && pattern != "" {
 		// "[METHOD ][HOST]/PATH": the route is the path.
 		if i := strings.Index(pattern, "/"); i >= 0 {
 			route := pattern[i:]
-			span.SetAttributes(attribute.String("http.route", route))
+			attrs = append(attrs, attribute.String("http.route", route))
 			span.SetName(name + " " + route)
 		}
 	}
 	if ra, ok := end.str("remote"); ok && ra != "" {
 		host, _ := hostPort(ra, 0)
-		span.SetAttributes(attribute.String("client.address", host))
+		attrs = append(attrs, attribute.String("client.address", host))
 	}
 	if h, ok := end.str("host"); ok && h != "" {
 		def := 80
@@ -290,18 +293,18 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 			def = 443
 		}
 		host, port := hostPort(h, def)
-		span.SetAttributes(attribute.String("server.address", host), attribute.Int("server.port", port))
+		attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
 	}
 	if ua, ok := end.str("user_agent"); ok {
-		span.SetAttributes(attribute.String("user_agent.original", ua))
+		attrs = append(attrs, attribute.String("user_agent.original", ua))
 	}
 	major, _ := end.int("major")
 	minor, _ := end.int("minor")
 	switch {
 	case major == 1:
-		span.SetAttributes(attribute.String("network.protocol.version", "1."+strconv.FormatInt(minor, 10)))
+		attrs = append(attrs, attribute.String("network.protocol.version", "1."+strconv.FormatInt(minor, 10)))
 	case major > 1:
-		span.SetAttributes(attribute.String("network.protocol.version", strconv.FormatInt(major, 10)))
+		attrs = append(attrs, attribute.String("network.protocol.version", strconv.FormatInt(major, 10)))
 	}
 	if p.HasError() {
 		return // a panic: the response is not what the handler meant to write
@@ -316,7 +319,7 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	if status == 0 {
 		status = 200
 	}
-	span.SetAttributes(attribute.Int64("http.response.status_code", status))
+	attrs = append(attrs, attribute.Int64("http.response.status_code", status))
 	if status >= 500 {
 		span.SetStatus(codes.Error, "")
 	}
@@ -353,9 +356,10 @@ func (clientShape) End(span trace.Span, p *channel.Payload) {
 	if !ok {
 		return
 	}
-	span.SetAttributes(attribute.Int64("http.response.status_code", status))
 	if status >= 400 {
 		span.SetStatus(codes.Error, "")
-		span.SetAttributes(attribute.String("error.type", strconv.FormatInt(status, 10)))
+		span.SetAttributes(attribute.Int64("http.response.status_code", status), attribute.String("error.type", strconv.FormatInt(status, 10)))
+		return
 	}
+	span.SetAttributes(attribute.Int64("http.response.status_code", status))
 }

@@ -146,9 +146,17 @@ func TestBuiltinOffsetsNeverGuessed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// http reads struct fields: skipped. sql reads none: it still applies.
+	// http needs struct fields: skipped. sql still applies; only its
+	// db.system.name falls back to the driver module.
 	if len(reports) != 2 || reports[0].Applied || !strings.Contains(reports[0].Reason, "not in the offsets table") || !reports[1].Applied {
 		t.Fatalf("reports %+v", reports)
+	}
+	for _, p := range ps {
+		for _, a := range p.EntryAttrs {
+			if strings.HasSuffix(a.Key, "_type") {
+				t.Errorf("%s reads %s with unknown offsets", p.Spec.Symbol, a.Key)
+			}
+		}
 	}
 	for _, p := range ps {
 		if p.Set == "http" {

@@ -83,7 +83,11 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 	if _, ok := b.Func("database/sql.(*DB).ExecContext"); !ok {
 		return nil, nil // database/sql is not used
 	}
+	// The driver's type needs struct offsets; without them (a stripped
+	// binary of a release the table does not know) the statements are still
+	// traced, and the driver module names the database.
 	var f struct{ connector, driver, txDB, connDB uint16 }
+	typed := true
 	for _, x := range []struct {
 		dst   *uint16
 		field string
@@ -93,7 +97,8 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 	} {
 		off, err := o.must(x.field)
 		if err != nil {
-			return nil, err
+			typed = false
+			break
 		}
 		*x.dst = off
 	}
@@ -103,6 +108,9 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 	// interface) and, for sql.Open's dsnConnector, its driver. From a *Tx or
 	// *Conn receiver, through its db field first.
 	driverTypes := func(p *probes.Probe, symbol string) {
+		if !typed {
+			return
+		}
 		var hops []uint16
 		switch {
 		case strings.Contains(symbol, "(*Tx)"):
@@ -212,7 +220,10 @@ type sqlShape struct {
 
 // dbSystem names the database from the driver's type read at the call.
 func (s *sqlShape) dbSystem(r raw) string {
-	connector, _ := r.int("connector_type")
+	connector, ok := r.int("connector_type")
+	if !ok {
+		return s.system
+	}
 	name := s.typeName(uint64(connector))
 	if strings.HasSuffix(name, ".dsnConnector") {
 		driver, _ := r.int("driver_type")

@@ -421,3 +421,34 @@ func TestIncomingTraceContext(t *testing.T) {
 		}
 	})
 }
+
+// TestBuiltinHTTP2 reads the status codes net/http's HTTP/2 server writes,
+// and the protocol and scheme of a TLS request.
+func TestBuiltinHTTP2(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http"} })
+		tg.run(t, "h2")
+		spans := ss.stop(t)
+		byPath := map[string]sdktrace.ReadOnlySpan{}
+		for _, s := range spans {
+			if s.SpanKind() == trace.SpanKindServer {
+				byPath[attrs(s)["url.path"].(string)] = s
+			}
+		}
+		for path, want := range map[string]int64{"/users/9": 200, "/fail": 500} {
+			s := byPath[path]
+			if s == nil {
+				t.Errorf("no server span for %s in %s", path, spanNames(spans))
+				continue
+			}
+			a := attrs(s)
+			if a["http.response.status_code"] != want || a["network.protocol.version"] != "2" || a["url.scheme"] != "https" {
+				t.Errorf("%s: status %v protocol %v scheme %v, want %d 2 https", path, a["http.response.status_code"], a["network.protocol.version"], a["url.scheme"], want)
+			}
+			if (want >= 500) != (s.Status().Code == codes.Error) {
+				t.Errorf("%s: span status %v", path, s.Status())
+			}
+		}
+	})
+}

@@ -48,7 +48,7 @@ func httpProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 }
 
 func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
-	var f struct{ method, url, path, header, host, remote, major, minor, tls, status uint16 }
+	var f struct{ method, url, path, header, host, remote, major, minor, tls, status, h2rws, h2status uint16 }
 	for _, x := range []struct {
 		dst   *uint16
 		field string
@@ -57,6 +57,7 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 		{&f.header, "net/http.Request.Header"}, {&f.host, "net/http.Request.Host"}, {&f.remote, "net/http.Request.RemoteAddr"},
 		{&f.major, "net/http.Request.ProtoMajor"}, {&f.minor, "net/http.Request.ProtoMinor"},
 		{&f.tls, "net/http.Request.TLS"}, {&f.status, "net/http.response.status"},
+		{&f.h2rws, "net/http.http2responseWriter.rws"}, {&f.h2status, "net/http.http2responseWriterState.status"},
 	} {
 		off, err := o.must(x.field)
 		if err != nil {
@@ -88,7 +89,10 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 	// their entry values: the handler has set the route and the status.
 	p.Recipe.Save = []uint8{serverReq, serverRWData}
 	req, rw := uint8(bpf.BaseSaved), uint8(bpf.BaseSaved+1)
+	// The status: HTTP/1's *response has it; HTTP/2's writer keeps it in its
+	// state. Which one applies is told by the writer's type.
 	capture(p, true, "status", field(rw, 8, f.status))
+	capture(p, true, "status_h2", field(rw, 8, f.h2rws, f.h2status))
 	capture(p, true, "host", field(req, 0, f.host))
 	capture(p, true, "remote", field(req, 0, f.remote))
 	capture(p, true, "user_agent", mapStr(req, 0))
@@ -309,11 +313,18 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	if p.HasError() {
 		return // a panic: the response is not what the handler meant to write
 	}
-	// The status is known when the writer is net/http's HTTP/1 response:
-	// 0 means the handler wrote nothing, and net/http then sends 200.
+	// The status is known when the writer is net/http's own, for HTTP/1 or
+	// HTTP/2: 0 means the handler wrote nothing, and net/http then sends 200.
 	rwType, _ := start.int("rwtype")
-	status, ok := end.int("status")
-	if !ok || s.typeName(uint64(rwType)) != "*http.response" {
+	var status int64
+	var ok bool
+	switch s.typeName(uint64(rwType)) {
+	case "*http.response":
+		status, ok = end.int("status")
+	case "*http.http2responseWriter":
+		status, ok = end.int("status_h2")
+	}
+	if !ok {
 		return
 	}
 	if status == 0 {

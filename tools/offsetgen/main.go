@@ -29,6 +29,7 @@ var fields = []string{
 	"net/http.Request.pat", "net/http.pattern.str",
 	"net/url.URL.Scheme", "net/url.URL.Host", "net/url.URL.Path",
 	"net/http.response.status", "net/http.Response.StatusCode",
+	"net/http.http2responseWriter.rws", "net/http.http2responseWriterState.status",
 	"database/sql.DB.connector", "database/sql.dsnConnector.driver", "database/sql.Tx.db", "database/sql.Conn.db",
 }
 

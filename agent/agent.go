@@ -814,7 +814,7 @@ func loadBias(pid int, b *probes.Binary) (uint64, error) {
 		if err != nil {
 			continue
 		}
-		return start, nil
+		return b.LoadBiasAt(start), nil
 	}
 	return 0, fmt.Errorf("pid %d: cannot find where %s is mapped", pid, b.Path)
 }

@@ -237,7 +237,7 @@ func TestGoroutineChurnMemory(t *testing.T) {
 probes:
   - {symbol: main.Churn, name: churn, signature: "func(n int) int"}
 `
-	b := fixtures(t)[len(fixtures(t))-2]
+	b := newest(t, false)
 	tg := startTarget(t, b.path)
 	ss := attachWith(t, tg.pid(), yaml, func(c *agent.Config) { c.Processor = sdktrace.NewBatchSpanProcessor(discard{}) })
 	tg.run(t, "nested") // warm up
@@ -289,7 +289,7 @@ probes:
     signature: "func(id int) int"
     attributes: [{key: id, from: arg0, type: int}]
 `
-	b := fixtures(t)[len(fixtures(t))-2]
+	b := newest(t, false)
 	tg := startTarget(t, b.path)
 	ss := attachWith(t, tg.pid(), yaml, func(c *agent.Config) {
 		c.RingBufferSize = 16 << 10 // about 50 events

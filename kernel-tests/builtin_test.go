@@ -131,7 +131,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // TestBuiltinOffsetsNeverGuessed: a stripped binary of a release missing
 // from the offsets table gets the set skipped with the reason, not guessed.
 func TestBuiltinOffsetsNeverGuessed(t *testing.T) {
-	b := fixtures(t)[len(fixtures(t))-1] // newest, stripped
+	b := newest(t, true) // newest, stripped
 	bin, err := probes.Open(b.path)
 	if err != nil {
 		t.Fatal(err)

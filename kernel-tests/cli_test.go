@@ -47,7 +47,7 @@ func writeFile(t *testing.T, name, content string) string {
 // readiness line, the exact JSON-lines format, and a clean exit on SIGINT.
 func TestCLIJSONLines(t *testing.T) {
 	bin := tcagent(t)
-	b := fixtures(t)[len(fixtures(t))-2] // newest Go, with DWARF
+	b := newest(t, false) // newest Go, with DWARF
 	tg := startTarget(t, b.path)
 	probesFile := writeFile(t, "p.yaml", `
 probes:
@@ -170,9 +170,9 @@ func keys(m map[string]any) []string {
 // and leaves the target running.
 func TestCLIErrors(t *testing.T) {
 	bin := tcagent(t)
-	b := fixtures(t)[len(fixtures(t))-2]
+	b := newest(t, false)
 	tg := startTarget(t, b.path)
-	stripped := startTarget(t, fixtures(t)[len(fixtures(t))-1].path)
+	stripped := startTarget(t, newest(t, true).path)
 	pid := strconv.Itoa(tg.pid())
 	good := writeFile(t, "good.yaml", "probes:\n  - {symbol: main.Outer}\n")
 	// t.TempDir is private to root; nobody must read this one.

@@ -300,7 +300,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // TestOTLPToCollector sends spans to a real Collector over gRPC and over
 // HTTP, configured by the standard variables, and checks what it received.
 func TestOTLPToCollector(t *testing.T) {
-	b := fixtures(t)[len(fixtures(t))-2]
+	b := newest(t, false)
 	probesFile := writeFile(t, "p.yaml", exportProbes)
 	for _, proto := range []string{"grpc", "http/protobuf"} {
 		t.Run(strings.ReplaceAll(proto, "/", "-"), func(t *testing.T) {
@@ -362,7 +362,7 @@ func TestOTLPToCollector(t *testing.T) {
 // TestCollectorOutage stops the Collector mid-run: the agent keeps tracing,
 // counts the failed exports, and delivers again once the Collector is back.
 func TestCollectorOutage(t *testing.T) {
-	b := fixtures(t)[len(fixtures(t))-2]
+	b := newest(t, false)
 	col := startCollector(t, freePort(t), freePort(t))
 	tg := startTarget(t, b.path)
 	ag := startAgent(t, tg.pid(), writeFile(t, "p.yaml", exportProbes), nil,
@@ -394,7 +394,7 @@ func TestPrometheusScrapes(t *testing.T) {
 	if _, err := exec.LookPath("prometheus"); err != nil {
 		t.Fatal("prometheus is not installed (apt-get install prometheus): .ci/run installs it")
 	}
-	b := fixtures(t)[len(fixtures(t))-2]
+	b := newest(t, false)
 	tg := startTarget(t, b.path)
 	ag := startAgent(t, tg.pid(), writeFile(t, "p.yaml", exportProbes), nil, "--exporter", "jsonl")
 	tg.run(t, "nested")
@@ -470,7 +470,7 @@ scrape_configs:
 // TestSamplerFlagOverridesEnv: OTEL_TRACES_SAMPLER=always_off drops every
 // trace; --sampler always_on overrides it.
 func TestSamplerFlagOverridesEnv(t *testing.T) {
-	b := fixtures(t)[len(fixtures(t))-2]
+	b := newest(t, false)
 	probesFile := writeFile(t, "p.yaml", exportProbes)
 	for _, c := range []struct {
 		args []string

@@ -28,7 +28,23 @@ type build struct {
 	name     string // e.g. go1.22-stripped
 	path     string
 	release  string
+	stripped bool // no symbols, no DWARF
+	pie      bool // position-independent
+}
+
+// variants are how each fixture is built: normal; stripped (-s -w: no
+// symbol table, no DWARF); and, for the main fixture, a stripped PIE, as
+// distributions build Go programs (type data then sits in relocated
+// .data.rel.ro and the binary is loaded at a bias).
+var variants = []struct {
+	suffix   string
+	args     []string
 	stripped bool
+	pie      bool
+}{
+	{"", nil, false, false},
+	{"-stripped", []string{"-ldflags=-s -w"}, true, false},
+	{"-pie-stripped", []string{"-buildmode=pie", "-ldflags=-s -w"}, true, true},
 }
 
 // toolchains are the Go releases fixtures are built with: the oldest and the
@@ -93,15 +109,13 @@ func fixturesOf(t *testing.T, dir string) []build {
 	src, _ := filepath.Abs(filepath.Join("testdata", dir))
 	var bs []build
 	for _, tc := range toolchains {
-		for _, stripped := range []bool{false, true} {
-			b := build{name: tc.release, release: tc.release, stripped: stripped}
-			args := []string{"."}
-			if stripped {
-				b.name += "-stripped"
-				args = []string{"-ldflags=-s -w", "."}
+		for _, v := range variants {
+			if v.pie && dir != "fixture" {
+				continue
 			}
+			b := build{name: tc.release + v.suffix, release: tc.release, stripped: v.stripped, pie: v.pie}
 			b.path = filepath.Join(workDir, dir+"-"+b.name)
-			if err := goBuild(src, b.path, tc.toolchain, args...); err != nil {
+			if err := goBuild(src, b.path, tc.toolchain, append(append([]string{}, v.args...), ".")...); err != nil {
 				t.Fatal(err)
 			}
 			bs = append(bs, b)
@@ -109,6 +123,20 @@ func fixturesOf(t *testing.T, dir string) []build {
 	}
 	builds[dir] = bs
 	return bs
+}
+
+// newest returns the main fixture built by the newest Go, stripped or not
+// (not PIE).
+func newest(t *testing.T, stripped bool) build {
+	t.Helper()
+	bs := fixtures(t)
+	for i := len(bs) - 1; i >= 0; i-- {
+		if bs[i].release == toolchains[len(toolchains)-1].release && bs[i].stripped == stripped && !bs[i].pie {
+			return bs[i]
+		}
+	}
+	t.Fatal("no such build")
+	return build{}
 }
 
 // forEachBuild runs f as a subtest for every build of the main fixture.

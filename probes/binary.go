@@ -85,7 +85,12 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 	b.Stripped = f.Section(".symtab") == nil
 	b.HasDWARF = f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil
 
+	// Position-independent builds by Go 1.22 and older put it in
+	// .data.rel.ro.gopclntab.
 	pcln := f.Section(".gopclntab")
+	if pcln == nil {
+		pcln = f.Section(".data.rel.ro.gopclntab")
+	}
 	text := f.Section(".text")
 	if pcln == nil || text == nil {
 		return nil, fmt.Errorf("%s: %w (no .gopclntab)", file, ErrNotGo)
@@ -247,6 +252,18 @@ func (b *Binary) read(addr uint64, n int) ([]byte, error) {
 		return buf, nil
 	}
 	return nil, fmt.Errorf("address %#x (%d bytes) is not in a loaded segment", addr, n)
+}
+
+// LoadBiasAt returns the load bias of a process that mapped the start of
+// this file (file offset 0) at address start: what it adds to the link
+// addresses. A PIE need not be linked at 0.
+func (b *Binary) LoadBiasAt(start uint64) uint64 {
+	for _, p := range b.f.Progs {
+		if p.Type == elf.PT_LOAD && p.Off == 0 {
+			return start - p.Vaddr
+		}
+	}
+	return start
 }
 
 // ReadOnlyString reads n bytes at addr (an address in the running process)

@@ -98,8 +98,10 @@ func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
 
 // TypeName reads the name of the runtime type descriptor at addr (an address
 // in the running process, e.g. itab._type), "" when it cannot. It needs no
-// symbols: names are offsets from the start of the types area, which the
-// linker places at the start of .rodata (runtime.types).
+// symbols: names are offsets from the start of the types area
+// (runtime.types), which the linker places at the start of .data.rel.ro in
+// position-independent builds (the descriptors hold pointers to relocate)
+// and of .rodata otherwise.
 func (b *Binary) TypeName(addr uint64) string {
 	b.typesMu.Lock()
 	defer b.typesMu.Unlock()
@@ -115,8 +117,11 @@ func (b *Binary) TypeName(addr uint64) string {
 }
 
 func (b *Binary) typeName(addr uint64) string {
-	rodata := b.f.Section(".rodata")
-	if rodata == nil {
+	types := b.f.Section(".data.rel.ro")
+	if types == nil {
+		types = b.f.Section(".rodata")
+	}
+	if types == nil {
 		return ""
 	}
 	// internal/abi.Type: TFlag at 20, Str (nameOff) at 40.
@@ -126,7 +131,7 @@ func (b *Binary) typeName(addr uint64) string {
 	}
 	tflag := hdr[20]
 	nameOff := int32(binary.LittleEndian.Uint32(hdr[40:]))
-	at := rodata.Addr + uint64(int64(nameOff))
+	at := types.Addr + uint64(int64(nameOff))
 	// A name: one flags byte, a varint length, the bytes.
 	head, err := b.read(at, 11)
 	if err != nil {

@@ -452,3 +452,66 @@ func TestBuiltinHTTP2(t *testing.T) {
 		}
 	})
 }
+
+// TestGo121 covers the oldest supported release, stripped: runtime offsets
+// and built-in offsets from the tables, goroutine lineage, a returned error,
+// and the http built-ins (no ServeMux patterns before 1.22; header maps in
+// the classic layout).
+func TestGo121(t *testing.T) {
+	tg := startTarget(t, oldest(t))
+	ss := attachWith(t, tg.pid(), `
+probes:
+  - {symbol: main.Spawn, name: spawn, signature: "func() int"}
+  - symbol: main.Work
+    name: work
+    signature: "func(s string) (int, error)"
+    attributes: [{key: s, from: arg0, type: string}]
+`, func(c *agent.Config) { c.Builtin = []string{"http"} })
+	tg.run(t, "all")
+	spans := ss.stop(t)
+	var spawn sdktrace.ReadOnlySpan
+	works := map[string][]sdktrace.ReadOnlySpan{}
+	servers := map[string]sdktrace.ReadOnlySpan{}
+	clients := 0
+	for _, s := range spans {
+		a := attrs(s)
+		switch {
+		case s.Name() == "spawn":
+			spawn = s
+		case s.Name() == "work":
+			works[a["s"].(string)] = append(works[a["s"].(string)], s)
+		case s.SpanKind() == trace.SpanKindServer:
+			servers[a["url.path"].(string)] = s
+		case s.SpanKind() == trace.SpanKindClient:
+			clients++
+		}
+	}
+	if spawn == nil || len(works["child"]) != 2 {
+		t.Fatalf("spans %s", spanNames(spans))
+	}
+	for _, w := range works["child"] {
+		if !isChildOf(w, spawn) {
+			t.Error("work on a spawned goroutine is not a child of spawn")
+		}
+	}
+	if bad := works["bad"]; len(bad) != 1 || bad[0].Status().Description != "bad input" {
+		t.Errorf("returned error: %v", works["bad"])
+	}
+	for path, status := range map[string]int64{"/hello": 200, "/fail": 500} {
+		s := servers[path]
+		if s == nil {
+			t.Errorf("no server span for %s", path)
+			continue
+		}
+		a := attrs(s)
+		if s.Name() != "GET" || a["http.response.status_code"] != status || a["user_agent.original"] != "Go-http-client/1.1" {
+			t.Errorf("%s: %s %v", path, s.Name(), a)
+		}
+		if w := works[path]; len(w) != 1 || !isChildOf(w[0], s) {
+			t.Errorf("%s: the handler's work is not the server span's child", path)
+		}
+	}
+	if clients != 2 {
+		t.Errorf("%d client spans, want 2", clients)
+	}
+}

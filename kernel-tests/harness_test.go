@@ -125,6 +125,23 @@ func fixturesOf(t *testing.T, dir string) []build {
 	return bs
 }
 
+// oldest builds (once) the Go 1.21 fixture, stripped: the oldest release
+// supported, with nothing but the tables to go on.
+func oldest(t *testing.T) string {
+	t.Helper()
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	path := filepath.Join(workDir, "go121-stripped")
+	if _, ok := builds["go121"]; !ok {
+		src, _ := filepath.Abs("testdata/go121")
+		if err := goBuild(src, path, "go1.21.13", "-ldflags=-s -w", "."); err != nil {
+			t.Fatal(err)
+		}
+		builds["go121"] = nil
+	}
+	return path
+}
+
 // newest returns the main fixture built by the newest Go, stripped or not
 // (not PIE).
 func newest(t *testing.T, stripped bool) build {

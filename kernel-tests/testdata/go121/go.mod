@@ -1,0 +1,3 @@
+module go121
+
+go 1.21

@@ -613,16 +613,32 @@ func (s *Session) publish() {
 // Run reads events until ctx is done or the process exits, then detaches,
 // ends the spans still open and flushes them. It returns nil in both cases.
 func (s *Session) Run(ctx context.Context) error {
+	// Wait for the process's exit beside the reader; an eventfd in the same
+	// poll lets Run release the waiter when it stops for another reason.
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
 	exited := make(chan struct{})
+	waiterDone := make(chan struct{})
 	go func() {
-		defer close(exited)
-		fds := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}}
+		defer close(waiterDone)
+		fds := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
 		for {
 			_, err := unix.Poll(fds, -1)
-			if err == nil || !errors.Is(err, syscall.EINTR) {
-				return
+			if err != nil && errors.Is(err, syscall.EINTR) {
+				continue
 			}
+			if err != nil || fds[0].Revents != 0 {
+				close(exited)
+			}
+			return
 		}
+	}()
+	defer func() {
+		unix.Write(wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		<-waiterDone
+		unix.Close(wake)
 	}()
 	var rec ringbuf.Record
 	var ev bpf.Event

@@ -2,6 +2,7 @@ package kerneltests
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -365,4 +366,21 @@ func TestRuntimeOffsetsTable(t *testing.T) {
 			t.Errorf("%s: table gives %+v (%v), DWARF %+v", b.name, fromTable, err, fromDWARF)
 		}
 	}
+}
+
+// TestDetachLeavesNoGoroutine: detaching from a process that keeps running
+// releases everything the session started, its exit watcher included.
+func TestDetachLeavesNoGoroutine(t *testing.T) {
+	tg := startTarget(t, newest(t, false).path)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		ss := attach(t, tg.pid(), nestedYAML)
+		tg.run(t, "nested")
+		ss.stop(t)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines before three attach/detach cycles, %d after", before, after)
+	}
+	tg.run(t, "nested") // the target is fine
 }

@@ -734,7 +734,7 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 		if len(p.ReturnAttrs) > 0 {
 			le.Attributes = p.Attributes(ev, false, s.scratch[:0], s.bin)
 		}
-		if e := p.Error(ev, s.bin); e != nil {
+		if e := p.Error(ev, s.bin); e != nil && (p.NotAnError == nil || !p.NotAnError(e)) {
 			le.Err = e
 		}
 		if p.HandleCapture >= 0 && p.HandleCapture < ev.NValues {

@@ -46,6 +46,9 @@ type Probe struct {
 	Shape Shaper
 	// Set is the built-in set the probe belongs to, "" for custom probes.
 	Set string
+	// NotAnError, when set, tells returned errors that report a result
+	// rather than a failure (go-redis's redis.Nil for a missing key).
+	NotAnError func(*channel.Error) bool
 }
 
 // Shaper turns a built-in probe's raw captures into its span: name, kind

@@ -95,6 +95,7 @@ var messageTypes = map[string]bool{
 	"*errors.errorString": true,
 	"*fmt.wrapError":      true,
 	"*fmt.wrapErrors":     true,
+	"proto.RedisError":    true, // go-redis: a string type
 }
 
 // Error decodes the returned error from a return event, nil when the call

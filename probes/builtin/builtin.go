@@ -17,7 +17,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql"}
+var Sets = []string{"http", "sql", "redis"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -68,6 +68,12 @@ func (o *offsets) must(field string) (uint16, error) {
 		return 0, err
 	}
 	if !ok {
+		typ := field[:strings.LastIndex(field, ".")] // package.Type
+		pkg := typ[:strings.LastIndex(typ, ".")]
+		if strings.Contains(strings.SplitN(pkg, "/", 2)[0], ".") {
+			// A module's, not the standard library's: the table holds none yet.
+			return 0, fmt.Errorf("%s has no DWARF, and the offsets of %s are known only from DWARF", o.b.Path, field)
+		}
 		return 0, fmt.Errorf("%s has no field %s", o.b.GoVersion, field)
 	}
 	return uint16(off), nil
@@ -116,6 +122,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = httpProbes
 		case "sql":
 			build = sqlProbes
+		case "redis":
+			build = redisProbes
 		default:
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}

@@ -129,6 +129,27 @@ func TestBuiltinHTTP(t *testing.T) {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
+// TestModuleOffsetsNeverGuessed: a stripped binary linking a module release
+// the table does not know skips the set, with the reason.
+func TestModuleOffsetsNeverGuessed(t *testing.T) {
+	b := fixturesOf(t, "redis")[1] // go1.22, stripped
+	bin, err := probes.Open(b.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	rt, _ := bin.Runtime()
+	for i, m := range bin.Modules {
+		if m.Path == "github.com/redis/go-redis/v9" {
+			bin.Modules[i].Version = "v9.99.0"
+		}
+	}
+	ps, r, err := builtin.Resolve(bin, []string{"redis"}, builtin.Options{}, rt, 0)
+	if err != nil || len(ps) != 0 || len(r) != 1 || r[0].Applied || !strings.Contains(r[0].Reason, "v9.99.0 is not in the offsets table") {
+		t.Fatalf("%d probes, reports %+v, %v", len(ps), r, err)
+	}
+}
+
 // TestBuiltinOffsetsNeverGuessed: a stripped binary of a release missing
 // from the offsets table gets the set skipped with the reason, not guessed.
 func TestBuiltinOffsetsNeverGuessed(t *testing.T) {
@@ -542,26 +563,19 @@ func startRedis(t *testing.T) string {
 
 // TestBuiltinRedis traces go-redis v9 against a real redis-server: a span
 // per command and per pipeline, redis.Nil not an error, a stopped server's
-// error an error. Stripped builds skip the set: go-redis's offsets are not
-// in the table yet, and an offset is never guessed.
+// error an error. Stripped builds take go-redis's offsets from the table,
+// by the exact release in their build info.
 func TestBuiltinRedis(t *testing.T) {
 	addr := startRedis(t)
 	forEachBuildOf(t, "redis", func(t *testing.T, b build) {
-		if b.stripped {
-			bin, err := probes.Open(b.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer bin.Close()
-			rt, _ := bin.Runtime()
-			ps, r, err := builtin.Resolve(bin, []string{"redis"}, builtin.Options{}, rt, 0)
-			if err != nil || len(ps) != 0 || len(r) != 1 || r[0].Applied || !strings.Contains(r[0].Reason, "known only from DWARF") {
-				t.Fatalf("redis set on a stripped binary: %d probes, %+v, %v", len(ps), r, err)
-			}
-			return
-		}
 		tg := startTarget(t, b.path, "TCAGENT_REDIS_ADDR="+addr)
 		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"redis"} })
+		want := map[bool]string{false: "DWARF", true: "table (github.com/redis/go-redis/v9@v9.7.3)"}[b.stripped]
+		for f, src := range ss.s.Builtins()[0].Offsets {
+			if src != want {
+				t.Errorf("offset of %s from %q, want %q", f, src, want)
+			}
+		}
 		tg.run(t, "redis")
 		tg.run(t, "down")
 		spans := ss.stop(t)

@@ -49,6 +49,14 @@ func (o *offsets) get(field string) (int64, bool, error) {
 		o.sources[field] = "DWARF"
 		return off, true, nil
 	}
+	if mod, ok := o.module(field); ok {
+		key := mod.Path + "@" + mod.Version
+		off, ok := moduleOffsetsTable[key][field]
+		if ok {
+			o.sources[field] = "table (" + key + ")"
+		}
+		return off, ok, nil
+	}
 	rel := o.b.Release()
 	t, known := offsetsTable[rel]
 	if !known {
@@ -62,17 +70,30 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	return off, ok, nil
 }
 
+// module returns the module a field's package belongs to, false for the
+// standard library's.
+func (o *offsets) module(field string) (probes.Module, bool) {
+	typ := field[:strings.LastIndex(field, ".")] // package.Type
+	pkg := typ[:strings.LastIndex(typ, ".")]
+	if !strings.Contains(strings.SplitN(pkg, "/", 2)[0], ".") {
+		return probes.Module{}, false
+	}
+	for _, m := range o.b.Modules {
+		if pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/") {
+			return m, true
+		}
+	}
+	return probes.Module{Path: pkg, Version: "(unknown)"}, true
+}
+
 func (o *offsets) must(field string) (uint16, error) {
 	off, ok, err := o.get(field)
 	if err != nil {
 		return 0, err
 	}
 	if !ok {
-		typ := field[:strings.LastIndex(field, ".")] // package.Type
-		pkg := typ[:strings.LastIndex(typ, ".")]
-		if strings.Contains(strings.SplitN(pkg, "/", 2)[0], ".") {
-			// A module's, not the standard library's: the table holds none yet.
-			return 0, fmt.Errorf("%s has no DWARF, and the offsets of %s are known only from DWARF", o.b.Path, field)
+		if m, ok := o.module(field); ok {
+			return 0, fmt.Errorf("%s has no DWARF, and %s@%s is not in the offsets table", o.b.Path, m.Path, m.Version)
 		}
 		return 0, fmt.Errorf("%s has no field %s", o.b.GoVersion, field)
 	}

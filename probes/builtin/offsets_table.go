@@ -147,3 +147,209 @@ var offsetsTable = map[string]map[string]int64{
 		"net/url.URL.Scheme":                       0,
 	},
 }
+
+// moduleOffsetsTable holds, per module release (path@version), the offsets
+// of the fields the built-in probes read in it, from the DWARF of a
+// reference program built against that release.
+var moduleOffsetsTable = map[string]map[string]int64{
+	"github.com/redis/go-redis/v9@v9.0.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.0.2": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.0.3": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.0.4": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.0.5": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.10.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.11.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.12.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.12.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.13.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.14.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.14.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.16.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.17.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.17.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.17.2": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.17.3": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.18.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.19.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.2.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.20.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.20.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.21.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.22.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 8,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.23.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 8,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.3.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.3.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.4.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.5.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.5.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.5.2": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.5.5": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.6.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.6.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.6.3": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.7.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.7.1": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.7.3": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.8.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+	"github.com/redis/go-redis/v9@v9.9.0": {
+		"github.com/redis/go-redis/v9.Options.Addr":   16,
+		"github.com/redis/go-redis/v9.baseClient.opt": 0,
+		"github.com/redis/go-redis/v9.baseCmd.args":   16,
+	},
+}

@@ -22,7 +22,7 @@ func TestTableMatchesDWARF(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	got, err := read(bin)
+	got, err := read(bin, fields)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,24 @@ func (o *offsets) must(field string) (uint16, error) {
 	return uint16(off), nil
 }
 
+// field names a struct field and where its offset goes.
+type fieldOffset struct {
+	dst   *uint16
+	field string
+}
+
+// mustAll resolves every field, or says which one cannot be.
+func (o *offsets) mustAll(fs ...fieldOffset) error {
+	for _, f := range fs {
+		off, err := o.must(f.field)
+		if err != nil {
+			return err
+		}
+		*f.dst = off
+	}
+	return nil
+}
+
 func releases() []string {
 	var rs []string
 	for r := range offsetsTable {

@@ -49,21 +49,14 @@ func httpProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 
 func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 	var f struct{ method, url, path, header, host, remote, major, minor, tls, status, h2rws, h2status uint16 }
-	for _, x := range []struct {
-		dst   *uint16
-		field string
-	}{
-		{&f.method, "net/http.Request.Method"}, {&f.url, "net/http.Request.URL"}, {&f.path, "net/url.URL.Path"},
-		{&f.header, "net/http.Request.Header"}, {&f.host, "net/http.Request.Host"}, {&f.remote, "net/http.Request.RemoteAddr"},
-		{&f.major, "net/http.Request.ProtoMajor"}, {&f.minor, "net/http.Request.ProtoMinor"},
-		{&f.tls, "net/http.Request.TLS"}, {&f.status, "net/http.response.status"},
-		{&f.h2rws, "net/http.http2responseWriter.rws"}, {&f.h2status, "net/http.http2responseWriterState.status"},
-	} {
-		off, err := o.must(x.field)
-		if err != nil {
-			return err
-		}
-		*x.dst = off
+	if err := o.mustAll(
+		fieldOffset{&f.method, "net/http.Request.Method"}, fieldOffset{&f.url, "net/http.Request.URL"}, fieldOffset{&f.path, "net/url.URL.Path"},
+		fieldOffset{&f.header, "net/http.Request.Header"}, fieldOffset{&f.host, "net/http.Request.Host"}, fieldOffset{&f.remote, "net/http.Request.RemoteAddr"},
+		fieldOffset{&f.major, "net/http.Request.ProtoMajor"}, fieldOffset{&f.minor, "net/http.Request.ProtoMinor"},
+		fieldOffset{&f.tls, "net/http.Request.TLS"}, fieldOffset{&f.status, "net/http.response.status"},
+		fieldOffset{&f.h2rws, "net/http.http2responseWriter.rws"}, fieldOffset{&f.h2status, "net/http.http2responseWriterState.status"},
+	); err != nil {
+		return err
 	}
 	// The Header map's layout: Swiss tables from Go 1.24 (the runtime then
 	// has internal/runtime/maps), classic buckets before.
@@ -121,18 +114,11 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 
 func httpClient(o *offsets, p *probes.Probe) error {
 	var f struct{ method, url, scheme, host, path, status uint16 }
-	for _, x := range []struct {
-		dst   *uint16
-		field string
-	}{
-		{&f.method, "net/http.Request.Method"}, {&f.url, "net/http.Request.URL"}, {&f.scheme, "net/url.URL.Scheme"},
-		{&f.host, "net/url.URL.Host"}, {&f.path, "net/url.URL.Path"}, {&f.status, "net/http.Response.StatusCode"},
-	} {
-		off, err := o.must(x.field)
-		if err != nil {
-			return err
-		}
-		*x.dst = off
+	if err := o.mustAll(
+		fieldOffset{&f.method, "net/http.Request.Method"}, fieldOffset{&f.url, "net/http.Request.URL"}, fieldOffset{&f.scheme, "net/url.URL.Scheme"},
+		fieldOffset{&f.host, "net/url.URL.Host"}, fieldOffset{&f.path, "net/url.URL.Path"}, fieldOffset{&f.status, "net/http.Response.StatusCode"},
+	); err != nil {
+		return err
 	}
 	capture(p, false, "method", field(clientReq, 0, f.method))
 	capture(p, false, "scheme", field(clientReq, 0, f.url, f.scheme))

@@ -29,17 +29,10 @@ func redisProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		return nil, nil // go-redis v9 is not used
 	}
 	var f struct{ args, opt, addr uint16 }
-	for _, x := range []struct {
-		dst   *uint16
-		field string
-	}{
-		{&f.args, goRedis + ".baseCmd.args"}, {&f.opt, goRedis + ".baseClient.opt"}, {&f.addr, goRedis + ".Options.Addr"},
-	} {
-		off, err := o.must(x.field)
-		if err != nil {
-			return nil, err
-		}
-		*x.dst = off
+	if err := o.mustAll(
+		fieldOffset{&f.args, goRedis + ".baseCmd.args"}, fieldOffset{&f.opt, goRedis + ".baseClient.opt"}, fieldOffset{&f.addr, goRedis + ".Options.Addr"},
+	); err != nil {
+		return nil, err
 	}
 	var out []*probes.Probe
 	for _, m := range []struct{ method, name string }{

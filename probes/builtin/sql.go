@@ -87,21 +87,10 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 	// binary of a release the table does not know) the statements are still
 	// traced, and the driver module names the database.
 	var f struct{ connector, driver, txDB, connDB uint16 }
-	typed := true
-	for _, x := range []struct {
-		dst   *uint16
-		field string
-	}{
-		{&f.connector, "database/sql.DB.connector"}, {&f.driver, "database/sql.dsnConnector.driver"},
-		{&f.txDB, "database/sql.Tx.db"}, {&f.connDB, "database/sql.Conn.db"},
-	} {
-		off, err := o.must(x.field)
-		if err != nil {
-			typed = false
-			break
-		}
-		*x.dst = off
-	}
+	typed := o.mustAll(
+		fieldOffset{&f.connector, "database/sql.DB.connector"}, fieldOffset{&f.driver, "database/sql.dsnConnector.driver"},
+		fieldOffset{&f.txDB, "database/sql.Tx.db"}, fieldOffset{&f.connDB, "database/sql.Conn.db"},
+	) == nil
 	system := dbSystem(b)
 	shape := &sqlShape{system: system, text: opts.SQLQueryText, typeName: b.TypeName}
 	// The driver's type names the database: the DB's connector (an

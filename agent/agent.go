@@ -196,7 +196,7 @@ func Attach(cfg Config) (*Session, error) {
 		if c == nil {
 			c = p.Completion // a built-in brings its own
 			if c == nil {
-				if c, err = probes.CompileCompletion(s.bin, a.Completion, 0, rt); err != nil {
+				if c, err = probes.CompileCompletion(s.bin, a.Completion, rt); err != nil {
 					return nil, fmt.Errorf("%s: %w", p.Spec.Symbol, err)
 				}
 			}
@@ -372,7 +372,7 @@ func (s *Session) setupPipeline() {
 	byID := map[uint32]*lifecycle.Probe{}
 	for _, p := range s.probes {
 		if p.IsCompletion {
-			byID[p.ID] = &lifecycle.Probe{Name: p.Spec.Symbol, Info: p}
+			byID[p.ID] = &lifecycle.Probe{Name: p.Spec.Symbol}
 			continue
 		}
 		ch := channel.New(p.Spec.SpanName())
@@ -393,7 +393,7 @@ func (s *Session) setupPipeline() {
 			get = enrichEnclosing(ch)
 		}
 		s.handles = append(s.handles, b.Bind(ch, get, opts))
-		lp := &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName(), Info: p}
+		lp := &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName()}
 		if a := p.Spec.Async; a != nil {
 			lp.Async = lifecycle.Goroutines
 			if p.Completion != nil {

@@ -34,10 +34,6 @@ type Payload struct {
 	// agent detaching). Subscribers treat the next end or asyncEnd as final
 	// and say why.
 	EndReason string
-	// Info is free for the publisher: it carries what the span factory needs
-	// to know about the probe that produced the call.
-	Info any
-
 	result    any
 	hasResult bool
 	err       error

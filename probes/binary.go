@@ -296,8 +296,9 @@ func (b *Binary) FileOffset(addr uint64) (uint64, error) {
 	return 0, fmt.Errorf("address %#x is not in an executable segment", addr)
 }
 
-// DWARF returns the binary's DWARF data, nil when it has none.
-func (b *Binary) DWARF() (*dwarf.Data, error) {
+// dwarfData returns the binary's DWARF data, nil when it has none; it
+// indexes subprograms and struct types on first use.
+func (b *Binary) dwarfData() (*dwarf.Data, error) {
 	b.dwarfOnce.Do(func() {
 		if !b.HasDWARF {
 			return
@@ -339,7 +340,7 @@ func (b *Binary) DWARF() (*dwarf.Data, error) {
 // dwarfEntry returns the reader positioned after the named subprogram or
 // struct type, and its entry.
 func (b *Binary) dwarfEntry(name string) (*dwarf.Reader, *dwarf.Entry, error) {
-	d, err := b.DWARF()
+	d, err := b.dwarfData()
 	if err != nil || d == nil {
 		return nil, nil, err
 	}

@@ -231,9 +231,9 @@ func captureFor(sym string, a Attribute, prm Param) (bpf.Capture, CapturedAttr, 
 // CompileCompletion builds the internal probe of an async probe's completion
 // function: it captures the receiver (arg0) at entry and the returned error.
 // Without DWARF the receiver is taken to be a pointer in RAX and no error is
-// read.
-func CompileCompletion(b *Binary, symbol string, id uint32, rt Runtime) (*Probe, error) {
-	p, err := Compile(b, Spec{Symbol: symbol}, id, rt)
+// read. The caller numbers it.
+func CompileCompletion(b *Binary, symbol string, rt Runtime) (*Probe, error) {
+	p, err := Compile(b, Spec{Symbol: symbol}, 0, rt)
 	if err != nil {
 		return nil, fmt.Errorf("async completion: %w", err)
 	}

@@ -73,9 +73,7 @@ type Probe struct {
 	// own.
 	Channel *channel.TracingChannel
 	Name    string
-	// Info is handed to subscribers in Payload.Info.
-	Info  any
-	Async Async
+	Async   Async
 	// CompletionID is, for Async == Completion, the id of the completion
 	// probe.
 	CompletionID uint32
@@ -325,7 +323,6 @@ func (t *Tracker) start(pr *Probe, ev *Event) {
 		Goroutine: ev.Goroutine,
 		Time:      ev.Time,
 		StartTime: ev.Time,
-		Info:      pr.Info,
 	}
 	f.p.SetAttributes(ev.Attributes)
 	if pr.Async == Goroutines {

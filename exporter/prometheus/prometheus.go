@@ -212,7 +212,7 @@ var (
 	eventsRead    = desc("tcagent_events_read_total", "Events read from the ring buffer.", "service", "pid")
 	eventsLost    = desc("tcagent_events_lost_total", "Events the kernel could not deliver, by reason: ringbuf_full (no room in the ring buffer, per CPU summed), goroutine_unreadable (the goroutine's g could not be read), calls_map_full (an entry could not be recorded).", "service", "pid", "reason")
 	decodeErrors  = desc("tcagent_decode_errors_total", "Ring-buffer records that could not be decoded.", "service", "pid")
-	anomalies     = desc("tcagent_lifecycle_anomalies_total", "Calls the lifecycle could not follow, by kind: unmatched_end, lost_end, events_lost (goroutine state reset), panic_unwound, expired (max span age), overflow_calls, overflow_goroutines, overflow_pending.", "service", "pid", "kind")
+	anomalies     = desc("tcagent_lifecycle_anomalies_total", "Calls the lifecycle could not follow, by kind: unknown_probe, unmatched_end, lost_end, events_lost (goroutine state reset), panic_unwound, expired (max span age), overflow_calls, overflow_goroutines, overflow_pending.", "service", "pid", "kind")
 	openCalls     = desc("tcagent_open_calls", "Traced calls open now.", "service", "pid")
 	goroutines    = desc("tcagent_tracked_goroutines", "Goroutines the agent holds state for.", "service", "pid")
 	pending       = desc("tcagent_pending_async_calls", "Async calls that returned and wait to settle.", "service", "pid")
@@ -261,7 +261,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		counter(decodeErrors, st.DecodeErrors, l...)
 		lc := st.Lifecycle
 		for kind, v := range map[string]uint64{
-			"unmatched_end": lc.UnmatchedEnds, "lost_end": lc.LostEnds, "events_lost": lc.LostGoroutines,
+			"unknown_probe": lc.UnknownProbe, "unmatched_end": lc.UnmatchedEnds, "lost_end": lc.LostEnds, "events_lost": lc.LostGoroutines,
 			"panic_unwound": lc.PanicUnwound, "expired": lc.Expired, "overflow_calls": lc.OverflowCalls,
 			"overflow_goroutines": lc.OverflowGoroutines, "overflow_pending": lc.OverflowPending,
 		} {

@@ -176,6 +176,8 @@ func Attach(cfg Config) (*Session, error) {
 		for _, r := range reports {
 			if !r.Applied && (cfg.Builtin != nil || r.Reason != builtin.NotUsed) {
 				s.log.Warn("built-in probe set skipped", "set", r.Set, "reason", r.Reason)
+			} else if r.Applied && r.Reason != "" {
+				s.log.Warn("built-in probe set applied in part", "set", r.Set, "missing", r.Reason)
 			}
 		}
 		s.probes = append(s.probes, bps...)
@@ -381,7 +383,9 @@ func (s *Session) setupPipeline() {
 			opts.CaptureError = binder.CaptureAll
 		}
 		var get binder.GetSpan
-		if p.Shape != nil {
+		if p.Enrich != nil {
+			get = enrichEnclosing(ch, p.Enrich)
+		} else if p.Shape != nil {
 			get = shapedFactory(tracer, p.Shape)
 			opts.BeforeSpanEnd = p.Shape.End
 		} else if p.Spec.OpensSpan() {
@@ -390,7 +394,7 @@ func (s *Session) setupPipeline() {
 				span.SetAttributes(p.EndAttributes...)
 			}
 		} else {
-			get = enrichEnclosing(ch)
+			get = enrichEnclosing(ch, func(span trace.Span, p *channel.Payload) { span.SetAttributes(p.Attributes...) })
 		}
 		s.handles = append(s.handles, b.Bind(ch, get, opts))
 		lp := &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName()}
@@ -406,10 +410,14 @@ func (s *Session) setupPipeline() {
 }
 
 // shapedFactory opens the span of a built-in probe: its shaper names it and
-// gives its semantic-convention attributes.
+// gives its semantic-convention attributes, or opts the call out with no
+// name.
 func shapedFactory(tracer trace.Tracer, shape probes.Shaper) binder.GetSpan {
 	return func(parent trace.Span, p *channel.Payload) trace.Span {
 		name, kind, attrs := shape.Start(p)
+		if name == "" {
+			return nil
+		}
 		ctx := context.Background()
 		if parent != nil {
 			ctx = trace.ContextWithSpan(ctx, parent)
@@ -426,8 +434,9 @@ func shapedFactory(tracer trace.Tracer, shape probes.Shaper) binder.GetSpan {
 type enclosingKey struct{}
 
 // enrichEnclosing is the GetSpan of span:false probes: no span of their own;
-// their captures go onto the span active where they were called.
-func enrichEnclosing(ch *channel.TracingChannel) binder.GetSpan {
+// enrich puts their entry captures onto the span active where they were
+// called, and the return's captures follow at the end.
+func enrichEnclosing(ch *channel.TracingChannel, enrich func(trace.Span, *channel.Payload)) binder.GetSpan {
 	ch.Subscribe(&channel.Handlers{End: func(p *channel.Payload) {
 		if span, ok := p.Value(enclosingKey{}).(trace.Span); ok {
 			span.SetAttributes(p.EndAttributes...)
@@ -435,7 +444,7 @@ func enrichEnclosing(ch *channel.TracingChannel) binder.GetSpan {
 	}})
 	return func(parent trace.Span, p *channel.Payload) trace.Span {
 		if parent != nil {
-			parent.SetAttributes(p.Attributes...)
+			enrich(parent, p)
 			p.SetValue(enclosingKey{}, parent)
 		}
 		return nil
@@ -734,8 +743,12 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 		if len(p.ReturnAttrs) > 0 {
 			le.Attributes = p.Attributes(ev, false, s.scratch[:0], s.bin)
 		}
-		if e := p.Error(ev, s.bin); e != nil && (p.NotAnError == nil || !p.NotAnError(e)) {
-			le.Err = e
+		if e := p.Error(ev, s.bin); e != nil {
+			if p.ErrorOf == nil {
+				le.Err = e
+			} else if err := p.ErrorOf(e, le.Attributes); err != nil {
+				le.Err = err
+			}
 		}
 		if p.HandleCapture >= 0 && p.HandleCapture < ev.NValues {
 			le.Handle = ev.Values[p.HandleCapture].A

@@ -46,14 +46,21 @@ type Probe struct {
 	Shape Shaper
 	// Set is the built-in set the probe belongs to, "" for custom probes.
 	Set string
-	// NotAnError, when set, tells returned errors that report a result
-	// rather than a failure (go-redis's redis.Nil for a missing key).
-	NotAnError func(*channel.Error) bool
+	// ErrorOf, when set, says what a returned error means: nil when it
+	// reports a result rather than a failure (go-redis's redis.Nil for a
+	// missing key), or a richer error made with the return's other captures,
+	// ret (a gRPC status and its code).
+	ErrorOf func(e *channel.Error, ret []attribute.KeyValue) error
+	// Enrich, set on built-in probes that open no span, puts what the call
+	// captured at entry on the span active where it was called (a gRPC
+	// status on its server span).
+	Enrich func(span trace.Span, p *channel.Payload)
 }
 
 // Shaper turns a built-in probe's raw captures into its span: name, kind
 // and semantic-convention attributes at start, and what only the end knows
-// (a status code, a route) before it ends.
+// (a status code, a route) before it ends. A Start that returns no name
+// opts the call out: it gets no span, and the enclosing one stays active.
 type Shaper interface {
 	Start(p *channel.Payload) (name string, kind trace.SpanKind, attrs []attribute.KeyValue)
 	End(span trace.Span, p *channel.Payload)

@@ -408,6 +408,9 @@ func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 				continue
 			}
 			fmt.Fprintf(w, "builtin %s: %s\n", r.Set, strings.Join(r.Probes, ", "))
+			if r.Reason != "" {
+				fmt.Fprintf(w, "builtin %s: in part: %s\n", r.Set, r.Reason)
+			}
 			var fields []string
 			for f := range r.Offsets {
 				fields = append(fields, f)

@@ -58,7 +58,12 @@ func redisProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		p.ErrorCapture = len(p.Recipe.Return)
 		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: redisErrItab, Reg2: redisErrData, MaxLen: bpf.StringSlotSize})
 		// redis.Nil reports a missing key, not a failure.
-		p.NotAnError = func(e *channel.Error) bool { return e.Type == "proto.RedisError" && e.Message == "redis: nil" }
+		p.ErrorOf = func(e *channel.Error, _ []attribute.KeyValue) error {
+			if e.Type == "proto.RedisError" && e.Message == "redis: nil" {
+				return nil
+			}
+			return e
+		}
 		p.Spec.Name, p.Spec.Kind, p.Shape = "redis", "client", redisShape{fixed: m.name}
 		out = append(out, p)
 	}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"debug/dwarf"
 	"debug/elf"
 	"flag"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -30,18 +32,31 @@ var fields = []string{
 	"net/url.URL.Scheme", "net/url.URL.Host", "net/url.URL.Path",
 	"net/http.response.status", "net/http.Response.StatusCode",
 	"net/http.http2responseWriter.rws", "net/http.http2responseWriterState.status",
+	"net.TCPAddr.IP", "net.TCPAddr.Port",
 	"database/sql.DB.connector", "database/sql.dsnConnector.driver", "database/sql.Tx.db", "database/sql.Conn.db",
 }
 
 // modules are the third-party modules the built-ins read, each with a
-// reference program (tools/offsetgen/testdata/reference-NAME) and its fields.
+// reference program (tools/offsetgen/testdata/reference-NAME), the oldest
+// release supported and the fields read. A field may belong to a module the
+// main one requires (grpc's genproto status): it is recorded under that
+// module's version as linked into the reference program.
 var modules = []struct {
-	path, ref string
-	fields    []string
+	path, ref, oldest string
+	fields            []string
 }{
-	{"github.com/redis/go-redis/v9", "reference-redis", []string{
+	{"github.com/redis/go-redis/v9", "reference-redis", "v9.0.0", []string{
 		"github.com/redis/go-redis/v9.baseCmd.args", "github.com/redis/go-redis/v9.baseClient.opt",
 		"github.com/redis/go-redis/v9.Options.Addr",
+	}},
+	// grpc releases of the last two years (from November 2024).
+	{"google.golang.org/grpc", "reference-grpc", "v1.68.0", []string{
+		"google.golang.org/grpc/internal/transport.Stream.method", "google.golang.org/grpc/internal/transport.ServerStream.Stream",
+		"google.golang.org/grpc/internal/transport.ServerStream.st", "google.golang.org/grpc.clientStreamWrapper.ClientStream",
+		"google.golang.org/grpc/internal/transport.http2Server.peer", "google.golang.org/grpc/peer.Peer.LocalAddr",
+		"google.golang.org/grpc/internal/status.Status.s", "google.golang.org/grpc/internal/status.Error.s",
+		"google.golang.org/grpc.ClientConn.target", "google.golang.org/grpc.StreamDesc.ServerStreams", "google.golang.org/grpc.StreamDesc.ClientStreams",
+		"google.golang.org/genproto/googleapis/rpc/status.Status.Code", "google.golang.org/genproto/googleapis/rpc/status.Status.Message",
 	}},
 }
 
@@ -121,8 +136,8 @@ func moduleOffsets(dir string) (map[string]map[string]int64, error) {
 			return nil, err
 		}
 		for _, v := range strings.Fields(string(out))[1:] {
-			if strings.Contains(v, "-") {
-				continue // pre-releases
+			if strings.Contains(v, "-") || older(v, m.oldest) {
+				continue // pre-releases, and releases older than supported
 			}
 			work := filepath.Join(dir, m.ref+"-"+v)
 			os.MkdirAll(work, 0o755)
@@ -143,15 +158,50 @@ func moduleOffsets(dir string) (map[string]map[string]int64, error) {
 			if err := run("build", "-o", "ref", "."); err != nil {
 				return nil, err
 			}
-			offs, err := read(filepath.Join(work, "ref"), m.fields)
+			ref := filepath.Join(work, "ref")
+			offs, err := read(ref, m.fields)
 			if err != nil {
 				return nil, fmt.Errorf("%s@%s: %w", m.path, v, err)
 			}
-			table[m.path+"@"+v] = offs
+			info, err := buildinfo.ReadFile(ref)
+			if err != nil {
+				return nil, err
+			}
+			for f, off := range offs {
+				key := m.path + "@" + v
+				if !strings.HasPrefix(f, m.path+".") && !strings.HasPrefix(f, m.path+"/") {
+					key = ""
+					for _, d := range info.Deps {
+						if strings.HasPrefix(f, d.Path+".") || strings.HasPrefix(f, d.Path+"/") {
+							key = d.Path + "@" + d.Version
+						}
+					}
+					if key == "" {
+						return nil, fmt.Errorf("%s@%s: no module of %s", m.path, v, f)
+					}
+				}
+				if table[key] == nil {
+					table[key] = map[string]int64{}
+				}
+				table[key][f] = off
+			}
 			fmt.Fprintf(os.Stderr, "%s@%s: %d fields\n", m.path, v, len(offs))
 		}
 	}
 	return table, nil
+}
+
+// older reports whether release a (vX.Y.Z) comes before b.
+func older(a, b string) bool {
+	pa, pb := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		x, _ := strconv.Atoi(pa[i])
+		y, _ := strconv.Atoi(pb[i])
+		if x != y {
+			return x < y
+		}
+	}
+	return len(pa) < len(pb)
 }
 
 func writeTable(buf *bytes.Buffer, name string, table map[string]map[string]int64) {

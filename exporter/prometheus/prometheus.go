@@ -41,6 +41,8 @@ type Metrics struct {
 	httpServer *prometheus.HistogramVec
 	httpClient *prometheus.HistogramVec
 	dbClient   *prometheus.HistogramVec
+	rpcServer  *prometheus.HistogramVec
+	rpcClient  *prometheus.HistogramVec
 
 	mu       sync.Mutex
 	series   map[[2]string]bool
@@ -84,7 +86,12 @@ func New(maxSeries int) *Metrics {
 	m.dbClient = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "db_client_operation_duration_seconds",
 		Help: "Duration of database client operations (db.client.operation.duration).", Buckets: semconvBuckets},
 		[]string{"service", "db_system_name", "db_operation_name", "error_type"})
-	m.reg.MustRegister(m.httpServer, m.httpClient, m.dbClient)
+	rpcLabels := []string{"service", "rpc_system", "rpc_service", "rpc_method", "rpc_grpc_status_code", "error_type"}
+	m.rpcServer = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rpc_server_duration_seconds",
+		Help: "Duration of RPCs served (rpc.server.duration).", Buckets: semconvBuckets}, rpcLabels)
+	m.rpcClient = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rpc_client_duration_seconds",
+		Help: "Duration of RPCs made (rpc.client.duration).", Buckets: semconvBuckets}, rpcLabels)
+	m.reg.MustRegister(m.httpServer, m.httpClient, m.dbClient, m.rpcServer, m.rpcClient)
 	m.reg.MustRegister(m.duration, m.calls, m.errs, m.started, m.ended, m.overflow, (*health)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -176,6 +183,12 @@ func (m *Metrics) semconv(service string, span sdktrace.ReadOnlySpan) bool {
 	case get("http.request.method") != "" && span.SpanKind() == trace.SpanKindClient:
 		h, labels = m.httpClient, []string{service, get("http.request.method"), get("http.response.status_code"), get("server.address"),
 			get("server.port"), errType}
+	case get("rpc.system") != "" && (span.SpanKind() == trace.SpanKindServer || span.SpanKind() == trace.SpanKindClient):
+		h = m.rpcServer
+		if span.SpanKind() == trace.SpanKindClient {
+			h = m.rpcClient
+		}
+		labels = []string{service, get("rpc.system"), get("rpc.service"), get("rpc.method"), get("rpc.grpc.status_code"), errType}
 	case get("db.system.name") != "":
 		h, labels = m.dbClient, []string{service, get("db.system.name"), get("db.operation.name"), errType}
 	default:

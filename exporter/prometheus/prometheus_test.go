@@ -86,6 +86,17 @@ func TestSemconvMetrics(t *testing.T) {
 	c.SetStatus(codes.Error, "refused")
 	c.SetAttributes(attribute.String("error.type", "*net.OpError"))
 	c.End()
+	rpc := func(kind trace.SpanKind, code int) trace.Span {
+		_, s := tr.Start(context.Background(), "grpc.health.v1.Health/Check", trace.WithSpanKind(kind), trace.WithAttributes(
+			attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", "grpc.health.v1.Health"),
+			attribute.String("rpc.method", "Check"), attribute.Int("rpc.grpc.status_code", code), attribute.Int("server.port", 50051)))
+		return s
+	}
+	rpc(trace.SpanKindServer, 0).End()
+	rc := rpc(trace.SpanKindClient, 5)
+	rc.SetStatus(codes.Error, "unknown service")
+	rc.SetAttributes(attribute.String("error.type", "NOT_FOUND"))
+	rc.End()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr, err := m.Serve(ctx, "127.0.0.1:0")
@@ -102,6 +113,8 @@ func TestSemconvMetrics(t *testing.T) {
 	for _, want := range []string{
 		`http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="200",http_route="/users/{id}",network_protocol_version="1.1",service="svc",url_scheme="http"} 1`,
 		`http_client_request_duration_seconds_count{error_type="*net.OpError",http_request_method="GET",http_response_status_code="",server_address="example.com",server_port="443",service="svc"} 1`,
+		`rpc_server_duration_seconds_count{error_type="",rpc_grpc_status_code="0",rpc_method="Check",rpc_service="grpc.health.v1.Health",rpc_system="grpc",service="svc"} 1`,
+		`rpc_client_duration_seconds_count{error_type="NOT_FOUND",rpc_grpc_status_code="5",rpc_method="Check",rpc_service="grpc.health.v1.Health",rpc_system="grpc",service="svc"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

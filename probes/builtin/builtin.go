@@ -17,12 +17,13 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql", "redis"}
+var Sets = []string{"http", "sql", "redis", "grpc"}
 
 // Report says what became of a set for one binary.
 type Report struct {
 	Set string
-	// Applied is false when the set was skipped; Reason says why.
+	// Applied is false when the set was skipped; Reason says why. A set
+	// applied with a Reason works in part: the Reason says what is missing.
 	Applied bool
 	Reason  string
 	// Probes are the functions probed.
@@ -36,6 +37,8 @@ type Report struct {
 type offsets struct {
 	b       *probes.Binary
 	sources map[string]string
+	// partial says what a set applied without, "" when nothing.
+	partial string
 }
 
 // get returns the offset of field ("net/http.Request.Method"); ok is false
@@ -78,12 +81,16 @@ func (o *offsets) module(field string) (probes.Module, bool) {
 	if !strings.Contains(strings.SplitN(pkg, "/", 2)[0], ".") {
 		return probes.Module{}, false
 	}
+	// The longest module path holding the package: genproto/googleapis/rpc
+	// before genproto.
+	best := probes.Module{Path: pkg, Version: "(unknown)"}
+	found := false
 	for _, m := range o.b.Modules {
-		if pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/") {
-			return m, true
+		if (pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) && (!found || len(m.Path) > len(best.Path)) {
+			best, found = m, true
 		}
 	}
-	return probes.Module{Path: pkg, Version: "(unknown)"}, true
+	return best, true
 }
 
 func (o *offsets) must(field string) (uint16, error) {
@@ -163,6 +170,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = sqlProbes
 		case "redis":
 			build = redisProbes
+		case "grpc":
+			build = grpcProbes
 		default:
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}
@@ -175,7 +184,7 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 		case len(ps) == 0:
 			r.Reason = NotUsed
 		default:
-			r.Applied = true
+			r.Applied, r.Reason = true, o.partial
 			for _, p := range ps {
 				p.Set = name
 				r.Probes = append(r.Probes, p.Spec.Symbol)

@@ -1,0 +1,204 @@
+package kerneltests
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
+)
+
+// grpcBuild is a gRPC fixture build and the grpc release it links.
+type grpcBuild struct {
+	build
+	grpc string
+}
+
+// grpcFixtures builds (once) the gRPC fixture against grpc releases of each
+// internal layout the set reads: v1.68.0 (go.mod: a *transport.Stream per
+// server RPC) with Go 1.22; v1.70.0 (go.v170.mod: a ServerStream embedding
+// *Stream, the newest release Go 1.22 builds) with Go 1.22 and 1.26; v1.85.0
+// (go.v185.mod: Stream embedded by value, client streams wrapped) with Go
+// 1.26. Each normal and stripped.
+func grpcFixtures(t *testing.T) []grpcBuild {
+	t.Helper()
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	src, _ := filepath.Abs("testdata/grpc")
+	var out []grpcBuild
+	for _, c := range []struct{ release, toolchain, grpc, modfile string }{
+		{"go1.22", "go1.22.12", "v1.68.0", "go.mod"},
+		{"go1.22", "go1.22.12", "v1.70.0", "go.v170.mod"},
+		{"go1.26", "local", "v1.70.0", "go.v170.mod"},
+		{"go1.26", "local", "v1.85.0", "go.v185.mod"},
+	} {
+		for _, v := range variants {
+			if v.pie {
+				continue
+			}
+			b := build{name: c.release + "-grpc" + c.grpc + v.suffix, release: c.release, stripped: v.stripped}
+			b.path = filepath.Join(workDir, "grpc-"+b.name)
+			if _, done := builds[b.path]; !done {
+				args := append(append([]string{"-modfile=" + c.modfile}, v.args...), ".")
+				if err := goBuild(src, b.path, c.toolchain, args...); err != nil {
+					t.Fatal(err)
+				}
+				builds[b.path] = nil
+			}
+			out = append(out, grpcBuild{b, c.grpc})
+		}
+	}
+	return out
+}
+
+// TestBuiltinGRPC: unary OK, unary NotFound, a server stream of 5 messages
+// over 100 ms and a deadline exceeded, client and server spans, for each
+// Go × grpc × stripped build.
+func TestBuiltinGRPC(t *testing.T) {
+	for _, b := range grpcFixtures(t) {
+		t.Run(b.name, func(t *testing.T) {
+			tg := startTarget(t, b.path)
+			ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"grpc"} })
+			r := ss.s.Builtins()[0]
+			if !r.Applied || r.Reason != "" {
+				t.Fatalf("grpc set: applied %v, %q", r.Applied, r.Reason)
+			}
+			for f, src := range r.Offsets {
+				want := "DWARF"
+				if b.stripped {
+					want = "table ("
+				}
+				if !strings.HasPrefix(src, want) {
+					t.Errorf("offset of %s from %q, want %s", f, src, want)
+				}
+			}
+			for _, cmd := range []string{"check", "notfound", "watch", "deadline"} {
+				tg.run(t, cmd)
+			}
+			time.Sleep(50 * time.Millisecond)
+			spans := ss.stop(t)
+			var clients, servers []sdktrace.ReadOnlySpan
+			for _, s := range spans {
+				a := attrs(s)
+				if a["rpc.system"] != "grpc" || a["rpc.service"] != "grpc.health.v1.Health" || a["server.address"] != "127.0.0.1" {
+					t.Errorf("%s: attributes %v", s.Name(), a)
+				}
+				if s.Name() != "grpc.health.v1.Health/"+a["rpc.method"].(string) {
+					t.Errorf("span %q for method %v", s.Name(), a["rpc.method"])
+				}
+				switch s.SpanKind() {
+				case trace.SpanKindClient:
+					clients = append(clients, s)
+				case trace.SpanKindServer:
+					servers = append(servers, s)
+				default:
+					t.Errorf("%s: kind %v", s.Name(), s.SpanKind())
+				}
+			}
+			if len(clients) != 4 || len(servers) != 4 {
+				t.Fatalf("%d client and %d server spans, want 4 each: %s", len(clients), len(servers), spanNames(spans))
+			}
+			port := attrs(servers[0])["server.port"]
+			for _, s := range spans {
+				if p := attrs(s)["server.port"]; p != port || p.(int64) <= 0 {
+					t.Errorf("%s: server.port %v, want the server's %v", s.Name(), p, port)
+				}
+			}
+			// Client spans, in call order: every non-OK code is an error.
+			for i, want := range []struct {
+				method string
+				code   int64
+				errTyp string
+				min    time.Duration
+			}{
+				{"Check", 0, "", 0},
+				{"Check", 5, "NOT_FOUND", 0},
+				{"Watch", 0, "", 100 * time.Millisecond},
+				{"Check", 4, "DEADLINE_EXCEEDED", 50 * time.Millisecond},
+			} {
+				s := clients[i]
+				a := attrs(s)
+				d := s.EndTime().Sub(s.StartTime())
+				if a["rpc.method"] != want.method || a["rpc.grpc.status_code"] != want.code || d < want.min || d > 5*time.Second {
+					t.Errorf("client %d: %s code %v lasted %v, want %s code %d, at least %v", i, a["rpc.method"], a["rpc.grpc.status_code"], d, want.method, want.code, want.min)
+				}
+				if _, ended := a["tcagent.end_reason"]; ended {
+					t.Errorf("client %d ended by the agent: %v", i, a["tcagent.end_reason"])
+				}
+				wantStatus := codes.Unset
+				if want.code != 0 {
+					wantStatus = codes.Error
+				}
+				if s.Status().Code != wantStatus || a["error.type"] != nil && a["error.type"] != want.errTyp || want.errTyp != "" && a["error.type"] != want.errTyp {
+					t.Errorf("client %d: status %v, error.type %v", i, s.Status(), a["error.type"])
+				}
+			}
+			// Server spans end when the handler's status is written: NotFound
+			// is the caller's failure, not the server's. The deadline reaches
+			// the server as the client's cancellation or its own deadline.
+			for i, s := range servers {
+				a := attrs(s)
+				code, _ := a["rpc.grpc.status_code"].(int64)
+				d := s.EndTime().Sub(s.StartTime())
+				switch i {
+				case 0, 1:
+					if code != []int64{0, 5}[i] || s.Status().Code != codes.Unset {
+						t.Errorf("server %d: code %d, status %v", i, code, s.Status())
+					}
+				case 2:
+					if a["rpc.method"] != "Watch" || code != 0 || d < 100*time.Millisecond || d > 5*time.Second {
+						t.Errorf("server stream: %v code %d lasted %v", a["rpc.method"], code, d)
+					}
+				case 3:
+					if code != 1 && code != 4 || (code == 4) != (s.Status().Code == codes.Error) || d < 45*time.Millisecond {
+						t.Errorf("server deadline: code %d, status %v, lasted %v", code, s.Status(), d)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestGRPCWithoutStatusLayout: a stripped binary whose genproto release the
+// table does not know keeps its gRPC spans, without codes, and says so; an
+// unknown grpc release skips the set.
+func TestGRPCWithoutStatusLayout(t *testing.T) {
+	var path string
+	for _, b := range grpcFixtures(t) {
+		if b.stripped {
+			path = b.path
+			break
+		}
+	}
+	for _, c := range []struct {
+		module  string
+		applied bool
+		reason  string
+	}{
+		{"google.golang.org/genproto/googleapis/rpc", true, "no gRPC status codes"},
+		{"google.golang.org/grpc", false, "google.golang.org/grpc@v1.99.0 is not in the offsets table"},
+	} {
+		bin, err := probes.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range bin.Modules {
+			if m.Path == c.module {
+				bin.Modules[i].Version = "v1.99.0"
+			}
+		}
+		rt, _ := bin.Runtime()
+		ps, r, err := builtin.Resolve(bin, []string{"grpc"}, builtin.Options{}, rt, 0)
+		bin.Close()
+		if err != nil || len(r) != 1 || r[0].Applied != c.applied || !strings.Contains(r[0].Reason, c.reason) || c.applied != (len(ps) > 0) {
+			t.Errorf("%s unknown: %d probes, report %+v, %v", c.module, len(ps), r, err)
+		}
+	}
+}

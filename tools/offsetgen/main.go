@@ -33,6 +33,11 @@ var fields = []string{
 	"net/http.response.status", "net/http.Response.StatusCode",
 	"net/http.http2responseWriter.rws", "net/http.http2responseWriterState.status",
 	"net.TCPAddr.IP", "net.TCPAddr.Port",
+	// --propagate: a request's connection, and the ports it is keyed by.
+	"net/http.persistConn.conn", "net/http.persistConn.tlsState", "net/http.transportRequest.Request",
+	"net.conn.fd", "net.netFD.laddr", "net.netFD.raddr",
+	// grpc's incoming metadata: the value of the stream's context.
+	"context.valueCtx.key", "context.valueCtx.val",
 	"database/sql.DB.connector", "database/sql.dsnConnector.driver", "database/sql.Tx.db", "database/sql.Conn.db",
 }
 
@@ -49,9 +54,16 @@ var modules = []struct {
 		"github.com/redis/go-redis/v9.baseCmd.args", "github.com/redis/go-redis/v9.baseClient.opt",
 		"github.com/redis/go-redis/v9.Options.Addr",
 	}},
+	// The OpenTelemetry SDK's releases of the last two years (from October
+	// 2024): the span its tracer starts, and the trace module's SpanContext.
+	{"go.opentelemetry.io/otel/sdk", "reference-otel", "v1.31.0", []string{
+		"go.opentelemetry.io/otel/sdk/trace.recordingSpan.spanContext", "go.opentelemetry.io/otel/sdk/trace.recordingSpan.parent",
+		"go.opentelemetry.io/otel/trace.SpanContext.traceID", "go.opentelemetry.io/otel/trace.SpanContext.spanID",
+		"go.opentelemetry.io/otel/trace.SpanContext.traceFlags",
+	}},
 	// grpc releases of the last two years (from November 2024).
 	{"google.golang.org/grpc", "reference-grpc", "v1.68.0", []string{
-		"google.golang.org/grpc/internal/transport.Stream.method", "google.golang.org/grpc/internal/transport.ServerStream.Stream",
+		"google.golang.org/grpc/internal/transport.Stream.method", "google.golang.org/grpc/internal/transport.Stream.ctx", "google.golang.org/grpc/internal/transport.ServerStream.Stream",
 		"google.golang.org/grpc/internal/transport.ServerStream.st", "google.golang.org/grpc.clientStreamWrapper.ClientStream",
 		"google.golang.org/grpc/internal/transport.http2Server.peer", "google.golang.org/grpc/peer.Peer.LocalAddr",
 		"google.golang.org/grpc/internal/status.Status.s", "google.golang.org/grpc/internal/status.Error.s",

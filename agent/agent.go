@@ -7,6 +7,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +67,10 @@ type Config struct {
 	// that applies to the binary, empty for none.
 	Builtin        []string
 	BuiltinOptions builtin.Options
+	// Propagator, when set (--propagate), is the agent's socket side: the
+	// spans' trace contexts are made in the kernel, and outgoing HTTP/1
+	// requests carry their client span's. One serves every session.
+	Propagator *bpf.Propagator
 }
 
 // Session is a process being traced.
@@ -87,10 +92,15 @@ type Session struct {
 	clock   clock
 
 	decodeErrors atomic.Uint64
-	attachMode   string
-	serviceName  string
-	uprobes      int
-	reports      []builtin.Report
+	// joins moves tcagent's traces into the program's own (see traceJoin).
+	joins *traceJoin
+	// traceMismatches counts spans whose parent's trace is not the one the
+	// kernel made for them (--propagate).
+	traceMismatches atomic.Uint64
+	attachMode      string
+	serviceName     string
+	uprobes         int
+	reports         []builtin.Report
 	// final holds the kernel counters read just before the maps were
 	// released, so that Stats stays true after Close.
 	final    *bpf.Counters
@@ -168,7 +178,9 @@ func Attach(cfg Config) (*Session, error) {
 		s.probes = append(s.probes, p)
 	}
 	if cfg.Builtin == nil || len(cfg.Builtin) > 0 {
-		bps, reports, err := builtin.Resolve(s.bin, cfg.Builtin, cfg.BuiltinOptions, rt, uint32(len(s.probes)))
+		opts := cfg.BuiltinOptions
+		opts.Propagate = cfg.Propagator != nil
+		bps, reports, err := builtin.Resolve(s.bin, cfg.Builtin, opts, rt, uint32(len(s.probes)))
 		if err != nil {
 			return nil, err
 		}
@@ -185,6 +197,13 @@ func Attach(cfg Config) (*Session, error) {
 	s.nuser = len(s.probes)
 	if s.nuser == 0 {
 		return nil, errors.New("nothing to trace: no probes given and no built-in probe set applies")
+	}
+	if cfg.Propagator != nil {
+		for _, p := range s.probes {
+			if err := traced(p); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// One internal probe per completion function, shared by the async
 	// probes that name it.
@@ -218,7 +237,7 @@ func Attach(cfg Config) (*Session, error) {
 
 	t1 := time.Now()
 	s.timings.Analyze = t1.Sub(t0)
-	if s.tracer, err = bpf.Load(bpf.Options{RingBufferSize: cfg.RingBufferSize}); err != nil {
+	if s.tracer, err = bpf.Load(bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator}); err != nil {
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
 		}
@@ -285,6 +304,9 @@ func (s *Session) attach(exe string) error {
 		}
 		entryOff = append(entryOff, base+p.Placement.Entry)
 		entryCookie = append(entryCookie, uint64(p.ID))
+		if p.Recipe.Inject {
+			continue // entry only, no call to follow
+		}
 		for _, r := range p.Placement.Returns {
 			retOff = append(retOff, base+r)
 			retCookie = append(retCookie, uint64(p.ID))
@@ -361,12 +383,16 @@ func (s *Session) attach(exe string) error {
 
 func (s *Session) setupPipeline() {
 	res := s.resource()
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(s.cfg.Processor)}
+	s.joins = newTraceJoin(s.cfg.Processor)
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(s.joins)}
 	for _, p := range s.cfg.SpanProcessors {
 		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
 	if s.cfg.Sampler != nil {
 		opts = append(opts, sdktrace.WithSampler(s.cfg.Sampler))
+	}
+	if s.cfg.Propagator != nil {
+		opts = append(opts, sdktrace.WithIDGenerator(binder.NewPayloadIDs()))
 	}
 	s.tp = sdktrace.NewTracerProvider(opts...)
 	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
@@ -377,16 +403,21 @@ func (s *Session) setupPipeline() {
 			byID[p.ID] = &lifecycle.Probe{Name: p.Spec.Symbol}
 			continue
 		}
+		if p.Recipe.Inject {
+			continue // sends no events
+		}
 		ch := channel.New(p.Spec.SpanName())
 		var opts binder.Options
 		if p.Spec.CaptureError {
 			opts.CaptureError = binder.CaptureAll
 		}
 		var get binder.GetSpan
-		if p.Enrich != nil {
-			get = enrichEnclosing(ch, p.Enrich)
+		if p.Joins != nil {
+			get = enrichEnclosing(ch, nil, s.joinFunc(p.Joins))
+		} else if p.Enrich != nil {
+			get = enrichEnclosing(ch, p.Enrich, setEndAttributes)
 		} else if p.Shape != nil {
-			get = shapedFactory(tracer, p.Shape)
+			get = shapedFactory(tracer, p.Shape, s.checkTrace)
 			opts.BeforeSpanEnd = p.Shape.End
 		} else if p.Spec.OpensSpan() {
 			get = binder.SpanFactory(tracer, spanKind(p.Spec.Kind))
@@ -394,7 +425,7 @@ func (s *Session) setupPipeline() {
 				span.SetAttributes(p.EndAttributes...)
 			}
 		} else {
-			get = enrichEnclosing(ch, func(span trace.Span, p *channel.Payload) { span.SetAttributes(p.Attributes...) })
+			get = enrichEnclosing(ch, func(span trace.Span, p *channel.Payload) { span.SetAttributes(p.Attributes...) }, setEndAttributes)
 		}
 		s.handles = append(s.handles, b.Bind(ch, get, opts))
 		lp := &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName()}
@@ -409,23 +440,58 @@ func (s *Session) setupPipeline() {
 	s.tracker = lifecycle.New(byID, s.cfg.Limits)
 }
 
+// traced makes, for --propagate, the kernel make the trace context of every
+// span-opening probe: a CapTrace last among its entry captures.
+func traced(p *probes.Probe) error {
+	if p.IsCompletion || p.Enrich != nil || p.Recipe.Inject || p.Shape == nil && !p.Spec.OpensSpan() {
+		return nil
+	}
+	if len(p.Recipe.Entry) >= bpf.MaxCaptures {
+		return fmt.Errorf("%s: --propagate needs one entry capture of the %d: capture one attribute less", p.Spec.Symbol, bpf.MaxCaptures)
+	}
+	c := bpf.Capture{Kind: bpf.CapTrace}
+	if p.IncomingTrace > 0 {
+		c.Reg, c.Slot = uint8(p.IncomingTrace), p.Recipe.Entry[p.IncomingTrace-1].Slot
+	}
+	if p.Outgoing {
+		c.Reg2 = bpf.TraceOutgoing
+	}
+	p.Recipe.Entry = append(p.Recipe.Entry, c)
+	p.Recipe.Trace = true
+	return nil
+}
+
+// checkTrace counts, with --propagate, a span whose parent is in another
+// trace than the one the kernel made for it (and a request may have carried
+// out): the two disagree. A parent whose trace joined the program's own,
+// which the kernel adopted, agrees.
+func (s *Session) checkTrace(p *channel.Payload, parent trace.TraceID) {
+	if p.TraceID.IsValid() && parent.IsValid() && parent != p.TraceID && s.joins.joinedTo(parent) != p.TraceID {
+		s.traceMismatches.Add(1)
+	}
+}
+
 // shapedFactory opens the span of a built-in probe: its shaper names it and
 // gives its semantic-convention attributes, or opts the call out with no
 // name.
-func shapedFactory(tracer trace.Tracer, shape probes.Shaper) binder.GetSpan {
+func shapedFactory(tracer trace.Tracer, shape probes.Shaper, checkTrace func(*channel.Payload, trace.TraceID)) binder.GetSpan {
 	return func(parent trace.Span, p *channel.Payload) trace.Span {
 		name, kind, attrs := shape.Start(p)
 		if name == "" {
 			return nil
 		}
-		ctx := context.Background()
+		ctx := binder.WithPayloadIDs(context.Background(), p)
+		var parentTrace trace.TraceID
 		if parent != nil {
 			ctx = trace.ContextWithSpan(ctx, parent)
+			parentTrace = parent.SpanContext().TraceID()
 		} else if rp, ok := shape.(probes.RemoteParenter); ok {
 			if sc, ok := rp.RemoteParent(p); ok {
 				ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+				parentTrace = sc.TraceID()
 			}
 		}
+		checkTrace(p, parentTrace)
 		_, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(p.Time))
 		return span
 	}
@@ -436,18 +502,33 @@ type enclosingKey struct{}
 // enrichEnclosing is the GetSpan of span:false probes: no span of their own;
 // enrich puts their entry captures onto the span active where they were
 // called, and the return's captures follow at the end.
-func enrichEnclosing(ch *channel.TracingChannel, enrich func(trace.Span, *channel.Payload)) binder.GetSpan {
+func enrichEnclosing(ch *channel.TracingChannel, atStart, atEnd func(trace.Span, *channel.Payload)) binder.GetSpan {
 	ch.Subscribe(&channel.Handlers{End: func(p *channel.Payload) {
 		if span, ok := p.Value(enclosingKey{}).(trace.Span); ok {
-			span.SetAttributes(p.EndAttributes...)
+			atEnd(span, p)
 		}
 	}})
 	return func(parent trace.Span, p *channel.Payload) trace.Span {
 		if parent != nil {
-			enrich(parent, p)
+			if atStart != nil {
+				atStart(parent, p)
+			}
 			p.SetValue(enclosingKey{}, parent)
 		}
 		return nil
+	}
+}
+
+func setEndAttributes(span trace.Span, p *channel.Payload) { span.SetAttributes(p.EndAttributes...) }
+
+// joinFunc makes the end of a probe on the program's own OpenTelemetry SDK
+// join the trace of the enclosing span to the trace of the span the
+// program started (see traceJoin).
+func (s *Session) joinFunc(spanOf func(*channel.Payload) (trace.SpanContext, bool)) func(trace.Span, *channel.Payload) {
+	return func(enclosing trace.Span, p *channel.Payload) {
+		if sc, ok := spanOf(p); ok {
+			s.joins.join(enclosing.SpanContext().TraceID(), sc.TraceID())
+		}
 	}
 }
 
@@ -559,10 +640,16 @@ type Stats struct {
 	// InvalidTraceContext counts incoming trace context headers ignored as
 	// malformed or oversized.
 	InvalidTraceContext uint64
-	Uprobes             int
-	Programs            []ProgramStats
-	Time                time.Time // when the counts were taken
-	Kernel              bpf.Counters
+	// TraceMismatches counts, with --propagate, spans whose parent was in
+	// another trace than the one the kernel made for them.
+	TraceMismatches uint64
+	// TracesJoined counts traces tcagent began that joined a trace the
+	// program's own OpenTelemetry SDK began.
+	TracesJoined uint64
+	Uprobes      int
+	Programs     []ProgramStats
+	Time         time.Time // when the counts were taken
+	Kernel       bpf.Counters
 	// KernelErr is set when the kernel counters could not be read: then
 	// Kernel is not to be trusted.
 	KernelErr    error
@@ -584,7 +671,8 @@ func (s *Session) Stats() Stats {
 	}
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, ProbesFailed: s.failedSets(), Uprobes: s.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
-		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending()}
+		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending(),
+		TraceMismatches: s.traceMismatches.Load(), TracesJoined: s.joins.joined.Load()}
 	for _, p := range s.probes {
 		if rp, ok := p.Shape.(probes.RemoteParenter); ok {
 			st.InvalidTraceContext += rp.InvalidTraceContext()
@@ -734,6 +822,12 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 		le.Kind = lifecycle.Start
 		if len(p.EntryAttrs) > 0 {
 			le.Attributes = p.Attributes(ev, true, s.scratch[:0], s.bin)
+		}
+		if i := len(p.Recipe.Entry) - 1; p.Recipe.Trace && i < ev.NValues {
+			v := ev.Values[i]
+			binary.BigEndian.PutUint64(le.TraceID[:8], v.A)
+			binary.BigEndian.PutUint64(le.TraceID[8:], v.B)
+			binary.BigEndian.PutUint64(le.SpanID[:], v.C)
 		}
 		if p.ReceiverCapture >= 0 && p.ReceiverCapture < ev.NValues {
 			le.Handle = ev.Values[p.ReceiverCapture].A

@@ -13,7 +13,7 @@ import (
 // attributes, as a child of the active span.
 func SpanFactory(tracer trace.Tracer, kind trace.SpanKind) GetSpan {
 	return func(parent trace.Span, p *channel.Payload) trace.Span {
-		ctx := context.Background()
+		ctx := WithPayloadIDs(context.Background(), p)
 		if parent != nil {
 			ctx = trace.ContextWithSpan(ctx, parent)
 		}

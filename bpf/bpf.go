@@ -32,7 +32,18 @@ const (
 	// map[string][]string whose pointer is the field a CapPath would read
 	// (Size 0 there); Size says the map layout: MapClassic or MapSwiss.
 	CapMapStr CaptureKind = 6
+	// CapTrace, with --propagate, makes the trace context of the span the
+	// call opens (trace id in A and B, span id in C, flags in D): see
+	// trace_start in tracer.c. Reg is 1 + the index of an earlier capture
+	// holding an incoming traceparent (0: none), Slot that capture's string
+	// slot; Reg2 holds TraceOutgoing for client spans whose request may
+	// carry the context.
+	CapTrace CaptureKind = 7
 )
+
+// TraceOutgoing marks, in a CapTrace's Reg2, a client span that sends a
+// request the socket programs may add its context to.
+const TraceOutgoing = 1
 
 // Go map layouts, for CapMapStr.
 const (
@@ -79,6 +90,24 @@ type Recipe struct {
 	// program then reports the start and the end of the call in one hit,
 	// and no return probe goes there.
 	EntryIsReturn bool
+	// Trace is set, with --propagate, on probes that open a span (their
+	// last entry capture is a CapTrace): the outermost one owns the
+	// goroutine's trace until it returns.
+	Trace bool
+	// Inject marks net/http's (*persistConn).roundTrip with --propagate: no
+	// event; its entry captures locate the connection and the request's
+	// headers for the socket programs (see inject in tracer.c).
+	Inject bool
+	// Adopt marks, with --propagate, the probe on the program's own
+	// OpenTelemetry SDK's (*tracer).Start: a goroutine's trace made here
+	// becomes the trace of the span the program started (see adopt in
+	// tracer.c); its first three return captures read the span's type and
+	// trace id.
+	Adopt bool
+	// WantType is the address in the process of the type descriptor the
+	// value an Inject or Adopt probe reads must have: *net.TCPConn, or
+	// the SDK's *trace.recordingSpan.
+	WantType uint64
 	// Offsets of g.goid, g.stack.hi and g.parentGoid in the target's
 	// runtime.
 	GoidOffset, StackHiOffset, ParentGoidOffset uint16
@@ -98,6 +127,15 @@ const (
 	CounterUnmatchedReturn = 2
 	CounterDedup           = 3
 	CounterCallsEvicted    = 4
+	CounterPropRequests    = 5
+	CounterPropTLS         = 6
+	CounterPropPresent     = 7
+	CounterPropNoConn      = 8
+	CounterPropInjected    = 9
+	CounterPropNotHTTP1    = 10
+	CounterPropNoRoom      = 11
+	CounterPropUntracked   = 12
+	CounterPropNotSent     = 13
 )
 
 // Counters are the kernel side's own counts, summed over CPUs.
@@ -107,6 +145,12 @@ type Counters struct {
 	UnmatchedReturn uint64 // returns of calls whose entry was not seen
 	Dedup           uint64 // prologue re-runs dropped
 	CallsEvicted    uint64 // open calls the kernel could not record
+	// --propagate: outgoing HTTP/1 requests seen, and those sent unchanged
+	// because of TLS, a traceparent the program set, no TCP connection to
+	// key them by, or a connection opened before the socket programs were
+	// attached; and client spans whose request never reached an HTTP/1
+	// connection (HTTP/2, the program's own RoundTripper, a failed dial).
+	PropRequests, PropTLS, PropPresent, PropNoConn, PropUntracked, PropNotSent uint64
 }
 
 // Options configure Load.
@@ -119,6 +163,9 @@ type Options struct {
 	// it the reader polls. 0 means the default (2 MiB, a quarter of the
 	// default buffer).
 	WakeupBytes uint64
+	// Propagator, when set, is the --propagate socket side the tracer hands
+	// outgoing requests to (its pending map replaces the tracer's own).
+	Propagator *Propagator
 }
 
 // Tracer is the loaded programs and maps.
@@ -153,7 +200,12 @@ func Load(opts Options) (*Tracer, error) {
 			p.AttachType = ebpf.AttachNone
 		}
 	}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	var co *ebpf.CollectionOptions
+	if opts.Propagator != nil {
+		co = &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+			"pending": opts.Propagator.objs.Pending, "conns": opts.Propagator.objs.Conns}}
+	}
+	if err := spec.LoadAndAssign(&t.objs, co); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load BPF programs: %+v", ve)
@@ -199,7 +251,17 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	if r.EntryIsReturn {
 		v.Flags |= 2
 	}
+	if r.Trace {
+		v.Flags |= 4
+	}
+	if r.Inject {
+		v.Flags |= 8
+	}
+	if r.Adopt {
+		v.Flags |= 16
+	}
 	v.GoidOff, v.StackHiOff, v.ParentGoidOff = r.GoidOffset, r.StackHiOffset, r.ParentGoidOffset
+	v.WantType = r.WantType
 	fill := func(dst *[MaxCaptures]tracerCapture, caps []Capture) (strings uint8, err error) {
 		for i, c := range caps {
 			if c.Kind == CapString || c.Kind == CapError || c.Kind == CapEface {
@@ -280,6 +342,12 @@ func (t *Tracer) Counters() (Counters, error) {
 		{CounterUnmatchedReturn, &c.UnmatchedReturn},
 		{CounterDedup, &c.Dedup},
 		{CounterCallsEvicted, &c.CallsEvicted},
+		{CounterPropRequests, &c.PropRequests},
+		{CounterPropTLS, &c.PropTLS},
+		{CounterPropPresent, &c.PropPresent},
+		{CounterPropNoConn, &c.PropNoConn},
+		{CounterPropUntracked, &c.PropUntracked},
+		{CounterPropNotSent, &c.PropNotSent},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

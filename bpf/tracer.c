@@ -70,6 +70,40 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+// --propagate: the trace context of each goroutine (the trace its spans
+// belong to, owned by the outermost open span or inherited at creation),
+// the client span each goroutine is sending a request for, and the requests
+// handed to the socket programs (propagate.c shares this map) by connection.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct trace_ctx);
+} gtrace SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct trace_ctx);
+} outgoing SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, struct trace_ctx);
+} pending SEC(".maps");
+
+// The client connections the socket programs saw open (propagate.c fills
+// it; this one is replaced by theirs): only those can carry a header.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct conn_key);
+	__type(value, __u64);
+} conns SEC(".maps");
+
 // Only here so that bpf2go emits Go types for them.
 const struct event *unused_event __attribute__((unused));
 const struct recipe *unused_recipe __attribute__((unused));
@@ -217,6 +251,126 @@ __attribute__((noinline)) __u64 map_find(__u64 m, __u64 layout, __u64 k0, __u64 
 	return 0;
 }
 
+// Lowercase hex digits' values, -1 for every other byte: a table lookup
+// keeps one verifier path per digit where range tests would fork it.
+static const __s8 hextab[256] = {-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,0,1,2,3,4,5,6,7,8,9,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,10,11,12,13,14,15,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1};
+
+static __always_inline int hexval(char c)
+{
+	return hextab[(__u8)c];
+}
+
+// hex64 decodes 16 lowercase hex digits at s; -1 on anything else.
+static __always_inline int hex64(const char *s, __u64 *out)
+{
+	__u64 v = 0;
+	for (int i = 0; i < 16; i++) {
+		int h = hexval(s[i]);
+		if (h < 0)
+			return -1;
+		v = v << 4 | (h & 0xf);
+	}
+	*out = v;
+	return 0;
+}
+
+// A traceparent's first 56 bytes and its length, copied out of the event
+// for parse_traceparent.
+struct tp_buf {
+	char s[56];
+	__u64 len;
+	__u64 trace_hi, trace_lo, span, flags;
+};
+
+// parse_traceparent accepts exactly what userspace's ParseTraceparent does
+// (probes/builtin): "vv-<32 hex>-<16 hex>-ff", lowercase, version not ff,
+// ids not zero, version 00 exactly 55 bytes, later versions "-" after. A
+// global function: verified once, not at every place it is inlined.
+__attribute__((noinline)) int parse_traceparent(struct tp_buf *b)
+{
+	if (!b)
+		return -1;
+	const char *s = b->s;
+	__u64 len = b->len;
+	if (len < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-')
+		return -1;
+	int v0 = hexval(s[0]), v1 = hexval(s[1]);
+	if (v0 < 0 || v1 < 0 || (v0 == 15 && v1 == 15))
+		return -1;
+	if (len > 55 && (s[55] != '-' || (v0 == 0 && v1 == 0)))
+		return -1;
+	int f0 = hexval(s[53]), f1 = hexval(s[54]);
+	if (f0 < 0 || f1 < 0)
+		return -1;
+	if (hex64(s + 3, &b->trace_hi) < 0 || hex64(s + 19, &b->trace_lo) < 0 || hex64(s + 36, &b->span) < 0)
+		return -1;
+	if ((b->trace_hi == 0 && b->trace_lo == 0) || b->span == 0)
+		return -1;
+	b->flags = (f0 << 4 | f1) & 1;
+	return 0;
+}
+
+static __always_inline __u64 rand64(void)
+{
+	__u64 v = (__u64)bpf_get_prandom_u32() << 32 | bpf_get_prandom_u32();
+	return v ? v : 1; // ids are never zero
+}
+
+// trace_start makes the trace context of a span starting on ev->goid: the
+// trace of the goroutine's open spans (or inherited at its creation), else
+// an incoming traceparent's, else a new one; and a new span id. It mirrors
+// how userspace parents spans (the local parent first, then the remote one),
+// and userspace gives the span these ids, so that a request can carry them
+// before userspace has seen the span. The outermost span owns the
+// goroutine's trace until it returns.
+static __always_inline void trace_start(struct event *ev, struct value *out, const struct capture *c, int big)
+{
+	struct trace_ctx t = {};
+	__u64 goid = ev->goid;
+	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &goid);
+	// A stale owner: a call at its depth or shallower (depths grow towards
+	// the deeper frames) means it is gone (unwound by a recovered panic,
+	// say).
+	if (g && g->depth != 0 && ev->depth <= g->depth)
+		g = 0;
+	if (g) {
+		t.trace_hi = g->trace_hi;
+		t.trace_lo = g->trace_lo;
+		t.flags = g->flags & ~TRACE_OWN;
+	} else {
+		int parsed = 0;
+		if (c->reg && big) {
+			__u8 src = (c->reg - 1) & (MAX_CAPS - 1);
+			__u8 bit = 1 << src;
+			struct tp_buf b = {.len = ev->vals[src].a};
+			__builtin_memcpy(b.s, ((struct event_big *)ev)->str[c->slot & (STR_SLOTS - 1)], sizeof(b.s));
+			if (!(ev->failed & bit) && !(ev->nil & bit) && parse_traceparent(&b) == 0) {
+				t.trace_hi = b.trace_hi;
+				t.trace_lo = b.trace_lo;
+				t.flags = b.flags;
+				parsed = 1;
+			}
+		}
+		if (!parsed) {
+			t.trace_hi = rand64();
+			t.trace_lo = rand64();
+			t.flags = 1 | TRACE_OWN;
+		}
+		t.depth = ev->depth;
+		bpf_map_update_elem(&gtrace, &goid, &t, BPF_ANY);
+		t.flags &= ~TRACE_OWN;
+	}
+	t.span = rand64();
+	out->a = t.trace_hi;
+	out->b = t.trace_lo;
+	out->c = t.span;
+	out->d = t.flags;
+	if (c->reg2 & TRACE_OUTGOING) {
+		t.depth = ev->depth;
+		bpf_map_update_elem(&outgoing, &goid, &t, BPF_ANY);
+	}
+}
+
 // capture fills ev->vals[i] (and a string slot) for one capture of the recipe.
 static __always_inline void capture(const struct abi_regs *regs, struct event *ev, const struct capture *c, int i, int big,
 				    const struct recipe *r)
@@ -233,6 +387,8 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 	switch (c->kind) {
 	case CAP_REG:
 		out->a = a;
+		break;
+	case CAP_TRACE: // after every other capture: see emit
 		break;
 	case CAP_STRING:
 		out->a = b; // length in the program
@@ -399,6 +555,13 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 				break;
 			capture(&regs, ev, &caps[i], i, big, r);
 		}
+		// A CapTrace is the last entry capture; it may read an earlier
+		// capture's traceparent.
+		if (kind == EV_START && (r->flags & RECIPE_TRACE)) {
+			__u8 last = (ncaps - 1) & (MAX_CAPS - 1);
+			if (caps[last].kind == CAP_TRACE)
+				trace_start(ev, &ev->vals[last], &caps[last], big);
+		}
 	}
 	submit(ev);
 	return 0;
@@ -436,6 +599,70 @@ static __always_inline void save_regs(struct pt_regs *ctx, const struct recipe *
 	}
 }
 
+// read_path reads the integer a CAP_PATH capture names (no string).
+static __always_inline int read_path(const struct abi_regs *regs, const struct capture *c, __u64 *v)
+{
+	__u64 addr = reg(regs, c->reg);
+	for (int h = 0; h < MAX_HOPS; h++) {
+		if (h >= c->nhops)
+			break;
+		if (addr == 0 || bpf_probe_read_user(&addr, sizeof(addr), (void *)(addr + c->off[h])) < 0)
+			return -1;
+	}
+	if (addr == 0)
+		return -1;
+	*v = 0;
+	__u32 size = c->size;
+	if (size > 8)
+		size = 8;
+	return bpf_probe_read_user(v, size, (void *)(addr + c->off[c->nhops & MAX_HOPS]));
+}
+
+// inject runs at the entry of net/http's (*persistConn).roundTrip, on the
+// goroutine that sends the request, before it hands the request to the
+// connection's writer goroutine: the request's client span (outgoing) is
+// keyed by the connection's ports for the socket programs. The recipe's
+// entry captures: pc.tlsState (TLS connections are never changed), the
+// local and remote ports of pc.conn's *net.TCPConn, the request's header
+// map (a traceparent the program set itself stays alone; its reg2 is the
+// map layout, its key keys[0]), and the type of pc.conn's dynamic value,
+// which must be r->want_type (a wrapped or non-TCP connection has no ports
+// to read).
+static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, __u64 goid)
+{
+	struct trace_ctx *t = bpf_map_lookup_elem(&outgoing, &goid);
+	if (!t)
+		return;
+	t->flags |= TRACE_SEEN;
+	struct trace_ctx tc = *t;
+	struct abi_regs regs;
+	abi_regs(ctx, &regs);
+	__u64 tls = 0, lport = 0, rport = 0, hdr = 0;
+	count(COUNTER_PROP_REQUESTS);
+	if (read_path(&regs, &r->entry[0], &tls) == 0 && tls != 0) {
+		count(COUNTER_PROP_TLS);
+		return;
+	}
+	if (read_path(&regs, &r->entry[3], &hdr) == 0 && hdr != 0 &&
+	    map_find(hdr, r->entry[3].reg2, r->keys[0][0], r->keys[0][1], r->key_len[0])) {
+		count(COUNTER_PROP_PRESENT);
+		return;
+	}
+	__u64 typ = 0;
+	if (!r->want_type || read_path(&regs, &r->entry[4], &typ) < 0 || typ != r->want_type ||
+	    read_path(&regs, &r->entry[1], &lport) < 0 || read_path(&regs, &r->entry[2], &rport) < 0 || !lport || !rport ||
+	    lport > 65535 || rport > 65535) {
+		count(COUNTER_PROP_NO_CONN);
+		return;
+	}
+	struct conn_key k = {.lport = lport, .rport = rport};
+	if (!bpf_map_lookup_elem(&conns, &k)) {
+		count(COUNTER_PROP_UNTRACKED);
+		return;
+	}
+	bpf_map_update_elem(&pending, &k, &tc, BPF_ANY);
+}
+
 SEC("uprobe.multi")
 int tc_entry(struct pt_regs *ctx)
 {
@@ -447,6 +674,11 @@ int tc_entry(struct pt_regs *ctx)
 	struct call_key k = {};
 	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
 		return 0;
+
+	if (r->flags & RECIPE_INJECT) {
+		inject(ctx, r, k.goid);
+		return 0;
+	}
 
 	if (r->flags & RECIPE_ENTRY_IS_RET) {
 		// A function whose first instruction is its RET (a getter whose
@@ -477,6 +709,44 @@ int tc_entry(struct pt_regs *ctx)
 	return 0;
 }
 
+// adopt runs at the return of the program's own OpenTelemetry SDK's
+// (*tracer).Start: when the goroutine's trace was made here, for no
+// caller, it becomes the trace of the span the program started, so that
+// requests sent from now on carry the trace the program's spans are in
+// (userspace moves tcagent's spans there too: agent/join.go). The recipe's
+// return captures: the span's dynamic type, which must be r->want_type,
+// and its trace id's two halves (bytes, read as little-endian words).
+static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, __u64 goid)
+{
+	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &goid);
+	if (!g || !(g->flags & TRACE_OWN))
+		return;
+	struct abi_regs regs;
+	abi_regs(ctx, &regs);
+	__u64 typ = 0, hi = 0, lo = 0;
+	if (!r->want_type || read_path(&regs, &r->ret[0], &typ) < 0 || typ != r->want_type ||
+	    read_path(&regs, &r->ret[1], &hi) < 0 || read_path(&regs, &r->ret[2], &lo) < 0 || (!hi && !lo))
+		return;
+	g->trace_hi = __builtin_bswap64(hi);
+	g->trace_lo = __builtin_bswap64(lo);
+	g->flags &= ~TRACE_OWN;
+}
+
+// trace_end: the owner of the goroutine's trace, or the client span sending
+// a request, returned.
+static __always_inline void trace_end(__u64 goid, __u64 depth)
+{
+	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &goid);
+	if (g && g->depth == depth)
+		bpf_map_delete_elem(&gtrace, &goid);
+	struct trace_ctx *o = bpf_map_lookup_elem(&outgoing, &goid);
+	if (o && o->depth == depth) {
+		if (!(o->flags & TRACE_SEEN))
+			count(COUNTER_PROP_NOT_SENT);
+		bpf_map_delete_elem(&outgoing, &goid);
+	}
+}
+
 SEC("uprobe.multi")
 int tc_return(struct pt_regs *ctx)
 {
@@ -498,6 +768,10 @@ int tc_return(struct pt_regs *ctx)
 	__u64 saved[MAX_SAVED] = {open->saved[0], open->saved[1]};
 	bpf_map_delete_elem(&calls, &k);
 	emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings, saved);
+	if (r->flags & RECIPE_TRACE)
+		trace_end(k.goid, k.depth);
+	if (r->flags & RECIPE_ADOPT)
+		adopt(ctx, r, k.goid);
 	return 0;
 }
 
@@ -527,6 +801,14 @@ int tc_go_create(struct pt_regs *ctx)
 		lost_event(child);
 		return 0;
 	}
+	// The child's spans join the trace of the creator's open spans, as
+	// userspace parents them.
+	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &parent);
+	if (g) {
+		struct trace_ctx t = *g;
+		t.depth = 0;
+		bpf_map_update_elem(&gtrace, &child, &t, BPF_ANY);
+	}
 	__builtin_memset(ev, 0, sizeof(struct event));
 	header(ev, probe, EV_GO_CREATE, parent, 0);
 	ev->ncaps = 1;
@@ -549,6 +831,8 @@ int tc_go_exit(struct pt_regs *ctx)
 		return 0;
 	emit(ctx, r, probe, EV_GO_EXIT, goid, depth, r->entry, 0, 0, 0);
 	bpf_map_delete_elem(&lost, &goid);
+	bpf_map_delete_elem(&gtrace, &goid);
+	bpf_map_delete_elem(&outgoing, &goid);
 	return 0;
 }
 

@@ -38,6 +38,13 @@ enum capture_kind {
 	CAP_PATH = 5,   // a field reached from reg through pointer hops: see struct capture
 	CAP_MAPSTR = 6, // the first string of recipe->keys[reg2] in a map[string][]string reached as a
 			// CAP_PATH pointer; size: the map layout (MAP_CLASSIC or MAP_SWISS)
+	CAP_TRACE = 7,  // --propagate: the span's trace context, made here (see trace_start); reg: 1 +
+			// the index of a capture holding an incoming traceparent (0: none), slot: its
+			// string slot; reg2: TRACE_* flags
+};
+
+enum trace_flags {
+	TRACE_OUTGOING = 1, // a client span whose request may carry its context out
 };
 
 enum map_layout {
@@ -56,6 +63,9 @@ enum map_layout {
 enum recipe_flags {
 	RECIPE_DEDUP = 1,       // entry probe at offset 0: drop prologue re-runs
 	RECIPE_ENTRY_IS_RET = 2, // the entry instruction is a RET: start and end in one hit
+	RECIPE_TRACE = 4,       // --propagate: the call opens a span whose trace context is made here
+	RECIPE_INJECT = 8,      // --propagate: net/http's (*persistConn).roundTrip, see inject
+	RECIPE_ADOPT = 16,      // --propagate: the program's OpenTelemetry SDK starts a span, see adopt
 };
 
 enum counter {
@@ -64,7 +74,49 @@ enum counter {
 	COUNTER_UNMATCHED_RETURN = 2,
 	COUNTER_DEDUP = 3,
 	COUNTER_CALLS_EVICTED = 4,
-	COUNTER_MAX = 8,
+	// --propagate, per outgoing HTTP/1 request: handed to the socket
+	// programs, or not because of TLS, a traceparent already set, or no
+	// TCP connection to key it by.
+	COUNTER_PROP_REQUESTS = 5,
+	COUNTER_PROP_TLS = 6,
+	COUNTER_PROP_PRESENT = 7,
+	COUNTER_PROP_NO_CONN = 8,
+	// Of the requests handed over, by the socket programs (propagate.c):
+	// injected, or sent unchanged as not an HTTP/1.x request line, or as the
+	// header could not be added.
+	COUNTER_PROP_INJECTED = 9,
+	COUNTER_PROP_NOT_HTTP1 = 10,
+	COUNTER_PROP_NO_ROOM = 11,
+	// Handed over but on a connection the socket programs never saw open
+	// (opened before they were attached): sent unchanged.
+	COUNTER_PROP_UNTRACKED = 12,
+	// A client span that sent nothing over an HTTP/1 connection (HTTP/2, a
+	// RoundTripper of the program's own, or it failed before connecting).
+	COUNTER_PROP_NOT_SENT = 13,
+	COUNTER_MAX = 16,
+};
+
+// The trace context of a span, as --propagate makes it in the kernel so
+// that a request can carry it before userspace has seen the span.
+struct trace_ctx {
+	__u64 trace_hi, trace_lo; // trace id, big-endian halves
+	__u64 span;               // span id, big-endian
+	__u64 depth;              // the owning call's depth; 0: inherited from the creating goroutine
+	__u64 flags;              // W3C trace flags, and TRACE_SEEN
+};
+
+// In trace_ctx.flags of an outgoing client span: its request reached
+// net/http's HTTP/1 connection code (inject).
+#define TRACE_SEEN (1 << 8)
+// In trace_ctx.flags of a goroutine's trace: made here, for no caller's
+// context, and not yet given up for the program's own (adopt).
+#define TRACE_OWN (1 << 9)
+
+// A TCP connection, as both the uprobe (from Go's net.TCPConn) and the
+// socket programs see it.
+struct conn_key {
+	__u32 lport;
+	__u32 rport;
 };
 
 // A CAP_PATH capture starts from the value of reg (a register, or
@@ -102,6 +154,11 @@ struct recipe {
 	__u64 keys[MAX_KEYS][2];
 	struct capture entry[MAX_CAPS];
 	struct capture ret[MAX_CAPS];
+	// The type descriptor (its address in the process) that the value a
+	// probe reads must have: *net.TCPConn for RECIPE_INJECT's connection,
+	// the SDK's *trace.recordingSpan for RECIPE_ADOPT's span; 0: unknown,
+	// and the probe does nothing.
+	__u64 want_type;
 };
 
 struct value {

@@ -38,6 +38,12 @@ type tracerCapture struct {
 	Off    [4]uint16
 }
 
+type tracerConnKey struct {
+	_     structs.HostLayout
+	Lport uint32
+	Rport uint32
+}
+
 type tracerEvent struct {
 	_      structs.HostLayout
 	Ts     uint64
@@ -74,6 +80,16 @@ type tracerRecipe struct {
 	Keys          [4][2]uint64
 	Entry         [8]tracerCapture
 	Ret           [8]tracerCapture
+	WantType      uint64
+}
+
+type tracerTraceCtx struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+	Span    uint64
+	Depth   uint64
+	Flags   uint64
 }
 
 type tracerValue struct {
@@ -89,9 +105,13 @@ type tracerValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tracerMapCalls        = "calls"
+	tracerMapConns        = "conns"
 	tracerMapCounters     = "counters"
 	tracerMapEvents       = "events"
+	tracerMapGtrace       = "gtrace"
 	tracerMapLost         = "lost"
+	tracerMapOutgoing     = "outgoing"
+	tracerMapPending      = "pending"
 	tracerMapRecipes      = "recipes"
 	tracerProgTcEntry     = "tc_entry"
 	tracerProgTcGoCreate  = "tc_go_create"
@@ -157,9 +177,13 @@ type tracerProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
 	Calls    *ebpf.MapSpec `ebpf:"calls"`
+	Conns    *ebpf.MapSpec `ebpf:"conns"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
+	Gtrace   *ebpf.MapSpec `ebpf:"gtrace"`
 	Lost     *ebpf.MapSpec `ebpf:"lost"`
+	Outgoing *ebpf.MapSpec `ebpf:"outgoing"`
+	Pending  *ebpf.MapSpec `ebpf:"pending"`
 	Recipes  *ebpf.MapSpec `ebpf:"recipes"`
 }
 
@@ -193,18 +217,26 @@ func (o *tracerObjects) Close() error {
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
 	Calls    *ebpf.Map `ebpf:"calls"`
+	Conns    *ebpf.Map `ebpf:"conns"`
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
+	Gtrace   *ebpf.Map `ebpf:"gtrace"`
 	Lost     *ebpf.Map `ebpf:"lost"`
+	Outgoing *ebpf.Map `ebpf:"outgoing"`
+	Pending  *ebpf.Map `ebpf:"pending"`
 	Recipes  *ebpf.Map `ebpf:"recipes"`
 }
 
 func (m *tracerMaps) Close() error {
 	return _TracerClose(
 		m.Calls,
+		m.Conns,
 		m.Counters,
 		m.Events,
+		m.Gtrace,
 		m.Lost,
+		m.Outgoing,
+		m.Pending,
 		m.Recipes,
 	)
 }

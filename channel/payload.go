@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Payload is the one context object a call publishes all of its lifecycle
@@ -29,6 +30,11 @@ type Payload struct {
 	// EndAttributes are the values captured when the call returned
 	// (results); set before end is published.
 	EndAttributes []attribute.KeyValue
+	// TraceID and SpanID, when valid, are the ids the span of the call must
+	// have: made in the kernel (--propagate), where a request already
+	// carried them out of the process.
+	TraceID trace.TraceID
+	SpanID  trace.SpanID
 	// EndReason is set by a publisher that ends a call it cannot follow to
 	// its natural end (events lost, maximum age, goroutine or process gone,
 	// agent detaching). Subscribers treat the next end or asyncEnd as final

@@ -202,3 +202,41 @@ func TestGRPCWithoutStatusLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCIncomingTraceContext: an RPC whose metadata carries a valid W3C
+// traceparent continues the caller's trace on its server span; a malformed
+// one starts a new trace and is counted.
+func TestGRPCIncomingTraceContext(t *testing.T) {
+	for _, b := range grpcFixtures(t) {
+		t.Run(b.name, func(t *testing.T) {
+			tg := startTarget(t, b.path)
+			ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"grpc"} })
+			tg.run(t, "traced")
+			tg.run(t, "tracedbad")
+			tg.run(t, "check")
+			time.Sleep(50 * time.Millisecond)
+			spans := ss.stop(t)
+			var servers []sdktrace.ReadOnlySpan
+			for _, s := range spans {
+				if s.SpanKind() == trace.SpanKindServer {
+					servers = append(servers, s)
+				}
+			}
+			if len(servers) != 3 {
+				t.Fatalf("%d server spans, want 3: %s", len(servers), spanNames(spans))
+			}
+			if s := servers[0]; s.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+				s.Parent().SpanID().String() != "00f067aa0ba902b7" || !s.Parent().IsRemote() {
+				t.Errorf("did not continue the caller's trace: trace %s parent %s", s.SpanContext().TraceID(), s.Parent().SpanID())
+			}
+			for _, s := range servers[1:] {
+				if s.Parent().IsValid() || s.SpanContext().TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" {
+					t.Errorf("a server span without valid trace context has parent %v in trace %s", s.Parent().SpanID(), s.SpanContext().TraceID())
+				}
+			}
+			if n := ss.s.Stats().InvalidTraceContext; n != 1 {
+				t.Errorf("%d invalid trace contexts counted, want 1", n)
+			}
+		})
+	}
+}

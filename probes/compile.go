@@ -51,10 +51,23 @@ type Probe struct {
 	// missing key), or a richer error made with the return's other captures,
 	// ret (a gRPC status and its code).
 	ErrorOf func(e *channel.Error, ret []attribute.KeyValue) error
+	// IncomingTrace is, for a server probe whose span may continue a
+	// caller's trace, 1 + the index of the entry capture holding the
+	// incoming traceparent; 0 for none. With --propagate the kernel reads
+	// it too.
+	IncomingTrace int
+	// Outgoing marks a client probe whose request --propagate may carry
+	// the span's trace context in.
+	Outgoing bool
 	// Enrich, set on built-in probes that open no span, puts what the call
 	// captured at entry on the span active where it was called (a gRPC
 	// status on its server span).
 	Enrich func(span trace.Span, p *channel.Payload)
+	// Joins, set on the built-in probe of the program's own OpenTelemetry
+	// SDK (it opens no span), reads at the call's end the span the program
+	// started: the trace of the tcagent span open around the call joins
+	// its trace.
+	Joins func(p *channel.Payload) (trace.SpanContext, bool)
 }
 
 // Shaper turns a built-in probe's raw captures into its span: name, kind

@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"bytes"
 	"debug/dwarf"
 	"encoding/binary"
 	"fmt"
@@ -151,4 +152,64 @@ func (b *Binary) typeName(addr uint64) string {
 		s = s[1:]
 	}
 	return s
+}
+
+// TypeAddr returns the link-time address of the runtime type descriptor
+// named name (as TypeName reads it back), so that a BPF program can tell a
+// value's dynamic type by comparing an itab's type pointer with it (plus
+// LoadBias). It needs no symbols: it finds the name's bytes, then the
+// descriptor whose Str names them; ok is false when the binary has none.
+// Only pointer types are looked for, and names of at most 127 bytes.
+func (b *Binary) TypeAddr(name string) (uint64, bool) {
+	const kindPtr, tflagExtraStar = 22, 1 << 1
+	if len(name) == 0 || len(name) > 127 || name[0] != '*' {
+		return 0, false
+	}
+	types := b.f.Section(".data.rel.ro")
+	if types == nil {
+		types = b.f.Section(".rodata")
+	}
+	if types == nil {
+		return 0, false
+	}
+	// A name: one flags byte, a one-byte varint length here, the bytes.
+	want := append([]byte{byte(len(name))}, name...)
+	offs := map[int32]bool{}
+	for _, sec := range []string{".rodata", ".data.rel.ro"} {
+		s := b.f.Section(sec)
+		if s == nil {
+			continue
+		}
+		data, err := s.Data()
+		if err != nil {
+			continue
+		}
+		for i := 1; ; {
+			j := bytes.Index(data[i:], want)
+			if j < 0 {
+				break
+			}
+			at := s.Addr + uint64(i+j-1) // the flags byte
+			offs[int32(int64(at)-int64(types.Addr))] = true
+			i += j + 1
+		}
+	}
+	if len(offs) == 0 {
+		return 0, false
+	}
+	data, err := types.Data()
+	if err != nil {
+		return 0, false
+	}
+	// internal/abi.Type: TFlag at 20, Kind_ at 23, Str (nameOff) at 40.
+	start := (8 - types.Addr%8) % 8
+	for o := start; o+48 <= uint64(len(data)); o += 8 {
+		if data[o+23]&0x1f != kindPtr || data[o+20]&tflagExtraStar != 0 {
+			continue
+		}
+		if offs[int32(binary.LittleEndian.Uint32(data[o+40:]))] {
+			return types.Addr + o, true
+		}
+	}
+	return 0, false
 }

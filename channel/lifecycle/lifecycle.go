@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/channel"
 )
@@ -48,6 +49,10 @@ type Event struct {
 	Attributes []attribute.KeyValue
 	// Err is the error the call returned, nil for none.
 	Err error
+	// TraceID and SpanID are, at a start, the ids the kernel made for the
+	// call's span (--propagate); zero otherwise.
+	TraceID trace.TraceID
+	SpanID  trace.SpanID
 	// Handle is, at the end of a completion-handle probe, the handle it
 	// returned; at the start of a completion probe, its receiver.
 	Handle uint64
@@ -323,6 +328,8 @@ func (t *Tracker) start(pr *Probe, ev *Event) {
 		Goroutine: ev.Goroutine,
 		Time:      ev.Time,
 		StartTime: ev.Time,
+		TraceID:   ev.TraceID,
+		SpanID:    ev.SpanID,
 	}
 	f.p.SetAttributes(ev.Attributes)
 	if pr.Async == Goroutines {

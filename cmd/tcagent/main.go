@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/channel/lifecycle"
 	"github.com/tcagent/tcagent/exporter"
 	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
@@ -82,6 +84,7 @@ type traceFlags struct {
 	otlpProtocol string
 	sampler      string
 	samplerArg   string
+	propagate    bool
 	limits       lifecycle.Limits
 }
 
@@ -96,6 +99,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.otlpProtocol, "otlp-protocol", "", "grpc or http/protobuf (overrides OTEL_EXPORTER_OTLP_PROTOCOL)")
 	cmd.Flags().StringVar(&f.sampler, "sampler", "", "sampler, named as OTEL_TRACES_SAMPLER names them (overrides it)")
 	cmd.Flags().StringVar(&f.samplerArg, "sampler-arg", "", "the sampler's ratio (overrides OTEL_TRACES_SAMPLER_ARG)")
+	cmd.Flags().BoolVar(&f.propagate, "propagate", false, "carry each HTTP/1 client span's traceparent out in its request, added at the socket (see the README)")
 	cmd.Flags().DurationVar(&f.limits.MaxSpanAge, "max-span-age", 10*time.Minute, "end spans open longer than this, marked tcagent.end_reason=max_age")
 	cmd.Flags().IntVar(&f.limits.MaxOpenCalls, "max-open-calls", 100_000, "most traced calls held open; more are dropped and counted")
 	cmd.Flags().IntVar(&f.limits.MaxGoroutines, "max-goroutines", 100_000, "most goroutines the agent holds state for; more are not tracked, and counted")
@@ -108,8 +112,45 @@ type pipeline struct {
 	metrics     *tcprom.Metrics
 	metricsAddr string // where the endpoint listens, "" when disabled
 	sampler     sdktrace.Sampler
+	propagator  *bpf.Propagator // --propagate's socket side, nil without it
 	stop        context.CancelFunc
 }
+
+// propagate loads --propagate's socket programs on the cgroup that holds
+// every process in pids: their nearest common ancestor.
+func (pl *pipeline) propagate(pids []int, log *slog.Logger) error {
+	var common string
+	for i, pid := range pids {
+		cg, err := bpf.CgroupOf(pid)
+		if err != nil {
+			return fmt.Errorf("--propagate: %w", err)
+		}
+		if i == 0 {
+			common = cg
+			continue
+		}
+		for common != "/" && cg != common && !strings.HasPrefix(cg, common+"/") {
+			common = filepath.Dir(common)
+		}
+	}
+	p, err := bpf.LoadPropagator(common)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("--propagate: insufficient privilege to load socket programs: run as root (or add CAP_NET_ADMIN): %w", err)
+		}
+		return fmt.Errorf("--propagate: %w", err)
+	}
+	pl.propagator = p
+	pl.metrics.SetPropagator(p)
+	log.Info("propagating trace context", "cgroup", common)
+	return nil
+}
+
+// shared keeps one process's Session from shutting down the processor that
+// every traced process's spans go through: its Shutdown only flushes.
+type shared struct{ sdktrace.SpanProcessor }
+
+func (s shared) Shutdown(ctx context.Context) error { return s.ForceFlush(ctx) }
 
 // setup builds the exporter, the metrics endpoint and the sampler.
 func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error) {
@@ -172,9 +213,9 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 
 // config returns the agent configuration for the pipeline.
 func (pl *pipeline) config(specs []probes.Spec, f *traceFlags, log *slog.Logger) agent.Config {
-	return agent.Config{Specs: specs, Processor: pl.processor, ServiceName: f.serviceName, Logger: log,
+	return agent.Config{Specs: specs, Processor: shared{pl.processor}, ServiceName: f.serviceName, Logger: log,
 		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets(),
-		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}, Limits: f.limits}
+		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}, Limits: f.limits, Propagator: pl.propagator}
 }
 
 // builtinSets parses --builtin: nil for all, empty for none.
@@ -199,24 +240,32 @@ func (f *traceFlags) specs() ([]probes.Spec, error) {
 	return probes.Load(f.probes)
 }
 
-// finish flushes the spans (within a deadline) and stops the endpoint.
-func (pl *pipeline) finish(s *agent.Session) error {
+// finish closes the sessions, flushes the spans (within a deadline), and
+// stops the socket programs and the endpoint.
+func (pl *pipeline) finish(sessions ...*agent.Session) error {
 	defer pl.stop()
-	if s == nil {
-		return pl.processor.Shutdown(context.Background())
+	var errs []error
+	for _, s := range sessions {
+		errs = append(errs, s.Close())
 	}
-	return s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errs = append(errs, pl.processor.Shutdown(ctx))
+	if pl.propagator != nil {
+		errs = append(errs, pl.propagator.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 	var flags traceFlags
-	var pid int
+	var pids []int
 	cmd := &cobra.Command{
-		Use:   "attach --pid PID [--probes FILE]",
-		Short: "Trace a running process until SIGINT/SIGTERM or its exit",
+		Use:   "attach --pid PID [--pid PID...] [--probes FILE]",
+		Short: "Trace running processes until SIGINT/SIGTERM or their exit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if pid == 0 {
+			if len(pids) == 0 {
 				return errors.New("attach: --pid is required")
 			}
 			specs, err := flags.specs()
@@ -230,23 +279,42 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := pl.config(specs, &flags, log)
-			cfg.PID = pid
-			s, err := agent.Attach(cfg)
-			if err != nil {
-				pl.finish(nil)
-				return err
+			if flags.propagate {
+				if err := pl.propagate(pids, log); err != nil {
+					pl.finish()
+					return err
+				}
 			}
-			logAttached(log, s, pl.metricsAddr)
-			pl.metrics.AddSession(s)
-			runErr := s.Run(ctx)
-			if err := pl.finish(s); err != nil && runErr == nil {
+			// Every process is attached before any runs: a bad pid leaves
+			// the others untouched.
+			var sessions []*agent.Session
+			for _, pid := range pids {
+				cfg := pl.config(specs, &flags, log)
+				cfg.PID = pid
+				s, err := agent.Attach(cfg)
+				if err != nil {
+					pl.finish(sessions...)
+					return err
+				}
+				sessions = append(sessions, s)
+			}
+			errs := make(chan error, len(sessions))
+			for _, s := range sessions {
+				logAttached(log, s, pl.metricsAddr)
+				pl.metrics.AddSession(s)
+				go func() { errs <- s.Run(ctx) }()
+			}
+			var runErr error
+			for range sessions {
+				runErr = errors.Join(runErr, <-errs)
+			}
+			if err := pl.finish(sessions...); err != nil && runErr == nil {
 				log.Warn("flushing spans", "error", err)
 			}
 			return runErr
 		},
 	}
-	cmd.Flags().IntVar(&pid, "pid", 0, "process to trace")
+	cmd.Flags().IntSliceVar(&pids, "pid", nil, "process to trace; repeat it (or give a comma-separated list) for several, traced by one agent")
 	flags.register(cmd)
 	return cmd
 }
@@ -270,9 +338,9 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, prog, err := startTraced(args, pl.config(specs, &flags, log), pl.metricsAddr)
+			s, prog, err := startTraced(args, pl, &flags, specs, log)
 			if err != nil {
-				pl.finish(nil)
+				pl.finish()
 				return err
 			}
 			pl.metrics.AddSession(s)
@@ -308,7 +376,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 
 // startTraced starts args stopped at exec (under ptrace), attaches, and lets
 // the program go. On failure the program is killed: it never runs untraced.
-func startTraced(args []string, cfg agent.Config, metricsAddr string) (*agent.Session, *exec.Cmd, error) {
+func startTraced(args []string, pl *pipeline, flags *traceFlags, specs []probes.Spec, log *slog.Logger) (*agent.Session, *exec.Cmd, error) {
 	// ptrace requests must come from the thread that started the tracee.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -332,12 +400,18 @@ func startTraced(args []string, cfg agent.Config, metricsAddr string) (*agent.Se
 	if !ws.Stopped() {
 		return fail(fmt.Errorf("run %s: the program did not stop at exec (%v)", args[0], ws))
 	}
+	if flags.propagate {
+		if err := pl.propagate([]int{pid}, log); err != nil {
+			return fail(err)
+		}
+	}
+	cfg := pl.config(specs, flags, log)
 	cfg.PID = pid
 	s, err := agent.Attach(cfg)
 	if err != nil {
 		return fail(err)
 	}
-	logAttached(cfg.Logger, s, metricsAddr)
+	logAttached(log, s, pl.metricsAddr)
 	if err := syscall.PtraceDetach(pid); err != nil {
 		s.Close()
 		return fail(fmt.Errorf("run %s: release the program: %w", args[0], err))

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/exporter"
 )
 
@@ -48,7 +49,9 @@ type Metrics struct {
 	series   map[[2]string]bool
 	sessions map[*agent.Session]struct{}
 	batcher  *exporter.Batcher
-	ready    bool
+	// propagator is --propagate's socket side, nil without it.
+	propagator *bpf.Propagator
+	ready      bool
 }
 
 // New returns the metrics, with at most maxSeries (service, probe) label
@@ -121,6 +124,13 @@ func (m *Metrics) SetBatcher(b *exporter.Batcher) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.batcher = b
+}
+
+// SetPropagator reports the counts of --propagate's socket programs.
+func (m *Metrics) SetPropagator(p *bpf.Propagator) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.propagator = p
 }
 
 // SpanProcessor returns the processor that takes RED metrics from spans.
@@ -240,11 +250,16 @@ var (
 	spansFailed   = desc("tcagent_spans_export_failed_total", "Spans in exports that failed.")
 	exportErrors  = desc("tcagent_export_errors_total", "Failed exports.")
 	ready         = desc("tcagent_ready", "1 once every probe of a traced process is attached.")
+	propRequests  = desc("tcagent_propagation_requests_total", "--propagate: HTTP/1 client requests by what became of their trace context: handed (to the socket programs), and sent unchanged: tls, traceparent_present (the program set one), no_tcp_connection (a connection of another type), connection_predates_agent (opened before the socket programs were attached), not_http1_connection (HTTP/2, the program's own RoundTripper, or no connection made).", "service", "pid", "outcome")
+	propMismatch  = desc("tcagent_propagation_trace_mismatches_total", "--propagate: spans whose parent was in another trace than the one the kernel made for them (and a request may have carried).", "service", "pid")
+	joinedTraces  = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
+	propSocket    = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
 )
 
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes,
-		probesFailed, badContext, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready} {
+		probesFailed, badContext, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
+		propRequests, propMismatch, propSocket, joinedTraces} {
 		ch <- d
 	}
 }
@@ -255,7 +270,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	for s := range h.sessions {
 		sessions = append(sessions, s)
 	}
-	b, isReady := h.batcher, h.ready
+	b, isReady, prop := h.batcher, h.ready, h.propagator
 	h.mu.Unlock()
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -286,7 +301,25 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		gauge(probes, float64(st.ProbesAttached), l...)
 		gauge(probesFailed, float64(st.ProbesFailed), l...)
 		counter(badContext, st.InvalidTraceContext, l...)
+		counter(joinedTraces, st.TracesJoined, l...)
 		gauge(uprobes, float64(st.Uprobes), l...)
+		if prop != nil {
+			k := st.Kernel
+			// The counters are read one after the other while requests go
+			// on: an outcome may be counted before its request is.
+			handed := uint64(0)
+			if left := k.PropTLS + k.PropPresent + k.PropNoConn + k.PropUntracked; k.PropRequests > left {
+				handed = k.PropRequests - left
+			}
+			for outcome, v := range map[string]uint64{
+				"handed": handed, "tls": k.PropTLS,
+				"traceparent_present": k.PropPresent, "no_tcp_connection": k.PropNoConn,
+				"connection_predates_agent": k.PropUntracked, "not_http1_connection": k.PropNotSent,
+			} {
+				counter(propRequests, v, with(outcome)...)
+			}
+			counter(propMismatch, st.TraceMismatches, l...)
+		}
 		for _, p := range st.Programs {
 			counter(progRuns, p.Runs, with(p.Name)...)
 			ch <- prometheus.MustNewConstMetric(progTime, prometheus.CounterValue, p.Runtime.Seconds(), with(p.Name)...)
@@ -300,6 +333,13 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	counter(spansDropped, bs.Dropped)
 	counter(spansFailed, bs.Failed)
 	counter(exportErrors, bs.ExportErrors)
+	if prop != nil {
+		if c, err := prop.Counters(); err == nil {
+			counter(propSocket, c.Injected, "injected")
+			counter(propSocket, c.NotHTTP1, "not_http1")
+			counter(propSocket, c.NoRoom, "no_room")
+		}
+	}
 	r := 0.0
 	if isReady {
 		r = 1

@@ -1,5 +1,7 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
-// `http` (net/http servers and clients) and `sql` (database/sql). Each probe reads the
+// `http` (net/http servers and clients), `sql` (database/sql), `redis`
+// (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
+// SDK, whose traces tcagent's join). Each probe reads the
 // library's structs through field paths whose offsets come from the target's
 // DWARF, or, for binaries without it, from a table generated for every
 // supported Go release (offsets_table.go, `make offsets`). A binary whose
@@ -17,7 +19,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql", "redis", "grpc"}
+var Sets = []string{"http", "sql", "redis", "grpc", "otel"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -143,6 +145,9 @@ type Options struct {
 	// SQLQueryText is what db.query.text holds: "sanitized" (literals
 	// replaced by ?, the default), "full" or "none".
 	SQLQueryText string
+	// Propagate (--propagate) adds the probe that hands outgoing HTTP/1
+	// requests to the socket programs.
+	Propagate bool
 }
 
 // Resolve compiles the built-in sets named in sets (nil: every set) that
@@ -172,6 +177,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = redisProbes
 		case "grpc":
 			build = grpcProbes
+		case "otel":
+			build = otelProbes
 		default:
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -42,24 +43,25 @@ const (
 // ends when (*clientStream).finish(err) runs: cs in RAX, err in RBX and RCX.
 // From v1.85 the stream newClientStream returns wraps the *clientStream.
 const (
-	grpcServerItab, grpcServerT = 1, 2
-	grpcServerStream              = 3
-	grpcStatusArg                 = 2
-	grpcInvokeCC, grpcInvokeM     = 0, 3
-	grpcStreamDesc, grpcStreamCC  = 2, 3
-	grpcStreamM                   = 4
+	grpcServerItab, grpcServerT  = 1, 2
+	grpcServerStream             = 3
+	grpcStatusArg                = 2
+	grpcInvokeCC, grpcInvokeM    = 0, 3
+	grpcStreamDesc, grpcStreamCC = 2, 3
+	grpcStreamM                  = 4
 )
 
 // grpcOffsets are the struct fields the grpc set reads.
 type grpcOffsets struct {
-	method, serverStream, peer, localAddr, ip, port uint16
-	embedded, byPointer                             bool // ServerStream embeds Stream (v1.70 on), by pointer
-	wrapper                                         uint16
-	wrapped                                         bool // newClientStream returns a clientStreamWrapper
-	statusS, errorS, target, serverStreams          uint16
-	clientStreams                                   uint16
-	code, message                                   uint16
-	hasStatus                                       bool // genproto's layout is known
+	method, ctx, serverStream, peer, localAddr, ip uint16
+	port, ctxKey, ctxVal                           uint16
+	embedded, byPointer                            bool // ServerStream embeds Stream (v1.70 on), by pointer
+	wrapper                                        uint16
+	wrapped                                        bool // newClientStream returns a clientStreamWrapper
+	statusS, errorS, target, serverStreams         uint16
+	clientStreams                                  uint16
+	code, message                                  uint16
+	hasStatus                                      bool // genproto's layout is known
 }
 
 func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
@@ -70,7 +72,8 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 	}
 	var f grpcOffsets
 	if err := o.mustAll(
-		fieldOffset{&f.method, grpcTransport + ".Stream.method"},
+		fieldOffset{&f.method, grpcTransport + ".Stream.method"}, fieldOffset{&f.ctx, grpcTransport + ".Stream.ctx"},
+		fieldOffset{&f.ctxKey, "context.valueCtx.key"}, fieldOffset{&f.ctxVal, "context.valueCtx.val"},
 		fieldOffset{&f.peer, grpcTransport + ".http2Server.peer"}, fieldOffset{&f.localAddr, grpcPkg + "/peer.Peer.LocalAddr"},
 		fieldOffset{&f.ip, "net.TCPAddr.IP"}, fieldOffset{&f.port, "net.TCPAddr.Port"},
 		fieldOffset{&f.statusS, grpcStatusPkg + ".Status.s"}, fieldOffset{&f.errorS, grpcStatusPkg + ".Error.s"},
@@ -118,14 +121,26 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 	if p, err := add(grpcPkg + ".(*Server).handleStream"); err != nil {
 		return nil, err
 	} else if p != nil {
-		hops := []uint16{f.method}
-		switch {
-		case f.embedded && f.byPointer:
-			hops = []uint16{f.serverStream, f.method}
-		case f.embedded:
-			hops = []uint16{f.serverStream + f.method}
+		// The path to a field of the Stream.
+		stream := func(fieldAndMore ...uint16) []uint16 {
+			switch {
+			case f.embedded && f.byPointer:
+				return append([]uint16{f.serverStream}, fieldAndMore...)
+			case f.embedded:
+				fieldAndMore[0] += f.serverStream
+			}
+			return fieldAndMore
 		}
-		capture(p, false, "method", field(grpcServerStream, 0, hops...))
+		capture(p, false, "method", field(grpcServerStream, 0, stream(f.method)...))
+		// The incoming metadata: the transport makes the stream's context
+		// a context.WithValue(ctx, mdIncomingKey{}, md), md a
+		// map[string][]string; the key's type is checked in userspace.
+		md := field(grpcServerStream, layoutOf(b), stream(f.ctx+8, f.ctxVal+8)...)
+		md.Kind, md.Reg2 = bpf.CapMapStr, 0
+		p.Recipe.Keys = []string{"traceparent"}
+		capture(p, false, "traceparent", md)
+		p.IncomingTrace = len(p.Recipe.Entry) // 1 + its index
+		capture(p, false, "md_key_type", field(grpcServerStream, 8, stream(f.ctx+8, f.ctxKey)...))
 		// The local address: the transport's peer.LocalAddr, when the
 		// transport is an *http2Server and the address a *net.TCPAddr (the
 		// types are checked in userspace: itab words lead to them).
@@ -134,7 +149,7 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 		capture(p, false, "addr_type", field(grpcServerT, 8, laddr, 8))
 		capture(p, false, "ip", field(grpcServerT, 0, laddr+8, f.ip))
 		capture(p, false, "port", field(grpcServerT, 8, laddr+8, f.port))
-		p.Spec.Name, p.Spec.Kind, p.Shape = "grpc.server", "server", grpcServerShape{typeName: b.TypeName}
+		p.Spec.Name, p.Spec.Kind, p.Shape = "grpc.server", "server", &grpcServerShape{typeName: b.TypeName}
 	}
 	if f.hasStatus {
 		sym := grpcTransport + ".(*http2Server).writeStatus"
@@ -262,9 +277,12 @@ func rpcAttrs(m string) (string, []attribute.KeyValue) {
 		attribute.String("rpc.method", method)}
 }
 
-type grpcServerShape struct{ typeName func(uint64) string }
+type grpcServerShape struct {
+	typeName func(uint64) string
+	invalid  atomic.Uint64
+}
 
-func (s grpcServerShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+func (s *grpcServerShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
 	r := raw(p.Attributes)
 	m, _ := r.str("method")
 	name, attrs := rpcAttrs(m)
@@ -278,7 +296,20 @@ func (s grpcServerShape) Start(p *channel.Payload) (string, trace.SpanKind, []at
 	return name, trace.SpanKindServer, attrs
 }
 
-func (grpcServerShape) End(trace.Span, *channel.Payload) {}
+func (*grpcServerShape) End(trace.Span, *channel.Payload) {}
+
+// RemoteParent continues the caller's trace when the RPC's metadata carries
+// a valid W3C traceparent; a malformed one is ignored and counted.
+func (s *grpcServerShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool) {
+	r := raw(p.Attributes)
+	if kt, _ := r.int("md_key_type"); s.typeName(uint64(kt)) != "metadata.mdIncomingKey" {
+		return trace.SpanContext{}, false
+	}
+	return remoteParent(r, &s.invalid)
+}
+
+// InvalidTraceContext counts traceparent metadata ignored.
+func (s *grpcServerShape) InvalidTraceContext() uint64 { return s.invalid.Load() }
 
 // grpcServerErrors are the codes that make a server span an error, as the
 // RPC conventions say: the server's own failures, not the caller's.

@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -24,9 +25,11 @@ const (
 	// (*Transport).roundTrip(req *Request) (*Response, error): t in RAX,
 	// req in RBX; the response in RAX, the error in RBX and RCX.
 	clientReq, clientResp, clientErrItab, clientErrData = 1, 0, 1, 2
+	// (*persistConn).roundTrip(req *transportRequest): pc in RAX, req in RBX.
+	injectConn, injectReq = 0, 1
 )
 
-func httpProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+func httpProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
 	var out []*probes.Probe
 	if p, ok, err := probes.NewProbe(b, "net/http.serverHandler.ServeHTTP", id, rt); err != nil {
 		return nil, err
@@ -43,8 +46,69 @@ func httpProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 			return nil, err
 		}
 		out = append(out, p)
+		if opts.Propagate {
+			p, ok, err := probes.NewProbe(b, "net/http.(*persistConn).roundTrip", id+uint32(len(out)), rt)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				if err := httpInject(b, o, p); err != nil {
+					return nil, err
+				}
+				out = append(out, p)
+			}
+		}
 	}
 	return out, nil
+}
+
+// httpInject (--propagate) makes the probe that keys each HTTP/1 request
+// by its connection for the socket programs, from the goroutine that sends
+// it: see inject in bpf/tracer.c, whose order of entry captures this
+// follows. It opens no span and sends no event.
+func httpInject(b *probes.Binary, o *offsets, p *probes.Probe) error {
+	var f struct{ conn, tls, treq, header, fd, laddr, raddr, port uint16 }
+	if err := o.mustAll(
+		fieldOffset{&f.conn, "net/http.persistConn.conn"}, fieldOffset{&f.tls, "net/http.persistConn.tlsState"},
+		fieldOffset{&f.treq, "net/http.transportRequest.Request"}, fieldOffset{&f.header, "net/http.Request.Header"},
+		fieldOffset{&f.fd, "net.conn.fd"}, fieldOffset{&f.laddr, "net.netFD.laddr"}, fieldOffset{&f.raddr, "net.netFD.raddr"},
+		fieldOffset{&f.port, "net.TCPAddr.Port"},
+	); err != nil {
+		return err
+	}
+	typ, ok := b.TypeAddr("*net.TCPConn")
+	if !ok {
+		return errors.New("--propagate: no *net.TCPConn type in the binary")
+	}
+	// pc.conn is a net.Conn: its itab, then its data word, a *net.TCPConn
+	// whose conn.fd is the *netFD with the addresses (*net.TCPAddr in an
+	// Addr's data word).
+	dataWord := f.conn + 8
+	ports := func(addr uint16) bpf.Capture { return field(injectConn, 8, dataWord, f.fd, addr+8, f.port) }
+	hdr := field(injectReq, 8, f.treq, f.header) // the map pointer
+	hdr.Reg2 = layoutOf(b)
+	p.Recipe.Entry = []bpf.Capture{
+		field(injectConn, 8, f.tls),
+		ports(f.laddr),
+		ports(f.raddr),
+		hdr,
+		field(injectConn, 8, f.conn, 8), // itab._type
+	}
+	p.Recipe.Keys = []string{"Traceparent"}
+	p.Recipe.Inject = true
+	p.Recipe.WantType = typ + b.LoadBias
+	p.Spec.Name = "http.inject"
+	return nil
+}
+
+// layoutOf tells the Go map layout of the binary: Swiss tables from Go
+// 1.24 (the runtime then has internal/runtime/maps), classic buckets
+// before.
+func layoutOf(b *probes.Binary) uint8 {
+	if len(b.Match("internal/runtime/maps.")) > 0 {
+		return bpf.MapSwiss
+	}
+	return bpf.MapClassic
 }
 
 func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
@@ -58,12 +122,7 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 	); err != nil {
 		return err
 	}
-	// The Header map's layout: Swiss tables from Go 1.24 (the runtime then
-	// has internal/runtime/maps), classic buckets before.
-	layout := uint8(bpf.MapClassic)
-	if len(b.Match("internal/runtime/maps.")) > 0 {
-		layout = bpf.MapSwiss
-	}
+	layout := layoutOf(b)
 	// At most 8 captures and 4 strings each way: what the span needs when
 	// it starts (its name, its remote parent) at entry, the rest at return.
 	mapStr := func(base uint8, key uint8) bpf.Capture {
@@ -75,6 +134,7 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 	capture(p, false, "method", field(serverReq, 0, f.method))
 	capture(p, false, "path", field(serverReq, 0, f.url, f.path))
 	capture(p, false, "traceparent", mapStr(serverReq, 1))
+	p.IncomingTrace = len(p.Recipe.Entry) // 1 + its index
 	capture(p, false, "tracestate", mapStr(serverReq, 2))
 	capture(p, false, "tls", field(serverReq, 8, f.tls))
 	capture(p, false, "rwtype", field(serverRWItab, 8, 8)) // itab._type
@@ -129,6 +189,7 @@ func httpClient(o *offsets, p *probes.Probe) error {
 	p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: clientErrItab, Reg2: clientErrData, Slot: 0, MaxLen: bpf.StringSlotSize})
 	p.Spec.Name = "http.client"
 	p.Spec.Kind = "client"
+	p.Outgoing = true
 	p.Shape = clientShape{}
 	return nil
 }
@@ -203,20 +264,25 @@ func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attri
 // valid W3C traceparent (and keeps its tracestate when that is valid too).
 // Anything malformed or oversized is ignored and counted.
 func (s *serverShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool) {
-	r := raw(p.Attributes)
+	return remoteParent(raw(p.Attributes), &s.invalid)
+}
+
+// remoteParent reads the captured traceparent and tracestate; what is
+// malformed or oversized is counted in invalid.
+func remoteParent(r raw, invalid *atomic.Uint64) (trace.SpanContext, bool) {
 	tp, ok := r.str("traceparent")
 	if !ok {
 		return trace.SpanContext{}, false
 	}
 	sc, ok := ParseTraceparent(tp)
 	if !ok {
-		s.invalid.Add(1)
+		invalid.Add(1)
 		return trace.SpanContext{}, false
 	}
 	if ts, ok := r.str("tracestate"); ok && ts != "" {
 		state, err := trace.ParseTraceState(ts)
 		if err != nil || strings.HasSuffix(ts, probes.TruncatedSuffix) {
-			s.invalid.Add(1)
+			invalid.Add(1)
 		} else {
 			sc = sc.WithTraceState(state)
 		}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -73,6 +74,13 @@ func main() {
 		switch cmd {
 		case "check":
 			_, err = client.Check(ctx, &healthpb.HealthCheckRequest{})
+		case "traced", "tracedbad":
+			// A caller that sends W3C trace context in its metadata.
+			tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+			if cmd == "tracedbad" {
+				tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
+			}
+			_, err = client.Check(metadata.AppendToOutgoingContext(ctx, "traceparent", tp), &healthpb.HealthCheckRequest{})
 		case "notfound":
 			_, err = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "missing"})
 			if status.Code(err) == codes.NotFound {

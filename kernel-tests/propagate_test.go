@@ -1,0 +1,453 @@
+package kerneltests
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hop is a running chain fixture: one service of a chain.
+type hop struct {
+	*target
+	url string
+}
+
+// startHop starts the chain fixture at path; its /hop calls next's, if any.
+func startHop(t *testing.T, path, next string) *hop {
+	t.Helper()
+	cmd := exec.Command(path)
+	if next != "" {
+		cmd.Args = append(cmd.Args, next)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(out)}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := tg.stdout.ReadString('\n')
+	url, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
+	if err != nil || !ok {
+		t.Fatalf("chain fixture did not start: %q %v", line, err)
+	}
+	return &hop{target: tg, url: url}
+}
+
+// cliAgent is a running `tcagent attach`.
+type cliAgent struct {
+	cmd     *exec.Cmd
+	stdout  bytes.Buffer
+	metrics string // the endpoint's address
+}
+
+// startCLI runs `tcagent attach` on pids with args, and waits until every
+// process is attached.
+func startCLI(t *testing.T, pids []int, args ...string) *cliAgent {
+	t.Helper()
+	var ps []string
+	for _, p := range pids {
+		ps = append(ps, strconv.Itoa(p))
+	}
+	a := &cliAgent{}
+	a.cmd = exec.Command(tcagent(t), append([]string{"attach", "--pid", strings.Join(ps, ","), "--exporter", "jsonl",
+		"--builtin", "http", "--metrics-addr", "127.0.0.1:0"}, args...)...)
+	a.cmd.Stdout = &a.stdout
+	stderr, err := a.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cmd.Process.Kill(); a.cmd.Wait() })
+	attached := make(chan string, len(pids))
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		logs := bufio.NewScanner(stderr)
+		for logs.Scan() {
+			line := logs.Text()
+			if strings.Contains(line, "msg=attached") {
+				attached <- line
+			} else if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || !strings.Contains(line, "level=") {
+				t.Logf("tcagent: %s", line)
+			}
+		}
+	}()
+	for range pids {
+		select {
+		case line := <-attached:
+			if m := regexp.MustCompile(`metrics=(\S+)`).FindStringSubmatch(line); m != nil {
+				a.metrics = m[1]
+			}
+		case <-exited:
+			t.Fatal("tcagent exited before attaching")
+		case <-time.After(30 * time.Second):
+			t.Fatal("not every process attached within 30s")
+		}
+	}
+	return a
+}
+
+// stop ends the agent with SIGINT and returns its spans by span id.
+func (a *cliAgent) stop(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond) // the reader polls
+	a.cmd.Process.Signal(syscall.SIGINT)
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("tcagent exited with %v, want 0", err)
+	}
+	spans := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(a.stdout.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		spans[m["span_id"].(string)] = m
+	}
+	return spans
+}
+
+// settled reads a metric until it equals want, for at most 5 seconds (the
+// processes' counts are published once a second), and returns its value.
+func (a *cliAgent) settled(t *testing.T, want float64, name string, labels ...string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v := a.metric(t, name, labels...)
+		if v == want || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// metric reads one sample from the agent's endpoint: the sum of the series
+// of name whose labels include every one in labels.
+func (a *cliAgent) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + a.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sum, found := 0.0, false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		t.Fatalf("no %s%v in the metrics", name, labels)
+	}
+	return sum
+}
+
+func pidOf(s map[string]any) int {
+	return int(s["resource"].(map[string]any)["process.pid"].(float64))
+}
+
+// TestPropagateChain: three services calling each other over loopback, all
+// traced by one agent with --propagate, make one trace: each hop's server
+// span is the child of the previous hop's client span.
+func TestPropagateChain(t *testing.T) {
+	forEachBuildOf(t, "chain", func(t *testing.T, b build) {
+		c := startHop(t, b.path, "")
+		bh := startHop(t, b.path, c.url)
+		a := startHop(t, b.path, bh.url)
+		ag := startCLI(t, []int{a.pid(), bh.pid(), c.pid()}, "--propagate")
+		// Twice: the second request reuses each hop's keep-alive connection.
+		for i := 0; i < 2; i++ {
+			resp, err := http.Get(a.url + "/hop")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		injected := ag.settled(t, 4, "tcagent_propagation_socket_total", `outcome="injected"`)
+		spans := ag.stop(t)
+		if injected != 4 {
+			t.Errorf("%v requests injected, want 4", injected)
+		}
+		// Walk each trace from its root: A's server span.
+		var roots []map[string]any
+		for _, s := range spans {
+			if pidOf(s) == a.pid() && s["kind"] == "server" {
+				roots = append(roots, s)
+			}
+		}
+		if len(roots) != 2 || len(spans) != 10 {
+			t.Fatalf("%d spans, %d server spans of the first service; want 10 and 2", len(spans), len(roots))
+		}
+		children := map[string][]map[string]any{}
+		for _, s := range spans {
+			children[s["parent_span_id"].(string)] = append(children[s["parent_span_id"].(string)], s)
+		}
+		for _, root := range roots {
+			if root["parent_span_id"] != "" {
+				t.Errorf("the first service's server span has a parent: %v", root)
+			}
+			want := []struct {
+				pid  int
+				kind string
+			}{{a.pid(), "client"}, {bh.pid(), "server"}, {bh.pid(), "client"}, {c.pid(), "server"}}
+			cur := root
+			for i, w := range want {
+				kids := children[cur["span_id"].(string)]
+				if len(kids) != 1 {
+					t.Fatalf("hop %d: span %v has %d children, want 1", i, cur["name"], len(kids))
+				}
+				next := kids[0]
+				if pidOf(next) != w.pid || next["kind"] != w.kind {
+					t.Fatalf("hop %d: child is a %v span of pid %v, want a %s span of pid %d", i, next["kind"], pidOf(next), w.kind, w.pid)
+				}
+				if next["trace_id"] != root["trace_id"] {
+					t.Errorf("hop %d: trace %v, want %v", i, next["trace_id"], root["trace_id"])
+				}
+				cur = next
+			}
+		}
+		if roots[0]["trace_id"] == roots[1]["trace_id"] {
+			t.Error("two requests share one trace")
+		}
+	})
+}
+
+// capture is a raw HTTP/1 server that records the bytes of each request as
+// they arrived, by path.
+type capture struct {
+	ln  net.Listener
+	url string
+	mu  sync.Mutex
+	raw map[string][]byte
+}
+
+func startCapture(t *testing.T) *capture {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &capture{ln: ln, url: "http://" + ln.Addr().String(), raw: map[string][]byte{}}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go c.serve(conn)
+		}
+	}()
+	return c
+}
+
+// serve reads requests one at a time: clients wait for each response, so
+// every byte read before a response belongs to the request it answers.
+func (c *capture) serve(conn net.Conn) {
+	defer conn.Close()
+	var rec bytes.Buffer
+	r := bufio.NewReader(io.TeeReader(conn, &rec))
+	for {
+		req, err := http.ReadRequest(r)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		raw := append([]byte(nil), rec.Bytes()[:rec.Len()-r.Buffered()]...)
+		rec.Next(rec.Len() - r.Buffered())
+		c.mu.Lock()
+		c.raw[req.URL.Path] = raw
+		c.mu.Unlock()
+		fmt.Fprint(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}
+}
+
+// take returns and forgets what was recorded.
+func (c *capture) take() map[string][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.raw
+	c.raw = map[string][]byte{}
+	return r
+}
+
+var traceparentLine = regexp.MustCompile(`^traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-01\r\n`)
+
+// TestPropagateWire captures what a traced client sends with --propagate:
+// each request carries the header exactly once, right after its request
+// line, with its client span's ids, and is otherwise byte for byte what the
+// program sent before the agent attached — sequential requests on one
+// connection, chunked and large bodies alike; the program's own traceparent,
+// a request line too long to read, and a connection opened before the agent
+// attached are left alone and counted, and pipelined requests the program
+// writes on a connection of its own pass untouched.
+func TestPropagateWire(t *testing.T) {
+	forEachBuildOf(t, "chain", func(t *testing.T, b build) {
+		srv := startCapture(t)
+		h := startHop(t, b.path, "")
+		h.run(t, "keepalive "+srv.url) // opens the connection that predates the agent
+		h.run(t, "wire "+srv.url)
+		before := srv.take()
+		ag := startCLI(t, []int{h.pid()}, "--propagate")
+		h.run(t, "wire "+srv.url)
+		h.run(t, "keepalive "+srv.url)
+		present := ag.settled(t, 1, "tcagent_propagation_requests_total", `outcome="traceparent_present"`)
+		predates := ag.settled(t, 1, "tcagent_propagation_requests_total", `outcome="connection_predates_agent"`)
+		injected := ag.settled(t, 5, "tcagent_propagation_socket_total", `outcome="injected"`)
+		notHTTP1 := ag.settled(t, 1, "tcagent_propagation_socket_total", `outcome="not_http1"`)
+		spans := ag.stop(t)
+		after := srv.take()
+
+		clients := map[string]map[string]any{} // by path
+		for _, s := range spans {
+			if s["kind"] == "client" {
+				u := s["attributes"].(map[string]any)["url.full"].(string)
+				clients[strings.TrimPrefix(u, srv.url)] = s
+			}
+		}
+		for _, path := range []string{"/seq/0", "/seq/1", "/seq/2", "/chunked", "/large", "/own", "/long", "/kept", "/pipe/1", "/pipe/2"} {
+			got, want := after[path], before[path]
+			if len(want) == 0 || len(got) == 0 {
+				t.Errorf("%s: not captured (before %d bytes, after %d)", path, len(want), len(got))
+				continue
+			}
+			injectedHere := strings.HasPrefix(path, "/seq/") || path == "/chunked" || path == "/large"
+			if !injectedHere {
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s: changed on the wire:\n%q\nwant\n%q", path, clip(got), clip(want))
+				}
+				continue
+			}
+			eol := bytes.Index(got, []byte("\r\n")) + 2
+			m := traceparentLine.FindSubmatch(got[eol:])
+			if m == nil {
+				t.Errorf("%s: no traceparent after the request line:\n%q", path, clip(got))
+				continue
+			}
+			if n := bytes.Count(bytes.ToLower(got), []byte("traceparent:")); n != 1 {
+				t.Errorf("%s: %d traceparent headers", path, n)
+			}
+			rest := append(append([]byte(nil), got[:eol]...), got[eol+len(m[0]):]...)
+			if !bytes.Equal(rest, want) {
+				t.Errorf("%s: apart from the header, %d bytes differ from what the program sent untraced (%d bytes)", path, len(rest), len(want))
+			}
+			span := clients[strings.SplitN(path, "?", 2)[0]]
+			if span == nil {
+				t.Errorf("%s: no client span", path)
+			} else if string(m[1]) != span["trace_id"] || string(m[2]) != span["span_id"] {
+				t.Errorf("%s: header carries %s/%s, the client span is %v/%v", path, m[1], m[2], span["trace_id"], span["span_id"])
+			}
+		}
+		if present != 1 || predates != 1 || notHTTP1 != 1 || injected != 5 {
+			t.Errorf("counted %v traceparent_present, %v connection_predates_agent, %v not_http1, %v injected; want 1, 1, 1, 5",
+				present, predates, notHTTP1, injected)
+		}
+		// The program is unharmed.
+		h.run(t, "wire "+srv.url)
+	})
+}
+
+// clip shortens a capture for a message.
+func clip(b []byte) []byte {
+	if len(b) > 300 {
+		return b[:300]
+	}
+	return b
+}
+
+// TestIncomingFromCurl: without --propagate, a plain client's traceparent
+// (curl's) is continued, and nothing is added to the requests the service
+// sends on.
+func TestIncomingFromCurl(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is needed (apt-get install curl)")
+	}
+	b := newestOf(t, "chain")
+	srv := startCapture(t)
+	h := startHop(t, b.path, srv.url)
+	ag := startCLI(t, []int{h.pid()})
+	out, err := exec.Command("curl", "-sS", "-H", "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", h.url+"/hop").CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v %s", err, out)
+	}
+	spans := ag.stop(t)
+	var server, client map[string]any
+	for _, s := range spans {
+		switch s["kind"] {
+		case "server":
+			server = s
+		case "client":
+			client = s
+		}
+	}
+	if server == nil || client == nil {
+		t.Fatalf("spans %v", spans)
+	}
+	if server["trace_id"] != "4bf92f3577b34da6a3ce929d0e0e4736" || server["parent_span_id"] != "00f067aa0ba902b7" {
+		t.Errorf("server span %v/%v did not continue curl's trace", server["trace_id"], server["parent_span_id"])
+	}
+	if client["trace_id"] != server["trace_id"] || client["parent_span_id"] != server["span_id"] {
+		t.Errorf("client span not the server span's child")
+	}
+	if raw := srv.take()["/hop"]; raw == nil || bytes.Contains(bytes.ToLower(raw), []byte("traceparent")) {
+		t.Errorf("without --propagate the outgoing request changed: %q", raw)
+	}
+}
+
+// newestOf returns a fixture built by the newest Go, with symbols.
+func newestOf(t *testing.T, dir string) build {
+	t.Helper()
+	bs := fixturesOf(t, dir)
+	for i := len(bs) - 1; i >= 0; i-- {
+		if bs[i].release == toolchains[len(toolchains)-1].release && !bs[i].stripped {
+			return bs[i]
+		}
+	}
+	t.Fatal("no such build")
+	return build{}
+}

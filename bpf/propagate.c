@@ -11,7 +11,7 @@
 // written (bpf_probe_write_user is refused under kernel lockdown anyway).
 // Anything it cannot change safely goes out untouched, and is counted.
 
-#include "tracer.h"
+#include "propagate.h"
 #include <bpf/bpf_endian.h>
 
 char __license[] SEC("license") = "Dual MIT/GPL";
@@ -23,22 +23,7 @@ struct {
 	__type(value, __u64);
 } socks SEC(".maps");
 
-// The client connections seen open, for the tracers to tell a connection
-// that predates the programs (never in socks) from one that can carry a
-// header. The tracers share this map and the next.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct conn_key);
-	__type(value, __u64);
-} conns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct conn_key);
-	__type(value, struct trace_ctx);
-} pending SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

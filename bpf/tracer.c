@@ -14,7 +14,7 @@
 // entry probe (placed after the stack check, or at offset 0) and the RET
 // probes see the same SP: the one pointing at the return address.
 
-#include "tracer.h"
+#include "propagate.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -72,8 +72,8 @@ struct {
 
 // --propagate: the trace context of each goroutine (the trace its spans
 // belong to, owned by the outermost open span or inherited at creation),
-// the client span each goroutine is sending a request for, and the requests
-// handed to the socket programs (propagate.c shares this map) by connection.
+// and the client span each goroutine is sending a request for; the maps
+// shared with the socket programs are in propagate.h.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -87,22 +87,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct trace_ctx);
 } outgoing SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct conn_key);
-	__type(value, struct trace_ctx);
-} pending SEC(".maps");
-
-// The client connections the socket programs saw open (propagate.c fills
-// it; this one is replaced by theirs): only those can carry a header.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct conn_key);
-	__type(value, __u64);
-} conns SEC(".maps");
 
 // Only here so that bpf2go emits Go types for them.
 const struct event *unused_event __attribute__((unused));

@@ -245,7 +245,14 @@ func (a *agentProc) stop(t *testing.T) {
 // whose labels contain every one of match.
 func (a *agentProc) metric(t *testing.T, name string, match ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + a.metrics + "/metrics")
+	return scrape(t, a.metrics, name, match...)
+}
+
+// scrape reads the endpoint at addr: the sum of the series of name whose
+// labels contain every one of match.
+func scrape(t *testing.T, addr, name string, match ...string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,7 +177,18 @@ type target struct {
 
 func startTarget(t *testing.T, path string, env ...string) *target {
 	t.Helper()
-	cmd := exec.Command(path)
+	tg, line := startProcess(t, path, nil, env)
+	if line != "ready\n" {
+		t.Fatalf("fixture did not start: %q", line)
+	}
+	return tg
+}
+
+// startProcess starts the fixture at path with args and env, and returns
+// it with the first line it printed.
+func startProcess(t *testing.T, path string, args, env []string) (*target, string) {
+	t.Helper()
+	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -197,10 +208,8 @@ func startTarget(t *testing.T, path string, env ...string) *target {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	if line, err := tg.stdout.ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("fixture did not start: %q %v", line, err)
-	}
-	return tg
+	line, _ := tg.stdout.ReadString('\n')
+	return tg, line
 }
 
 func (tg *target) pid() int { return tg.cmd.Process.Pid }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -28,32 +27,14 @@ type hop struct {
 // startHop starts the chain fixture at path; its /hop calls next's, if any.
 func startHop(t *testing.T, path, next string) *hop {
 	t.Helper()
-	cmd := exec.Command(path)
+	var args []string
 	if next != "" {
-		cmd.Args = append(cmd.Args, next)
+		args = []string{next}
 	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tg := &target{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(out)}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := tg.stdout.ReadString('\n')
+	tg, line := startProcess(t, path, args, nil)
 	url, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
-	if err != nil || !ok {
-		t.Fatalf("chain fixture did not start: %q %v", line, err)
+	if !ok {
+		t.Fatalf("chain fixture did not start: %q", line)
 	}
 	return &hop{target: tg, url: url}
 }
@@ -150,40 +131,11 @@ func (a *cliAgent) settled(t *testing.T, want float64, name string, labels ...st
 	}
 }
 
-// metric reads one sample from the agent's endpoint: the sum of the series
-// of name whose labels include every one in labels.
+// metric reads the sum of the series of name whose labels include every
+// one in labels.
 func (a *cliAgent) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + a.metrics + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sum, found := 0.0, false
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum, found = sum+v, true
-	}
-	if !found {
-		t.Fatalf("no %s%v in the metrics", name, labels)
-	}
-	return sum
+	return scrape(t, a.metrics, name, labels...)
 }
 
 func pidOf(s map[string]any) int {

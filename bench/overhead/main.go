@@ -2,7 +2,7 @@
 // (bench/testdata/service), with tcagent running as its own process as users
 // run it. Run as root from the repository root:
 //
-//	go run ./bench/overhead http     # a net/http server under load: unprobed vs the http built-ins
+//	go run ./bench/overhead http     # a net/http server under load: unprobed vs the http built-ins, without and with --propagate
 //	go run ./bench/overhead attach   # attach and detach times: built-ins, and 100 probes on a large binary
 //	go run ./bench/overhead rss      # agent RSS and CPU at 10,000 spans/s, and after 100,000 goroutines of churn
 package main
@@ -227,13 +227,24 @@ func httpBench(dir string) error {
 	const conc, rounds = 8, 3
 	d := 5 * time.Second
 	type result struct{ rps, p50, p99, cpuPer1k, rss []float64 }
-	res := map[string]*result{"unprobed": {}, "tcagent http": {}}
+	// --propagate adds the kernel's id making at each span's start and the
+	// socket programs on the cgroup, which the load's own connections (in
+	// the same cgroup) pass through too.
+	modes := []string{"unprobed", "tcagent http", "--propagate"}
+	res := map[string]*result{}
+	for _, m := range modes {
+		res[m] = &result{}
+	}
 	load("http://"+addr, conc, time.Second) // warm up
 	for r := 0; r < rounds; r++ {
-		for _, mode := range []string{"unprobed", "tcagent http"} {
+		for _, mode := range modes {
 			var ag *exec.Cmd
 			if mode != "unprobed" {
-				if ag, err = startAgent(tc, s.cmd.Process.Pid, "--builtin", "http", "--metrics-addr", ""); err != nil {
+				args := []string{"--builtin", "http", "--metrics-addr", ""}
+				if mode == "--propagate" {
+					args = append(args, "--propagate")
+				}
+				if ag, err = startAgent(tc, s.cmd.Process.Pid, args...); err != nil {
 					return err
 				}
 			}
@@ -256,7 +267,7 @@ func httpBench(dir string) error {
 	fmt.Printf("net/http server, GET /work/{id}, %d keep-alive clients, %v per run, median of %d alternating runs\n\n", conc, d, rounds)
 	fmt.Printf("| %-14s | %9s | %9s | %9s | %22s | %13s |\n", "mode", "req/s", "p50 (µs)", "p99 (µs)", "agent CPU ms/1k req", "agent RSS MiB")
 	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 16), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 24), strings.Repeat("-", 15))
-	for _, mode := range []string{"unprobed", "tcagent http"} {
+	for _, mode := range modes {
 		x := res[mode]
 		cpu, rss := "-", "-"
 		if len(x.cpuPer1k) > 0 {

@@ -486,7 +486,11 @@ func shapedFactory(tracer trace.Tracer, shape probes.Shaper, checkTrace func(*ch
 			ctx = trace.ContextWithSpan(ctx, parent)
 			parentTrace = parent.SpanContext().TraceID()
 		} else if rp, ok := shape.(probes.RemoteParenter); ok {
-			if sc, ok := rp.RemoteParent(p); ok {
+			sc, ok := rp.RemoteParent(p)
+			if !ok && p.Caller.IsValid() {
+				sc, ok = p.Caller, true
+			}
+			if ok {
 				ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 				parentTrace = sc.TraceID()
 			}
@@ -828,6 +832,12 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 			binary.BigEndian.PutUint64(le.TraceID[:8], v.A)
 			binary.BigEndian.PutUint64(le.TraceID[8:], v.B)
 			binary.BigEndian.PutUint64(le.SpanID[:], v.C)
+			if v.D != 0 { // the client span the kernel matched by connection
+				var caller trace.SpanContextConfig
+				caller.TraceID, caller.TraceFlags, caller.Remote = le.TraceID, trace.TraceFlags(ev.TraceFlags), true
+				binary.BigEndian.PutUint64(caller.SpanID[:], v.D)
+				le.Caller = trace.NewSpanContext(caller)
+			}
 		}
 		if p.ReceiverCapture >= 0 && p.ReceiverCapture < ev.NValues {
 			le.Handle = ev.Values[p.ReceiverCapture].A

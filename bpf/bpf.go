@@ -59,6 +59,31 @@ const BaseSaved = 16
 const (
 	MaxSaved = 2
 	MaxHops  = 3
+	// MaxChainHops and MaxChains bound a Recipe's Chains.
+	MaxChainHops = 6
+	MaxChains    = 5
+)
+
+// Chain reads the 8-byte integer at the end of a path of up to
+// MaxChainHops pointers from register Reg: deeper than a Capture goes,
+// for --propagate's connection ports.
+type Chain struct {
+	Reg   uint8
+	Hops  []uint16
+	Field uint16
+}
+
+// The chains of a Recipe (tracer.h): for Inject, the ports of a *tls.Conn's
+// TCP connection; for a server probe with an incoming traceparent, the
+// served connection's type, then its ports as a *net.TCPConn and as a
+// *tls.Conn.
+const (
+	ChainTLSLocalPort, ChainTLSRemotePort = 0, 1
+	ChainServerConnType                   = 0
+	ChainServerLocalPort                  = 1
+	ChainServerRemotePort                 = 2
+	ChainServerTLSLocalPort               = 3
+	ChainServerTLSRemotePort              = 4
 )
 
 // Capture is one value a probe reads at entry or at return. Registers are
@@ -105,9 +130,13 @@ type Recipe struct {
 	// trace id.
 	Adopt bool
 	// WantType is the address in the process of the type descriptor the
-	// value an Inject or Adopt probe reads must have: *net.TCPConn, or
-	// the SDK's *trace.recordingSpan.
-	WantType uint64
+	// value an Inject or Adopt probe, or a server probe's chains, reads
+	// must have: *net.TCPConn, or the SDK's *trace.recordingSpan. TLSType
+	// is *tls.Conn's, for the chains.
+	WantType, TLSType uint64
+	// Chains (--propagate) find a connection's ports: see the Chain*
+	// indices.
+	Chains []Chain
 	// Offsets of g.goid, g.stack.hi and g.parentGoid in the target's
 	// runtime.
 	GoidOffset, StackHiOffset, ParentGoidOffset uint16
@@ -136,6 +165,7 @@ const (
 	CounterPropNoRoom      = 11
 	CounterPropUntracked   = 12
 	CounterPropNotSent     = 13
+	CounterPropMatched     = 14
 )
 
 // Counters are the kernel side's own counts, summed over CPUs.
@@ -151,6 +181,9 @@ type Counters struct {
 	// attached; and client spans whose request never reached an HTTP/1
 	// connection (HTTP/2, the program's own RoundTripper, a failed dial).
 	PropRequests, PropTLS, PropPresent, PropNoConn, PropUntracked, PropNotSent uint64
+	// PropMatched counts server spans whose request carried no trace
+	// context, matched by connection to the client span that sent it.
+	PropMatched uint64
 }
 
 // Options configure Load.
@@ -203,7 +236,7 @@ func Load(opts Options) (*Tracer, error) {
 	var co *ebpf.CollectionOptions
 	if opts.Propagator != nil {
 		co = &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-			"pending": opts.Propagator.objs.Pending, "conns": opts.Propagator.objs.Conns}}
+			"pending": opts.Propagator.objs.Pending, "conns": opts.Propagator.objs.Conns, "tuples": opts.Propagator.objs.Tuples}}
 	}
 	if err := spec.LoadAndAssign(&t.objs, co); err != nil {
 		var ve *ebpf.VerifierError
@@ -261,7 +294,19 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 		v.Flags |= 16
 	}
 	v.GoidOff, v.StackHiOff, v.ParentGoidOff = r.GoidOffset, r.StackHiOffset, r.ParentGoidOffset
-	v.WantType = r.WantType
+	v.WantType, v.TlsType = r.WantType, r.TLSType
+	if len(r.Chains) > MaxChains {
+		return fmt.Errorf("probe id %d: %d chains, at most %d", id, len(r.Chains), MaxChains)
+	}
+	v.Nchains = uint8(len(r.Chains))
+	for i, c := range r.Chains {
+		if len(c.Hops) > MaxChainHops {
+			return fmt.Errorf("probe id %d: a chain has at most %d pointer hops", id, MaxChainHops)
+		}
+		v.Chains[i].Reg, v.Chains[i].Nhops = c.Reg, uint8(len(c.Hops))
+		copy(v.Chains[i].Off[:], c.Hops)
+		v.Chains[i].Off[len(c.Hops)] = c.Field
+	}
 	fill := func(dst *[MaxCaptures]tracerCapture, caps []Capture) (strings uint8, err error) {
 		for i, c := range caps {
 			if c.Kind == CapString || c.Kind == CapError || c.Kind == CapEface {
@@ -348,6 +393,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		{CounterPropNoConn, &c.PropNoConn},
 		{CounterPropUntracked, &c.PropUntracked},
 		{CounterPropNotSent, &c.PropNotSent},
+		{CounterPropMatched, &c.PropMatched},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

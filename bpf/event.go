@@ -34,11 +34,13 @@ type Event struct {
 	Probe     uint32
 	Pid, Tid  uint32
 	// Lost counts the goroutine's events lost before this one.
-	Lost    uint32
-	Kind    Kind
-	NValues int
-	Values  [MaxCaptures]Value
-	strings []byte
+	Lost uint32
+	Kind Kind
+	// TraceFlags are, with a CapTrace, the W3C flags of the span's trace.
+	TraceFlags uint8
+	NValues    int
+	Values     [MaxCaptures]Value
+	strings    []byte
 }
 
 // Layout of struct event (tracer.h); TestLayout checks it against bpf2go's.
@@ -66,6 +68,7 @@ func (e *Event) Decode(raw []byte) error {
 	e.NValues = int(raw[42])
 	big := raw[43] != 0
 	failed, isNil := raw[44], raw[45]
+	e.TraceFlags = raw[46]
 	if e.NValues > MaxCaptures {
 		return fmt.Errorf("event with %d values, at most %d", e.NValues, MaxCaptures)
 	}

@@ -27,4 +27,15 @@ struct {
 	__type(value, struct trace_ctx);
 } pending SEC(".maps");
 
+// Every HTTP/1 request a traced client sends, TLS or not, by connection:
+// the trace context of its client span, for the server span at the other
+// end, when the agent traces it too, to find its parent by when no header
+// came (see trace_start).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct conn_key);
+	__type(value, struct trace_ctx);
+} tuples SEC(".maps");
+
 #endif

@@ -36,6 +36,7 @@ const (
 	propagatorMapPending      = "pending"
 	propagatorMapPropCounters = "prop_counters"
 	propagatorMapSocks        = "socks"
+	propagatorMapTuples       = "tuples"
 	propagatorProgTcMsg       = "tc_msg"
 	propagatorProgTcSockops   = "tc_sockops"
 )
@@ -94,6 +95,7 @@ type propagatorMapSpecs struct {
 	Pending      *ebpf.MapSpec `ebpf:"pending"`
 	PropCounters *ebpf.MapSpec `ebpf:"prop_counters"`
 	Socks        *ebpf.MapSpec `ebpf:"socks"`
+	Tuples       *ebpf.MapSpec `ebpf:"tuples"`
 }
 
 // propagatorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -126,6 +128,7 @@ type propagatorMaps struct {
 	Pending      *ebpf.Map `ebpf:"pending"`
 	PropCounters *ebpf.Map `ebpf:"prop_counters"`
 	Socks        *ebpf.Map `ebpf:"socks"`
+	Tuples       *ebpf.Map `ebpf:"tuples"`
 }
 
 func (m *propagatorMaps) Close() error {
@@ -134,6 +137,7 @@ func (m *propagatorMaps) Close() error {
 		m.Pending,
 		m.PropCounters,
 		m.Socks,
+		m.Tuples,
 	)
 }
 

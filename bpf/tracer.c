@@ -129,6 +129,22 @@ static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
 	return regs->r[i];
 }
 
+// read_chain reads the integer a chain (tracer.h) leads to.
+static __always_inline int read_chain(const struct abi_regs *regs, const struct chain *c, __u64 *v)
+{
+	__u64 addr = reg(regs, c->reg);
+	for (int h = 0; h < MAX_CHAIN; h++) {
+		if (h >= c->nhops)
+			break;
+		if (addr == 0 || bpf_probe_read_user(&addr, sizeof(addr), (void *)(addr + c->off[h])) < 0)
+			return -1;
+	}
+	if (addr == 0 || c->nhops > MAX_CHAIN)
+		return -1;
+	*v = 0;
+	return bpf_probe_read_user(v, sizeof(*v), (void *)(addr + c->off[c->nhops]));
+}
+
 static __always_inline int read_str(char *dst, __u64 ptr, __u64 len, __u16 max)
 {
 	__u64 n = len;
@@ -307,7 +323,50 @@ static __always_inline __u64 rand64(void)
 // and userspace gives the span these ids, so that a request can carry them
 // before userspace has seen the span. The outermost span owns the
 // goroutine's trace until it returns.
-static __always_inline void trace_start(struct event *ev, struct value *out, const struct capture *c, int big)
+// How long after a client sent a request its server span may find it by
+// the connection: far less than the TIME_WAIT that keeps a port pair from
+// being reused.
+#define TUPLE_FRESH_NS (5ULL * 1000 * 1000 * 1000)
+
+// match_tuple finds, for a server span whose request carried no trace
+// context, the client span that sent it, when this agent traces the client
+// too (inject recorded it in tuples): by the served connection's ports, as
+// a *net.TCPConn or a *tls.Conn. Nothing is written anywhere: it is how a
+// TLS request, whose bytes the socket programs cannot change, still joins
+// its caller's trace. The parent's span id goes to out->d.
+static __always_inline int match_tuple(const struct abi_regs *regs, const struct recipe *r, struct trace_ctx *t,
+				       struct value *out)
+{
+	__u64 typ = 0, l = 0, rp = 0;
+	if (r->nchains != MAX_CHAINS || read_chain(regs, &r->chains[CHAIN_SRV_TYPE], &typ) < 0 || !typ)
+		return 0;
+	int lc = CHAIN_SRV_LPORT, rc = CHAIN_SRV_RPORT;
+	if (typ == r->tls_type) {
+		lc = CHAIN_SRV_TLS_LPORT;
+		rc = CHAIN_SRV_TLS_RPORT;
+	} else if (typ != r->want_type) {
+		return 0;
+	}
+	if (read_chain(regs, &r->chains[lc], &l) < 0 || read_chain(regs, &r->chains[rc], &rp) < 0 || !l || !rp || l > 65535 ||
+	    rp > 65535)
+		return 0;
+	// The client's key: its local port is the server's remote one.
+	struct conn_key k = {.lport = rp, .rport = l};
+	struct trace_ctx *c = bpf_map_lookup_elem(&tuples, &k);
+	if (!c || bpf_ktime_get_ns() - c->depth > TUPLE_FRESH_NS)
+		return 0;
+	t->trace_hi = c->trace_hi;
+	t->trace_lo = c->trace_lo;
+	t->flags = c->flags & 0xff;
+	out->d = c->span;
+	// One request per entry: the next one on the connection records anew.
+	bpf_map_delete_elem(&tuples, &k);
+	count(COUNTER_PROP_MATCHED);
+	return 1;
+}
+
+static __always_inline void trace_start(struct event *ev, struct value *out, const struct capture *c, int big,
+					const struct abi_regs *regs, const struct recipe *r)
 {
 	struct trace_ctx t = {};
 	__u64 goid = ev->goid;
@@ -335,6 +394,8 @@ static __always_inline void trace_start(struct event *ev, struct value *out, con
 				parsed = 1;
 			}
 		}
+		if (!parsed && c->reg && match_tuple(regs, r, &t, out))
+			parsed = 1;
 		if (!parsed) {
 			t.trace_hi = rand64();
 			t.trace_lo = rand64();
@@ -348,7 +409,7 @@ static __always_inline void trace_start(struct event *ev, struct value *out, con
 	out->a = t.trace_hi;
 	out->b = t.trace_lo;
 	out->c = t.span;
-	out->d = t.flags;
+	ev->tflags = t.flags & 0xff;
 	if (c->reg2 & TRACE_OUTGOING) {
 		t.depth = ev->depth;
 		bpf_map_update_elem(&outgoing, &goid, &t, BPF_ANY);
@@ -544,7 +605,7 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 		if (kind == EV_START && (r->flags & RECIPE_TRACE)) {
 			__u8 last = (ncaps - 1) & (MAX_CAPS - 1);
 			if (caps[last].kind == CAP_TRACE)
-				trace_start(ev, &ev->vals[last], &caps[last], big);
+				trace_start(ev, &ev->vals[last], &caps[last], big, &regs, r);
 		}
 	}
 	submit(ev);
@@ -605,13 +666,14 @@ static __always_inline int read_path(const struct abi_regs *regs, const struct c
 // inject runs at the entry of net/http's (*persistConn).roundTrip, on the
 // goroutine that sends the request, before it hands the request to the
 // connection's writer goroutine: the request's client span (outgoing) is
-// keyed by the connection's ports for the socket programs. The recipe's
-// entry captures: pc.tlsState (TLS connections are never changed), the
-// local and remote ports of pc.conn's *net.TCPConn, the request's header
-// map (a traceparent the program set itself stays alone; its reg2 is the
-// map layout, its key keys[0]), and the type of pc.conn's dynamic value,
-// which must be r->want_type (a wrapped or non-TCP connection has no ports
-// to read).
+// keyed by the connection's ports for the socket programs, and recorded
+// for the server span at the other end (tuples). The recipe's entry
+// captures: pc.tlsState (TLS connections are never changed), the local and
+// remote ports of pc.conn's *net.TCPConn, the request's header map (a
+// traceparent the program set itself stays alone; its reg2 is the map
+// layout, its key keys[0]), and the type of pc.conn's dynamic value, which
+// must be r->want_type, or r->tls_type for a *tls.Conn whose TCP ports the
+// chains read (another connection type has no ports to read).
 static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, __u64 goid)
 {
 	struct trace_ctx *t = bpf_map_lookup_elem(&outgoing, &goid);
@@ -621,8 +683,28 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 	struct trace_ctx tc = *t;
 	struct abi_regs regs;
 	abi_regs(ctx, &regs);
-	__u64 tls = 0, lport = 0, rport = 0, hdr = 0;
+	__u64 tls = 0, lport = 0, rport = 0, hdr = 0, typ = 0;
 	count(COUNTER_PROP_REQUESTS);
+	// The connection's ports, as a *net.TCPConn or a *tls.Conn: every
+	// request is recorded for its server span to find (match_tuple).
+	int tcp = 0, have = 0;
+	if (r->want_type && read_path(&regs, &r->entry[4], &typ) == 0) {
+		if (typ == r->want_type) {
+			tcp = 1;
+			have = read_path(&regs, &r->entry[1], &lport) == 0 && read_path(&regs, &r->entry[2], &rport) == 0;
+		} else if (typ == r->tls_type && r->nchains >= 2) {
+			have = read_chain(&regs, &r->chains[CHAIN_TLS_LPORT], &lport) == 0 &&
+			       read_chain(&regs, &r->chains[CHAIN_TLS_RPORT], &rport) == 0;
+		}
+	}
+	have = have && lport && rport && lport <= 65535 && rport <= 65535;
+	struct conn_key k = {.lport = lport, .rport = rport};
+	if (have) {
+		struct trace_ctx rec = tc;
+		rec.flags &= 0xff;
+		rec.depth = bpf_ktime_get_ns(); // for tuples: when it was sent
+		bpf_map_update_elem(&tuples, &k, &rec, BPF_ANY);
+	}
 	if (read_path(&regs, &r->entry[0], &tls) == 0 && tls != 0) {
 		count(COUNTER_PROP_TLS);
 		return;
@@ -632,14 +714,10 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 		count(COUNTER_PROP_PRESENT);
 		return;
 	}
-	__u64 typ = 0;
-	if (!r->want_type || read_path(&regs, &r->entry[4], &typ) < 0 || typ != r->want_type ||
-	    read_path(&regs, &r->entry[1], &lport) < 0 || read_path(&regs, &r->entry[2], &rport) < 0 || !lport || !rport ||
-	    lport > 65535 || rport > 65535) {
+	if (!have || !tcp) {
 		count(COUNTER_PROP_NO_CONN);
 		return;
 	}
-	struct conn_key k = {.lport = lport, .rport = rport};
 	if (!bpf_map_lookup_elem(&conns, &k)) {
 		count(COUNTER_PROP_UNTRACKED);
 		return;

@@ -93,6 +93,9 @@ enum counter {
 	// A client span that sent nothing over an HTTP/1 connection (HTTP/2, a
 	// RoundTripper of the program's own, or it failed before connecting).
 	COUNTER_PROP_NOT_SENT = 13,
+	// A server span whose request carried no trace context, matched by its
+	// connection to the client span that sent it.
+	COUNTER_PROP_MATCHED = 14,
 	COUNTER_MAX = 16,
 };
 
@@ -134,6 +137,33 @@ struct capture {
 	__u16 off[MAX_HOPS + 1];
 };
 
+// A chain reads the 8-byte integer at the end of a path of up to
+// MAX_CHAIN pointer hops from register reg (addr = *(addr + off[i]), then
+// the value at addr + off[nhops]): --propagate's way to a connection's
+// ports, deeper than a capture goes.
+#define MAX_CHAIN 6
+struct chain {
+	__u8 reg;
+	__u8 nhops;
+	__u16 off[MAX_CHAIN + 1];
+};
+
+// The chains of a recipe (--propagate). For RECIPE_INJECT: the local and
+// remote ports of a *tls.Conn's TCP connection. For a server span with an
+// incoming traceparent capture: the type of the served connection (an
+// itab's type), then its local and remote ports as a *net.TCPConn, then
+// as a *tls.Conn.
+enum {
+	CHAIN_TLS_LPORT = 0,
+	CHAIN_TLS_RPORT = 1,
+	CHAIN_SRV_TYPE = 0,
+	CHAIN_SRV_LPORT = 1,
+	CHAIN_SRV_RPORT = 2,
+	CHAIN_SRV_TLS_LPORT = 3,
+	CHAIN_SRV_TLS_RPORT = 4,
+	MAX_CHAINS = 5,
+};
+
 struct recipe {
 	__u32 flags;
 	__u16 goid_off;
@@ -155,10 +185,14 @@ struct recipe {
 	struct capture entry[MAX_CAPS];
 	struct capture ret[MAX_CAPS];
 	// The type descriptor (its address in the process) that the value a
-	// probe reads must have: *net.TCPConn for RECIPE_INJECT's connection,
-	// the SDK's *trace.recordingSpan for RECIPE_ADOPT's span; 0: unknown,
-	// and the probe does nothing.
+	// probe reads must have: *net.TCPConn for a connection (RECIPE_INJECT,
+	// a server's chains), the SDK's *trace.recordingSpan for RECIPE_ADOPT's
+	// span; 0: unknown, and the probe does nothing. tls_type: *tls.Conn.
 	__u64 want_type;
+	__u64 tls_type;
+	__u8 nchains;
+	__u8 _pad2[7];
+	struct chain chains[MAX_CHAINS];
 };
 
 struct value {
@@ -185,7 +219,8 @@ struct event {
 	// when a nil pointer was met on its path.
 	__u8 failed;
 	__u8 nil;
-	__u16 _pad;
+	// With a CAP_TRACE: the W3C trace flags of the span's trace.
+	__u16 tflags;
 	struct value vals[MAX_CAPS];
 };
 

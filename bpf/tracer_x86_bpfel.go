@@ -58,7 +58,7 @@ type tracerEvent struct {
 	Big    uint8
 	Failed uint8
 	Nil    uint8
-	Pad    uint16
+	Tflags uint16
 	Vals   [8]tracerValue
 }
 
@@ -81,6 +81,15 @@ type tracerRecipe struct {
 	Entry         [8]tracerCapture
 	Ret           [8]tracerCapture
 	WantType      uint64
+	TlsType       uint64
+	Nchains       uint8
+	Pad2          [7]uint8
+	Chains        [5]struct {
+		_     structs.HostLayout
+		Reg   uint8
+		Nhops uint8
+		Off   [7]uint16
+	}
 }
 
 type tracerTraceCtx struct {
@@ -113,6 +122,7 @@ const (
 	tracerMapOutgoing     = "outgoing"
 	tracerMapPending      = "pending"
 	tracerMapRecipes      = "recipes"
+	tracerMapTuples       = "tuples"
 	tracerProgTcEntry     = "tc_entry"
 	tracerProgTcGoCreate  = "tc_go_create"
 	tracerProgTcGoExit    = "tc_go_exit"
@@ -185,6 +195,7 @@ type tracerMapSpecs struct {
 	Outgoing *ebpf.MapSpec `ebpf:"outgoing"`
 	Pending  *ebpf.MapSpec `ebpf:"pending"`
 	Recipes  *ebpf.MapSpec `ebpf:"recipes"`
+	Tuples   *ebpf.MapSpec `ebpf:"tuples"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -225,6 +236,7 @@ type tracerMaps struct {
 	Outgoing *ebpf.Map `ebpf:"outgoing"`
 	Pending  *ebpf.Map `ebpf:"pending"`
 	Recipes  *ebpf.Map `ebpf:"recipes"`
+	Tuples   *ebpf.Map `ebpf:"tuples"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -238,6 +250,7 @@ func (m *tracerMaps) Close() error {
 		m.Outgoing,
 		m.Pending,
 		m.Recipes,
+		m.Tuples,
 	)
 }
 

@@ -35,6 +35,10 @@ type Payload struct {
 	// carried them out of the process.
 	TraceID trace.TraceID
 	SpanID  trace.SpanID
+	// Caller, when valid, is the client span that sent the request a
+	// server call serves, found by its connection in the kernel
+	// (--propagate) when the request carried no trace context.
+	Caller trace.SpanContext
 	// EndReason is set by a publisher that ends a call it cannot follow to
 	// its natural end (events lost, maximum age, goroutine or process gone,
 	// agent detaching). Subscribers treat the next end or asyncEnd as final

@@ -402,46 +402,77 @@ func TestBuiltinNesting(t *testing.T) {
 // TestIncomingTraceContext: a request with a valid W3C traceparent continues
 // the caller's trace (with its tracestate); an unsampled one is not
 // recorded; malformed and oversized ones start new traces and are counted.
+// With --propagate the kernel parses the header too, and must agree.
 func TestIncomingTraceContext(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, b build) {
-		tg := startTarget(t, b.path)
-		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http"} })
-		tg.run(t, "tracecontext")
-		spans := ss.stop(t)
-		byPath := map[string]sdktrace.ReadOnlySpan{}
-		for _, s := range spans {
-			if s.SpanKind() == trace.SpanKindServer {
-				byPath[attrs(s)["url.path"].(string)] = s
-			}
-		}
-		if s := byPath["/users/1"]; s == nil {
-			t.Error("no span for the request with a sampled traceparent")
-		} else {
-			if s.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
-				s.Parent().SpanID().String() != "00f067aa0ba902b7" || !s.Parent().IsRemote() {
-				t.Errorf("did not continue the caller's trace: trace %s parent %s", s.SpanContext().TraceID(), s.Parent().SpanID())
-			}
-			if ts := s.SpanContext().TraceState().String(); ts != "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7" {
-				t.Errorf("tracestate %q", ts)
-			}
-		}
-		if s := byPath["/users/2"]; s != nil {
-			t.Error("a request whose caller did not sample it was recorded")
-		}
-		for _, p := range []string{"/users/3", "/users/4"} {
-			s := byPath[p]
-			if s == nil {
-				t.Errorf("no span for %s", p)
-				continue
-			}
-			if s.Parent().IsValid() || s.SpanContext().TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" {
-				t.Errorf("%s: a malformed traceparent was trusted", p)
-			}
-		}
-		if n := ss.s.Stats().InvalidTraceContext; n != 2 {
-			t.Errorf("%d invalid trace contexts counted, want 2", n)
+		t.Run("plain", func(t *testing.T) { testIncomingTraceContext(t, b, false) })
+		t.Run("propagate", func(t *testing.T) { testIncomingTraceContext(t, b, true) })
+	})
+}
+
+func testIncomingTraceContext(t *testing.T, b build, propagate bool) {
+	tg := startTarget(t, b.path)
+	ss := attachWith(t, tg.pid(), "", func(c *agent.Config) {
+		c.Builtin = []string{"http"}
+		if propagate {
+			c.Propagator = propagator(t, tg.pid())
 		}
 	})
+	tg.run(t, "tracecontext")
+	spans := ss.stop(t)
+	byPath := map[string]sdktrace.ReadOnlySpan{}
+	clientOf := map[string]sdktrace.ReadOnlySpan{} // the fixture's own client spans, by path
+	for _, s := range spans {
+		switch s.SpanKind() {
+		case trace.SpanKindServer:
+			byPath[attrs(s)["url.path"].(string)] = s
+		case trace.SpanKindClient:
+			u := attrs(s)["url.full"].(string)
+			clientOf[u[strings.LastIndex(u, "/users/"):]] = s
+		}
+	}
+	if s := byPath["/users/1"]; s == nil {
+		t.Error("no span for the request with a sampled traceparent")
+	} else {
+		if s.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+			s.Parent().SpanID().String() != "00f067aa0ba902b7" || !s.Parent().IsRemote() {
+			t.Errorf("did not continue the caller's trace: trace %s parent %s", s.SpanContext().TraceID(), s.Parent().SpanID())
+		}
+		if ts := s.SpanContext().TraceState().String(); ts != "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7" {
+			t.Errorf("tracestate %q", ts)
+		}
+	}
+	if s := byPath["/users/2"]; s != nil {
+		t.Error("a request whose caller did not sample it was recorded")
+	}
+	for _, p := range []string{"/users/3", "/users/4"} {
+		s := byPath[p]
+		if s == nil {
+			t.Errorf("no span for %s", p)
+			continue
+		}
+		if s.SpanContext().TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" {
+			t.Errorf("%s: a malformed traceparent was trusted", p)
+		}
+		// Without --propagate the span is a root; with it, the kernel
+		// matches it by connection to the fixture's client span that sent
+		// the request (the agent traces both ends).
+		if c := clientOf[p]; propagate && (c == nil || s.Parent().SpanID() != c.SpanContext().SpanID() ||
+			s.SpanContext().TraceID() != c.SpanContext().TraceID()) {
+			t.Errorf("%s: parent %s, want the client span that sent it", p, s.Parent().SpanID())
+		} else if !propagate && s.Parent().IsValid() {
+			t.Errorf("%s: parent %s, want none", p, s.Parent().SpanID())
+		}
+	}
+	if n := ss.s.Stats().InvalidTraceContext; n != 2 {
+		t.Errorf("%d invalid trace contexts counted, want 2", n)
+	}
+	if n, want := ss.s.Stats().Kernel.PropMatched, map[bool]uint64{false: 0, true: 2}[propagate]; n != want {
+		t.Errorf("%d server spans matched by connection, want %d", n, want)
+	}
+	if n := ss.s.Stats().TraceMismatches; n != 0 {
+		t.Errorf("%d spans in another trace than the kernel made", n)
+	}
 }
 
 // TestBuiltinHTTP2 reads the status codes net/http's HTTP/2 server writes,

@@ -3,6 +3,7 @@ package kerneltests
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,13 +26,13 @@ type hop struct {
 }
 
 // startHop starts the chain fixture at path; its /hop calls next's, if any.
-func startHop(t *testing.T, path, next string) *hop {
+func startHop(t *testing.T, path, next string, env ...string) *hop {
 	t.Helper()
 	var args []string
 	if next != "" {
 		args = []string{next}
 	}
-	tg, line := startProcess(t, path, args, nil)
+	tg, line := startProcess(t, path, args, env)
 	url, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
 	if !ok {
 		t.Fatalf("chain fixture did not start: %q", line)
@@ -144,69 +145,107 @@ func pidOf(s map[string]any) int {
 
 // TestPropagateChain: three services calling each other over loopback, all
 // traced by one agent with --propagate, make one trace: each hop's server
-// span is the child of the previous hop's client span.
+// span is the child of the previous hop's client span, the header carrying
+// it.
 func TestPropagateChain(t *testing.T) {
 	forEachBuildOf(t, "chain", func(t *testing.T, b build) {
-		c := startHop(t, b.path, "")
-		bh := startHop(t, b.path, c.url)
-		a := startHop(t, b.path, bh.url)
-		ag := startCLI(t, []int{a.pid(), bh.pid(), c.pid()}, "--propagate")
-		// Twice: the second request reuses each hop's keep-alive connection.
-		for i := 0; i < 2; i++ {
-			resp, err := http.Get(a.url + "/hop")
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+		ag, a, bh, c := runChain(t, b)
+		if n := ag.settled(t, 4, "tcagent_propagation_socket_total", `outcome="injected"`); n != 4 {
+			t.Errorf("%v requests injected, want 4", n)
 		}
-		injected := ag.settled(t, 4, "tcagent_propagation_socket_total", `outcome="injected"`)
-		spans := ag.stop(t)
-		if injected != 4 {
-			t.Errorf("%v requests injected, want 4", injected)
+		if n := ag.settled(t, 0, "tcagent_propagation_matched_total"); n != 0 {
+			t.Errorf("%v server spans matched by connection, want none: the header told them", n)
 		}
-		// Walk each trace from its root: A's server span.
-		var roots []map[string]any
-		for _, s := range spans {
-			if pidOf(s) == a.pid() && s["kind"] == "server" {
-				roots = append(roots, s)
-			}
-		}
-		if len(roots) != 2 || len(spans) != 10 {
-			t.Fatalf("%d spans, %d server spans of the first service; want 10 and 2", len(spans), len(roots))
-		}
-		children := map[string][]map[string]any{}
-		for _, s := range spans {
-			children[s["parent_span_id"].(string)] = append(children[s["parent_span_id"].(string)], s)
-		}
-		for _, root := range roots {
-			if root["parent_span_id"] != "" {
-				t.Errorf("the first service's server span has a parent: %v", root)
-			}
-			want := []struct {
-				pid  int
-				kind string
-			}{{a.pid(), "client"}, {bh.pid(), "server"}, {bh.pid(), "client"}, {c.pid(), "server"}}
-			cur := root
-			for i, w := range want {
-				kids := children[cur["span_id"].(string)]
-				if len(kids) != 1 {
-					t.Fatalf("hop %d: span %v has %d children, want 1", i, cur["name"], len(kids))
-				}
-				next := kids[0]
-				if pidOf(next) != w.pid || next["kind"] != w.kind {
-					t.Fatalf("hop %d: child is a %v span of pid %v, want a %s span of pid %d", i, next["kind"], pidOf(next), w.kind, w.pid)
-				}
-				if next["trace_id"] != root["trace_id"] {
-					t.Errorf("hop %d: trace %v, want %v", i, next["trace_id"], root["trace_id"])
-				}
-				cur = next
-			}
-		}
-		if roots[0]["trace_id"] == roots[1]["trace_id"] {
-			t.Error("two requests share one trace")
-		}
+		checkChain(t, ag.stop(t), a, bh, c)
 	})
+}
+
+// TestPropagateTLS: the same chain over TLS (HTTP/1.1), where no header can
+// be added: each hop's server span still finds its parent, the client span
+// that sent the request, by the connection, with nothing written.
+func TestPropagateTLS(t *testing.T) {
+	forEachBuildOf(t, "chain", func(t *testing.T, b build) {
+		ag, a, bh, c := runChain(t, b, "CHAIN_TLS=1")
+		if n := ag.settled(t, 4, "tcagent_propagation_matched_total"); n != 4 {
+			t.Errorf("%v server spans matched by connection, want 4", n)
+		}
+		if n := ag.settled(t, 4, "tcagent_propagation_requests_total", `outcome="tls"`); n != 4 {
+			t.Errorf("%v requests counted as TLS, want 4", n)
+		}
+		if n := ag.metric(t, "tcagent_propagation_socket_total", `outcome="injected"`); n != 0 {
+			t.Errorf("%v TLS requests injected", n)
+		}
+		checkChain(t, ag.stop(t), a, bh, c)
+	})
+}
+
+// runChain starts three services of build b, A calling B calling C, traces
+// them with one agent with --propagate, and sends A two requests from an
+// untraced client.
+func runChain(t *testing.T, b build, env ...string) (ag *cliAgent, a, bh, c *hop) {
+	t.Helper()
+	c = startHop(t, b.path, "", env...)
+	bh = startHop(t, b.path, c.url, env...)
+	a = startHop(t, b.path, bh.url, env...)
+	ag = startCLI(t, []int{a.pid(), bh.pid(), c.pid()}, "--propagate")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	// Twice: the second request reuses each hop's keep-alive connection.
+	for i := 0; i < 2; i++ {
+		resp, err := client.Get(a.url + "/hop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return ag, a, bh, c
+}
+
+// checkChain walks each request's trace from its root, A's server span: A's
+// client span, B's server and client spans, C's server span, each the
+// child of the one before, all in one trace; two requests, two traces.
+func checkChain(t *testing.T, spans map[string]map[string]any, a, bh, c *hop) {
+	t.Helper()
+	var roots []map[string]any
+	for _, s := range spans {
+		if pidOf(s) == a.pid() && s["kind"] == "server" {
+			roots = append(roots, s)
+		}
+	}
+	if len(roots) != 2 || len(spans) != 10 {
+		t.Fatalf("%d spans, %d server spans of the first service; want 10 and 2", len(spans), len(roots))
+	}
+	children := map[string][]map[string]any{}
+	for _, s := range spans {
+		children[s["parent_span_id"].(string)] = append(children[s["parent_span_id"].(string)], s)
+	}
+	for _, root := range roots {
+		if root["parent_span_id"] != "" {
+			t.Errorf("the first service's server span has a parent: %v", root)
+		}
+		want := []struct {
+			pid  int
+			kind string
+		}{{a.pid(), "client"}, {bh.pid(), "server"}, {bh.pid(), "client"}, {c.pid(), "server"}}
+		cur := root
+		for i, w := range want {
+			kids := children[cur["span_id"].(string)]
+			if len(kids) != 1 {
+				t.Fatalf("hop %d: span %v has %d children, want 1", i, cur["name"], len(kids))
+			}
+			next := kids[0]
+			if pidOf(next) != w.pid || next["kind"] != w.kind {
+				t.Fatalf("hop %d: child is a %v span of pid %v, want a %s span of pid %d", i, next["kind"], pidOf(next), w.kind, w.pid)
+			}
+			if next["trace_id"] != root["trace_id"] {
+				t.Errorf("hop %d: trace %v, want %v", i, next["trace_id"], root["trace_id"])
+			}
+			cur = next
+		}
+	}
+	if roots[0]["trace_id"] == roots[1]["trace_id"] {
+		t.Error("two requests share one trace")
+	}
 }
 
 // capture is a raw HTTP/1 server that records the bytes of each request as

@@ -53,6 +53,10 @@ type Event struct {
 	// call's span (--propagate); zero otherwise.
 	TraceID trace.TraceID
 	SpanID  trace.SpanID
+	// Caller is, at the start of a server span whose request carried no
+	// trace context, the client span the kernel matched it with by
+	// connection (--propagate); invalid otherwise.
+	Caller trace.SpanContext
 	// Handle is, at the end of a completion-handle probe, the handle it
 	// returned; at the start of a completion probe, its receiver.
 	Handle uint64
@@ -330,6 +334,7 @@ func (t *Tracker) start(pr *Probe, ev *Event) {
 		StartTime: ev.Time,
 		TraceID:   ev.TraceID,
 		SpanID:    ev.SpanID,
+		Caller:    ev.Caller,
 	}
 	f.p.SetAttributes(ev.Attributes)
 	if pr.Async == Goroutines {

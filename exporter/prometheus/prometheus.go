@@ -252,6 +252,7 @@ var (
 	ready         = desc("tcagent_ready", "1 once every probe of a traced process is attached.")
 	propRequests  = desc("tcagent_propagation_requests_total", "--propagate: HTTP/1 client requests by what became of their trace context: handed (to the socket programs), and sent unchanged: tls, traceparent_present (the program set one), no_tcp_connection (a connection of another type), connection_predates_agent (opened before the socket programs were attached), not_http1_connection (HTTP/2, the program's own RoundTripper, or no connection made).", "service", "pid", "outcome")
 	propMismatch  = desc("tcagent_propagation_trace_mismatches_total", "--propagate: spans whose parent was in another trace than the one the kernel made for them (and a request may have carried).", "service", "pid")
+	propMatched   = desc("tcagent_propagation_matched_total", "--propagate: server spans whose request carried no trace context (TLS, say), matched by connection to the client span that sent it, both traced here.", "service", "pid")
 	joinedTraces  = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
 	propSocket    = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
 )
@@ -259,7 +260,7 @@ var (
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes,
 		probesFailed, badContext, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
-		propRequests, propMismatch, propSocket, joinedTraces} {
+		propRequests, propMismatch, propSocket, joinedTraces, propMatched} {
 		ch <- d
 	}
 }
@@ -319,6 +320,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 				counter(propRequests, v, with(outcome)...)
 			}
 			counter(propMismatch, st.TraceMismatches, l...)
+			counter(propMatched, k.PropMatched, l...)
 		}
 		for _, p := range st.Programs {
 			counter(progRuns, p.Runs, with(p.Name)...)

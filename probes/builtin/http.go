@@ -34,7 +34,7 @@ func httpProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, i
 	if p, ok, err := probes.NewProbe(b, "net/http.serverHandler.ServeHTTP", id, rt); err != nil {
 		return nil, err
 	} else if ok {
-		if err := httpServer(b, o, p); err != nil {
+		if err := httpServer(b, o, opts, p); err != nil {
 			return nil, err
 		}
 		out = append(out, p)
@@ -62,41 +62,103 @@ func httpProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, i
 	return out, nil
 }
 
+// connTypes are the addresses in the process of the type descriptors of
+// *net.TCPConn and *tls.Conn.
+func connTypes(b *probes.Binary) (tcp, tls uint64, err error) {
+	tcp, ok := b.TypeAddr("*net.TCPConn")
+	if !ok {
+		return 0, 0, errors.New("--propagate: no *net.TCPConn type in the binary")
+	}
+	if tls, ok = b.TypeAddr("*tls.Conn"); ok {
+		tls += b.LoadBias
+	}
+	return tcp + b.LoadBias, tls, nil
+}
+
+// portFields are the offsets from a *net.TCPConn to its ports.
+type portFields struct{ fd, laddr, raddr, port uint16 }
+
+func (o *offsets) portFields() (portFields, error) {
+	var f portFields
+	err := o.mustAll(fieldOffset{&f.fd, "net.conn.fd"}, fieldOffset{&f.laddr, "net.netFD.laddr"},
+		fieldOffset{&f.raddr, "net.netFD.raddr"}, fieldOffset{&f.port, "net.TCPAddr.Port"})
+	return f, err
+}
+
+// ports are the chains from reg, through hops to a *net.TCPConn, to its
+// local and remote ports (a net.Addr's data word is a *net.TCPAddr).
+func (f portFields) ports(reg uint8, hops ...uint16) (local, remote bpf.Chain) {
+	chain := func(addr uint16) bpf.Chain {
+		return bpf.Chain{Reg: reg, Hops: append(append([]uint16{}, hops...), f.fd, addr+8), Field: f.port}
+	}
+	return chain(f.laddr), chain(f.raddr)
+}
+
+// serverConn (--propagate) gives the server probe the chains to its
+// connection's ports, so that the kernel can find the client span that
+// sent a request without trace context by the connection (match_tuple in
+// tracer.c): the response writer is an *http.response whose conn.rwc is
+// the *net.TCPConn, or a *tls.Conn over one.
+func serverConn(b *probes.Binary, o *offsets, p *probes.Probe) error {
+	var respConn, rwc, tlsConn uint16
+	if err := o.mustAll(fieldOffset{&respConn, "net/http.response.conn"}, fieldOffset{&rwc, "net/http.conn.rwc"},
+		fieldOffset{&tlsConn, "crypto/tls.Conn.conn"}); err != nil {
+		return err
+	}
+	f, err := o.portFields()
+	if err != nil {
+		return err
+	}
+	if p.Recipe.WantType, p.Recipe.TLSType, err = connTypes(b); err != nil {
+		return err
+	}
+	tcpL, tcpR := f.ports(serverRWData, respConn, rwc+8)
+	tlsL, tlsR := f.ports(serverRWData, respConn, rwc+8, tlsConn+8)
+	p.Recipe.Chains = []bpf.Chain{
+		bpf.ChainServerConnType:  {Reg: serverRWData, Hops: []uint16{respConn, rwc}, Field: 8}, // itab._type
+		bpf.ChainServerLocalPort: tcpL, bpf.ChainServerRemotePort: tcpR,
+		bpf.ChainServerTLSLocalPort: tlsL, bpf.ChainServerTLSRemotePort: tlsR,
+	}
+	return nil
+}
+
 // httpInject (--propagate) makes the probe that keys each HTTP/1 request
 // by its connection for the socket programs, from the goroutine that sends
 // it: see inject in bpf/tracer.c, whose order of entry captures this
 // follows. It opens no span and sends no event.
 func httpInject(b *probes.Binary, o *offsets, p *probes.Probe) error {
-	var f struct{ conn, tls, treq, header, fd, laddr, raddr, port uint16 }
+	var conn, tlsState, treq, header, tlsConn uint16
 	if err := o.mustAll(
-		fieldOffset{&f.conn, "net/http.persistConn.conn"}, fieldOffset{&f.tls, "net/http.persistConn.tlsState"},
-		fieldOffset{&f.treq, "net/http.transportRequest.Request"}, fieldOffset{&f.header, "net/http.Request.Header"},
-		fieldOffset{&f.fd, "net.conn.fd"}, fieldOffset{&f.laddr, "net.netFD.laddr"}, fieldOffset{&f.raddr, "net.netFD.raddr"},
-		fieldOffset{&f.port, "net.TCPAddr.Port"},
+		fieldOffset{&conn, "net/http.persistConn.conn"}, fieldOffset{&tlsState, "net/http.persistConn.tlsState"},
+		fieldOffset{&treq, "net/http.transportRequest.Request"}, fieldOffset{&header, "net/http.Request.Header"},
+		fieldOffset{&tlsConn, "crypto/tls.Conn.conn"},
 	); err != nil {
 		return err
 	}
-	typ, ok := b.TypeAddr("*net.TCPConn")
-	if !ok {
-		return errors.New("--propagate: no *net.TCPConn type in the binary")
+	f, err := o.portFields()
+	if err != nil {
+		return err
+	}
+	if p.Recipe.WantType, p.Recipe.TLSType, err = connTypes(b); err != nil {
+		return err
 	}
 	// pc.conn is a net.Conn: its itab, then its data word, a *net.TCPConn
-	// whose conn.fd is the *netFD with the addresses (*net.TCPAddr in an
-	// Addr's data word).
-	dataWord := f.conn + 8
-	ports := func(addr uint16) bpf.Capture { return field(injectConn, 8, dataWord, f.fd, addr+8, f.port) }
-	hdr := field(injectReq, 8, f.treq, f.header) // the map pointer
+	// (or a *tls.Conn over one).
+	tcpL, tcpR := f.ports(injectConn, conn+8)
+	capture := func(c bpf.Chain) bpf.Capture { return field(c.Reg, 8, append(c.Hops, c.Field)...) }
+	hdr := field(injectReq, 8, treq, header) // the map pointer
 	hdr.Reg2 = layoutOf(b)
 	p.Recipe.Entry = []bpf.Capture{
-		field(injectConn, 8, f.tls),
-		ports(f.laddr),
-		ports(f.raddr),
+		field(injectConn, 8, tlsState),
+		capture(tcpL),
+		capture(tcpR),
 		hdr,
-		field(injectConn, 8, f.conn, 8), // itab._type
+		field(injectConn, 8, conn, 8), // itab._type
 	}
+	tlsL, tlsR := f.ports(injectConn, conn+8, tlsConn+8)
+	p.Recipe.Chains = []bpf.Chain{bpf.ChainTLSLocalPort: tlsL, bpf.ChainTLSRemotePort: tlsR}
 	p.Recipe.Keys = []string{"Traceparent"}
 	p.Recipe.Inject = true
-	p.Recipe.WantType = typ + b.LoadBias
 	p.Spec.Name = "http.inject"
 	return nil
 }
@@ -111,7 +173,7 @@ func layoutOf(b *probes.Binary) uint8 {
 	return bpf.MapClassic
 }
 
-func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
+func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) error {
 	var f struct{ method, url, path, header, host, remote, major, minor, tls, status, h2rws, h2status uint16 }
 	if err := o.mustAll(
 		fieldOffset{&f.method, "net/http.Request.Method"}, fieldOffset{&f.url, "net/http.Request.URL"}, fieldOffset{&f.path, "net/url.URL.Path"},
@@ -165,6 +227,11 @@ func httpServer(b *probes.Binary, o *offsets, p *probes.Probe) error {
 			return err
 		}
 		capture(p, true, "pattern", field(req, 0, uint16(pat), str))
+	}
+	if opts.Propagate {
+		if err := serverConn(b, o, p); err != nil {
+			return err
+		}
 	}
 	p.Spec.Name = "http.server"
 	p.Spec.Kind = "server"

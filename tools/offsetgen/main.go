@@ -36,6 +36,8 @@ var fields = []string{
 	// --propagate: a request's connection, and the ports it is keyed by.
 	"net/http.persistConn.conn", "net/http.persistConn.tlsState", "net/http.transportRequest.Request",
 	"net.conn.fd", "net.netFD.laddr", "net.netFD.raddr",
+	// and the connection of a request served, and under TLS the TCP one.
+	"net/http.response.conn", "net/http.conn.rwc", "crypto/tls.Conn.conn",
 	// grpc's incoming metadata: the value of the stream's context.
 	"context.valueCtx.key", "context.valueCtx.val",
 	"database/sql.DB.connector", "database/sql.dsnConnector.driver", "database/sql.Tx.db", "database/sql.Conn.db",

@@ -1,6 +1,7 @@
 // Command chain is one hop of a chain of services for the trace-context
 // propagation tests: GET /hop calls the next service's /hop, if there is
-// one. On standard input it takes commands that send requests of every
+// one. With CHAIN_TLS=1 it serves HTTP/1.1 over TLS (a self-signed
+// certificate made at start) and calls the next one so. On standard input it takes commands that send requests of every
 // shape the socket programs must leave intact (apart from the header they
 // add), answering "ok CMD" once done.
 package main
@@ -8,8 +9,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -31,6 +38,18 @@ func main() {
 	if len(os.Args) > 1 {
 		next = os.Args[1]
 	}
+	scheme := "http"
+	if os.Getenv("CHAIN_TLS") == "1" {
+		scheme = "https"
+		cert, err := selfSigned()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		// HTTP/1.1 only: no h2 in ALPN.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+		http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hop", func(w http.ResponseWriter, r *http.Request) {
 		if next != "" {
@@ -45,7 +64,7 @@ func main() {
 		fmt.Fprintln(w, "hop")
 	})
 	go http.Serve(ln, mux)
-	fmt.Printf("ready http://%s\n", ln.Addr())
+	fmt.Printf("ready %s://%s\n", scheme, ln.Addr())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		cmd, arg, _ := strings.Cut(in.Text(), " ")
@@ -57,6 +76,21 @@ func main() {
 		}
 		fmt.Println("ok " + in.Text())
 	}
+}
+
+// selfSigned makes a certificate for 127.0.0.1.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // pattern is a deterministic body of n bytes.

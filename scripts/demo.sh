@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts the demo service, attaches tcagent with the shipped probe file, sends
+# Starts the demo service, attaches tcagent with the shipped probe file and
+# --propagate (the audit call then carries its trace context), sends
 # a few requests and prints the trace trees tcagent draws. Run via `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ for _ in $(seq 50); do
 	./bin/demo -drive "http://$addr" -ping 2>/dev/null && break
 	sleep 0.1
 done
-./bin/tcagent attach --pid "$demo" --probes examples/demo/probes.yaml --exporter stdout 2>"$log" &
+./bin/tcagent attach --pid "$demo" --probes examples/demo/probes.yaml --exporter stdout --propagate 2>"$log" &
 agent=$!
 for _ in $(seq 100); do
 	grep -q attached "$log" && break

@@ -71,6 +71,10 @@ type Config struct {
 	// spans' trace contexts are made in the kernel, and outgoing HTTP/1
 	// requests carry their client span's. One serves every session.
 	Propagator *bpf.Propagator
+	// RootSampleRatio is, when set, the share of new traces Sampler (or the
+	// SDK's default) samples at their root: the traces --propagate makes in
+	// the kernel carry the same decision out. Unset: all.
+	RootSampleRatio *float64
 }
 
 // Session is a process being traced.
@@ -237,7 +241,12 @@ func Attach(cfg Config) (*Session, error) {
 
 	t1 := time.Now()
 	s.timings.Analyze = t1.Sub(t0)
-	if s.tracer, err = bpf.Load(bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator}); err != nil {
+	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator}
+	if cfg.RootSampleRatio != nil {
+		bound := bpf.SampleBoundOf(*cfg.RootSampleRatio)
+		lopts.SampleBound = &bound
+	}
+	if s.tracer, err = bpf.Load(lopts); err != nil {
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
 		}

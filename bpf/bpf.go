@@ -199,6 +199,11 @@ type Options struct {
 	// Propagator, when set, is the --propagate socket side the tracer hands
 	// outgoing requests to (its pending map replaces the tracer's own).
 	Propagator *Propagator
+	// SampleBound, when set, decides whether a trace the kernel makes is
+	// sampled: when its id's last 8 bytes, read big-endian, shifted right
+	// by one, are below it (OpenTelemetry's TraceIDRatioBased rule; see
+	// SampleBoundOf). Unset: always.
+	SampleBound *uint64
 }
 
 // Tracer is the loaded programs and maps.
@@ -207,6 +212,18 @@ type Tracer struct {
 	// programs were then loaded for.
 	Multi bool
 	objs  tracerObjects
+}
+
+// SampleBoundOf is the SampleBound of a root sampling ratio, as
+// OpenTelemetry's TraceIDRatioBased sampler computes it.
+func SampleBoundOf(ratio float64) uint64 {
+	switch {
+	case ratio >= 1:
+		return 1 << 63
+	case ratio <= 0:
+		return 0
+	}
+	return uint64(ratio * (1 << 63))
 }
 
 // Load loads the programs into the kernel.
@@ -220,6 +237,11 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	if opts.RingBufferSize != 0 {
 		spec.Maps["events"].MaxEntries = opts.RingBufferSize
+	}
+	if opts.SampleBound != nil {
+		if err := spec.Variables["sample_bound"].Set(*opts.SampleBound); err != nil {
+			return nil, fmt.Errorf("set sampling bound: %w", err)
+		}
 	}
 	if opts.WakeupBytes != 0 {
 		if err := spec.Variables["wakeup_bytes"].Set(opts.WakeupBytes); err != nil {

@@ -4,10 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
 	"unsafe"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestLayout(t *testing.T) {
@@ -84,5 +88,25 @@ func TestDecode(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = e.Decode(raw) }); n != 0 {
 		t.Fatalf("Decode allocates %v times", n)
+	}
+}
+
+// TestSampleBound: a trace the kernel makes is sampled exactly when the
+// OpenTelemetry SDK's TraceIDRatioBased sampler samples its root.
+func TestSampleBound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, ratio := range []float64{0, 0.001, 0.25, 0.5, 0.999, 1} {
+		s := sdktrace.TraceIDRatioBased(ratio)
+		bound := SampleBoundOf(ratio)
+		for i := 0; i < 10000; i++ {
+			hi, lo := rng.Uint64(), rng.Uint64()
+			var id trace.TraceID
+			binary.BigEndian.PutUint64(id[:8], hi)
+			binary.BigEndian.PutUint64(id[8:], lo)
+			sdk := s.ShouldSample(sdktrace.SamplingParameters{TraceID: id}).Decision == sdktrace.RecordAndSample
+			if kernel := lo>>1 < bound; kernel != sdk {
+				t.Fatalf("ratio %v, trace %s: kernel samples %v, the SDK %v", ratio, id, kernel, sdk)
+			}
+		}
 	}
 }

@@ -23,6 +23,12 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 // uprobe itself on a VM. Set at load time.
 volatile const __u64 wakeup_bytes = 2 << 20;
 
+// --propagate: a trace made here is sampled when the upper 63 bits of its
+// id's second half are below this bound, the rule of OpenTelemetry's
+// TraceIDRatioBased sampler, so that the flag a request carries out is the
+// decision the agent's sampler takes for the root span (1 << 63: always).
+volatile const __u64 sample_bound = 1ULL << 63;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
@@ -399,7 +405,7 @@ static __always_inline void trace_start(struct event *ev, struct value *out, con
 		if (!parsed) {
 			t.trace_hi = rand64();
 			t.trace_lo = rand64();
-			t.flags = 1 | TRACE_OWN;
+			t.flags = ((t.trace_lo >> 1) < sample_bound ? 1 : 0) | TRACE_OWN;
 		}
 		t.depth = ev->depth;
 		bpf_map_update_elem(&gtrace, &goid, &t, BPF_ANY);

@@ -128,6 +128,7 @@ const (
 	tracerProgTcGoExit    = "tc_go_exit"
 	tracerProgTcPanic     = "tc_panic"
 	tracerProgTcReturn    = "tc_return"
+	tracerVarSampleBound  = "sample_bound"
 	tracerVarUnusedEvent  = "unused_event"
 	tracerVarUnusedRecipe = "unused_recipe"
 	tracerVarWakeupBytes  = "wakeup_bytes"
@@ -202,6 +203,7 @@ type tracerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
+	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedRecipe *ebpf.VariableSpec `ebpf:"unused_recipe"`
 	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -258,6 +260,7 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
+	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 	UnusedRecipe *ebpf.Variable `ebpf:"unused_recipe"`
 	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`

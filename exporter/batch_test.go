@@ -95,15 +95,16 @@ func TestBatcherShutdownDeadline(t *testing.T) {
 }
 
 func TestSampler(t *testing.T) {
-	for _, name := range []string{"always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"} {
-		if _, err := exporter.Sampler(name, "0.5"); err != nil {
-			t.Errorf("%s: %v", name, err)
+	for name, root := range map[string]float64{"always_on": 1, "always_off": 0, "traceidratio": 0.5, "parentbased_always_on": 1,
+		"parentbased_always_off": 0, "parentbased_traceidratio": 0.5} {
+		if _, r, err := exporter.Sampler(name, "0.5"); err != nil || r != root {
+			t.Errorf("%s: root ratio %v, %v; want %v", name, r, err, root)
 		}
 	}
-	if _, err := exporter.Sampler("sometimes", ""); err == nil {
+	if _, _, err := exporter.Sampler("sometimes", ""); err == nil {
 		t.Error("unknown sampler accepted")
 	}
-	if _, err := exporter.Sampler("traceidratio", "2"); err == nil {
+	if _, _, err := exporter.Sampler("traceidratio", "2"); err == nil {
 		t.Error("ratio 2 accepted")
 	}
 }

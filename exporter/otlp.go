@@ -61,29 +61,32 @@ func NewOTLP(ctx context.Context, o OTLPOptions) (sdktrace.SpanExporter, error) 
 }
 
 // Sampler returns the sampler named as OTEL_TRACES_SAMPLER names them, with
-// arg as OTEL_TRACES_SAMPLER_ARG (the ratio, for the ratio samplers).
-func Sampler(name, arg string) (sdktrace.Sampler, error) {
+// arg as OTEL_TRACES_SAMPLER_ARG (the ratio, for the ratio samplers), and
+// the share of new traces it samples at their root, by the trace id
+// (TraceIDRatioBased's rule): what --propagate's kernel-made traces must
+// agree with.
+func Sampler(name, arg string) (sdktrace.Sampler, float64, error) {
 	ratio := 1.0
 	if arg != "" {
 		r, err := strconv.ParseFloat(arg, 64)
 		if err != nil || r < 0 || r > 1 {
-			return nil, fmt.Errorf("sampler argument %q: want a ratio from 0 to 1", arg)
+			return nil, 0, fmt.Errorf("sampler argument %q: want a ratio from 0 to 1", arg)
 		}
 		ratio = r
 	}
 	switch name {
 	case "always_on":
-		return sdktrace.AlwaysSample(), nil
+		return sdktrace.AlwaysSample(), 1, nil
 	case "always_off":
-		return sdktrace.NeverSample(), nil
+		return sdktrace.NeverSample(), 0, nil
 	case "traceidratio":
-		return sdktrace.TraceIDRatioBased(ratio), nil
+		return sdktrace.TraceIDRatioBased(ratio), ratio, nil
 	case "parentbased_always_on":
-		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
+		return sdktrace.ParentBased(sdktrace.AlwaysSample()), 1, nil
 	case "parentbased_always_off":
-		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
+		return sdktrace.ParentBased(sdktrace.NeverSample()), 0, nil
 	case "parentbased_traceidratio":
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), nil
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), ratio, nil
 	}
-	return nil, fmt.Errorf("sampler %q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
+	return nil, 0, fmt.Errorf("sampler %q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
 }

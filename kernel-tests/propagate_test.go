@@ -383,6 +383,41 @@ func TestPropagateWire(t *testing.T) {
 	})
 }
 
+// TestPropagateSampling: with a ratio sampler, the sampled flag a request
+// carries out is the decision taken for its client span: 01 when the span
+// was recorded, 00 when it was not.
+func TestPropagateSampling(t *testing.T) {
+	b := newestOf(t, "chain")
+	srv := startCapture(t)
+	h := startHop(t, b.path, "")
+	ag := startCLI(t, []int{h.pid()}, "--propagate", "--sampler", "traceidratio", "--sampler-arg", "0.5")
+	raw := map[string][]byte{} // by run and path
+	for i := 0; i < 4; i++ {
+		h.run(t, "wire "+srv.url)
+		for k, v := range srv.take() {
+			raw[fmt.Sprint(i)+k] = v
+		}
+	}
+	spans := ag.stop(t)
+	any := regexp.MustCompile(`traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])\r\n`)
+	seen := map[string]int{}
+	for path, r := range raw {
+		m := any.FindSubmatch(r)
+		if m == nil {
+			continue
+		}
+		_, recorded := spans[string(m[2])]
+		if recorded != (string(m[3]) == "01") {
+			t.Errorf("%s: flags %s, but the client span was recorded: %v", path, m[3], recorded)
+		}
+		seen[string(m[3])]++
+	}
+	if seen["00"]+seen["01"] == 0 {
+		t.Fatal("no request carried a traceparent")
+	}
+	t.Logf("flags carried: %v", seen)
+}
+
 // clip shortens a capture for a message.
 func clip(b []byte) []byte {
 	if len(b) > 300 {

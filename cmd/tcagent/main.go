@@ -112,6 +112,7 @@ type pipeline struct {
 	metrics     *tcprom.Metrics
 	metricsAddr string // where the endpoint listens, "" when disabled
 	sampler     sdktrace.Sampler
+	rootRatio   float64         // the share of new traces the sampler samples
 	propagator  *bpf.Propagator // --propagate's socket side, nil without it
 	stop        context.CancelFunc
 }
@@ -185,20 +186,31 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 		stop()
 		return nil, fmt.Errorf("--exporter %q: want otlp, jsonl or stdout", kind)
 	}
+	name, arg := f.sampler, f.samplerArg
+	if name == "" {
+		name = os.Getenv("OTEL_TRACES_SAMPLER")
+	}
+	if name == "" {
+		name = "parentbased_always_on"
+	}
+	if arg == "" {
+		arg = os.Getenv("OTEL_TRACES_SAMPLER_ARG")
+	}
+	s, ratio, err := exporter.Sampler(name, arg)
 	if f.sampler != "" || f.samplerArg != "" {
-		name := f.sampler
-		if name == "" {
-			name = os.Getenv("OTEL_TRACES_SAMPLER")
-		}
-		if name == "" {
-			name = "parentbased_always_on"
-		}
-		s, err := exporter.Sampler(name, f.samplerArg)
 		if err != nil {
 			stop()
 			return nil, err
 		}
 		pl.sampler = s
+	}
+	// Without the flags the SDK reads the variables itself; a sampler this
+	// agent does not know then samples every new trace, as far as the
+	// kernel's flags go.
+	if err == nil {
+		pl.rootRatio = ratio
+	} else {
+		pl.rootRatio = 1
 	}
 	if f.metricsAddr != "" {
 		addr, err := pl.metrics.Serve(ctx, f.metricsAddr)
@@ -215,7 +227,8 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 func (pl *pipeline) config(specs []probes.Spec, f *traceFlags, log *slog.Logger) agent.Config {
 	return agent.Config{Specs: specs, Processor: shared{pl.processor}, ServiceName: f.serviceName, Logger: log,
 		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets(),
-		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}, Limits: f.limits, Propagator: pl.propagator}
+		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}, Limits: f.limits, Propagator: pl.propagator,
+		RootSampleRatio: &pl.rootRatio}
 }
 
 // builtinSets parses --builtin: nil for all, empty for none.

@@ -392,8 +392,17 @@ func (s *Session) attach(exe string) error {
 
 func (s *Session) setupPipeline() {
 	res := s.resource()
-	s.joins = newTraceJoin(s.cfg.Processor)
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(s.joins)}
+	// Spans go through the trace join only where the otel set applies: it
+	// takes a lock per span.
+	var export sdktrace.SpanProcessor = s.cfg.Processor
+	for _, p := range s.probes {
+		if p.Joins != nil {
+			s.joins = newTraceJoin(s.cfg.Processor)
+			export = s.joins
+			break
+		}
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(export)}
 	for _, p := range s.cfg.SpanProcessors {
 		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
@@ -475,7 +484,7 @@ func traced(p *probes.Probe) error {
 // out): the two disagree. A parent whose trace joined the program's own,
 // which the kernel adopted, agrees.
 func (s *Session) checkTrace(p *channel.Payload, parent trace.TraceID) {
-	if p.TraceID.IsValid() && parent.IsValid() && parent != p.TraceID && s.joins.joinedTo(parent) != p.TraceID {
+	if p.TraceID.IsValid() && parent.IsValid() && parent != p.TraceID && (s.joins == nil || s.joins.joinedTo(parent) != p.TraceID) {
 		s.traceMismatches.Add(1)
 	}
 }
@@ -685,7 +694,10 @@ func (s *Session) Stats() Stats {
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, ProbesFailed: s.failedSets(), Uprobes: s.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending(),
-		TraceMismatches: s.traceMismatches.Load(), TracesJoined: s.joins.joined.Load()}
+		TraceMismatches: s.traceMismatches.Load()}
+	if s.joins != nil {
+		st.TracesJoined = s.joins.joined.Load()
+	}
 	for _, p := range s.probes {
 		if rp, ok := p.Shape.(probes.RemoteParenter); ok {
 			st.InvalidTraceContext += rp.InvalidTraceContext()

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -476,4 +478,45 @@ func newestOf(t *testing.T, dir string) build {
 	}
 	t.Fatal("no such build")
 	return build{}
+}
+
+// TestCLIRunPropagate: `tcagent run --propagate` traces a program from its
+// start with the socket side in place: the request it sends to itself
+// carries its client span, and the server span continues it.
+func TestCLIRunPropagate(t *testing.T) {
+	b := newestOf(t, "otelsdk")
+	cmd := exec.Command(tcagent(t), "run", "--propagate", "--builtin", "http", "--exporter", "jsonl", "--metrics-addr", "", "--", b.path)
+	cmd.Env = append(os.Environ(), "SPANS="+filepath.Join(t.TempDir(), "spans"))
+	cmd.Stdin = strings.NewReader("call\n")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tcagent run: %v\n%s", err, stderr.String())
+	}
+	var server, client, stock map[string]any
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue // the program's own output
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		switch a := m["attributes"].(map[string]any); {
+		case m["kind"] == "server" && a["url.path"] == "/order":
+			server = m
+		case m["kind"] == "server" && a["url.path"] == "/stock":
+			stock = m
+		case m["kind"] == "client":
+			client = m
+		}
+	}
+	if server == nil || client == nil || stock == nil {
+		t.Fatalf("spans:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+	if client["parent_span_id"] != server["span_id"] || stock["parent_span_id"] != client["span_id"] ||
+		stock["trace_id"] != server["trace_id"] || client["trace_id"] != server["trace_id"] {
+		t.Errorf("not one trace: server %v/%v, client %v/%v parent %v, stock %v parent %v", server["trace_id"], server["span_id"],
+			client["trace_id"], client["span_id"], client["parent_span_id"], stock["trace_id"], stock["parent_span_id"])
+	}
 }

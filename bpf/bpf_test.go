@@ -29,11 +29,11 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-// TestObjectsFresh fails when tracer.c, tracer.h, propagate.c or propagate.h changed without `make
+// TestObjectsFresh fails when tracer.c, tracer.h, propagate.c, propagate.h or procs.c changed without `make
 // generate`: the committed objects would not be what the sources say.
 func TestObjectsFresh(t *testing.T) {
 	var src []byte
-	for _, f := range []string{"tracer.c", "tracer.h", "propagate.c", "propagate.h"} {
+	for _, f := range []string{"tracer.c", "tracer.h", "propagate.c", "propagate.h", "procs.c"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -46,7 +46,7 @@ func TestObjectsFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := hex.EncodeToString(sum[:]); got != strings.TrimSpace(string(want)) {
-		t.Fatalf("BPF objects are stale against tracer.c/tracer.h/propagate.c/propagate.h: run `make generate` and commit the result")
+		t.Fatalf("BPF objects are stale against tracer.c/tracer.h/propagate.c/propagate.h/procs.c: run `make generate` and commit the result")
 	}
 }
 

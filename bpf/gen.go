@@ -7,4 +7,5 @@ package bpf
 
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target amd64 -type event -type recipe -type capture -type value tracer tracer.c
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target amd64 -type trace_ctx -type conn_key propagator propagate.c
-//go:generate sh -c "cat tracer.c tracer.h propagate.c propagate.h | sha256sum | cut -d' ' -f1 > sources.sha256"
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target amd64 -type proc_event procs procs.c
+//go:generate sh -c "cat tracer.c tracer.h propagate.c propagate.h procs.c | sha256sum | cut -d' ' -f1 > sources.sha256"

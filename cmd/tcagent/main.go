@@ -298,8 +298,8 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 					return err
 				}
 			}
-			// Every process is attached before any runs: a bad pid leaves
-			// the others untouched.
+			// Every process is attached before any is followed: a bad pid
+			// detaches those attached before it and ends with its error.
 			var sessions []*agent.Session
 			for _, pid := range pids {
 				cfg := pl.config(specs, &flags, log)

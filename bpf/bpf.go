@@ -73,17 +73,14 @@ type Chain struct {
 	Field uint16
 }
 
-// The chains of a Recipe (tracer.h): for Inject, the ports of a *tls.Conn's
-// TCP connection; for a server probe with an incoming traceparent, the
-// served connection's type, then its ports as a *net.TCPConn and as a
-// *tls.Conn.
+// The chains of a Recipe (tracer.h) lead to a connection: a client
+// request's (Inject) or the one a server probe serves. The connection's
+// type (an itab's type), then its ports as a *net.TCPConn, then as a
+// *tls.Conn over one.
 const (
-	ChainTLSLocalPort, ChainTLSRemotePort = 0, 1
-	ChainServerConnType                   = 0
-	ChainServerLocalPort                  = 1
-	ChainServerRemotePort                 = 2
-	ChainServerTLSLocalPort               = 3
-	ChainServerTLSRemotePort              = 4
+	ChainConnType                         = 0
+	ChainTCPLocalPort, ChainTCPRemotePort = 1, 2
+	ChainTLSLocalPort, ChainTLSRemotePort = 3, 4
 )
 
 // Capture is one value a probe reads at entry or at return. Registers are
@@ -120,8 +117,8 @@ type Recipe struct {
 	// goroutine's trace until it returns.
 	Trace bool
 	// Inject marks net/http's (*persistConn).roundTrip with --propagate: no
-	// event; its entry captures locate the connection and the request's
-	// headers for the socket programs (see inject in tracer.c).
+	// event; its chains locate the connection and its entry captures the
+	// request's TLS state and headers (see inject in tracer.c).
 	Inject bool
 	// Adopt marks, with --propagate, the probe on the program's own
 	// OpenTelemetry SDK's (*tracer).Start: a goroutine's trace made here
@@ -134,8 +131,8 @@ type Recipe struct {
 	// must have: *net.TCPConn, or the SDK's *trace.recordingSpan. TLSType
 	// is *tls.Conn's, for the chains.
 	WantType, TLSType uint64
-	// Chains (--propagate) find a connection's ports: see the Chain*
-	// indices.
+	// Chains (--propagate) find a connection's ports: none, or one per
+	// Chain* index.
 	Chains []Chain
 	// Offsets of g.goid, g.stack.hi and g.parentGoid in the target's
 	// runtime.

@@ -322,42 +322,51 @@ static __always_inline __u64 rand64(void)
 	return v ? v : 1; // ids are never zero
 }
 
-// trace_start makes the trace context of a span starting on ev->goid: the
-// trace of the goroutine's open spans (or inherited at its creation), else
-// an incoming traceparent's, else a new one; and a new span id. It mirrors
-// how userspace parents spans (the local parent first, then the remote one),
-// and userspace gives the span these ids, so that a request can carry them
-// before userspace has seen the span. The outermost span owns the
-// goroutine's trace until it returns.
 // How long after a client sent a request its server span may find it by
 // the connection: far less than the TIME_WAIT that keeps a port pair from
 // being reused.
 #define TUPLE_FRESH_NS (5ULL * 1000 * 1000 * 1000)
 
-// match_tuple finds, for a server span whose request carried no trace
-// context, the client span that sent it, when this agent traces the client
-// too (inject recorded it in tuples): by the served connection's ports, as
-// a *net.TCPConn or a *tls.Conn. Nothing is written anywhere: it is how a
-// TLS request, whose bytes the socket programs cannot change, still joins
-// its caller's trace. The parent's span id goes to out->d.
-static __always_inline int match_tuple(const struct abi_regs *regs, const struct recipe *r, struct trace_ctx *t,
-				       struct value *out)
+// conn_of reads the ports of the connection a recipe's chains lead to, a
+// *net.TCPConn or a *tls.Conn over one (told by r->want_type and
+// r->tls_type), as the side that holds it sees them; *tls is set for the
+// latter. -1: no chains, another type, or unreadable.
+static __always_inline int conn_of(const struct abi_regs *regs, const struct recipe *r, struct conn_key *k, int *tls)
 {
 	__u64 typ = 0, l = 0, rp = 0;
-	if (r->nchains != MAX_CHAINS || read_chain(regs, &r->chains[CHAIN_SRV_TYPE], &typ) < 0 || !typ)
-		return 0;
-	int lc = CHAIN_SRV_LPORT, rc = CHAIN_SRV_RPORT;
-	if (typ == r->tls_type) {
-		lc = CHAIN_SRV_TLS_LPORT;
-		rc = CHAIN_SRV_TLS_RPORT;
+	if (r->nchains != MAX_CHAINS || !r->want_type || read_chain(regs, &r->chains[CHAIN_CONN_TYPE], &typ) < 0 || !typ)
+		return -1;
+	int lc = CHAIN_TCP_LPORT, rc = CHAIN_TCP_RPORT;
+	*tls = typ == r->tls_type;
+	if (*tls) {
+		lc = CHAIN_TLS_LPORT;
+		rc = CHAIN_TLS_RPORT;
 	} else if (typ != r->want_type) {
-		return 0;
+		return -1;
 	}
 	if (read_chain(regs, &r->chains[lc], &l) < 0 || read_chain(regs, &r->chains[rc], &rp) < 0 || !l || !rp || l > 65535 ||
 	    rp > 65535)
+		return -1;
+	k->lport = l;
+	k->rport = rp;
+	return 0;
+}
+
+// match_tuple finds, for a server span whose request carried no trace
+// context, the client span that sent it, when this agent traces the client
+// too (inject recorded it in tuples): by the served connection's ports.
+// Nothing is written anywhere: it is how a TLS request, whose bytes the
+// socket programs cannot change, still joins its caller's trace. The
+// parent's span id goes to out->d.
+static __always_inline int match_tuple(const struct abi_regs *regs, const struct recipe *r, struct trace_ctx *t,
+				       struct value *out)
+{
+	struct conn_key served;
+	int tls;
+	if (conn_of(regs, r, &served, &tls) < 0)
 		return 0;
 	// The client's key: its local port is the server's remote one.
-	struct conn_key k = {.lport = rp, .rport = l};
+	struct conn_key k = {.lport = served.rport, .rport = served.lport};
 	struct trace_ctx *c = bpf_map_lookup_elem(&tuples, &k);
 	if (!c || bpf_ktime_get_ns() - c->depth > TUPLE_FRESH_NS)
 		return 0;
@@ -371,6 +380,14 @@ static __always_inline int match_tuple(const struct abi_regs *regs, const struct
 	return 1;
 }
 
+// trace_start makes the trace context of a span starting on ev->goid: the
+// trace of the goroutine's open spans (or inherited at its creation), else
+// an incoming traceparent's, else its client span's found by connection
+// (match_tuple), else a new one; and a new span id. It mirrors
+// how userspace parents spans (the local parent first, then the remote one),
+// and userspace gives the span these ids, so that a request can carry them
+// before userspace has seen the span. The outermost span owns the
+// goroutine's trace until it returns.
 static __always_inline void trace_start(struct event *ev, struct value *out, const struct capture *c, int big,
 					const struct abi_regs *regs, const struct recipe *r)
 {
@@ -672,14 +689,11 @@ static __always_inline int read_path(const struct abi_regs *regs, const struct c
 // inject runs at the entry of net/http's (*persistConn).roundTrip, on the
 // goroutine that sends the request, before it hands the request to the
 // connection's writer goroutine: the request's client span (outgoing) is
-// keyed by the connection's ports for the socket programs, and recorded
-// for the server span at the other end (tuples). The recipe's entry
-// captures: pc.tlsState (TLS connections are never changed), the local and
-// remote ports of pc.conn's *net.TCPConn, the request's header map (a
-// traceparent the program set itself stays alone; its reg2 is the map
-// layout, its key keys[0]), and the type of pc.conn's dynamic value, which
-// must be r->want_type, or r->tls_type for a *tls.Conn whose TCP ports the
-// chains read (another connection type has no ports to read).
+// keyed by the connection's ports (the recipe's chains) for the socket
+// programs, and recorded for the server span at the other end (tuples).
+// The recipe's entry captures: pc.tlsState (TLS connections are never
+// changed) and the request's header map (a traceparent the program set
+// itself stays alone; its reg2 is the map layout, its key keys[0]).
 static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, __u64 goid)
 {
 	struct trace_ctx *t = bpf_map_lookup_elem(&outgoing, &goid);
@@ -689,38 +703,26 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 	struct trace_ctx tc = *t;
 	struct abi_regs regs;
 	abi_regs(ctx, &regs);
-	__u64 tls = 0, lport = 0, rport = 0, hdr = 0, typ = 0;
 	count(COUNTER_PROP_REQUESTS);
-	// The connection's ports, as a *net.TCPConn or a *tls.Conn: every
-	// request is recorded for its server span to find (match_tuple).
-	int tcp = 0, have = 0;
-	if (r->want_type && read_path(&regs, &r->entry[4], &typ) == 0) {
-		if (typ == r->want_type) {
-			tcp = 1;
-			have = read_path(&regs, &r->entry[1], &lport) == 0 && read_path(&regs, &r->entry[2], &rport) == 0;
-		} else if (typ == r->tls_type && r->nchains >= 2) {
-			have = read_chain(&regs, &r->chains[CHAIN_TLS_LPORT], &lport) == 0 &&
-			       read_chain(&regs, &r->chains[CHAIN_TLS_RPORT], &rport) == 0;
-		}
-	}
-	have = have && lport && rport && lport <= 65535 && rport <= 65535;
-	struct conn_key k = {.lport = lport, .rport = rport};
+	struct conn_key k = {};
+	int tls = 0, have = conn_of(&regs, r, &k, &tls) == 0;
 	if (have) {
 		struct trace_ctx rec = tc;
 		rec.flags &= 0xff;
 		rec.depth = bpf_ktime_get_ns(); // for tuples: when it was sent
 		bpf_map_update_elem(&tuples, &k, &rec, BPF_ANY);
 	}
-	if (read_path(&regs, &r->entry[0], &tls) == 0 && tls != 0) {
+	__u64 tls_state = 0, hdr = 0;
+	if (tls || (read_path(&regs, &r->entry[0], &tls_state) == 0 && tls_state != 0)) {
 		count(COUNTER_PROP_TLS);
 		return;
 	}
-	if (read_path(&regs, &r->entry[3], &hdr) == 0 && hdr != 0 &&
-	    map_find(hdr, r->entry[3].reg2, r->keys[0][0], r->keys[0][1], r->key_len[0])) {
+	if (read_path(&regs, &r->entry[1], &hdr) == 0 && hdr != 0 &&
+	    map_find(hdr, r->entry[1].reg2, r->keys[0][0], r->keys[0][1], r->key_len[0])) {
 		count(COUNTER_PROP_PRESENT);
 		return;
 	}
-	if (!have || !tcp) {
+	if (!have) {
 		count(COUNTER_PROP_NO_CONN);
 		return;
 	}

@@ -148,19 +148,16 @@ struct chain {
 	__u16 off[MAX_CHAIN + 1];
 };
 
-// The chains of a recipe (--propagate). For RECIPE_INJECT: the local and
-// remote ports of a *tls.Conn's TCP connection. For a server span with an
-// incoming traceparent capture: the type of the served connection (an
-// itab's type), then its local and remote ports as a *net.TCPConn, then
-// as a *tls.Conn.
+// The chains of a recipe (--propagate) lead to a connection: a client
+// request's (RECIPE_INJECT) or the one a server span serves. The type of
+// the connection (an itab's type), then its local and remote ports as a
+// *net.TCPConn, then as a *tls.Conn over one.
 enum {
-	CHAIN_TLS_LPORT = 0,
-	CHAIN_TLS_RPORT = 1,
-	CHAIN_SRV_TYPE = 0,
-	CHAIN_SRV_LPORT = 1,
-	CHAIN_SRV_RPORT = 2,
-	CHAIN_SRV_TLS_LPORT = 3,
-	CHAIN_SRV_TLS_RPORT = 4,
+	CHAIN_CONN_TYPE = 0,
+	CHAIN_TCP_LPORT = 1,
+	CHAIN_TCP_RPORT = 2,
+	CHAIN_TLS_LPORT = 3,
+	CHAIN_TLS_RPORT = 4,
 	MAX_CHAINS = 5,
 };
 

@@ -62,101 +62,72 @@ func httpProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, i
 	return out, nil
 }
 
-// connTypes are the addresses in the process of the type descriptors of
-// *net.TCPConn and *tls.Conn.
-func connTypes(b *probes.Binary) (tcp, tls uint64, err error) {
-	tcp, ok := b.TypeAddr("*net.TCPConn")
-	if !ok {
-		return 0, 0, errors.New("--propagate: no *net.TCPConn type in the binary")
-	}
-	if tls, ok = b.TypeAddr("*tls.Conn"); ok {
-		tls += b.LoadBias
-	}
-	return tcp + b.LoadBias, tls, nil
-}
-
-// portFields are the offsets from a *net.TCPConn to its ports.
-type portFields struct{ fd, laddr, raddr, port uint16 }
-
-func (o *offsets) portFields() (portFields, error) {
-	var f portFields
-	err := o.mustAll(fieldOffset{&f.fd, "net.conn.fd"}, fieldOffset{&f.laddr, "net.netFD.laddr"},
-		fieldOffset{&f.raddr, "net.netFD.raddr"}, fieldOffset{&f.port, "net.TCPAddr.Port"})
-	return f, err
-}
-
-// ports are the chains from reg, through hops to a *net.TCPConn, to its
-// local and remote ports (a net.Addr's data word is a *net.TCPAddr).
-func (f portFields) ports(reg uint8, hops ...uint16) (local, remote bpf.Chain) {
-	chain := func(addr uint16) bpf.Chain {
-		return bpf.Chain{Reg: reg, Hops: append(append([]uint16{}, hops...), f.fd, addr+8), Field: f.port}
-	}
-	return chain(f.laddr), chain(f.raddr)
-}
-
-// serverConn (--propagate) gives the server probe the chains to its
-// connection's ports, so that the kernel can find the client span that
-// sent a request without trace context by the connection (match_tuple in
-// tracer.c): the response writer is an *http.response whose conn.rwc is
-// the *net.TCPConn, or a *tls.Conn over one.
-func serverConn(b *probes.Binary, o *offsets, p *probes.Probe) error {
-	var respConn, rwc, tlsConn uint16
-	if err := o.mustAll(fieldOffset{&respConn, "net/http.response.conn"}, fieldOffset{&rwc, "net/http.conn.rwc"},
+// connChains (--propagate) gives p the chains to a connection's ports
+// (tracer.h: its type, then its ports as a *net.TCPConn and as a *tls.Conn
+// over one), from register reg through hops to the net.Conn interface that
+// holds it.
+func connChains(b *probes.Binary, o *offsets, p *probes.Probe, reg uint8, hops ...uint16) error {
+	var fd, laddr, raddr, port, tlsConn uint16
+	if err := o.mustAll(fieldOffset{&fd, "net.conn.fd"}, fieldOffset{&laddr, "net.netFD.laddr"},
+		fieldOffset{&raddr, "net.netFD.raddr"}, fieldOffset{&port, "net.TCPAddr.Port"},
 		fieldOffset{&tlsConn, "crypto/tls.Conn.conn"}); err != nil {
 		return err
 	}
-	f, err := o.portFields()
-	if err != nil {
-		return err
+	tcp, ok := b.TypeAddr("*net.TCPConn")
+	if !ok {
+		return errors.New("--propagate: no *net.TCPConn type in the binary")
 	}
-	if p.Recipe.WantType, p.Recipe.TLSType, err = connTypes(b); err != nil {
-		return err
+	p.Recipe.WantType = tcp + b.LoadBias
+	if tls, ok := b.TypeAddr("*tls.Conn"); ok {
+		p.Recipe.TLSType = tls + b.LoadBias
 	}
-	tcpL, tcpR := f.ports(serverRWData, respConn, rwc+8)
-	tlsL, tlsR := f.ports(serverRWData, respConn, rwc+8, tlsConn+8)
+	// The last hop reads the interface: its itab (whose _type is at 8), or
+	// 8 bytes on, its data word. A *net.TCPConn's conn.fd is the *netFD,
+	// whose addresses are *net.TCPAddr in an Addr's data word.
+	last := len(hops) - 1
+	data := append(append([]uint16{}, hops[:last]...), hops[last]+8)
+	to := func(more ...uint16) []uint16 { return append(append([]uint16{}, data...), more...) }
 	p.Recipe.Chains = []bpf.Chain{
-		bpf.ChainServerConnType:  {Reg: serverRWData, Hops: []uint16{respConn, rwc}, Field: 8}, // itab._type
-		bpf.ChainServerLocalPort: tcpL, bpf.ChainServerRemotePort: tcpR,
-		bpf.ChainServerTLSLocalPort: tlsL, bpf.ChainServerTLSRemotePort: tlsR,
+		bpf.ChainConnType:      {Reg: reg, Hops: hops, Field: 8},
+		bpf.ChainTCPLocalPort:  {Reg: reg, Hops: to(fd, laddr+8), Field: port},
+		bpf.ChainTCPRemotePort: {Reg: reg, Hops: to(fd, raddr+8), Field: port},
+		bpf.ChainTLSLocalPort:  {Reg: reg, Hops: to(tlsConn+8, fd, laddr+8), Field: port},
+		bpf.ChainTLSRemotePort: {Reg: reg, Hops: to(tlsConn+8, fd, raddr+8), Field: port},
 	}
 	return nil
 }
 
+// serverConn (--propagate) gives the server probe the chains to the
+// connection it serves, so that the kernel can find the client span that
+// sent a request without trace context by the connection (match_tuple in
+// tracer.c): the response writer is an *http.response whose conn.rwc is
+// the *net.TCPConn, or a *tls.Conn over one.
+func serverConn(b *probes.Binary, o *offsets, p *probes.Probe) error {
+	var respConn, rwc uint16
+	if err := o.mustAll(fieldOffset{&respConn, "net/http.response.conn"}, fieldOffset{&rwc, "net/http.conn.rwc"}); err != nil {
+		return err
+	}
+	return connChains(b, o, p, serverRWData, respConn, rwc)
+}
+
 // httpInject (--propagate) makes the probe that keys each HTTP/1 request
 // by its connection for the socket programs, from the goroutine that sends
-// it: see inject in bpf/tracer.c, whose order of entry captures this
-// follows. It opens no span and sends no event.
+// it: see inject in bpf/tracer.c, whose entry captures this follows. It
+// opens no span and sends no event.
 func httpInject(b *probes.Binary, o *offsets, p *probes.Probe) error {
-	var conn, tlsState, treq, header, tlsConn uint16
+	var conn, tlsState, treq, header uint16
 	if err := o.mustAll(
 		fieldOffset{&conn, "net/http.persistConn.conn"}, fieldOffset{&tlsState, "net/http.persistConn.tlsState"},
 		fieldOffset{&treq, "net/http.transportRequest.Request"}, fieldOffset{&header, "net/http.Request.Header"},
-		fieldOffset{&tlsConn, "crypto/tls.Conn.conn"},
 	); err != nil {
 		return err
 	}
-	f, err := o.portFields()
-	if err != nil {
+	if err := connChains(b, o, p, injectConn, conn); err != nil {
 		return err
 	}
-	if p.Recipe.WantType, p.Recipe.TLSType, err = connTypes(b); err != nil {
-		return err
-	}
-	// pc.conn is a net.Conn: its itab, then its data word, a *net.TCPConn
-	// (or a *tls.Conn over one).
-	tcpL, tcpR := f.ports(injectConn, conn+8)
-	capture := func(c bpf.Chain) bpf.Capture { return field(c.Reg, 8, append(c.Hops, c.Field)...) }
 	hdr := field(injectReq, 8, treq, header) // the map pointer
 	hdr.Reg2 = layoutOf(b)
-	p.Recipe.Entry = []bpf.Capture{
-		field(injectConn, 8, tlsState),
-		capture(tcpL),
-		capture(tcpR),
-		hdr,
-		field(injectConn, 8, conn, 8), // itab._type
-	}
-	tlsL, tlsR := f.ports(injectConn, conn+8, tlsConn+8)
-	p.Recipe.Chains = []bpf.Chain{bpf.ChainTLSLocalPort: tlsL, bpf.ChainTLSRemotePort: tlsR}
+	p.Recipe.Entry = []bpf.Capture{field(injectConn, 8, tlsState), hdr}
 	p.Recipe.Keys = []string{"Traceparent"}
 	p.Recipe.Inject = true
 	p.Spec.Name = "http.inject"

@@ -10,21 +10,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -71,46 +66,45 @@ type Config struct {
 	// spans' trace contexts are made in the kernel, and outgoing HTTP/1
 	// requests carry their client span's. One serves every session.
 	Propagator *bpf.Propagator
+	// Attributes are added to the process's resource (the daemon's
+	// Kubernetes metadata, say).
+	Attributes []attribute.KeyValue
+	// OnUnknownPID is called, for a shared image, from its reader with the
+	// first event of a process the image was not told to trace or ignore:
+	// the caller decides now (Image.Add or Image.Ignore), so that a
+	// process is traced from its exec on.
+	OnUnknownPID func(pid int)
 	// RootSampleRatio is, when set, the share of new traces Sampler (or the
 	// SDK's default) samples at their root: the traces --propagate makes in
 	// the kernel carry the same decision out. Unset: all.
 	RootSampleRatio *float64
 }
 
-// Session is a process being traced.
+// Session is a process being traced: its goroutines' lifecycles, its
+// spans and its counts. Its Image holds the probes and the programs,
+// alone (Attach) or shared with the other processes of the executable.
 type Session struct {
 	cfg     Config
 	log     *slog.Logger
-	bin     *probes.Binary
-	probes  []*probes.Probe // by id; user probes first, then completion probes
-	nuser   int
-	rt      *probes.RuntimeProbes
-	rtBase  uint32 // probe ids of the runtime probes: rtBase (go create/exit), rtBase+1 (panic)
-	tracer  *bpf.Tracer
-	links   []link.Link
-	reader  *ringbuf.Reader
+	img     *Image
+	slot    uint32 // its kernel counters' slot in a shared image
 	tp      *sdktrace.TracerProvider
 	handles []*binder.Handle
 	tracker *lifecycle.Tracker
 	pidfd   int
-	clock   clock
 
-	decodeErrors atomic.Uint64
 	// joins moves tcagent's traces into the program's own (see traceJoin).
 	joins *traceJoin
 	// traceMismatches counts spans whose parent's trace is not the one the
 	// kernel made for them (--propagate).
 	traceMismatches atomic.Uint64
-	attachMode      string
+	invalidContext  atomic.Uint64
 	serviceName     string
-	uprobes         int
-	reports         []builtin.Report
-	// final holds the kernel counters read just before the maps were
-	// released, so that Stats stays true after Close.
+	// final holds the kernel counters read just before the process left
+	// the image or the maps were released, so that Stats stays true after.
 	final    *bpf.Counters
 	finalErr error
 	snapshot atomic.Pointer[Stats]
-	timings  Timings
 	// scratch receives each event's decoded attributes; the lifecycle
 	// copies them into the call's payload.
 	scratch [2 * bpf.MaxCaptures]attribute.KeyValue
@@ -125,168 +119,45 @@ type Timings struct {
 }
 
 // Timings returns how long attaching (and, after Run, detaching) took.
-func (s *Session) Timings() Timings { return s.timings }
+func (s *Session) Timings() Timings { return s.img.timings }
 
 // Attach analyzes the process's binary, loads the programs and attaches every
-// probe. It changes nothing in the process if it fails.
+// probe, for this process alone. It changes nothing in the process if it
+// fails.
 func Attach(cfg Config) (*Session, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = 50 * time.Millisecond
-	}
 	if cfg.Processor == nil {
 		return nil, errors.New("no span processor")
 	}
-	s := &Session{cfg: cfg, log: cfg.Logger, pidfd: -1}
-	attached := false
-	defer func() {
-		if !attached {
-			s.release()
-		}
-	}()
-	var err error
-
-	if cfg.PID <= 0 {
-		return nil, fmt.Errorf("invalid pid %d", cfg.PID)
-	}
-	t0 := time.Now()
-	if err := unix.Kill(cfg.PID, 0); errors.Is(err, unix.ESRCH) {
-		return nil, fmt.Errorf("no such process: %d", cfg.PID)
-	}
-	exe := fmt.Sprintf("/proc/%d/exe", cfg.PID)
-	if s.bin, err = probes.Open(exe); err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("pid %d: insufficient privilege to read its executable: run as root (or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", cfg.PID)
-		}
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no such process: %d", cfg.PID)
-		}
-		return nil, fmt.Errorf("pid %d: %w", cfg.PID, err)
-	}
-	if s.bin.PIE {
-		if s.bin.LoadBias, err = loadBias(cfg.PID, s.bin); err != nil {
-			return nil, err
-		}
-	}
-	rt, err := s.bin.Runtime()
+	im, err := load(cfg, false, nil)
 	if err != nil {
 		return nil, err
 	}
-	for i, spec := range cfg.Specs {
-		p, err := probes.Compile(s.bin, spec, uint32(i), rt)
+	s, err := im.Add(im.cfg)
+	if err == nil {
+		s.pidfd, err = unix.PidfdOpen(cfg.PID, 0)
 		if err != nil {
-			return nil, err
-		}
-		s.probes = append(s.probes, p)
-	}
-	if cfg.Builtin == nil || len(cfg.Builtin) > 0 {
-		opts := cfg.BuiltinOptions
-		opts.Propagate = cfg.Propagator != nil
-		bps, reports, err := builtin.Resolve(s.bin, cfg.Builtin, opts, rt, uint32(len(s.probes)))
-		if err != nil {
-			return nil, err
-		}
-		s.reports = reports
-		for _, r := range reports {
-			if !r.Applied && (cfg.Builtin != nil || r.Reason != builtin.NotUsed) {
-				s.log.Warn("built-in probe set skipped", "set", r.Set, "reason", r.Reason)
-			} else if r.Applied && r.Reason != "" {
-				s.log.Warn("built-in probe set applied in part", "set", r.Set, "missing", r.Reason)
-			}
-		}
-		s.probes = append(s.probes, bps...)
-	}
-	s.nuser = len(s.probes)
-	if s.nuser == 0 {
-		return nil, errors.New("nothing to trace: no probes given and no built-in probe set applies")
-	}
-	if cfg.Propagator != nil {
-		for _, p := range s.probes {
-			if err := traced(p); err != nil {
-				return nil, err
-			}
+			err = fmt.Errorf("pid %d: watch for exit: %w", cfg.PID, err)
 		}
 	}
-	// One internal probe per completion function, shared by the async
-	// probes that name it.
-	completions := map[string]*probes.Probe{}
-	for _, p := range s.probes[:s.nuser] {
-		a := p.Spec.Async
-		if a == nil || a.Completion == "" {
-			continue
-		}
-		c := completions[a.Completion]
-		if c == nil {
-			c = p.Completion // a built-in brings its own
-			if c == nil {
-				if c, err = probes.CompileCompletion(s.bin, a.Completion, rt); err != nil {
-					return nil, fmt.Errorf("%s: %w", p.Spec.Symbol, err)
-				}
-			}
-			c.ID = uint32(len(s.probes))
-			completions[a.Completion] = c
-			s.probes = append(s.probes, c)
-		}
-		p.Completion = c
-	}
-	if s.rt, err = probes.CompileRuntime(s.bin, rt); err != nil {
+	if err != nil {
+		im.release()
 		return nil, err
 	}
-	s.rtBase = uint32(len(s.probes))
-	if s.pidfd, err = unix.PidfdOpen(cfg.PID, 0); err != nil {
-		return nil, fmt.Errorf("pid %d: watch for exit: %w", cfg.PID, err)
-	}
-
-	t1 := time.Now()
-	s.timings.Analyze = t1.Sub(t0)
-	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator}
-	if cfg.RootSampleRatio != nil {
-		bound := bpf.SampleBoundOf(*cfg.RootSampleRatio)
-		lopts.SampleBound = &bound
-	}
-	if s.tracer, err = bpf.Load(lopts); err != nil {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
-		}
-		return nil, err
-	}
-	for _, p := range s.probes {
-		if err := s.tracer.SetRecipe(p.ID, p.Recipe); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.tracer.SetRecipe(s.rtBase, s.rt.Recipe); err != nil {
-		return nil, err
-	}
-	if err := s.tracer.SetRecipe(s.rtBase+1, s.rt.PanicRecipe); err != nil {
-		return nil, err
-	}
-	if s.reader, err = ringbuf.NewReader(s.tracer.Events()); err != nil {
-		return nil, fmt.Errorf("open ring buffer: %w", err)
-	}
-	s.clock = newClock()
-	s.setupPipeline()
-	t2 := time.Now()
-	s.timings.Load = t2.Sub(t1)
-	if err := s.attach(exe); err != nil {
-		return nil, err
-	}
-	s.timings.Attach = time.Since(t2)
-	attached = true
 	return s, nil
 }
 
+// Image returns the image the session's process is traced by.
+func (s *Session) Image() *Image { return s.img }
+
 // Probes returns the compiled probes.
-func (s *Session) Probes() []*probes.Probe { return s.probes }
+func (s *Session) Probes() []*probes.Probe { return s.img.probes }
 
 // Binary returns the traced binary.
-func (s *Session) Binary() *probes.Binary { return s.bin }
+func (s *Session) Binary() *probes.Binary { return s.img.bin }
 
 func (s *Session) failedSets() int {
 	n := 0
-	for _, r := range s.reports {
+	for _, r := range s.img.reports {
 		if !r.Applied && r.Reason != builtin.NotUsed {
 			n++
 		}
@@ -295,107 +166,17 @@ func (s *Session) failedSets() int {
 }
 
 // Builtins reports what became of each built-in probe set.
-func (s *Session) Builtins() []builtin.Report { return s.reports }
+func (s *Session) Builtins() []builtin.Report { return s.img.reports }
 
 // AttachMode says how probes were attached: "uprobe_multi" or "uprobe".
-func (s *Session) AttachMode() string { return s.attachMode }
-
-func (s *Session) attach(exe string) error {
-	ex, err := link.OpenExecutable(exe)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", exe, err)
-	}
-	var entryOff, entryCookie, retOff, retCookie []uint64
-	for _, p := range s.probes {
-		base, err := s.bin.FileOffset(p.Func.Entry)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
-		}
-		entryOff = append(entryOff, base+p.Placement.Entry)
-		entryCookie = append(entryCookie, uint64(p.ID))
-		if p.Recipe.Inject {
-			continue // entry only, no call to follow
-		}
-		for _, r := range p.Placement.Returns {
-			retOff = append(retOff, base+r)
-			retCookie = append(retCookie, uint64(p.ID))
-		}
-	}
-	file := func(addrs ...uint64) ([]uint64, error) {
-		var offs []uint64
-		for _, a := range addrs {
-			off, err := s.bin.FileOffset(a)
-			if err != nil {
-				return nil, err
-			}
-			offs = append(offs, off)
-		}
-		return offs, nil
-	}
-	createOff, err := file(s.rt.GoCreate...)
-	if err != nil {
-		return fmt.Errorf("runtime.newproc1: %w", err)
-	}
-	exitOff, err := file(s.rt.GoExit)
-	if err != nil {
-		return fmt.Errorf("runtime.goexit1: %w", err)
-	}
-	panicOff, err := file(s.rt.Panic)
-	if err != nil {
-		return fmt.Errorf("runtime.gopanic: %w", err)
-	}
-	cookies := func(n int, id uint32) []uint64 {
-		cs := make([]uint64, n)
-		for i := range cs {
-			cs[i] = uint64(id)
-		}
-		return cs
-	}
-	s.attachMode = "uprobe"
-	if s.tracer.Multi {
-		s.attachMode = "uprobe_multi"
-	}
-	for _, set := range []struct {
-		prog     *ebpf.Program
-		offs, cs []uint64
-	}{
-		{s.tracer.EntryProgram(), entryOff, entryCookie},
-		{s.tracer.ReturnProgram(), retOff, retCookie},
-		{s.tracer.GoCreateProgram(), createOff, cookies(len(createOff), s.rtBase)},
-		{s.tracer.GoExitProgram(), exitOff, cookies(1, s.rtBase)},
-		{s.tracer.PanicProgram(), panicOff, cookies(1, s.rtBase+1)},
-	} {
-		if len(set.offs) == 0 {
-			continue
-		}
-		if s.tracer.Multi {
-			l, err := ex.UprobeMulti(nil, set.prog, &link.UprobeMultiOptions{Addresses: set.offs, Cookies: set.cs, PID: uint32(s.cfg.PID)})
-			if err != nil {
-				return fmt.Errorf("attach uprobes to pid %d: %w", s.cfg.PID, err)
-			}
-			s.links = append(s.links, l)
-			s.uprobes += len(set.offs)
-			continue
-		}
-		// Older kernels: one link per offset.
-		for i, off := range set.offs {
-			l, err := ex.Uprobe("", set.prog, &link.UprobeOptions{Address: off, Cookie: set.cs[i], PID: s.cfg.PID})
-			if err != nil {
-				return fmt.Errorf("attach uprobe at %#x in pid %d: %w", off, s.cfg.PID, err)
-			}
-			s.links = append(s.links, l)
-			s.uprobes++
-		}
-	}
-	return nil
-}
+func (s *Session) AttachMode() string { return s.img.attachMode }
 
 func (s *Session) setupPipeline() {
 	res := s.resource()
 	// Spans go through the trace join only where the otel set applies: it
 	// takes a lock per span.
 	var export sdktrace.SpanProcessor = s.cfg.Processor
-	for _, p := range s.probes {
+	for _, p := range s.img.probes {
 		if p.Joins != nil {
 			s.joins = newTraceJoin(s.cfg.Processor)
 			export = s.joins
@@ -416,7 +197,7 @@ func (s *Session) setupPipeline() {
 	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
-	for _, p := range s.probes {
+	for _, p := range s.img.probes {
 		if p.IsCompletion {
 			byID[p.ID] = &lifecycle.Probe{Name: p.Spec.Symbol}
 			continue
@@ -435,7 +216,7 @@ func (s *Session) setupPipeline() {
 		} else if p.Enrich != nil {
 			get = enrichEnclosing(ch, p.Enrich, setEndAttributes)
 		} else if p.Shape != nil {
-			get = shapedFactory(tracer, p.Shape, s.checkTrace)
+			get = shapedFactory(tracer, p.Shape, s.checkTrace, &s.invalidContext)
 			opts.BeforeSpanEnd = p.Shape.End
 		} else if p.Spec.OpensSpan() {
 			get = binder.SpanFactory(tracer, spanKind(p.Spec.Kind))
@@ -492,7 +273,7 @@ func (s *Session) checkTrace(p *channel.Payload, parent trace.TraceID) {
 // shapedFactory opens the span of a built-in probe: its shaper names it and
 // gives its semantic-convention attributes, or opts the call out with no
 // name.
-func shapedFactory(tracer trace.Tracer, shape probes.Shaper, checkTrace func(*channel.Payload, trace.TraceID)) binder.GetSpan {
+func shapedFactory(tracer trace.Tracer, shape probes.Shaper, checkTrace func(*channel.Payload, trace.TraceID), invalid *atomic.Uint64) binder.GetSpan {
 	return func(parent trace.Span, p *channel.Payload) trace.Span {
 		name, kind, attrs := shape.Start(p)
 		if name == "" {
@@ -504,7 +285,8 @@ func shapedFactory(tracer trace.Tracer, shape probes.Shaper, checkTrace func(*ch
 			ctx = trace.ContextWithSpan(ctx, parent)
 			parentTrace = parent.SpanContext().TraceID()
 		} else if rp, ok := shape.(probes.RemoteParenter); ok {
-			sc, ok := rp.RemoteParent(p)
+			sc, ok, bad := rp.RemoteParent(p)
+			invalid.Add(uint64(bad))
 			if !ok && p.Caller.IsValid() {
 				sc, ok = p.Caller, true
 			}
@@ -583,7 +365,7 @@ func (s *Session) resource() *resource.Resource {
 		attribute.String("process.executable.name", filepath.Base(exePath)),
 		attribute.String("process.executable.path", exePath),
 		attribute.String("process.runtime.name", "go"),
-		attribute.String("process.runtime.version", s.bin.GoVersion),
+		attribute.String("process.runtime.version", s.img.bin.GoVersion),
 		attribute.String("host.name", host),
 		attribute.String("telemetry.distro.name", "tcagent"),
 		attribute.String("telemetry.distro.version", Version),
@@ -591,6 +373,7 @@ func (s *Session) resource() *resource.Resource {
 	if id := ContainerID(s.cfg.PID); id != "" {
 		attrs = append(attrs, attribute.String("container.id", id))
 	}
+	attrs = append(attrs, s.cfg.Attributes...)
 	res := resource.NewWithAttributes("", attrs...)
 	if env, err := resource.New(context.Background(), resource.WithFromEnv()); err == nil {
 		res, _ = resource.Merge(res, env)
@@ -683,28 +466,31 @@ type Stats struct {
 }
 
 // Stats reads the counts so far. Call it from Run's goroutine or after Run.
+// In a shared image, Uprobes are the image's (they serve every process of
+// it), DecodeErrors and Programs are left out (they are the image's, not
+// the process's), and the kernel counters are the process's own.
 func (s *Session) Stats() Stats {
+	im := s.img
 	var k bpf.Counters
 	var kerr error
 	if s.final != nil {
 		k, kerr = *s.final, s.finalErr
 	} else {
-		k, kerr = s.tracer.Counters()
+		k, kerr = im.tracer.Counters(s.slot)
 	}
-	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, ProbesFailed: s.failedSets(), Uprobes: s.uprobes, Time: time.Now(),
-		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(), DecodeErrors: s.decodeErrors.Load(),
+	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: im.nuser, ProbesFailed: s.failedSets(), Uprobes: im.uprobes, Time: time.Now(),
+		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending(),
-		TraceMismatches: s.traceMismatches.Load()}
+		TraceMismatches: s.traceMismatches.Load(), InvalidTraceContext: s.invalidContext.Load()}
 	if s.joins != nil {
 		st.TracesJoined = s.joins.joined.Load()
 	}
-	for _, p := range s.probes {
-		if rp, ok := p.Shape.(probes.RemoteParenter); ok {
-			st.InvalidTraceContext += rp.InvalidTraceContext()
-		}
+	if im.shared {
+		return st
 	}
-	if s.final == nil {
-		for _, p := range s.Programs() {
+	st.DecodeErrors = im.decodeErrors.Load()
+	if !im.released {
+		for _, p := range im.Programs() {
 			if ps, err := p.Stats(); err == nil {
 				info, _ := p.Info()
 				name := ""
@@ -724,7 +510,7 @@ func (s *Session) Snapshot() Stats {
 	if st := s.snapshot.Load(); st != nil {
 		return *st
 	}
-	return Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.nuser, Uprobes: s.uprobes, Time: time.Now()}
+	return Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.img.nuser, Uprobes: s.img.uprobes, Time: time.Now()}
 }
 
 func (s *Session) publish() {
@@ -734,7 +520,12 @@ func (s *Session) publish() {
 
 // Run reads events until ctx is done or the process exits, then detaches,
 // ends the spans still open and flushes them. It returns nil in both cases.
+// Only a session made by Attach runs itself; a shared image runs its
+// sessions (Image.Run).
 func (s *Session) Run(ctx context.Context) error {
+	if s.img.shared {
+		return errors.New("a session of a shared image is run by its image")
+	}
 	// Wait for the process's exit beside the reader; an eventfd in the same
 	// poll lets Run release the waiter when it stops for another reason.
 	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
@@ -762,67 +553,32 @@ func (s *Session) Run(ctx context.Context) error {
 		<-waiterDone
 		unix.Close(wake)
 	}()
-	var rec ringbuf.Record
-	var ev bpf.Event
-	reason := lifecycle.EndDetach
-	nextExpire := time.Now().Add(time.Second)
-	for running := true; running; {
-		if now := time.Now(); now.After(nextExpire) {
-			s.tracker.Expire(now)
-			s.publish()
-			nextExpire = now.Add(time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			running = false
-		case <-exited:
-			reason = lifecycle.EndExit
-			running = false
-		default:
-		}
-		if !running {
-			break
-		}
-		s.reader.SetDeadline(time.Now().Add(s.cfg.PollInterval))
-		if err := s.reader.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			return fmt.Errorf("read ring buffer: %w", err)
-		}
-		s.handle(rec.RawSample, &ev)
-	}
+	reason, err := s.img.loop(ctx, exited)
 	s.log.Info("detaching", "pid", s.cfg.PID, "reason", reason)
 	// No new events once the links are gone; then drain what is buffered.
-	s.closeLinks()
-	s.reader.SetDeadline(time.Now())
-	for {
-		if err := s.reader.ReadInto(&rec); err != nil {
-			break
-		}
-		s.handle(rec.RawSample, &ev)
-	}
+	s.img.closeLinks()
+	s.img.drain()
 	s.tracker.EndAll(reason, time.Now())
 	s.publish()
+	s.logDetached(reason)
+	return err
+}
+
+func (s *Session) logDetached(reason string) {
 	st := s.Stats()
-	s.log.Info("detached", "pid", s.cfg.PID,
+	s.log.Info("detached", "pid", s.cfg.PID, "reason", reason,
 		"events", st.Lifecycle.Events, "lost_ringbuf_full", st.Kernel.RingbufFull,
 		"lost_goroutine_unreadable", st.Kernel.ReadGFailed, "decode_errors", st.DecodeErrors,
 		"unmatched_ends", st.Lifecycle.UnmatchedEnds, "lost_ends", st.Lifecycle.LostEnds,
 		"goroutines_reset_for_lost_events", st.Lifecycle.LostGoroutines, "expired", st.Lifecycle.Expired,
 		"overflow_calls", st.Lifecycle.OverflowCalls, "overflow_goroutines", st.Lifecycle.OverflowGoroutines,
 		"overflow_pending", st.Lifecycle.OverflowPending)
-	return nil
 }
 
-// handle takes one ring-buffer record through decoding and the lifecycle;
-// ev is reused from record to record.
-func (s *Session) handle(raw []byte, ev *bpf.Event) {
-	if err := ev.Decode(raw); err != nil {
-		s.decodeErrors.Add(1)
-		return
-	}
-	le := lifecycle.Event{Time: s.clock.wall(ev.Time), Goroutine: ev.Goroutine, Depth: ev.Depth, Probe: ev.Probe, Lost: ev.Lost}
+// handle takes one decoded event through the lifecycle.
+func (s *Session) handle(ev *bpf.Event) {
+	im := s.img
+	le := lifecycle.Event{Time: im.clock.wall(ev.Time), Goroutine: ev.Goroutine, Depth: ev.Depth, Probe: ev.Probe, Lost: ev.Lost}
 	switch ev.Kind {
 	case bpf.KindGoCreate:
 		le.Kind, le.Child = lifecycle.GoCreate, ev.Values[0].A
@@ -833,20 +589,20 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 		s.tracker.Handle(&le)
 		return
 	case bpf.KindPanic:
-		le.Kind, le.PanicMessage = lifecycle.Panic, "panic: "+probes.PanicValue(ev, s.bin)
+		le.Kind, le.PanicMessage = lifecycle.Panic, "panic: "+probes.PanicValue(ev, im.bin)
 		s.tracker.Handle(&le)
 		return
 	}
-	if int(ev.Probe) >= len(s.probes) {
-		s.decodeErrors.Add(1)
+	if int(ev.Probe) >= len(im.probes) {
+		im.decodeErrors.Add(1)
 		return
 	}
-	p := s.probes[ev.Probe]
+	p := im.probes[ev.Probe]
 	switch ev.Kind {
 	case bpf.KindStart:
 		le.Kind = lifecycle.Start
 		if len(p.EntryAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, true, s.scratch[:0], s.bin)
+			le.Attributes = p.Attributes(ev, true, s.scratch[:0], im.bin)
 		}
 		if i := len(p.Recipe.Entry) - 1; p.Recipe.Trace && i < ev.NValues {
 			v := ev.Values[i]
@@ -866,9 +622,9 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 	case bpf.KindEnd:
 		le.Kind = lifecycle.End
 		if len(p.ReturnAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, false, s.scratch[:0], s.bin)
+			le.Attributes = p.Attributes(ev, false, s.scratch[:0], im.bin)
 		}
-		if e := p.Error(ev, s.bin); e != nil {
+		if e := p.Error(ev, im.bin); e != nil {
 			if p.ErrorOf == nil {
 				le.Err = e
 			} else if err := p.ErrorOf(e, le.Attributes); err != nil {
@@ -879,34 +635,14 @@ func (s *Session) handle(raw []byte, ev *bpf.Event) {
 			le.Handle = ev.Values[p.HandleCapture].A
 		}
 	default:
-		s.decodeErrors.Add(1)
+		im.decodeErrors.Add(1)
 		return
 	}
 	s.tracker.Handle(&le)
 }
 
-func (s *Session) closeLinks() {
-	if len(s.links) == 0 {
-		return
-	}
-	// Releasing a link waits for the kernel's grace period: closing the
-	// links together lets those waits overlap.
-	t := time.Now()
-	var wg sync.WaitGroup
-	for _, l := range s.links {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.Close()
-		}()
-	}
-	wg.Wait()
-	s.links = nil
-	s.timings.Detach = time.Since(t)
-}
-
-// Close releases everything and flushes the spans. Run calls nothing of it;
-// call Close after Run returns.
+// Close ends the session's spans and flushes them; for a session made by
+// Attach it also releases the image. Call it after Run returns.
 func (s *Session) Close() error {
 	for _, h := range s.handles {
 		h.Unbind()
@@ -917,26 +653,14 @@ func (s *Session) Close() error {
 		defer cancel()
 		err = s.tp.Shutdown(ctx)
 	}
-	s.release()
-	return err
-}
-
-func (s *Session) release() {
-	s.closeLinks()
-	if s.reader != nil {
-		s.reader.Close()
-	}
-	if s.tracer != nil {
-		k, err := s.tracer.Counters()
-		s.final, s.finalErr = &k, err
-		s.tracer.Close()
+	if !s.img.shared {
+		s.img.release()
 	}
 	if s.pidfd >= 0 {
 		unix.Close(s.pidfd)
+		s.pidfd = -1
 	}
-	if s.bin != nil {
-		s.bin.Close()
-	}
+	return err
 }
 
 // clock converts the kernel's CLOCK_MONOTONIC event times to wall time.
@@ -950,30 +674,5 @@ func newClock() clock {
 
 func (c clock) wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+c.offset) }
 
-// loadBias finds where a PIE binary's text was mapped.
-func loadBias(pid int, b *probes.Binary) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return 0, fmt.Errorf("pid %d: read maps: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[2] != "00000000" {
-			continue
-		}
-		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.TrimSuffix(target, " (deleted)") != f[5] {
-			continue
-		}
-		start, err := strconv.ParseUint(strings.Split(f[0], "-")[0], 16, 64)
-		if err != nil {
-			continue
-		}
-		return b.LoadBiasAt(start), nil
-	}
-	return 0, fmt.Errorf("pid %d: cannot find where %s is mapped", pid, b.Path)
-}
-
 // Programs returns the loaded BPF programs.
-func (s *Session) Programs() []*ebpf.Program {
-	return []*ebpf.Program{s.tracer.EntryProgram(), s.tracer.ReturnProgram(), s.tracer.GoCreateProgram(), s.tracer.GoExitProgram(), s.tracer.PanicProgram()}
-}
+func (s *Session) Programs() []*ebpf.Program { return s.img.Programs() }

@@ -48,20 +48,20 @@ func record(kind bpf.Kind, goid, depth uint64, probe uint32, vals [][3]uint64, s
 
 // benchSession is a Session with one probe (an int and a string captured at
 // entry) and no kernel: records are fed to handle directly.
-func benchSession(b *testing.B, span bool) *Session {
+func benchSession(b *testing.B, span bool) (*Image, *Session) {
 	p := &probes.Probe{ID: 0, Spec: probes.Spec{Symbol: "main.f", Name: "f", Span: &span},
 		ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1,
 		EntryAttrs: []probes.CapturedAttr{{Key: "n", Type: "int", Size: 8}, {Key: "s", Type: "string", MaxLen: 128}},
 		Recipe:     bpf.Recipe{Entry: []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}, {Kind: bpf.CapString, Reg: 1, Reg2: 2, MaxLen: 128}}}}
+	im := &Image{bin: &probes.Binary{GoVersion: "go1.26.8"}, probes: []*probes.Probe{p}, nuser: 1, clock: newClock()}
 	s := &Session{
-		cfg:    Config{Processor: sdktrace.NewSimpleSpanProcessor(discard{})},
-		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		bin:    &probes.Binary{GoVersion: "go1.26.8"},
-		probes: []*probes.Probe{p}, nuser: 1, pidfd: -1,
-		clock: newClock(),
+		cfg: Config{Processor: sdktrace.NewSimpleSpanProcessor(discard{})},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		img: im, pidfd: -1,
 	}
 	s.setupPipeline()
-	return s
+	im.sessions.Store(&map[uint32]*Session{0: s}) // the records' pid
+	return im, s
 }
 
 // BenchmarkPipeline measures the userspace pipeline from raw ring-buffer
@@ -75,7 +75,7 @@ func BenchmarkPipeline(b *testing.B) {
 		span bool
 	}{{"span", true}, {"nospan", false}} {
 		b.Run(c.name, func(b *testing.B) {
-			s := benchSession(b, c.span)
+			im, s := benchSession(b, c.span)
 			// 64 goroutines in turn, so the tracker's maps are exercised.
 			var starts, ends [64][]byte
 			for g := range starts {
@@ -88,13 +88,13 @@ func BenchmarkPipeline(b *testing.B) {
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
 				g := i & 63
-				s.handle(starts[g], &ev)
-				s.handle(ends[g], &ev)
+				im.dispatch(starts[g], &ev)
+				im.dispatch(ends[g], &ev)
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(2*b.N)/elapsed.Seconds(), "events/s")
-			if st := s.tracker.Stats(); st.UnmatchedEnds != 0 || s.decodeErrors.Load() != 0 {
-				b.Fatalf("pipeline lost track: %+v, decode errors %d", st, s.decodeErrors.Load())
+			if st := s.tracker.Stats(); st.UnmatchedEnds != 0 || im.decodeErrors.Load() != 0 || im.unattributed.Load() != 0 {
+				b.Fatalf("pipeline lost track: %+v, decode errors %d, unattributed %d", st, im.decodeErrors.Load(), im.unattributed.Load())
 			}
 		})
 	}

@@ -201,6 +201,10 @@ type Options struct {
 	// by one, are below it (OpenTelemetry's TraceIDRatioBased rule; see
 	// SampleBoundOf). Unset: always.
 	SampleBound *uint64
+	// FilterPIDs serves only the processes admitted with AdmitPID (and
+	// those not decided yet), for links without a PID filter that several
+	// processes share.
+	FilterPIDs bool
 }
 
 // Tracer is the loaded programs and maps.
@@ -238,6 +242,11 @@ func Load(opts Options) (*Tracer, error) {
 	if opts.SampleBound != nil {
 		if err := spec.Variables["sample_bound"].Set(*opts.SampleBound); err != nil {
 			return nil, fmt.Errorf("set sampling bound: %w", err)
+		}
+	}
+	if opts.FilterPIDs {
+		if err := spec.Variables["filter_pids"].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set pid filter: %w", err)
 		}
 	}
 	if opts.WakeupBytes != 0 {
@@ -382,12 +391,67 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	return nil
 }
 
-// Counters reads the kernel side's counters.
-func (t *Tracer) Counters() (Counters, error) {
+// MaxSlots bounds the processes a FilterPIDs tracer counts apart; slot 0
+// is for a tracer without FilterPIDs.
+const MaxSlots = 1024
+
+// Pid states (tracer.h enum pid_state).
+const (
+	pidTraced  = 1
+	pidIgnored = 2
+)
+
+// AdmitPID makes a FilterPIDs tracer serve process pid, counting its
+// events in slot (1 to MaxSlots-1, its counters zeroed first).
+func (t *Tracer) AdmitPID(pid uint32, slot uint32) error {
+	if slot == 0 || slot >= MaxSlots {
+		return fmt.Errorf("pid %d: counter slot %d out of range", pid, slot)
+	}
+	if err := t.resetCounters(slot); err != nil {
+		return err
+	}
+	if err := t.objs.Pids.Put(pid, tracerPidVal{State: pidTraced, Slot: slot}); err != nil {
+		return fmt.Errorf("admit pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// IgnorePID makes a FilterPIDs tracer's programs do nothing in process pid.
+func (t *Tracer) IgnorePID(pid uint32) error {
+	if err := t.objs.Pids.Put(pid, tracerPidVal{State: pidIgnored}); err != nil {
+		return fmt.Errorf("ignore pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// ForgetPID drops what the tracer knows of process pid (it exited): a later
+// process with its number is new to it.
+func (t *Tracer) ForgetPID(pid uint32) error {
+	if err := t.objs.Pids.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("forget pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+func (t *Tracer) resetCounters(slot uint32) error {
+	zero := make([]uint64, ebpf.MustPossibleCPU())
+	for i := uint32(0); i < counterMax; i++ {
+		if err := t.objs.Counters.Put(slot*counterMax+i, zero); err != nil {
+			return fmt.Errorf("reset counters of slot %d: %w", slot, err)
+		}
+	}
+	return nil
+}
+
+// counterMax is tracer.h's COUNTER_MAX: the counters of one slot.
+const counterMax = 16
+
+// Counters reads the kernel side's counters of slot (0 without FilterPIDs).
+func (t *Tracer) Counters(slot uint32) (Counters, error) {
 	var c Counters
 	read := func(idx uint32) (uint64, error) {
 		var perCPU []uint64
-		if err := t.objs.Counters.Lookup(idx, &perCPU); err != nil {
+		if err := t.objs.Counters.Lookup(slot*counterMax+idx, &perCPU); err != nil {
 			return 0, fmt.Errorf("read counter %d: %w", idx, err)
 		}
 		var sum uint64

@@ -29,6 +29,10 @@ volatile const __u64 wakeup_bytes = 2 << 20;
 // decision the agent's sampler takes for the root span (1 << 63: always).
 volatile const __u64 sample_bound = 1ULL << 63;
 
+// filter_pids is set when the links have no PID filter (the daemon's
+// shared uprobes): see admitted.
+volatile const __u8 filter_pids = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
@@ -41,9 +45,17 @@ struct {
 	__type(value, struct recipe);
 } recipes SEC(".maps");
 
+// Goroutine ids repeat from process to process: every goroutine's state is
+// keyed by its process too, since one set of programs may serve several.
 struct call_key {
 	__u64 goid;
 	__u64 depth;
+	__u64 tgid;
+};
+
+struct gkey {
+	__u64 goid;
+	__u64 tgid;
 };
 
 struct call_val {
@@ -65,13 +77,23 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, __u32);
 } lost SEC(".maps");
 
+// The processes a shared set of uprobes serves (filter_pids), by tgid.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4 * MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct pid_val);
+} pids SEC(".maps");
+
+// Counters, COUNTER_MAX per slot: slot 0 without filter_pids, else the
+// process's.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, COUNTER_MAX);
+	__uint(max_entries, COUNTER_MAX * MAX_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -83,14 +105,14 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct trace_ctx);
 } gtrace SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct trace_ctx);
 } outgoing SEC(".maps");
 
@@ -98,11 +120,43 @@ struct {
 const struct event *unused_event __attribute__((unused));
 const struct recipe *unused_recipe __attribute__((unused));
 
+static __always_inline __u32 current_tgid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+// admitted says whether a hit in the current process is to be followed:
+// always on links with a PID filter; with filter_pids, when userspace
+// admitted the process or has not decided yet (its first events then tell
+// userspace of it, so that a process is traced from its exec on).
+static __always_inline int admitted(void)
+{
+	if (!filter_pids)
+		return 1;
+	__u32 tgid = current_tgid();
+	struct pid_val *v = bpf_map_lookup_elem(&pids, &tgid);
+	return !v || v->state == PID_TRACED;
+}
+
 static __always_inline void count(__u32 idx)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	__u32 slot = 0;
+	if (filter_pids) {
+		__u32 tgid = current_tgid();
+		struct pid_val *p = bpf_map_lookup_elem(&pids, &tgid);
+		if (p && p->slot < MAX_SLOTS)
+			slot = p->slot;
+	}
+	__u32 k = slot * COUNTER_MAX + idx;
+	__u64 *v = bpf_map_lookup_elem(&counters, &k);
 	if (v)
 		*v += 1;
+}
+
+static __always_inline struct gkey gkey_of(__u64 goid)
+{
+	struct gkey k = {.goid = goid, .tgid = current_tgid()};
+	return k;
 }
 
 // The integer argument registers of Go's ABI, in assignment order. They are
@@ -392,7 +446,7 @@ static __always_inline void trace_start(struct event *ev, struct value *out, con
 					const struct abi_regs *regs, const struct recipe *r)
 {
 	struct trace_ctx t = {};
-	__u64 goid = ev->goid;
+	struct gkey goid = gkey_of(ev->goid);
 	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &goid);
 	// A stale owner: a call at its depth or shallower (depths grow towards
 	// the deeper frames) means it is gone (unwound by a recovered panic,
@@ -559,12 +613,13 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 static __always_inline void lost_event(__u64 goid)
 {
 	__u32 one = 1;
+	struct gkey k = gkey_of(goid);
 	count(COUNTER_RINGBUF_FULL);
-	__u32 *n = bpf_map_lookup_elem(&lost, &goid);
+	__u32 *n = bpf_map_lookup_elem(&lost, &k);
 	if (n)
 		__sync_fetch_and_add(n, 1);
 	else
-		bpf_map_update_elem(&lost, &goid, &one, BPF_NOEXIST);
+		bpf_map_update_elem(&lost, &k, &one, BPF_NOEXIST);
 }
 
 // header fills the fields every event has; goid is the goroutine the event
@@ -579,7 +634,8 @@ static __always_inline void header(struct event *ev, __u32 probe, __u16 kind, __
 	__u64 pidtgid = bpf_get_current_pid_tgid();
 	ev->pid = pidtgid >> 32;
 	ev->tid = (__u32)pidtgid;
-	__u32 *nlost = bpf_map_lookup_elem(&lost, &goid);
+	struct gkey gk = {.goid = goid, .tgid = ev->pid};
+	__u32 *nlost = bpf_map_lookup_elem(&lost, &gk);
 	if (nlost)
 		ev->lost = *nlost;
 }
@@ -696,7 +752,8 @@ static __always_inline int read_path(const struct abi_regs *regs, const struct c
 // itself stays alone; its reg2 is the map layout, its key keys[0]).
 static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, __u64 goid)
 {
-	struct trace_ctx *t = bpf_map_lookup_elem(&outgoing, &goid);
+	struct gkey gk = gkey_of(goid);
+	struct trace_ctx *t = bpf_map_lookup_elem(&outgoing, &gk);
 	if (!t)
 		return;
 	t->flags |= TRACE_SEEN;
@@ -738,10 +795,10 @@ int tc_entry(struct pt_regs *ctx)
 {
 	__u32 probe = bpf_get_attach_cookie(ctx);
 	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r)
+	if (!r || !admitted())
 		return 0;
 
-	struct call_key k = {};
+	struct call_key k = {.tgid = current_tgid()};
 	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
 		return 0;
 
@@ -788,7 +845,8 @@ int tc_entry(struct pt_regs *ctx)
 // and its trace id's two halves (bytes, read as little-endian words).
 static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, __u64 goid)
 {
-	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &goid);
+	struct gkey gk = gkey_of(goid);
+	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &gk);
 	if (!g || !(g->flags & TRACE_OWN))
 		return;
 	struct abi_regs regs;
@@ -806,14 +864,15 @@ static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, _
 // a request, returned.
 static __always_inline void trace_end(__u64 goid, __u64 depth)
 {
-	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &goid);
+	struct gkey gk = gkey_of(goid);
+	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &gk);
 	if (g && g->depth == depth)
-		bpf_map_delete_elem(&gtrace, &goid);
-	struct trace_ctx *o = bpf_map_lookup_elem(&outgoing, &goid);
+		bpf_map_delete_elem(&gtrace, &gk);
+	struct trace_ctx *o = bpf_map_lookup_elem(&outgoing, &gk);
 	if (o && o->depth == depth) {
 		if (!(o->flags & TRACE_SEEN))
 			count(COUNTER_PROP_NOT_SENT);
-		bpf_map_delete_elem(&outgoing, &goid);
+		bpf_map_delete_elem(&outgoing, &gk);
 	}
 }
 
@@ -822,10 +881,10 @@ int tc_return(struct pt_regs *ctx)
 {
 	__u32 probe = bpf_get_attach_cookie(ctx);
 	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r)
+	if (!r || !admitted())
 		return 0;
 
-	struct call_key k = {};
+	struct call_key k = {.tgid = current_tgid()};
 	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
 		return 0;
 
@@ -855,7 +914,7 @@ int tc_go_create(struct pt_regs *ctx)
 {
 	__u32 probe = bpf_get_attach_cookie(ctx);
 	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r)
+	if (!r || !admitted())
 		return 0;
 	__u64 newg = ctx->ax;
 	__u64 child = 0, parent = 0;
@@ -873,11 +932,12 @@ int tc_go_create(struct pt_regs *ctx)
 	}
 	// The child's spans join the trace of the creator's open spans, as
 	// userspace parents them.
-	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &parent);
+	struct gkey pk = gkey_of(parent), ck = gkey_of(child);
+	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &pk);
 	if (g) {
 		struct trace_ctx t = *g;
 		t.depth = 0;
-		bpf_map_update_elem(&gtrace, &child, &t, BPF_ANY);
+		bpf_map_update_elem(&gtrace, &ck, &t, BPF_ANY);
 	}
 	__builtin_memset(ev, 0, sizeof(struct event));
 	header(ev, probe, EV_GO_CREATE, parent, 0);
@@ -894,15 +954,16 @@ int tc_go_exit(struct pt_regs *ctx)
 {
 	__u32 probe = bpf_get_attach_cookie(ctx);
 	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r)
+	if (!r || !admitted())
 		return 0;
 	__u64 goid, depth;
 	if (goroutine(ctx, r, &goid, &depth) < 0)
 		return 0;
 	emit(ctx, r, probe, EV_GO_EXIT, goid, depth, r->entry, 0, 0, 0);
-	bpf_map_delete_elem(&lost, &goid);
-	bpf_map_delete_elem(&gtrace, &goid);
-	bpf_map_delete_elem(&outgoing, &goid);
+	struct gkey gk = gkey_of(goid);
+	bpf_map_delete_elem(&lost, &gk);
+	bpf_map_delete_elem(&gtrace, &gk);
+	bpf_map_delete_elem(&outgoing, &gk);
 	return 0;
 }
 
@@ -912,7 +973,7 @@ int tc_panic(struct pt_regs *ctx)
 {
 	__u32 probe = bpf_get_attach_cookie(ctx);
 	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r)
+	if (!r || !admitted())
 		return 0;
 	__u64 goid, depth;
 	if (goroutine(ctx, r, &goid, &depth) < 0)

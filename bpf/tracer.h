@@ -99,6 +99,23 @@ enum counter {
 	COUNTER_MAX = 16,
 };
 
+// The host-wide daemon shares one set of uprobes among the processes that
+// run one executable (no PID filter on the links): the programs then serve
+// only the processes userspace admitted (pids), and count per process.
+#define MAX_SLOTS 1024
+
+enum pid_state {
+	// Traced: its events go out; its counters are its slot's.
+	PID_TRACED = 1,
+	// Not traced: its hits do nothing.
+	PID_IGNORED = 2,
+};
+
+struct pid_val {
+	__u32 state;
+	__u32 slot;
+};
+
 // The trace context of a span, as --propagate makes it in the kernel so
 // that a request can carry it before userspace has seen the span.
 struct trace_ctx {

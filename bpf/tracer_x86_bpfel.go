@@ -17,6 +17,7 @@ type tracerCallKey struct {
 	_     structs.HostLayout
 	Goid  uint64
 	Depth uint64
+	Tgid  uint64
 }
 
 type tracerCallVal struct {
@@ -60,6 +61,18 @@ type tracerEvent struct {
 	Nil    uint8
 	Tflags uint16
 	Vals   [8]tracerValue
+}
+
+type tracerGkey struct {
+	_    structs.HostLayout
+	Goid uint64
+	Tgid uint64
+}
+
+type tracerPidVal struct {
+	_     structs.HostLayout
+	State uint32
+	Slot  uint32
 }
 
 type tracerRecipe struct {
@@ -121,6 +134,7 @@ const (
 	tracerMapLost         = "lost"
 	tracerMapOutgoing     = "outgoing"
 	tracerMapPending      = "pending"
+	tracerMapPids         = "pids"
 	tracerMapRecipes      = "recipes"
 	tracerMapTuples       = "tuples"
 	tracerProgTcEntry     = "tc_entry"
@@ -128,6 +142,7 @@ const (
 	tracerProgTcGoExit    = "tc_go_exit"
 	tracerProgTcPanic     = "tc_panic"
 	tracerProgTcReturn    = "tc_return"
+	tracerVarFilterPids   = "filter_pids"
 	tracerVarSampleBound  = "sample_bound"
 	tracerVarUnusedEvent  = "unused_event"
 	tracerVarUnusedRecipe = "unused_recipe"
@@ -195,6 +210,7 @@ type tracerMapSpecs struct {
 	Lost     *ebpf.MapSpec `ebpf:"lost"`
 	Outgoing *ebpf.MapSpec `ebpf:"outgoing"`
 	Pending  *ebpf.MapSpec `ebpf:"pending"`
+	Pids     *ebpf.MapSpec `ebpf:"pids"`
 	Recipes  *ebpf.MapSpec `ebpf:"recipes"`
 	Tuples   *ebpf.MapSpec `ebpf:"tuples"`
 }
@@ -203,6 +219,7 @@ type tracerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
+	FilterPids   *ebpf.VariableSpec `ebpf:"filter_pids"`
 	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedRecipe *ebpf.VariableSpec `ebpf:"unused_recipe"`
@@ -237,6 +254,7 @@ type tracerMaps struct {
 	Lost     *ebpf.Map `ebpf:"lost"`
 	Outgoing *ebpf.Map `ebpf:"outgoing"`
 	Pending  *ebpf.Map `ebpf:"pending"`
+	Pids     *ebpf.Map `ebpf:"pids"`
 	Recipes  *ebpf.Map `ebpf:"recipes"`
 	Tuples   *ebpf.Map `ebpf:"tuples"`
 }
@@ -251,6 +269,7 @@ func (m *tracerMaps) Close() error {
 		m.Lost,
 		m.Outgoing,
 		m.Pending,
+		m.Pids,
 		m.Recipes,
 		m.Tuples,
 	)
@@ -260,6 +279,7 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
+	FilterPids   *ebpf.Variable `ebpf:"filter_pids"`
 	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 	UnusedRecipe *ebpf.Variable `ebpf:"unused_recipe"`

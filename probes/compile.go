@@ -82,9 +82,9 @@ type Shaper interface {
 // RemoteParenter is a Shaper that can continue a trace begun elsewhere: an
 // incoming request's trace context.
 type RemoteParenter interface {
-	RemoteParent(p *channel.Payload) (trace.SpanContext, bool)
-	// InvalidTraceContext counts trace contexts ignored as malformed.
-	InvalidTraceContext() uint64
+	// RemoteParent also says how many trace context values it ignored as
+	// malformed or oversized: the caller counts them for its process.
+	RemoteParent(p *channel.Payload) (sc trace.SpanContext, ok bool, invalid int)
 }
 
 // CapturedAttr is how one capture becomes an attribute.

@@ -4,7 +4,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -279,7 +278,6 @@ func rpcAttrs(m string) (string, []attribute.KeyValue) {
 
 type grpcServerShape struct {
 	typeName func(uint64) string
-	invalid  atomic.Uint64
 }
 
 func (s *grpcServerShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
@@ -300,16 +298,13 @@ func (*grpcServerShape) End(trace.Span, *channel.Payload) {}
 
 // RemoteParent continues the caller's trace when the RPC's metadata carries
 // a valid W3C traceparent; a malformed one is ignored and counted.
-func (s *grpcServerShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool) {
+func (s *grpcServerShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool, int) {
 	r := raw(p.Attributes)
 	if kt, _ := r.int("md_key_type"); s.typeName(uint64(kt)) != "metadata.mdIncomingKey" {
-		return trace.SpanContext{}, false
+		return trace.SpanContext{}, false, 0
 	}
-	return remoteParent(r, &s.invalid)
+	return remoteParent(r)
 }
-
-// InvalidTraceContext counts traceparent metadata ignored.
-func (s *grpcServerShape) InvalidTraceContext() uint64 { return s.invalid.Load() }
 
 // grpcServerErrors are the codes that make a server span an error, as the
 // RPC conventions say: the server's own failures, not the caller's.

@@ -5,7 +5,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -282,7 +281,6 @@ func hostPort(hostport string, defaultPort int) (string, int) {
 
 type serverShape struct {
 	typeName func(uint64) string
-	invalid  atomic.Uint64
 }
 
 func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
@@ -301,35 +299,31 @@ func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attri
 // RemoteParent continues the caller's trace when the request carries a
 // valid W3C traceparent (and keeps its tracestate when that is valid too).
 // Anything malformed or oversized is ignored and counted.
-func (s *serverShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool) {
-	return remoteParent(raw(p.Attributes), &s.invalid)
+func (s *serverShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool, int) {
+	return remoteParent(raw(p.Attributes))
 }
 
-// remoteParent reads the captured traceparent and tracestate; what is
-// malformed or oversized is counted in invalid.
-func remoteParent(r raw, invalid *atomic.Uint64) (trace.SpanContext, bool) {
+// remoteParent reads the captured traceparent and tracestate, and says how
+// many of them were malformed or oversized.
+func remoteParent(r raw) (sc trace.SpanContext, ok bool, invalid int) {
 	tp, ok := r.str("traceparent")
 	if !ok {
-		return trace.SpanContext{}, false
+		return trace.SpanContext{}, false, 0
 	}
-	sc, ok := ParseTraceparent(tp)
+	sc, ok = ParseTraceparent(tp)
 	if !ok {
-		invalid.Add(1)
-		return trace.SpanContext{}, false
+		return trace.SpanContext{}, false, 1
 	}
 	if ts, ok := r.str("tracestate"); ok && ts != "" {
 		state, err := trace.ParseTraceState(ts)
 		if err != nil || strings.HasSuffix(ts, probes.TruncatedSuffix) {
-			invalid.Add(1)
+			invalid++
 		} else {
 			sc = sc.WithTraceState(state)
 		}
 	}
-	return sc, true
+	return sc, true, invalid
 }
-
-// InvalidTraceContext counts traceparent and tracestate headers ignored.
-func (s *serverShape) InvalidTraceContext() uint64 { return s.invalid.Load() }
 
 // ParseTraceparent parses a W3C traceparent header strictly.
 func ParseTraceparent(h string) (trace.SpanContext, bool) {

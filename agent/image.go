@@ -1,0 +1,649 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
+)
+
+// Image is one executable analysed, its programs loaded and its uprobes
+// attached, with the processes running it that are traced: the Sessions.
+//
+// A private image (Attach) serves one process, its links filtered to that
+// pid by the kernel. A shared image (LoadShared) serves every process of
+// the executable the daemon admits: its links have no PID filter, so the
+// uprobes sit in every process that maps the file, and the programs follow
+// only the admitted ones (bpf.Options.FilterPIDs). A process of the file
+// not decided yet is followed too, and its first event asks the daemon
+// (OnUnknownPID), so that a process is traced from its exec on even before
+// the daemon heard of the exec.
+type Image struct {
+	cfg    Config
+	shared bool
+	log    *slog.Logger
+	bin    *probes.Binary
+	ownBin bool // the image opened bin and closes it
+	// probes by id: user probes first, then built-ins, then completions.
+	probes  []*probes.Probe
+	nuser   int
+	rt      *probes.RuntimeProbes
+	rtBase  uint32 // probe ids of the runtime probes: rtBase (go create/exit), rtBase+1 (panic)
+	reports []builtin.Report
+	tracer  *bpf.Tracer
+	links   []link.Link
+	reader  *ringbuf.Reader
+	clock   clock
+
+	attachMode string
+	uprobes    int
+	timings    Timings
+
+	// sessions maps pids to their Session; copied on write, so that the
+	// reader looks one up without a lock.
+	sessions atomic.Pointer[map[uint32]*Session]
+	mu       sync.Mutex // serialises writers of sessions and slots
+	slots    []uint32   // free counter slots (shared)
+	nextSlot uint32
+	// removals hands exited processes to the reader, which ends their
+	// spans once their last events are read.
+	removals chan removal
+	// asked holds, in the reader, the pids OnUnknownPID was asked about.
+	asked map[uint32]bool
+	// closing sessions flush in the background; Close waits for them.
+	closing sync.WaitGroup
+
+	decodeErrors atomic.Uint64
+	// unattributed counts events of no traced process: in flight from a
+	// process just ignored or gone.
+	unattributed atomic.Uint64
+	released     bool
+}
+
+type removal struct {
+	pid  uint32
+	done func(*Session)
+}
+
+// LoadShared analyses the executable of process cfg.PID and attaches one
+// set of uprobes to the file for every process of it the caller admits
+// with Add. bin, when not nil, is that executable already analysed (by
+// a cache the caller keeps; the image does not close it). Run reads the
+// events.
+func LoadShared(cfg Config, bin *probes.Binary) (*Image, error) {
+	return load(cfg, true, bin)
+}
+
+func load(cfg Config, shared bool, bin *probes.Binary) (*Image, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 50 * time.Millisecond
+	}
+	im := &Image{cfg: cfg, shared: shared, log: cfg.Logger, bin: bin, removals: make(chan removal, 64), asked: map[uint32]bool{}, nextSlot: 1}
+	im.sessions.Store(&map[uint32]*Session{})
+	ok := false
+	defer func() {
+		if !ok {
+			im.release()
+		}
+	}()
+	if cfg.PID <= 0 {
+		return nil, fmt.Errorf("invalid pid %d", cfg.PID)
+	}
+	t0 := time.Now()
+	if err := unix.Kill(cfg.PID, 0); errors.Is(err, unix.ESRCH) {
+		return nil, fmt.Errorf("no such process: %d", cfg.PID)
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", cfg.PID)
+	var err error
+	if im.bin == nil {
+		if im.bin, err = OpenBinary(cfg.PID); err != nil {
+			return nil, err
+		}
+		im.ownBin = true
+	}
+	rt, err := im.bin.Runtime()
+	if err != nil {
+		return nil, err
+	}
+	if err := im.compile(rt); err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	im.timings.Analyze = t1.Sub(t0)
+	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator, FilterPIDs: shared}
+	if cfg.RootSampleRatio != nil {
+		bound := bpf.SampleBoundOf(*cfg.RootSampleRatio)
+		lopts.SampleBound = &bound
+	}
+	if im.tracer, err = bpf.Load(lopts); err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
+		}
+		return nil, err
+	}
+	for _, p := range im.probes {
+		if err := im.tracer.SetRecipe(p.ID, p.Recipe); err != nil {
+			return nil, err
+		}
+	}
+	if err := im.tracer.SetRecipe(im.rtBase, im.rt.Recipe); err != nil {
+		return nil, err
+	}
+	if err := im.tracer.SetRecipe(im.rtBase+1, im.rt.PanicRecipe); err != nil {
+		return nil, err
+	}
+	if im.reader, err = ringbuf.NewReader(im.tracer.Events()); err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	im.clock = newClock()
+	t2 := time.Now()
+	im.timings.Load = t2.Sub(t1)
+	if err := im.attach(exe); err != nil {
+		return nil, err
+	}
+	im.timings.Attach = time.Since(t2)
+	ok = true
+	return im, nil
+}
+
+// OpenBinary opens the executable process pid runs, for analysis, with
+// the errors a user can act on.
+func OpenBinary(pid int) (*probes.Binary, error) {
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	bin, err := probes.Open(exe)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("pid %d: insufficient privilege to read its executable: run as root (or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no such process: %d", pid)
+		}
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if bin.PIE {
+		if bin.LoadBias, err = loadBias(pid, bin); err != nil {
+			bin.Close()
+			return nil, err
+		}
+	}
+	return bin, nil
+}
+
+// compile turns the specs and the built-in sets into probes of this binary.
+func (im *Image) compile(rt probes.Runtime) error {
+	cfg := im.cfg
+	for i, spec := range cfg.Specs {
+		p, err := probes.Compile(im.bin, spec, uint32(i), rt)
+		if err != nil {
+			return err
+		}
+		im.probes = append(im.probes, p)
+	}
+	if cfg.Builtin == nil || len(cfg.Builtin) > 0 {
+		opts := cfg.BuiltinOptions
+		opts.Propagate = cfg.Propagator != nil
+		bps, reports, err := builtin.Resolve(im.bin, cfg.Builtin, opts, rt, uint32(len(im.probes)))
+		if err != nil {
+			return err
+		}
+		im.reports = reports
+		for _, r := range reports {
+			if !r.Applied && (cfg.Builtin != nil || r.Reason != builtin.NotUsed) {
+				im.log.Warn("built-in probe set skipped", "set", r.Set, "reason", r.Reason)
+			} else if r.Applied && r.Reason != "" {
+				im.log.Warn("built-in probe set applied in part", "set", r.Set, "missing", r.Reason)
+			}
+		}
+		im.probes = append(im.probes, bps...)
+	}
+	im.nuser = len(im.probes)
+	if im.nuser == 0 {
+		return errors.New("nothing to trace: no probes given and no built-in probe set applies")
+	}
+	if cfg.Propagator != nil {
+		for _, p := range im.probes {
+			if err := traced(p); err != nil {
+				return err
+			}
+		}
+	}
+	// One internal probe per completion function, shared by the async
+	// probes that name it.
+	completions := map[string]*probes.Probe{}
+	for _, p := range im.probes[:im.nuser] {
+		a := p.Spec.Async
+		if a == nil || a.Completion == "" {
+			continue
+		}
+		c := completions[a.Completion]
+		if c == nil {
+			c = p.Completion // a built-in brings its own
+			if c == nil {
+				var err error
+				if c, err = probes.CompileCompletion(im.bin, a.Completion, rt); err != nil {
+					return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+				}
+			}
+			c.ID = uint32(len(im.probes))
+			completions[a.Completion] = c
+			im.probes = append(im.probes, c)
+		}
+		p.Completion = c
+	}
+	var err error
+	if im.rt, err = probes.CompileRuntime(im.bin, rt); err != nil {
+		return err
+	}
+	im.rtBase = uint32(len(im.probes))
+	return nil
+}
+
+func (im *Image) attach(exe string) error {
+	ex, err := link.OpenExecutable(exe)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", exe, err)
+	}
+	var entryOff, entryCookie, retOff, retCookie []uint64
+	for _, p := range im.probes {
+		base, err := im.bin.FileOffset(p.Func.Entry)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+		}
+		entryOff = append(entryOff, base+p.Placement.Entry)
+		entryCookie = append(entryCookie, uint64(p.ID))
+		if p.Recipe.Inject {
+			continue // entry only, no call to follow
+		}
+		for _, r := range p.Placement.Returns {
+			retOff = append(retOff, base+r)
+			retCookie = append(retCookie, uint64(p.ID))
+		}
+	}
+	file := func(addrs ...uint64) ([]uint64, error) {
+		var offs []uint64
+		for _, a := range addrs {
+			off, err := im.bin.FileOffset(a)
+			if err != nil {
+				return nil, err
+			}
+			offs = append(offs, off)
+		}
+		return offs, nil
+	}
+	createOff, err := file(im.rt.GoCreate...)
+	if err != nil {
+		return fmt.Errorf("runtime.newproc1: %w", err)
+	}
+	exitOff, err := file(im.rt.GoExit)
+	if err != nil {
+		return fmt.Errorf("runtime.goexit1: %w", err)
+	}
+	panicOff, err := file(im.rt.Panic)
+	if err != nil {
+		return fmt.Errorf("runtime.gopanic: %w", err)
+	}
+	cookies := func(n int, id uint32) []uint64 {
+		cs := make([]uint64, n)
+		for i := range cs {
+			cs[i] = uint64(id)
+		}
+		return cs
+	}
+	im.attachMode = "uprobe"
+	if im.tracer.Multi {
+		im.attachMode = "uprobe_multi"
+	}
+	// A private image's links fire in its process only; a shared image's
+	// in every process of the file.
+	pid := im.cfg.PID
+	if im.shared {
+		pid = 0
+	}
+	for _, set := range []struct {
+		prog     *ebpf.Program
+		offs, cs []uint64
+	}{
+		{im.tracer.EntryProgram(), entryOff, entryCookie},
+		{im.tracer.ReturnProgram(), retOff, retCookie},
+		{im.tracer.GoCreateProgram(), createOff, cookies(len(createOff), im.rtBase)},
+		{im.tracer.GoExitProgram(), exitOff, cookies(1, im.rtBase)},
+		{im.tracer.PanicProgram(), panicOff, cookies(1, im.rtBase+1)},
+	} {
+		if len(set.offs) == 0 {
+			continue
+		}
+		if im.tracer.Multi {
+			l, err := ex.UprobeMulti(nil, set.prog, &link.UprobeMultiOptions{Addresses: set.offs, Cookies: set.cs, PID: uint32(pid)})
+			if err != nil {
+				return fmt.Errorf("attach uprobes to %s: %w", im.target(), err)
+			}
+			im.links = append(im.links, l)
+			im.uprobes += len(set.offs)
+			continue
+		}
+		// Older kernels: one link per offset.
+		for i, off := range set.offs {
+			l, err := ex.Uprobe("", set.prog, &link.UprobeOptions{Address: off, Cookie: set.cs[i], PID: pid})
+			if err != nil {
+				return fmt.Errorf("attach uprobe at %#x in %s: %w", off, im.target(), err)
+			}
+			im.links = append(im.links, l)
+			im.uprobes++
+		}
+	}
+	return nil
+}
+
+func (im *Image) target() string {
+	if im.shared {
+		return im.bin.Path
+	}
+	return "pid " + strconv.Itoa(im.cfg.PID)
+}
+
+// Add starts tracing process cfg.PID, which runs the image's executable
+// (the caller checked): from now on its events become spans through
+// cfg.Processor. Of cfg only the per-process fields count (PID,
+// Processor, ServiceName, Attributes, Sampler, SpanProcessors, Limits,
+// Logger).
+func (im *Image) Add(cfg Config) (*Session, error) {
+	if cfg.Processor == nil {
+		return nil, errors.New("no span processor")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = im.log
+	}
+	s := &Session{cfg: cfg, log: cfg.Logger, img: im, pidfd: -1}
+	s.setupPipeline()
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	cur := *im.sessions.Load()
+	if _, dup := cur[uint32(cfg.PID)]; dup {
+		return nil, fmt.Errorf("pid %d: already traced", cfg.PID)
+	}
+	if im.shared {
+		switch {
+		case len(im.slots) > 0:
+			s.slot, im.slots = im.slots[len(im.slots)-1], im.slots[:len(im.slots)-1]
+		case im.nextSlot < bpf.MaxSlots:
+			s.slot = im.nextSlot
+			im.nextSlot++
+		default:
+			return nil, fmt.Errorf("pid %d: %s already serves %d processes", cfg.PID, im.bin.Path, bpf.MaxSlots-1)
+		}
+		if err := im.tracer.AdmitPID(uint32(cfg.PID), s.slot); err != nil {
+			im.slots = append(im.slots, s.slot)
+			return nil, err
+		}
+	}
+	next := make(map[uint32]*Session, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[uint32(cfg.PID)] = s
+	im.sessions.Store(&next)
+	return s, nil
+}
+
+// Ignore makes a shared image's programs do nothing in process pid, which
+// runs its executable but is not to be traced.
+func (im *Image) Ignore(pid int) error { return im.tracer.IgnorePID(uint32(pid)) }
+
+// Forget drops what a shared image knows of a process that exited and was
+// never traced.
+func (im *Image) Forget(pid int) error { return im.tracer.ForgetPID(uint32(pid)) }
+
+// Remove ends the session of process pid, which exited: once the events it
+// left in the ring buffer are read its open spans end, then its spans are
+// flushed and done is called (from another goroutine) with the session.
+// Run must be running.
+func (im *Image) Remove(pid int, done func(*Session)) {
+	im.removals <- removal{pid: uint32(pid), done: done}
+}
+
+// Sessions returns how many processes the image traces.
+func (im *Image) Sessions() int { return len(*im.sessions.Load()) }
+
+// Uprobes returns how many uprobe offsets the image attached.
+func (im *Image) Uprobes() int { return im.uprobes }
+
+// Binary returns the analysed executable.
+func (im *Image) Binary() *probes.Binary { return im.bin }
+
+// Unattributed counts events read that belonged to no traced process.
+func (im *Image) Unattributed() uint64 { return im.unattributed.Load() }
+
+// Run reads a shared image's events until ctx is done, then detaches its
+// uprobes and ends every session's open spans.
+func (im *Image) Run(ctx context.Context) error {
+	_, err := im.loop(ctx, nil)
+	im.closeLinks()
+	im.drain()
+	for pid := range *im.sessions.Load() {
+		im.finish(removal{pid: pid}, lifecycle.EndDetach)
+	}
+	return err
+}
+
+// Close waits for the sessions to flush and releases the programs; call it
+// after Run returned.
+func (im *Image) Close() error {
+	im.closing.Wait()
+	im.release()
+	return nil
+}
+
+// loop reads and dispatches events until ctx is done or exited is closed.
+func (im *Image) loop(ctx context.Context, exited <-chan struct{}) (string, error) {
+	var rec ringbuf.Record
+	var ev bpf.Event
+	nextExpire := time.Now().Add(time.Second)
+	for {
+		if now := time.Now(); now.After(nextExpire) {
+			for _, s := range *im.sessions.Load() {
+				s.tracker.Expire(now)
+				s.publish()
+			}
+			nextExpire = now.Add(time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return lifecycle.EndDetach, nil
+		case <-exited:
+			return lifecycle.EndExit, nil
+		case r := <-im.removals:
+			im.drain()
+			im.finish(r, lifecycle.EndExit)
+			continue
+		default:
+		}
+		im.reader.SetDeadline(time.Now().Add(im.cfg.PollInterval))
+		if err := im.reader.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			return lifecycle.EndDetach, fmt.Errorf("read ring buffer: %w", err)
+		}
+		im.dispatch(rec.RawSample, &ev)
+	}
+}
+
+// drain reads what the ring buffer holds now.
+func (im *Image) drain() {
+	var rec ringbuf.Record
+	var ev bpf.Event
+	im.reader.SetDeadline(time.Now())
+	for im.reader.ReadInto(&rec) == nil {
+		im.dispatch(rec.RawSample, &ev)
+	}
+}
+
+// dispatch takes one ring-buffer record to its process's session; ev is
+// reused from record to record.
+func (im *Image) dispatch(raw []byte, ev *bpf.Event) {
+	if err := ev.Decode(raw); err != nil {
+		im.decodeErrors.Add(1)
+		return
+	}
+	s := (*im.sessions.Load())[ev.Pid]
+	if s == nil && im.shared && im.cfg.OnUnknownPID != nil && !im.asked[ev.Pid] {
+		im.asked[ev.Pid] = true
+		im.cfg.OnUnknownPID(int(ev.Pid))
+		s = (*im.sessions.Load())[ev.Pid]
+	}
+	if s == nil {
+		im.unattributed.Add(1)
+		return
+	}
+	s.handle(ev)
+}
+
+// finish ends a removed process's session: its open spans end for reason,
+// its counters are kept, the kernel forgets it, and its spans are flushed
+// in the background.
+func (im *Image) finish(r removal, reason string) {
+	delete(im.asked, r.pid)
+	im.mu.Lock()
+	cur := *im.sessions.Load()
+	s := cur[r.pid]
+	if s != nil {
+		next := make(map[uint32]*Session, len(cur))
+		for k, v := range cur {
+			if k != r.pid {
+				next[k] = v
+			}
+		}
+		im.sessions.Store(&next)
+	}
+	im.mu.Unlock()
+	if im.shared {
+		im.tracer.ForgetPID(r.pid)
+	}
+	if s == nil {
+		if r.done != nil {
+			r.done(nil)
+		}
+		return
+	}
+	s.tracker.EndAll(reason, time.Now())
+	k, err := im.tracer.Counters(s.slot)
+	s.final, s.finalErr = &k, err
+	s.publish()
+	s.logDetached(reason)
+	if im.shared {
+		im.mu.Lock()
+		im.slots = append(im.slots, s.slot)
+		im.mu.Unlock()
+	}
+	im.closing.Add(1)
+	go func() {
+		defer im.closing.Done()
+		if err := s.Close(); err != nil {
+			im.log.Warn("flushing spans", "pid", r.pid, "error", err)
+		}
+		if r.done != nil {
+			r.done(s)
+		}
+	}()
+}
+
+func (im *Image) closeLinks() {
+	if len(im.links) == 0 {
+		return
+	}
+	// Releasing a link waits for the kernel's grace period: closing the
+	// links together lets those waits overlap.
+	t := time.Now()
+	var wg sync.WaitGroup
+	for _, l := range im.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.Close()
+		}()
+	}
+	wg.Wait()
+	im.links = nil
+	im.timings.Detach = time.Since(t)
+}
+
+func (im *Image) release() {
+	if im.released {
+		return
+	}
+	im.released = true
+	im.closeLinks()
+	if im.reader != nil {
+		im.reader.Close()
+	}
+	if im.tracer != nil {
+		for _, s := range *im.sessions.Load() {
+			if s.final == nil {
+				k, err := im.tracer.Counters(s.slot)
+				s.final, s.finalErr = &k, err
+			}
+		}
+		im.tracer.Close()
+	}
+	if im.bin != nil && im.ownBin {
+		im.bin.Close()
+	}
+}
+
+// Programs returns the loaded BPF programs.
+func (im *Image) Programs() []*ebpf.Program {
+	t := im.tracer
+	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.GoCreateProgram(), t.GoExitProgram(), t.PanicProgram()}
+}
+
+// loadBias finds where a PIE binary's text was mapped.
+func loadBias(pid int, b *probes.Binary) (uint64, error) {
+	start, err := MappedAt(pid)
+	if err != nil {
+		return 0, err
+	}
+	return b.LoadBiasAt(start), nil
+}
+
+// MappedAt returns where process pid mapped the start of its executable:
+// the same for every process of a non-PIE binary, and what tells apart
+// the processes of a PIE one that may share an image.
+func MappedAt(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: read maps: %w", pid, err)
+	}
+	target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	target = strings.TrimSuffix(target, " (deleted)")
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[2] != "00000000" || strings.Join(f[5:], " ") != target && f[5] != target {
+			continue
+		}
+		start, err := strconv.ParseUint(strings.Split(f[0], "-")[0], 16, 64)
+		if err != nil {
+			continue
+		}
+		return start, nil
+	}
+	return 0, fmt.Errorf("pid %d: cannot find where %s is mapped", pid, target)
+}

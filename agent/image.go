@@ -62,8 +62,10 @@ type Image struct {
 	slots    []uint32   // free counter slots (shared)
 	nextSlot uint32
 	// removals hands exited processes to the reader, which ends their
-	// spans once their last events are read.
-	removals chan removal
+	// spans once their last events are read (guarded by mu; nremovals
+	// tells the reader there are some).
+	removals  []removal
+	nremovals atomic.Int32
 	// asked holds, in the reader, the pids OnUnknownPID was asked about.
 	asked map[uint32]bool
 	// closing sessions flush in the background; Close waits for them.
@@ -97,7 +99,7 @@ func load(cfg Config, shared bool, bin *probes.Binary) (*Image, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 50 * time.Millisecond
 	}
-	im := &Image{cfg: cfg, shared: shared, log: cfg.Logger, bin: bin, removals: make(chan removal, 64), asked: map[uint32]bool{}, nextSlot: 1}
+	im := &Image{cfg: cfg, shared: shared, log: cfg.Logger, bin: bin, asked: map[uint32]bool{}, nextSlot: 1}
 	im.sessions.Store(&map[uint32]*Session{})
 	ok := false
 	defer func() {
@@ -415,9 +417,12 @@ func (im *Image) Forget(pid int) error { return im.tracer.ForgetPID(uint32(pid))
 // Remove ends the session of process pid, which exited: once the events it
 // left in the ring buffer are read its open spans end, then its spans are
 // flushed and done is called (from another goroutine) with the session.
-// Run must be running.
+// Run must be running. It does not block.
 func (im *Image) Remove(pid int, done func(*Session)) {
-	im.removals <- removal{pid: uint32(pid), done: done}
+	im.mu.Lock()
+	im.removals = append(im.removals, removal{pid: uint32(pid), done: done})
+	im.nremovals.Store(int32(len(im.removals)))
+	im.mu.Unlock()
 }
 
 // Sessions returns how many processes the image traces.
@@ -438,6 +443,13 @@ func (im *Image) Run(ctx context.Context) error {
 	_, err := im.loop(ctx, nil)
 	im.closeLinks()
 	im.drain()
+	im.mu.Lock()
+	rs := im.removals
+	im.removals = nil
+	im.mu.Unlock()
+	for _, r := range rs {
+		im.finish(r, lifecycle.EndExit)
+	}
 	for pid := range *im.sessions.Load() {
 		im.finish(removal{pid: pid}, lifecycle.EndDetach)
 	}
@@ -470,11 +482,19 @@ func (im *Image) loop(ctx context.Context, exited <-chan struct{}) (string, erro
 			return lifecycle.EndDetach, nil
 		case <-exited:
 			return lifecycle.EndExit, nil
-		case r := <-im.removals:
-			im.drain()
-			im.finish(r, lifecycle.EndExit)
-			continue
 		default:
+		}
+		if im.nremovals.Load() > 0 {
+			im.mu.Lock()
+			rs := im.removals
+			im.removals = nil
+			im.nremovals.Store(0)
+			im.mu.Unlock()
+			im.drain()
+			for _, r := range rs {
+				im.finish(r, lifecycle.EndExit)
+			}
+			continue
 		}
 		im.reader.SetDeadline(time.Now().Add(im.cfg.PollInterval))
 		if err := im.reader.ReadInto(&rec); err != nil {
@@ -647,3 +667,7 @@ func MappedAt(pid int) (uint64, error) {
 	}
 	return 0, fmt.Errorf("pid %d: cannot find where %s is mapped", pid, target)
 }
+
+// Timings returns how long analysing, loading and attaching (and, once
+// detached, detaching) took.
+func (im *Image) Timings() Timings { return im.timings }

@@ -23,6 +23,9 @@ const (
 	Started Kind = iota + 1
 	// Exited: the process is gone.
 	Exited
+	// Synced follows the events of the processes running when the watch
+	// began (PID is 0).
+	Synced
 )
 
 // Event is a process that started or exited.
@@ -90,6 +93,9 @@ func (w *Watcher) run(running []int) {
 		if !w.send(Event{PID: pid, Kind: Started, Existing: true}) {
 			return
 		}
+	}
+	if !w.send(Event{Kind: Synced}) {
+		return
 	}
 	for {
 		ev, err := w.procs.Read()

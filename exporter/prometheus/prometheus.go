@@ -22,6 +22,7 @@ import (
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/daemon"
 	"github.com/tcagent/tcagent/exporter"
 )
 
@@ -52,6 +53,21 @@ type Metrics struct {
 	// propagator is --propagate's socket side, nil without it.
 	propagator *bpf.Propagator
 	ready      bool
+	daemon     Daemon
+}
+
+// Daemon is the host-wide daemon, as the metrics see it.
+type Daemon interface {
+	Ready() bool
+	Stats() daemon.Stats
+}
+
+// SetDaemon reports the daemon's counts; readiness is then the daemon's:
+// the processes running when it started have been looked at.
+func (m *Metrics) SetDaemon(d Daemon) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.daemon = d
 }
 
 // New returns the metrics, with at most maxSeries (service, probe) label
@@ -232,35 +248,42 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	eventsRead    = desc("tcagent_events_read_total", "Events read from the ring buffer.", "service", "pid")
-	eventsLost    = desc("tcagent_events_lost_total", "Events the kernel could not deliver, by reason: ringbuf_full (no room in the ring buffer, per CPU summed), goroutine_unreadable (the goroutine's g could not be read), calls_map_full (an entry could not be recorded).", "service", "pid", "reason")
-	decodeErrors  = desc("tcagent_decode_errors_total", "Ring-buffer records that could not be decoded.", "service", "pid")
-	anomalies     = desc("tcagent_lifecycle_anomalies_total", "Calls the lifecycle could not follow, by kind: unknown_probe, unmatched_end, lost_end, events_lost (goroutine state reset), panic_unwound, expired (max span age), overflow_calls, overflow_goroutines, overflow_pending.", "service", "pid", "kind")
-	openCalls     = desc("tcagent_open_calls", "Traced calls open now.", "service", "pid")
-	goroutines    = desc("tcagent_tracked_goroutines", "Goroutines the agent holds state for.", "service", "pid")
-	pending       = desc("tcagent_pending_async_calls", "Async calls that returned and wait to settle.", "service", "pid")
-	probes        = desc("tcagent_probes_attached", "Probes attached.", "service", "pid")
-	badContext    = desc("tcagent_trace_context_invalid_total", "Incoming traceparent/tracestate headers ignored as malformed or oversized.", "service", "pid")
-	probesFailed  = desc("tcagent_probes_failed", "Built-in probe sets that apply to the binary but could not be attached (see the agent's log).", "service", "pid")
-	uprobes       = desc("tcagent_uprobes_attached", "Uprobe offsets attached (entries, returns and runtime probes).", "service", "pid")
-	progRuns      = desc("tcagent_bpf_program_runs_total", "Runs of each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
-	progTime      = desc("tcagent_bpf_program_run_seconds_total", "Time spent in each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
-	spansExported = desc("tcagent_spans_exported_total", "Spans the exporter accepted.")
-	spansDropped  = desc("tcagent_spans_dropped_total", "Spans dropped before export: the export queue was full, or still held at shutdown.")
-	spansFailed   = desc("tcagent_spans_export_failed_total", "Spans in exports that failed.")
-	exportErrors  = desc("tcagent_export_errors_total", "Failed exports.")
-	ready         = desc("tcagent_ready", "1 once every probe of a traced process is attached.")
-	propRequests  = desc("tcagent_propagation_requests_total", "--propagate: HTTP/1 client requests by what became of their trace context: handed (to the socket programs), and sent unchanged: tls, traceparent_present (the program set one), no_tcp_connection (a connection of another type), connection_predates_agent (opened before the socket programs were attached), not_http1_connection (HTTP/2, the program's own RoundTripper, or no connection made).", "service", "pid", "outcome")
-	propMismatch  = desc("tcagent_propagation_trace_mismatches_total", "--propagate: spans whose parent was in another trace than the one the kernel made for them (and a request may have carried).", "service", "pid")
-	propMatched   = desc("tcagent_propagation_matched_total", "--propagate: server spans whose request carried no trace context (TLS, say), matched by connection to the client span that sent it, both traced here.", "service", "pid")
-	joinedTraces  = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
-	propSocket    = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
+	eventsRead         = desc("tcagent_events_read_total", "Events read from the ring buffer.", "service", "pid")
+	eventsLost         = desc("tcagent_events_lost_total", "Events the kernel could not deliver, by reason: ringbuf_full (no room in the ring buffer, per CPU summed), goroutine_unreadable (the goroutine's g could not be read), calls_map_full (an entry could not be recorded).", "service", "pid", "reason")
+	decodeErrors       = desc("tcagent_decode_errors_total", "Ring-buffer records that could not be decoded.", "service", "pid")
+	anomalies          = desc("tcagent_lifecycle_anomalies_total", "Calls the lifecycle could not follow, by kind: unknown_probe, unmatched_end, lost_end, events_lost (goroutine state reset), panic_unwound, expired (max span age), overflow_calls, overflow_goroutines, overflow_pending.", "service", "pid", "kind")
+	openCalls          = desc("tcagent_open_calls", "Traced calls open now.", "service", "pid")
+	goroutines         = desc("tcagent_tracked_goroutines", "Goroutines the agent holds state for.", "service", "pid")
+	pending            = desc("tcagent_pending_async_calls", "Async calls that returned and wait to settle.", "service", "pid")
+	probes             = desc("tcagent_probes_attached", "Probes attached.", "service", "pid")
+	badContext         = desc("tcagent_trace_context_invalid_total", "Incoming traceparent/tracestate headers ignored as malformed or oversized.", "service", "pid")
+	probesFailed       = desc("tcagent_probes_failed", "Built-in probe sets that apply to the binary but could not be attached (see the agent's log).", "service", "pid")
+	uprobes            = desc("tcagent_uprobes_attached", "Uprobe offsets attached (entries, returns and runtime probes).", "service", "pid")
+	progRuns           = desc("tcagent_bpf_program_runs_total", "Runs of each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
+	progTime           = desc("tcagent_bpf_program_run_seconds_total", "Time spent in each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
+	spansExported      = desc("tcagent_spans_exported_total", "Spans the exporter accepted.")
+	spansDropped       = desc("tcagent_spans_dropped_total", "Spans dropped before export: the export queue was full, or still held at shutdown.")
+	spansFailed        = desc("tcagent_spans_export_failed_total", "Spans in exports that failed.")
+	exportErrors       = desc("tcagent_export_errors_total", "Failed exports.")
+	ready              = desc("tcagent_ready", "1 once every probe of a traced process is attached.")
+	propRequests       = desc("tcagent_propagation_requests_total", "--propagate: HTTP/1 client requests by what became of their trace context: handed (to the socket programs), and sent unchanged: tls, traceparent_present (the program set one), no_tcp_connection (a connection of another type), connection_predates_agent (opened before the socket programs were attached), not_http1_connection (HTTP/2, the program's own RoundTripper, or no connection made).", "service", "pid", "outcome")
+	propMismatch       = desc("tcagent_propagation_trace_mismatches_total", "--propagate: spans whose parent was in another trace than the one the kernel made for them (and a request may have carried).", "service", "pid")
+	propMatched        = desc("tcagent_propagation_matched_total", "--propagate: server spans whose request carried no trace context (TLS, say), matched by connection to the client span that sent it, both traced here.", "service", "pid")
+	daemonTraced       = desc("tcagent_daemon_processes_traced", "daemon: processes traced now.")
+	daemonWaiting      = desc("tcagent_daemon_processes_waiting", "daemon: Go processes a port selector waits on (not listening on its port yet).")
+	daemonImages       = desc("tcagent_daemon_executables_attached", "daemon: executables with one shared set of uprobes attached.")
+	daemonLost         = desc("tcagent_daemon_discovery_lost_total", "daemon: exec and exit events the kernel had no room for.")
+	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored).")
+	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, self.", "decision")
+	joinedTraces       = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
+	propSocket         = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
 )
 
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes,
 		probesFailed, badContext, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
-		propRequests, propMismatch, propSocket, joinedTraces, propMatched} {
+		propRequests, propMismatch, propSocket, joinedTraces, propMatched,
+		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecisions} {
 		ch <- d
 	}
 }
@@ -271,8 +294,20 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	for s := range h.sessions {
 		sessions = append(sessions, s)
 	}
-	b, isReady, prop := h.batcher, h.ready, h.propagator
+	b, isReady, prop, dmn := h.batcher, h.ready, h.propagator, h.daemon
 	h.mu.Unlock()
+	if dmn != nil {
+		isReady = dmn.Ready()
+		st := dmn.Stats()
+		ch <- prometheus.MustNewConstMetric(daemonTraced, prometheus.GaugeValue, float64(st.Traced))
+		ch <- prometheus.MustNewConstMetric(daemonWaiting, prometheus.GaugeValue, float64(st.Waiting))
+		ch <- prometheus.MustNewConstMetric(daemonImages, prometheus.GaugeValue, float64(st.Images))
+		ch <- prometheus.MustNewConstMetric(daemonLost, prometheus.CounterValue, float64(st.DiscoveryLost))
+		ch <- prometheus.MustNewConstMetric(daemonUnattributed, prometheus.CounterValue, float64(st.Unattributed))
+		for _, k := range []string{"traced", "not_go", "no_match", "attach_failed", "self"} {
+			ch <- prometheus.MustNewConstMetric(daemonDecisions, prometheus.CounterValue, float64(st.Decisions[k]), k)
+		}
+	}
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
@@ -349,10 +384,14 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	gauge(ready, r)
 }
 
-// Ready reports whether a traced process has every probe attached.
+// Ready reports whether a traced process has every probe attached, or,
+// for the daemon, whether it looked at every process running at its start.
 func (m *Metrics) Ready() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.daemon != nil {
+		return m.daemon.Ready()
+	}
 	return m.ready
 }
 

@@ -1,0 +1,533 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/discover"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	Config *Config
+	// Base is the agent configuration every process starts from: the span
+	// processor, sampler, limits, socket side, logger. Its PID, Specs,
+	// Builtin and ServiceName are set per process.
+	Base agent.Config
+	// Pods finds processes' pods; nil outside a cluster.
+	Pods Pods
+	// OnSession is told of each session as it starts (true) and once it
+	// ended and flushed (false): the metrics follow it.
+	OnSession func(s *agent.Session, started bool)
+	// Self is a pid never traced: the agent's own.
+	Self int
+	// MaxIdleBinaries bounds the analysed executables kept after their last
+	// process exited, for a restart to reuse (default 8).
+	MaxIdleBinaries int
+}
+
+// Stats are the daemon's counts.
+type Stats struct {
+	Traced, Images, Waiting int
+	// Decisions counts processes by what became of them: traced, not_go,
+	// no_match, attach_failed, self.
+	Decisions map[string]uint64
+	// DiscoveryLost counts exec and exit events the kernel had no room for.
+	DiscoveryLost uint64
+	// Unattributed counts events read that belonged to no traced process
+	// any more (in flight when it was let go).
+	Unattributed uint64
+}
+
+// Daemon traces every process its selectors match.
+type Daemon struct {
+	opts  Options
+	log   *slog.Logger
+	ready atomic.Bool
+
+	mu      sync.Mutex
+	ctx     context.Context
+	procs   map[int]*procState
+	images  map[imageKey]*imageEntry
+	bins    map[binKey]*binEntry
+	ids     map[FileID]buildIDResult
+	counts  map[string]uint64
+	watcher *discover.Watcher
+	running sync.WaitGroup // the images' readers
+	// unattributed sums the Unattributed counts of images closed.
+	unattributed uint64
+}
+
+type binKey struct {
+	File    FileID
+	BuildID string
+	// MappedAt: the processes of a PIE binary share an image only when
+	// mapped at one address (the programs compare type addresses).
+	MappedAt uint64
+}
+
+type imageKey struct {
+	bin binKey
+	sel int
+}
+
+type imageEntry struct {
+	key    imageKey
+	im     *agent.Image
+	bin    *binEntry
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type binEntry struct {
+	bin  *probes.Binary
+	refs int
+	idle time.Time
+}
+
+type buildIDResult struct {
+	id  string
+	err error
+}
+
+type state int
+
+const (
+	traced state = iota + 1
+	ignored
+	// waiting: decided again on each tick (a port not listened on yet, or
+	// the process's previous program still leaving its image).
+	waiting
+)
+
+type procState struct {
+	state state
+	// A waiting process is looked at again at recheckAt; each look doubles
+	// the wait (backoff), up to 8 s.
+	recheckAt time.Time
+	backoff   time.Duration
+	proc    *Process
+	bin     binKey
+	pod     *Pod
+	session *agent.Session
+	image   *imageEntry
+}
+
+// New makes a daemon; Run starts it.
+func New(opts Options) *Daemon {
+	if opts.MaxIdleBinaries <= 0 {
+		opts.MaxIdleBinaries = 8
+	}
+	log := opts.Base.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{opts: opts, log: log, procs: map[int]*procState{}, images: map[imageKey]*imageEntry{},
+		bins: map[binKey]*binEntry{}, ids: map[FileID]buildIDResult{}, counts: map[string]uint64{}}
+}
+
+// Ready reports whether the processes running at start have been looked at.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+// Run watches processes until ctx is done, then detaches from every one.
+func (d *Daemon) Run(ctx context.Context) error {
+	w, err := discover.Start()
+	if err != nil {
+		return fmt.Errorf("watch processes: %w", err)
+	}
+	d.mu.Lock()
+	d.ctx, d.watcher = ctx, w
+	d.mu.Unlock()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case ev, ok := <-w.Events():
+			if !ok {
+				return d.shutdown(errors.New("process watch ended"))
+			}
+			switch ev.Kind {
+			case discover.Started:
+				d.started(ev.PID, !ev.Existing)
+			case discover.Exited:
+				d.exited(ev.PID)
+			case discover.Synced:
+				d.ready.Store(true)
+				d.log.Info("daemon ready: watching processes", "selectors", len(d.opts.Config.Selectors), "traced", d.Stats().Traced)
+			}
+		case <-tick.C:
+			d.recheck()
+		case <-ctx.Done():
+			return d.shutdown(nil)
+		}
+	}
+}
+
+func (d *Daemon) shutdown(cause error) error {
+	d.watcher.Close()
+	d.mu.Lock()
+	images := make([]*imageEntry, 0, len(d.images))
+	for _, ie := range d.images {
+		images = append(images, ie)
+	}
+	d.images = map[imageKey]*imageEntry{}
+	d.mu.Unlock()
+	for _, ie := range images {
+		ie.cancel()
+	}
+	d.running.Wait()
+	for _, ie := range images {
+		ie.im.Close()
+	}
+	d.mu.Lock()
+	for k, b := range d.bins {
+		b.bin.Close()
+		delete(d.bins, k)
+	}
+	d.mu.Unlock()
+	return cause
+}
+
+// Stats reads the daemon's counts.
+func (d *Daemon) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := Stats{Images: len(d.images), Decisions: map[string]uint64{}, Unattributed: d.unattributed}
+	for k, v := range d.counts {
+		st.Decisions[k] = v
+	}
+	for _, p := range d.procs {
+		switch p.state {
+		case traced:
+			st.Traced++
+		case waiting:
+			st.Waiting++
+		}
+	}
+	for _, ie := range d.images {
+		st.Unattributed += ie.im.Unattributed()
+	}
+	if d.watcher != nil {
+		st.DiscoveryLost, _ = d.watcher.Lost()
+	}
+	return st
+}
+
+// started handles a process that execed (exec) or was running at start.
+func (d *Daemon) started(pid int, exec bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st := d.procs[pid]; st != nil {
+		if !exec {
+			return // already seen, through its first event
+		}
+		// A new program in a known process: the old one is gone.
+		delete(d.procs, pid)
+		d.drop(pid, st)
+	}
+	d.resolve(pid)
+}
+
+// exited handles a process that exited.
+func (d *Daemon) exited(pid int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st := d.procs[pid]; st != nil {
+		delete(d.procs, pid)
+		d.drop(pid, st)
+	}
+}
+
+// unknown is an image's question about a process of its executable it was
+// told nothing of: decide now, so that its first events are kept.
+func (d *Daemon) unknown(key imageKey, pid int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.procs[pid]
+	if st == nil {
+		st = d.resolve(pid)
+	}
+	ie := d.images[key]
+	if ie == nil || st != nil && st.image == ie {
+		return
+	}
+	// Decided otherwise, or not decided: this image leaves it alone.
+	ie.im.Ignore(pid)
+}
+
+// resolve looks at a process the daemon does not know and traces it when a
+// selector matches. It returns nil when the process is gone.
+func (d *Daemon) resolve(pid int) *procState {
+	if pid == d.opts.Self {
+		d.counts["self"]++
+		st := &procState{state: ignored}
+		d.procs[pid] = st
+		return st
+	}
+	p, err := readProcess(pid)
+	if err != nil {
+		return nil // gone, or a kernel thread
+	}
+	id, err := d.buildID(p)
+	if err != nil {
+		d.counts["not_go"]++
+		st := &procState{state: ignored, proc: p}
+		d.procs[pid] = st
+		return st
+	}
+	st := &procState{state: ignored, proc: p, bin: binKey{File: p.File, BuildID: id}}
+	if st.bin.MappedAt, err = agent.MappedAt(pid); err != nil {
+		return nil
+	}
+	d.procs[pid] = st
+	if d.opts.Pods != nil {
+		for _, sel := range d.opts.Config.Selectors {
+			if sel.needsKube() {
+				if st.pod, err = d.opts.Pods.Pod(d.ctx, p); err != nil {
+					d.log.Warn("kubernetes metadata", "pid", pid, "error", err)
+				}
+				break
+			}
+		}
+	}
+	d.decide(pid, st)
+	return st
+}
+
+// decide picks the selector of a process (the first that matches) and
+// traces it, or leaves it waiting for its port, or ignored.
+func (d *Daemon) decide(pid int, st *procState) {
+	wait := false
+	for i := range d.opts.Config.Selectors {
+		others, port := d.opts.Config.Selectors[i].match(st.proc, st.pod)
+		if others && port {
+			d.trace(pid, st, i)
+			return
+		}
+		wait = wait || others
+	}
+	if wait {
+		st.wait()
+	} else {
+		st.state = ignored
+		d.counts["no_match"]++
+	}
+	d.ignoreIn(pid, st, nil)
+}
+
+// ignoreIn tells the images of the process's executable but keep to leave
+// it alone.
+func (d *Daemon) ignoreIn(pid int, st *procState, keep *imageEntry) {
+	for k, ie := range d.images {
+		if k.bin == st.bin && ie != keep {
+			ie.im.Ignore(pid)
+		}
+	}
+}
+
+func (d *Daemon) trace(pid int, st *procState, selIdx int) {
+	sel := &d.opts.Config.Selectors[selIdx]
+	key := imageKey{bin: st.bin, sel: selIdx}
+	ie := d.images[key]
+	if ie == nil {
+		var err error
+		if ie, err = d.load(pid, st.proc.Exe, key, sel); err != nil {
+			d.counts["attach_failed"]++
+			st.state = ignored
+			d.log.Warn("attach failed", "pid", pid, "exe", st.proc.Exe, "selector", sel.Name, "error", err)
+			d.ignoreIn(pid, st, nil)
+			return
+		}
+	}
+	cfg := d.opts.Base
+	cfg.PID = pid
+	cfg.ServiceName = serviceName(sel, st)
+	cfg.Attributes = append(append([]attribute.KeyValue(nil), cfg.Attributes...), podAttributes(st.pod)...)
+	s, err := ie.im.Add(cfg)
+	if err != nil {
+		// Its previous program (an exec of the same file) has not left the
+		// image yet: try again on the next tick.
+		st.wait()
+		d.log.Debug("attach deferred", "pid", pid, "error", err)
+		return
+	}
+	st.state, st.session, st.image = traced, s, ie
+	d.counts["traced"]++
+	d.ignoreIn(pid, st, ie)
+	if d.opts.OnSession != nil {
+		d.opts.OnSession(s, true)
+	}
+	d.log.Info("attached", "pid", pid, "exe", st.proc.Exe, "selector", sel.Name, "service", cfg.ServiceName,
+		"processes_sharing_probes", ie.im.Sessions(), "uprobes", ie.im.Uprobes())
+}
+
+// load analyses (or takes from the cache) the executable of pid, and
+// attaches a shared image for the selector.
+func (d *Daemon) load(pid int, exe string, key imageKey, sel *Selector) (*imageEntry, error) {
+	be := d.bins[key.bin]
+	if be == nil {
+		bin, err := agent.OpenBinary(pid)
+		if err != nil {
+			return nil, err
+		}
+		be = &binEntry{bin: bin}
+		d.bins[key.bin] = be
+	}
+	cfg := d.opts.Base
+	cfg.PID, cfg.Specs, cfg.Builtin = pid, sel.Specs(), sel.BuiltinSets()
+	cfg.OnUnknownPID = func(pid int) { d.unknown(key, pid) }
+	im, err := agent.LoadShared(cfg, be.bin)
+	if err != nil {
+		d.trimBins()
+		return nil, err
+	}
+	be.refs++
+	ctx, cancel := context.WithCancel(d.ctx)
+	ie := &imageEntry{key: key, im: im, bin: be, cancel: cancel, done: make(chan struct{})}
+	d.images[key] = ie
+	d.running.Add(1)
+	go func() {
+		defer d.running.Done()
+		defer close(ie.done)
+		if err := im.Run(ctx); err != nil {
+			d.log.Warn("image reader stopped", "exe", be.bin.Path, "error", err)
+		}
+	}()
+	d.log.Info("probes attached", "exe", exe, "selector", sel.Name, "uprobes", im.Uprobes(), "analyze", im.Timings().Analyze, "attach", im.Timings().Attach)
+	return ie, nil
+}
+
+// drop forgets a process that exited or execed: its session ends (once
+// its last events are read) and the images of its executable forget it.
+func (d *Daemon) drop(pid int, st *procState) {
+	for k, ie := range d.images {
+		if k.bin != st.bin || ie == st.image {
+			continue
+		}
+		ie.im.Forget(pid)
+	}
+	if st.state != traced {
+		return
+	}
+	ie := st.image
+	ie.im.Remove(pid, func(s *agent.Session) { d.ended(ie, s) })
+}
+
+// ended is called once a session flushed: the image goes when it was its
+// last, so that no uprobe stays on an executable nothing traced runs.
+func (d *Daemon) ended(ie *imageEntry, s *agent.Session) {
+	if s != nil && d.opts.OnSession != nil {
+		d.opts.OnSession(s, false)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ie.im.Sessions() > 0 || d.images[ie.key] != ie {
+		return
+	}
+	delete(d.images, ie.key)
+	go func() {
+		ie.cancel()
+		<-ie.done
+		ie.im.Close()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.unattributed += ie.im.Unattributed()
+		ie.bin.refs--
+		ie.bin.idle = time.Now()
+		d.trimBins()
+	}()
+}
+
+// trimBins closes the analysed executables no image uses beyond the most
+// recent MaxIdleBinaries.
+func (d *Daemon) trimBins() {
+	var idle []binKey
+	for k, b := range d.bins {
+		if b.refs == 0 {
+			idle = append(idle, k)
+		}
+	}
+	if len(idle) <= d.opts.MaxIdleBinaries {
+		return
+	}
+	sort.Slice(idle, func(i, j int) bool { return d.bins[idle[i]].idle.Before(d.bins[idle[j]].idle) })
+	for _, k := range idle[:len(idle)-d.opts.MaxIdleBinaries] {
+		d.bins[k].bin.Close()
+		delete(d.bins, k)
+	}
+}
+
+// wait leaves the process to be decided again later.
+func (st *procState) wait() {
+	if st.state != waiting {
+		st.state, st.backoff = waiting, 250*time.Millisecond
+	} else if st.backoff < 8*time.Second {
+		st.backoff *= 2
+	}
+	st.recheckAt = time.Now().Add(st.backoff)
+}
+
+// recheck decides again for the waiting processes whose time came.
+func (d *Daemon) recheck() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	for pid, st := range d.procs {
+		if st.state == waiting && now.After(st.recheckAt) {
+			d.decide(pid, st)
+		}
+	}
+}
+
+// buildID returns the Go build id of p's executable, cached by file: most
+// execs on a host are of a few executables, most not Go.
+func (d *Daemon) buildID(p *Process) (string, error) {
+	if r, ok := d.ids[p.File]; ok {
+		return r.id, r.err
+	}
+	id, err := goBuildID(fmt.Sprintf("/proc/%d/exe", p.PID))
+	if len(d.ids) >= 4096 {
+		clear(d.ids)
+	}
+	d.ids[p.File] = buildIDResult{id, err}
+	return id, err
+}
+
+// serviceName names a process's service: the selector's name for it, else
+// the Kubernetes container's name, else the executable's.
+func serviceName(sel *Selector, st *procState) string {
+	if sel.ServiceName != "" {
+		return sel.ServiceName
+	}
+	if st.pod != nil && st.pod.Container != "" {
+		return st.pod.Container
+	}
+	return filepath.Base(st.proc.Exe)
+}
+
+// podAttributes are the resource attributes of a process's pod.
+func podAttributes(pod *Pod) []attribute.KeyValue {
+	if pod == nil {
+		return nil
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("k8s.namespace.name", pod.Namespace),
+		attribute.String("k8s.pod.name", pod.Name),
+		attribute.String("k8s.pod.uid", pod.UID),
+	}
+	if pod.Container != "" {
+		attrs = append(attrs, attribute.String("k8s.container.name", pod.Container))
+	}
+	return attrs
+}

@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // ProcKind is what a ProcEvent reports.
@@ -37,11 +39,11 @@ type ProcWatch struct {
 // WatchProcs loads and attaches the process-discovery programs.
 func WatchProcs() (*ProcWatch, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("remove memlock limit: %w", err)
+		return nil, privileged(fmt.Errorf("remove memlock limit: %w", err))
 	}
 	w := &ProcWatch{}
 	if err := loadProcsObjects(&w.objs, nil); err != nil {
-		return nil, fmt.Errorf("load the process programs: %w", err)
+		return nil, privileged(fmt.Errorf("load the process programs: %w", err))
 	}
 	for _, tp := range []struct {
 		name string
@@ -60,6 +62,14 @@ func WatchProcs() (*ProcWatch, error) {
 		return nil, fmt.Errorf("open the process events: %w", err)
 	}
 	return w, nil
+}
+
+// privileged says which capabilities a refused load lacked.
+func privileged(err error) error {
+	if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
+	}
+	return err
 }
 
 // Read waits for the next event; once Close was called it fails with an

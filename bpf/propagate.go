@@ -91,6 +91,25 @@ func (p *Propagator) Close() error {
 	return errors.Join(errs...)
 }
 
+// CgroupRoot returns where the cgroup v2 hierarchy is mounted.
+func CgroupRoot() (string, error) {
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPER
+		l, r, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(r, "cgroup2 ") {
+			continue
+		}
+		if f := strings.Fields(l); len(f) >= 5 {
+			return f[4], nil
+		}
+	}
+	return "", errors.New("no cgroup v2 hierarchy is mounted (sock_ops programs attach to one)")
+}
+
 // CgroupOf returns the cgroup v2 directory of process pid: where its
 // sockets' sock_ops programs run.
 func CgroupOf(pid int) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -41,7 +42,7 @@ type Options struct {
 type Stats struct {
 	Traced, Images, Waiting int
 	// Decisions counts processes by what became of them: traced, not_go,
-	// no_match, attach_failed, self.
+	// no_match, attach_failed, no_access (unreadable), self.
 	Decisions map[string]uint64
 	// DiscoveryLost counts exec and exit events the kernel had no room for.
 	DiscoveryLost uint64
@@ -117,11 +118,11 @@ type procState struct {
 	// the wait (backoff), up to 8 s.
 	recheckAt time.Time
 	backoff   time.Duration
-	proc    *Process
-	bin     binKey
-	pod     *Pod
-	session *agent.Session
-	image   *imageEntry
+	proc      *Process
+	bin       binKey
+	pod       *Pod
+	session   *agent.Session
+	image     *imageEntry
 }
 
 // New makes a daemon; Run starts it.
@@ -276,10 +277,17 @@ func (d *Daemon) resolve(pid int) *procState {
 		return st
 	}
 	p, err := readProcess(pid)
+	if errors.Is(err, os.ErrPermission) {
+		return d.noAccess(pid, err)
+	}
 	if err != nil {
 		return nil // gone, or a kernel thread
 	}
 	id, err := d.buildID(p)
+	if errors.Is(err, os.ErrPermission) {
+		delete(d.ids, p.File) // may be readable with other rights later
+		return d.noAccess(pid, err)
+	}
 	if err != nil {
 		d.counts["not_go"]++
 		st := &procState{state: ignored, proc: p}
@@ -302,6 +310,19 @@ func (d *Daemon) resolve(pid int) *procState {
 		}
 	}
 	d.decide(pid, st)
+	return st
+}
+
+// noAccess records a process the daemon may not look at: counted, and
+// said once, since every such process would say the same.
+func (d *Daemon) noAccess(pid int, err error) *procState {
+	d.counts["no_access"]++
+	if d.counts["no_access"] == 1 {
+		d.log.Warn("cannot read a process's executable: the daemon needs CAP_SYS_PTRACE, and CAP_DAC_READ_SEARCH for executables it may not read (processes so skipped are counted in tcagent_daemon_processes_total{decision=\"no_access\"})",
+			"pid", pid, "error", err)
+	}
+	st := &procState{state: ignored}
+	d.procs[pid] = st
 	return st
 }
 

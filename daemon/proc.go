@@ -148,6 +148,9 @@ var errNotGo = errors.New("not a Go program")
 // goBuildID returns the Go build id of the executable at file, or errNotGo.
 func goBuildID(file string) (string, error) {
 	f, err := elf.Open(file)
+	if errors.Is(err, os.ErrPermission) {
+		return "", err
+	}
 	if err != nil {
 		return "", errNotGo
 	}
@@ -176,4 +179,3 @@ func goBuildID(file string) (string, error) {
 	}
 	return "text:" + hex.EncodeToString(h.Sum(nil)), nil
 }
-

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -12,12 +13,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/daemon"
 )
 
 func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 	var flags traceFlags
-	var config, node string
+	var config, node, cgroupRoot string
 	cmd := &cobra.Command{
 		Use:   "daemon --config FILE",
 		Short: "Trace every matching Go process on the host, as they start and until they exit",
@@ -55,7 +57,13 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			// The socket programs go on the root cgroup: every process.
 			if flags.propagate {
-				if err := pl.propagate([]int{1}, log); err != nil {
+				if cgroupRoot == "" {
+					if cgroupRoot, err = bpf.CgroupRoot(); err != nil {
+						pl.finish()
+						return fmt.Errorf("--propagate: %w", err)
+					}
+				}
+				if err := pl.propagateAt(cgroupRoot, log); err != nil {
 					pl.finish()
 					return err
 				}
@@ -77,6 +85,7 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "the selectors: which processes to trace and how (YAML)")
+	cmd.Flags().StringVar(&cgroupRoot, "cgroup-root", "", "with --propagate, the host's cgroup v2 mount (default: the first mounted; in a container, mount the host's)")
 	cmd.Flags().StringVar(&node, "node-name", "", "in a cluster, the node whose pods to read (default: NODE_NAME)")
 	flags.registerCommon(cmd)
 	return cmd

@@ -140,6 +140,12 @@ func (pl *pipeline) propagate(pids []int, log *slog.Logger) error {
 			common = filepath.Dir(common)
 		}
 	}
+	return pl.propagateAt(common, log)
+}
+
+// propagateAt loads --propagate's socket programs on the cgroup v2
+// directory cgroup: they see the sockets of every process beneath it.
+func (pl *pipeline) propagateAt(common string, log *slog.Logger) error {
 	p, err := bpf.LoadPropagator(common)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EPERM) {

@@ -1,0 +1,292 @@
+package kerneltests
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemonCLI is a running `tcagent daemon`.
+type daemonCLI struct {
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	stdout  bytes.Buffer
+	logs    []string
+	ready   chan struct{}
+	exited  chan struct{}
+	metrics string
+}
+
+func (d *daemonCLI) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stdout.Write(p)
+}
+
+// spans returns the JSON lines written so far.
+func (d *daemonCLI) spans(t *testing.T) []map[string]any {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(d.stdout.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// spansOf counts the spans named name of process pid.
+func (d *daemonCLI) spansOf(t *testing.T, pid int, name string) int {
+	n := 0
+	for _, s := range d.spans(t) {
+		if s["name"] == name && s["resource"].(map[string]any)["process.pid"] == float64(pid) {
+			n++
+		}
+	}
+	return n
+}
+
+func (d *daemonCLI) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.logs, "\n")
+}
+
+// startDaemon runs `tcagent daemon --config cfg` with args; caps, when not
+// nil, runs it as nobody with exactly those capabilities (setpriv).
+func startDaemon(t *testing.T, cfg string, caps []string, args ...string) *daemonCLI {
+	t.Helper()
+	d := &daemonCLI{ready: make(chan struct{}), exited: make(chan struct{})}
+	d.metrics = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	argv := append([]string{tcagent(t), "daemon", "--config", cfg, "--exporter", "jsonl", "--metrics-addr", d.metrics}, args...)
+	if caps != nil {
+		set := "-all"
+		for _, c := range caps {
+			set += ",+" + c
+		}
+		argv = append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=" + set, "--ambient-caps=" + set, "--bounding-set=" + set}, argv...)
+	}
+	d.cmd = exec.Command(argv[0], argv[1:]...)
+	d.cmd.Stdout = d
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.cmd.Process.Kill(); <-d.exited })
+	go func() {
+		defer close(d.exited)
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			d.mu.Lock()
+			d.logs = append(d.logs, sc.Text())
+			d.mu.Unlock()
+			if strings.Contains(sc.Text(), "daemon ready") {
+				once.Do(func() { close(d.ready) })
+			}
+		}
+		d.cmd.Wait()
+	}()
+	return d
+}
+
+// waitReady waits for the daemon's ready line; false if it exited first.
+func (d *daemonCLI) waitReady(t *testing.T) bool {
+	t.Helper()
+	select {
+	case <-d.ready:
+		return true
+	case <-d.exited:
+		return false
+	case <-time.After(20 * time.Second):
+		t.Fatalf("daemon not ready within 20s:\n%s", d.log())
+	}
+	return false
+}
+
+// stop ends the daemon with SIGTERM and wants exit status 0.
+func (d *daemonCLI) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not stop within 15s of SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("daemon exited %d after SIGTERM, want 0:\n%s", code, d.log())
+	}
+}
+
+// daemonDir makes a directory anyone may read, holding the churn fixtures
+// and a configuration selecting churn-* with --traced.
+func daemonDir(t *testing.T) (dir, cfg, binA string) {
+	t.Helper()
+	dir, err := os.MkdirTemp(workDir, "daemon-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	binA, _ = churnBinaries(t, dir)
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(`probes:
+  - symbol: main.Boot
+    name: boot
+    attributes: [{key: tag, from: arg0, type: string}]
+  - symbol: main.Work
+    name: work
+`), 0o644)
+	cfg = filepath.Join(dir, "daemon.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("selectors:\n  - name: churn\n    exe: %s/churn-*\n    cmdline: --traced\n    probes: probes.yaml\n    builtin: [none]\n", dir)), 0o644)
+	return dir, cfg, binA
+}
+
+// TestCLIDaemon runs `tcagent daemon` as a user would: readiness on
+// /readyz, spans as JSON lines with each process's resource, the daemon's
+// metrics, a clean exit on SIGTERM; and a one-line error for a bad
+// configuration.
+func TestCLIDaemon(t *testing.T) {
+	dir, cfg, binA := daemonDir(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"daemon"}, "tcagent: daemon: --config is required"},
+		{[]string{"daemon", "--config", filepath.Join(dir, "missing.yaml")}, "tcagent: daemon config: open "},
+		{[]string{"daemon", "--config", writeFile(t, "bad.yaml", "selectors:\n  - exe: /x\n    colour: red\n")}, "field colour not found"},
+	} {
+		out, err := exec.Command(tcagent(t), c.args...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Errorf("%v: %v, want exit status 1", c.args, err)
+		}
+		if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("%v: said %q, want one line with %q", c.args, out, c.want)
+		}
+	}
+
+	d := startDaemon(t, cfg, nil)
+	if !d.waitReady(t) {
+		t.Fatalf("daemon exited:\n%s", d.log())
+	}
+	resp, err := http.Get("http://" + d.metrics + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	first := startProc(t, binA, "--traced", "--tag", "first")
+	waitFor(t, "the first process traced", func() bool { return d.spansOf(t, first.Process.Pid, "work") > 0 })
+	second := startProc(t, binA, "--traced", "--tag", "second")
+	waitFor(t, "the second process's boot span", func() bool { return d.spansOf(t, second.Process.Pid, "boot") == 1 })
+	if n := scrape(t, d.metrics, "tcagent_daemon_processes_traced"); n != 2 {
+		t.Errorf("tcagent_daemon_processes_traced %v, want 2", n)
+	}
+	if n := scrape(t, d.metrics, "tcagent_daemon_executables_attached"); n != 1 {
+		t.Errorf("tcagent_daemon_executables_attached %v, want 1: two processes, one executable", n)
+	}
+	waitFor(t, "the second process's events counted", func() bool {
+		return scrape(t, d.metrics, "tcagent_events_read_total", fmt.Sprintf(`pid="%d"`, second.Process.Pid)) > 0
+	})
+	for _, s := range d.spans(t) {
+		res := s["resource"].(map[string]any)
+		if res["service.name"] != "churn-a" || res["process.executable.path"] != binA {
+			t.Errorf("resource %v", res)
+			break
+		}
+	}
+	stopProc(first)
+	stopProc(second)
+	waitFor(t, "both processes let go", func() bool {
+		return scrape(t, d.metrics, "tcagent_daemon_processes_traced") == 0 && scrape(t, d.metrics, "tcagent_daemon_executables_attached") == 0
+	})
+	d.stop(t)
+}
+
+// TestDaemonCapabilities runs the daemon as nobody with exactly the
+// capabilities the DaemonSet grants (deploy/kubernetes/daemonset.yaml:
+// the deploy tests hold it to this list), then with each one missing: the
+// full set traces a root process whose executable only root may read, and
+// without any one of them nothing is traced, with an error or a warning
+// saying what is missing.
+func TestDaemonCapabilities(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatal("setpriv (util-linux) is needed to run the agent with chosen capabilities")
+	}
+	_, cfg, binA := daemonDir(t)
+	os.Chmod(binA, 0o700) // only its owner (root) may read it
+	caps := []string{"bpf", "perfmon", "sys_ptrace", "dac_read_search"}
+	for i := -1; i < len(caps); i++ {
+		set := caps
+		name := "all four"
+		if i >= 0 {
+			set = append(append([]string{}, caps[:i]...), caps[i+1:]...)
+			name = "without " + caps[i]
+		}
+		t.Run(name, func(t *testing.T) {
+			d := startDaemon(t, cfg, set)
+			ready := d.waitReady(t)
+			var noAccess float64
+			if ready {
+				noAccess = scrape(t, d.metrics, "tcagent_daemon_processes_total", `decision="no_access"`)
+			}
+			p := startProc(t, binA, "--traced", "--tag", "x")
+			if i < 0 {
+				if !ready {
+					t.Fatalf("daemon exited:\n%s", d.log())
+				}
+				waitFor(t, "the process traced", func() bool { return d.spansOf(t, p.Process.Pid, "work") > 0 })
+				d.stop(t)
+				return
+			}
+			time.Sleep(2 * time.Second)
+			if ready {
+				// It runs, but may not look at the process: counted, and
+				// said once.
+				if n := d.spansOf(t, p.Process.Pid, "work"); n != 0 {
+					t.Errorf("traced %d calls without %s", n, caps[i])
+				}
+				if n := scrape(t, d.metrics, "tcagent_daemon_processes_total", `decision="no_access"`); n <= noAccess {
+					t.Errorf("without %s: no_access stayed %v: the process was skipped silently", caps[i], n)
+				}
+				if !strings.Contains(d.log(), "level=WARN msg=\"cannot read a process's executable") {
+					t.Errorf("without %s: no warning:\n%s", caps[i], d.log())
+				}
+				d.stop(t)
+			} else if !strings.Contains(d.log(), "tcagent: ") {
+				t.Errorf("without %s: exited saying nothing:\n%s", caps[i], d.log())
+			}
+			log := d.log()
+			t.Logf("without %s: %s", caps[i], lastLine(log))
+		})
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "WARN") || strings.HasPrefix(lines[i], "tcagent: ") {
+			return lines[i]
+		}
+	}
+	return lines[len(lines)-1]
+}

@@ -20,6 +20,7 @@ enum proc_kind {
 struct proc_event {
 	__u32 pid; // the process (thread group) id
 	__u32 kind;
+	__u64 ts; // CLOCK_MONOTONIC, ns
 };
 
 struct {
@@ -50,6 +51,7 @@ static __always_inline int emit(__u32 pid, __u32 kind)
 	}
 	e->pid = pid;
 	e->kind = kind;
+	e->ts = bpf_ktime_get_ns();
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

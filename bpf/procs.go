@@ -26,6 +26,8 @@ const (
 type ProcEvent struct {
 	PID  int
 	Kind ProcKind
+	// Time is when it happened: CLOCK_MONOTONIC, in nanoseconds.
+	Time uint64
 }
 
 // ProcWatch follows every process of the host as it execs and exits
@@ -79,10 +81,11 @@ func (w *ProcWatch) Read() (ProcEvent, error) {
 	if err != nil {
 		return ProcEvent{}, err
 	}
-	if len(rec.RawSample) < 8 {
+	if len(rec.RawSample) < 16 {
 		return ProcEvent{}, fmt.Errorf("process event of %d bytes", len(rec.RawSample))
 	}
-	return ProcEvent{PID: int(binary.LittleEndian.Uint32(rec.RawSample)), Kind: ProcKind(binary.LittleEndian.Uint32(rec.RawSample[4:]))}, nil
+	le := binary.LittleEndian
+	return ProcEvent{PID: int(le.Uint32(rec.RawSample)), Kind: ProcKind(le.Uint32(rec.RawSample[4:])), Time: le.Uint64(rec.RawSample[8:])}, nil
 }
 
 // Lost counts the events the kernel had no room for.

@@ -17,6 +17,7 @@ type procsProcEvent struct {
 	_    structs.HostLayout
 	Pid  uint32
 	Kind uint32
+	Ts   uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/discover"
@@ -40,6 +41,8 @@ type Options struct {
 
 // Stats are the daemon's counts.
 type Stats struct {
+	// Images counts the executables with uprobes attached (being
+	// detached included).
 	Traced, Images, Waiting int
 	// Decisions counts processes by what became of them: traced, not_go,
 	// no_match, attach_failed, no_access (unreadable), self.
@@ -68,6 +71,8 @@ type Daemon struct {
 	running sync.WaitGroup // the images' readers
 	// unattributed sums the Unattributed counts of images closed.
 	unattributed uint64
+	// closing counts images let go whose links are not closed yet.
+	closing int
 }
 
 type binKey struct {
@@ -114,6 +119,9 @@ const (
 
 type procState struct {
 	state state
+	// decided is when the process was looked at (CLOCK_MONOTONIC, ns): an
+	// exec event from before it is of the program already looked at.
+	decided uint64
 	// A waiting process is looked at again at recheckAt; each look doubles
 	// the wait (backoff), up to 8 s.
 	recheckAt time.Time
@@ -160,7 +168,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			switch ev.Kind {
 			case discover.Started:
-				d.started(ev.PID, !ev.Existing)
+				d.started(ev.PID, !ev.Existing, ev.Time)
 			case discover.Exited:
 				d.exited(ev.PID)
 			case discover.Synced:
@@ -204,7 +212,7 @@ func (d *Daemon) shutdown(cause error) error {
 func (d *Daemon) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := Stats{Images: len(d.images), Decisions: map[string]uint64{}, Unattributed: d.unattributed}
+	st := Stats{Images: len(d.images) + d.closing, Decisions: map[string]uint64{}, Unattributed: d.unattributed}
 	for k, v := range d.counts {
 		st.Decisions[k] = v
 	}
@@ -225,13 +233,16 @@ func (d *Daemon) Stats() Stats {
 	return st
 }
 
-// started handles a process that execed (exec) or was running at start.
-func (d *Daemon) started(pid int, exec bool) {
+// started handles a process that execed (exec, at monotonic time ts) or
+// was running at start.
+func (d *Daemon) started(pid int, exec bool, ts uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if st := d.procs[pid]; st != nil {
-		if !exec {
-			return // already seen, through its first event
+		if !exec || ts < st.decided {
+			// Already seen: its first events asked about it after this
+			// exec (the reader can be quicker than the exec event).
+			return
 		}
 		// A new program in a known process: the old one is gone.
 		delete(d.procs, pid)
@@ -270,15 +281,16 @@ func (d *Daemon) unknown(key imageKey, pid int) {
 // resolve looks at a process the daemon does not know and traces it when a
 // selector matches. It returns nil when the process is gone.
 func (d *Daemon) resolve(pid int) *procState {
+	decided := monotonic()
 	if pid == d.opts.Self {
 		d.counts["self"]++
-		st := &procState{state: ignored}
+		st := &procState{state: ignored, decided: decided}
 		d.procs[pid] = st
 		return st
 	}
 	p, err := readProcess(pid)
 	if errors.Is(err, os.ErrPermission) {
-		return d.noAccess(pid, err)
+		return d.noAccess(pid, decided, err)
 	}
 	if err != nil {
 		return nil // gone, or a kernel thread
@@ -286,15 +298,15 @@ func (d *Daemon) resolve(pid int) *procState {
 	id, err := d.buildID(p)
 	if errors.Is(err, os.ErrPermission) {
 		delete(d.ids, p.File) // may be readable with other rights later
-		return d.noAccess(pid, err)
+		return d.noAccess(pid, decided, err)
 	}
 	if err != nil {
 		d.counts["not_go"]++
-		st := &procState{state: ignored, proc: p}
+		st := &procState{state: ignored, proc: p, decided: decided}
 		d.procs[pid] = st
 		return st
 	}
-	st := &procState{state: ignored, proc: p, bin: binKey{File: p.File, BuildID: id}}
+	st := &procState{state: ignored, proc: p, bin: binKey{File: p.File, BuildID: id}, decided: decided}
 	if st.bin.MappedAt, err = agent.MappedAt(pid); err != nil {
 		return nil
 	}
@@ -315,15 +327,22 @@ func (d *Daemon) resolve(pid int) *procState {
 
 // noAccess records a process the daemon may not look at: counted, and
 // said once, since every such process would say the same.
-func (d *Daemon) noAccess(pid int, err error) *procState {
+func (d *Daemon) noAccess(pid int, decided uint64, err error) *procState {
 	d.counts["no_access"]++
 	if d.counts["no_access"] == 1 {
 		d.log.Warn("cannot read a process's executable: the daemon needs CAP_SYS_PTRACE, and CAP_DAC_READ_SEARCH for executables it may not read (processes so skipped are counted in tcagent_daemon_processes_total{decision=\"no_access\"})",
 			"pid", pid, "error", err)
 	}
-	st := &procState{state: ignored}
+	st := &procState{state: ignored, decided: decided}
 	d.procs[pid] = st
 	return st
+}
+
+// monotonic reads CLOCK_MONOTONIC, the clock of the kernel's events.
+func monotonic() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }
 
 // decide picks the selector of a process (the first that matches) and
@@ -457,12 +476,14 @@ func (d *Daemon) ended(ie *imageEntry, s *agent.Session) {
 		return
 	}
 	delete(d.images, ie.key)
+	d.closing++
 	go func() {
 		ie.cancel()
 		<-ie.done
 		ie.im.Close()
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		d.closing--
 		d.unattributed += ie.im.Unattributed()
 		ie.bin.refs--
 		ie.bin.idle = time.Now()

@@ -34,6 +34,9 @@ type Event struct {
 	Kind Kind
 	// Existing marks the processes found running when the watch began.
 	Existing bool
+	// Time is when the kernel saw it (CLOCK_MONOTONIC, ns; 0 for the
+	// existing ones).
+	Time uint64
 }
 
 // Watcher reports process events on Events until Close.
@@ -109,7 +112,7 @@ func (w *Watcher) run(running []int) {
 		if ev.Kind == bpf.ProcExit {
 			kind = Exited
 		}
-		if !w.send(Event{PID: ev.PID, Kind: kind}) {
+		if !w.send(Event{PID: ev.PID, Kind: kind, Time: ev.Time}) {
 			return
 		}
 	}

@@ -162,7 +162,8 @@ func daemonDir(t *testing.T) (dir, cfg, binA string) {
 	return dir, cfg, binA
 }
 
-// TestCLIDaemon runs `tcagent daemon` as a user would: readiness on
+// TestCLIDaemon runs `tcagent daemon` as a user would: a process already
+// running traced, readiness on
 // /readyz, spans as JSON lines with each process's resource, the daemon's
 // metrics, a clean exit on SIGTERM; and a one-line error for a bad
 // configuration.
@@ -185,10 +186,14 @@ func TestCLIDaemon(t *testing.T) {
 		}
 	}
 
+	// Running before the daemon: found by its look at /proc.
+	early := startProc(t, binA, "--traced", "--tag", "early")
 	d := startDaemon(t, cfg, nil)
 	if !d.waitReady(t) {
 		t.Fatalf("daemon exited:\n%s", d.log())
 	}
+	waitFor(t, "the process running before the daemon traced", func() bool { return d.spansOf(t, early.Process.Pid, "work") > 0 })
+	stopProc(early)
 	resp, err := http.Get("http://" + d.metrics + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/readyz: %v %v", resp, err)

@@ -79,7 +79,10 @@ type Image struct {
 }
 
 type removal struct {
-	pid  uint32
+	pid uint32
+	// s is the session to end; nil to forget a process never traced. A
+	// session that is not s (a new process with the pid) stays.
+	s    *Session
 	done func(*Session)
 }
 
@@ -411,16 +414,21 @@ func (im *Image) Add(cfg Config) (*Session, error) {
 func (im *Image) Ignore(pid int) error { return im.tracer.IgnorePID(uint32(pid)) }
 
 // Forget drops what a shared image knows of a process that exited and was
-// never traced.
-func (im *Image) Forget(pid int) error { return im.tracer.ForgetPID(uint32(pid)) }
+// never traced (once the reader is past its last events). Run must be
+// running. It does not block.
+func (im *Image) Forget(pid int) { im.queue(removal{pid: uint32(pid)}) }
 
-// Remove ends the session of process pid, which exited: once the events it
-// left in the ring buffer are read its open spans end, then its spans are
-// flushed and done is called (from another goroutine) with the session.
-// Run must be running. It does not block.
-func (im *Image) Remove(pid int, done func(*Session)) {
+// Remove ends session s, whose process exited: once the events it left in
+// the ring buffer are read its open spans end, then its spans are flushed
+// and done is called (from another goroutine) with the session. Run must
+// be running. It does not block.
+func (im *Image) Remove(s *Session, done func(*Session)) {
+	im.queue(removal{pid: uint32(s.cfg.PID), s: s, done: done})
+}
+
+func (im *Image) queue(r removal) {
 	im.mu.Lock()
-	im.removals = append(im.removals, removal{pid: uint32(pid), done: done})
+	im.removals = append(im.removals, r)
 	im.nremovals.Store(int32(len(im.removals)))
 	im.mu.Unlock()
 }
@@ -450,8 +458,8 @@ func (im *Image) Run(ctx context.Context) error {
 	for _, r := range rs {
 		im.finish(r, lifecycle.EndExit)
 	}
-	for pid := range *im.sessions.Load() {
-		im.finish(removal{pid: pid}, lifecycle.EndDetach)
+	for pid, s := range *im.sessions.Load() {
+		im.finish(removal{pid: pid, s: s}, lifecycle.EndDetach)
 	}
 	return err
 }
@@ -541,10 +549,18 @@ func (im *Image) dispatch(raw []byte, ev *bpf.Event) {
 // its counters are kept, the kernel forgets it, and its spans are flushed
 // in the background.
 func (im *Image) finish(r removal, reason string) {
-	delete(im.asked, r.pid)
 	im.mu.Lock()
 	cur := *im.sessions.Load()
 	s := cur[r.pid]
+	if s != r.s {
+		// A new process with the pid, admitted meanwhile: it stays.
+		im.mu.Unlock()
+		if r.done != nil {
+			r.done(r.s)
+		}
+		return
+	}
+	delete(im.asked, r.pid)
 	if s != nil {
 		next := make(map[uint32]*Session, len(cur))
 		for k, v := range cur {

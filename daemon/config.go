@@ -169,6 +169,26 @@ func (s *Selector) compile(dir string) error {
 	return nil
 }
 
+// Defaults gives the selectors that do not say their own the command
+// line's probes, built-in sets (nil: all) and service name.
+func (c *Config) Defaults(specs []probes.Spec, builtin []string, serviceName string) {
+	for i := range c.Selectors {
+		s := &c.Selectors[i]
+		if s.Probes == "" && s.specs == nil {
+			s.specs = specs
+		}
+		if s.Builtin == nil && builtin != nil {
+			s.Builtin = builtin
+			if len(builtin) == 0 {
+				s.Builtin = []string{"none"}
+			}
+		}
+		if s.ServiceName == "" {
+			s.ServiceName = serviceName
+		}
+	}
+}
+
 // BuiltinSets is the selector's built-in sets as agent.Config wants them:
 // nil for all, empty for none.
 func (s *Selector) BuiltinSets() []string {

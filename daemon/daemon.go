@@ -461,7 +461,7 @@ func (d *Daemon) drop(pid int, st *procState) {
 		return
 	}
 	ie := st.image
-	ie.im.Remove(pid, func(s *agent.Session) { d.ended(ie, s) })
+	ie.im.Remove(st.session, func(s *agent.Session) { d.ended(ie, s) })
 }
 
 // ended is called once a session flushed: the image goes when it was its

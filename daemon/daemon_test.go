@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+
+	"github.com/tcagent/tcagent/probes"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -212,5 +214,34 @@ func TestGoBuildID(t *testing.T) {
 	}
 	if _, err := goBuildID("/bin/sh"); err != errNotGo {
 		t.Errorf("/bin/sh: %v, want errNotGo", err)
+	}
+}
+
+// TestDefaults: the command line's --probes, --builtin and --service-name
+// serve only the selectors that say nothing of their own.
+func TestDefaults(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "own.yaml"), []byte("probes:\n  - symbol: main.own\n"), 0o644)
+	cfg, err := ParseConfig([]byte(`selectors:
+  - exe: /a
+    probes: own.yaml
+    builtin: [http]
+    service_name: a
+  - exe: /b
+`), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := probes.Parse([]byte("probes:\n  - symbol: main.flag\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Defaults(specs, []string{}, "from-flag")
+	a, b := cfg.Selectors[0], cfg.Selectors[1]
+	if a.Specs()[0].Symbol != "main.own" || strings.Join(a.BuiltinSets(), ",") != "http" || a.ServiceName != "a" {
+		t.Errorf("a selector's own settings overridden: %+v", a)
+	}
+	if b.Specs()[0].Symbol != "main.flag" || b.BuiltinSets() == nil || len(b.BuiltinSets()) != 0 || b.ServiceName != "from-flag" {
+		t.Errorf("defaults not applied: specs %v, builtin %v, service %q", b.Specs(), b.BuiltinSets(), b.ServiceName)
 	}
 }

@@ -5,6 +5,7 @@
 //	go run ./bench/overhead http     # a net/http server under load: unprobed vs the http built-ins, without and with --propagate
 //	go run ./bench/overhead attach   # attach and detach times: built-ins, and 100 probes on a large binary
 //	go run ./bench/overhead rss      # agent RSS and CPU at 10,000 spans/s, and after 100,000 goroutines of churn
+//	go run ./bench/overhead daemon   # the daemon's CPU and RSS while processes start and exit, window by window
 package main
 
 import (
@@ -33,7 +34,7 @@ import (
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: overhead http|attach|rss")
+		fmt.Fprintln(os.Stderr, "usage: overhead http|attach|rss|daemon")
 		os.Exit(2)
 	}
 	dir, err := os.MkdirTemp("", "tcagent-overhead-")
@@ -50,6 +51,8 @@ func main() {
 		err = attachBench(dir)
 	case "rss":
 		err = rssBench(dir)
+	case "daemon":
+		err = daemonBench(dir)
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -450,5 +453,108 @@ func rssBench(dir string) error {
 	fmt.Printf("| %-44s | %10.1f |\n", "agent RSS at steady state, MiB", steady)
 	fmt.Printf("| %-44s | %10.1f |\n", "agent RSS 3 s after 100,000 goroutines, MiB", afterChurn)
 	fmt.Printf("| %-44s | %+9.1f%% |\n", "after churn vs steady state", (afterChurn/steady-1)*100)
+	return nil
+}
+
+// daemonBench runs `tcagent daemon` while traced processes of two
+// executables come and go (the kernel tests' churn fixture: a traced call
+// every 20 ms each), and reports its CPU and RSS per 10 s window: idle,
+// six windows of churn, and idle again once every process exited.
+func daemonBench(dir string) error {
+	_, tc, err := buildBoth(dir)
+	if err != nil {
+		return err
+	}
+	var bins []string
+	for _, name := range []string{"churn-a", "churn-b"} {
+		b, err := build(dir, name, "kernel-tests/testdata/churn", ".")
+		if err != nil {
+			return err
+		}
+		bins = append(bins, b)
+	}
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte("probes:\n  - {symbol: main.Boot, name: boot}\n  - {symbol: main.Work, name: work}\n"), 0o644)
+	cfg := filepath.Join(dir, "daemon.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("selectors:\n  - exe: %s/churn-*\n    probes: probes.yaml\n    builtin: [none]\n", dir)), 0o644)
+	metrics := freeAddr()
+	cmd := exec.Command(tc, "daemon", "--config", cfg, "--exporter", "jsonl", "--metrics-addr", metrics)
+	stderr, _ := cmd.StderrPipe()
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer stopAgent(cmd)
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "daemon ready") {
+	}
+	go io.Copy(io.Discard, stderr)
+	pid := cmd.Process.Pid
+	// The Go heap, from the daemon's own metrics: RSS keeps what the
+	// runtime has not returned yet; the heap says what is held.
+	heapMB := func() float64 {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "go_memstats_heap_alloc_bytes "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f / (1 << 20)
+			}
+		}
+		return 0
+	}
+	type window struct {
+		name                string
+		started             int
+		cpu, rss, max, heap float64
+	}
+	var rows []window
+	var running []*exec.Cmd
+	measure := func(name string, churn bool) {
+		w := window{name: name}
+		cpu0, t0 := cpuSeconds(pid), time.Now()
+		for time.Since(t0) < 10*time.Second {
+			if churn {
+				// Two starts a second, one of each executable; past eight
+				// running, the oldest is killed.
+				for _, b := range bins {
+					c := exec.Command(b, "--tag", "bench")
+					if c.Start() == nil {
+						running = append(running, c)
+						w.started++
+					}
+				}
+				for len(running) > 8 {
+					running[0].Process.Kill()
+					running[0].Wait()
+					running = running[1:]
+				}
+			}
+			time.Sleep(500 * time.Millisecond)
+			w.max = max(w.max, rssMB(pid))
+		}
+		w.cpu = (cpuSeconds(pid) - cpu0) / time.Since(t0).Seconds() * 100
+		w.rss, w.heap = rssMB(pid), heapMB()
+		rows = append(rows, w)
+	}
+	measure("idle, before", false)
+	for i := 1; i <= 6; i++ {
+		measure(fmt.Sprintf("churn %d", i), true)
+	}
+	for _, c := range running {
+		c.Process.Kill()
+		c.Wait()
+	}
+	running = nil
+	measure("idle, after", false)
+	fmt.Printf("tcagent daemon (its own process, spans as JSON lines to /dev/null), processes of two executables started and killed\n\n")
+	fmt.Printf("| %-14s | %17s | %16s | %12s | %12s | %13s |\n", "10 s window", "processes started", "CPU, % of a core", "RSS end, MiB", "RSS max, MiB", "Go heap, MiB")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 16), strings.Repeat("-", 19), strings.Repeat("-", 18), strings.Repeat("-", 14), strings.Repeat("-", 14), strings.Repeat("-", 15))
+	for _, w := range rows {
+		fmt.Printf("| %-14s | %17d | %16.1f | %12.1f | %12.1f | %13.1f |\n", w.name, w.started, w.cpu, w.rss, w.max, w.heap)
+	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/daemon"
+	"github.com/tcagent/tcagent/probes"
 )
 
 func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -36,6 +37,13 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var specs []probes.Spec
+			if flags.probes != "" {
+				if specs, err = probes.Load(flags.probes); err != nil {
+					return err
+				}
+			}
+			cfg.Defaults(specs, flags.builtinSets(), flags.serviceName)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -87,6 +95,6 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&config, "config", "", "the selectors: which processes to trace and how (YAML)")
 	cmd.Flags().StringVar(&cgroupRoot, "cgroup-root", "", "with --propagate, the host's cgroup v2 mount (default: the first mounted; in a container, mount the host's)")
 	cmd.Flags().StringVar(&node, "node-name", "", "in a cluster, the node whose pods to read (default: NODE_NAME)")
-	flags.registerCommon(cmd)
+	flags.register(cmd)
 	return cmd
 }

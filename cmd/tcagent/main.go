@@ -92,12 +92,6 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.probes, "probes", "", "custom probes (YAML)")
 	cmd.Flags().StringVar(&f.builtin, "builtin", "", "built-in probe sets, comma-separated ("+strings.Join(builtin.Sets, ",")+"); default: all that apply; none turns them off")
 	cmd.Flags().StringVar(&f.serviceName, "service-name", "", "service.name (default: OTEL_SERVICE_NAME, else the executable's base name)")
-	f.registerCommon(cmd)
-}
-
-// registerCommon registers the flags of every tracing command, the
-// daemon's too (whose selectors say what to trace and how to name it).
-func (f *traceFlags) registerCommon(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.sqlText, "sql-query-text", "sanitized", "what db.query.text holds: sanitized (literals replaced by ?), full or none")
 	cmd.Flags().StringVar(&f.exporter, "exporter", "", "otlp, jsonl or stdout (default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is set, else stdout)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus endpoint (/metrics, /healthz, /readyz); empty disables it")

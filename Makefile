@@ -24,10 +24,11 @@ lint:
 offsets:
 	$(GO) run ./tools/offsetgen
 
-# All five overhead benchmarks (as root); bench/README.md records their figures.
+# All six overhead benchmarks (as root); bench/README.md records their figures.
 bench:
 	$(GO) run ./bench/uprobe
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./agent/ ./binder/ ./channel/...
 	$(GO) run ./bench/overhead http
 	$(GO) run ./bench/overhead attach
 	$(GO) run ./bench/overhead rss
+	$(GO) run ./bench/overhead daemon

@@ -295,3 +295,41 @@ func lastLine(s string) string {
 	}
 	return lines[len(lines)-1]
 }
+
+// TestDaemonPropagate: three services of one executable, found by the
+// daemon and traced through one shared set of uprobes, with --propagate:
+// each request is one trace across them, the header added at the socket —
+// the kernel keeps each process's goroutines apart though their ids
+// collide.
+func TestDaemonPropagate(t *testing.T) {
+	b := newestOf(t, "chain")
+	cfg := writeFile(t, "daemon.yaml", fmt.Sprintf("selectors:\n  - exe: %s\n    builtin: [http]\n", b.path))
+	d := startDaemon(t, cfg, nil, "--propagate")
+	if !d.waitReady(t) {
+		t.Fatalf("daemon exited:\n%s", d.log())
+	}
+	c := startHop(t, b.path, "")
+	bh := startHop(t, b.path, c.url)
+	a := startHop(t, b.path, bh.url)
+	waitFor(t, "three services traced", func() bool { return scrape(t, d.metrics, "tcagent_daemon_processes_traced") == 3 })
+	if n := scrape(t, d.metrics, "tcagent_daemon_executables_attached"); n != 1 {
+		t.Errorf("%v executables attached, want 1: the three share one", n)
+	}
+	for i := 0; i < 2; i++ {
+		resp, err := http.Get(a.url + "/hop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	waitFor(t, "four requests injected", func() bool {
+		return scrape(t, d.metrics, "tcagent_propagation_socket_total", `outcome="injected"`) == 4
+	})
+	time.Sleep(300 * time.Millisecond) // the reader polls
+	d.stop(t)
+	spans := map[string]map[string]any{}
+	for _, s := range d.spans(t) {
+		spans[s["span_id"].(string)] = s
+	}
+	checkChain(t, spans, a, bh, c)
+}

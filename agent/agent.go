@@ -1,7 +1,9 @@
-// Package agent wires one tracing pipeline per traced process: analyze the
-// binary, load and attach the BPF programs, then read the ring buffer and
-// feed kernel → lifecycle → binder → spans → exporter until told to stop or
-// the process exits.
+// Package agent wires the tracing of processes: an Image analyzes an
+// executable, loads and attaches the BPF programs, and reads their ring
+// buffer; each traced process's Session feeds its events through
+// lifecycle → binder → spans → exporter until told to stop or the process
+// exits. Attach makes an image for one process; the daemon shares one
+// among the processes of an executable (LoadShared).
 package agent
 
 import (
@@ -37,7 +39,8 @@ import (
 // Version is tcagent's version, reported in telemetry.distro.version.
 var Version = "0.1.0-dev"
 
-// Config describes one attach.
+// Config describes one attach: the image's probes and programs, and the
+// process's pipeline (Image.Add reads only the latter).
 type Config struct {
 	PID   int
 	Specs []probes.Spec

@@ -69,6 +69,7 @@ type Daemon struct {
 	counts  map[string]uint64
 	watcher *discover.Watcher
 	running sync.WaitGroup // the images' readers
+	closers sync.WaitGroup // images being let go
 	// unattributed sums the Unattributed counts of images closed.
 	unattributed uint64
 	// closing counts images let go whose links are not closed yet.
@@ -199,6 +200,9 @@ func (d *Daemon) shutdown(cause error) error {
 	for _, ie := range images {
 		ie.im.Close()
 	}
+	// Images let go just before: their sessions flush before the exporter
+	// is shut down.
+	d.closers.Wait()
 	d.mu.Lock()
 	for k, b := range d.bins {
 		b.bin.Close()
@@ -477,7 +481,9 @@ func (d *Daemon) ended(ie *imageEntry, s *agent.Session) {
 	}
 	delete(d.images, ie.key)
 	d.closing++
+	d.closers.Add(1)
 	go func() {
+		defer d.closers.Done()
 		ie.cancel()
 		<-ie.done
 		ie.im.Close()

@@ -150,13 +150,7 @@ func daemonDir(t *testing.T) (dir, cfg, binA string) {
 	os.Chmod(dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	binA, _ = churnBinaries(t, dir)
-	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(`probes:
-  - symbol: main.Boot
-    name: boot
-    attributes: [{key: tag, from: arg0, type: string}]
-  - symbol: main.Work
-    name: work
-`), 0o644)
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
 	cfg = filepath.Join(dir, "daemon.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("selectors:\n  - name: churn\n    exe: %s/churn-*\n    cmdline: --traced\n    probes: probes.yaml\n    builtin: [none]\n", dir)), 0o644)
 	return dir, cfg, binA

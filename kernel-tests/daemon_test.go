@@ -73,6 +73,16 @@ func (p *pidSpans) get(pid int) pidSeen {
 	return pidSeen{}
 }
 
+// churnProbes makes spans of the churn fixture's calls: boot (with its
+// tag) and work.
+const churnProbes = `probes:
+  - symbol: main.Boot
+    name: boot
+    attributes: [{key: tag, from: arg0, type: string}]
+  - symbol: main.Work
+    name: work
+`
+
 // churnBinaries builds the churn fixture twice under the test's own
 // directory: churn-a with the newest Go, churn-b with the oldest.
 func churnBinaries(t *testing.T, dir string) (a, b string) {
@@ -169,13 +179,7 @@ func TestDaemonChurn(t *testing.T) {
 	if err := os.WriteFile(other, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(`probes:
-  - symbol: main.Boot
-    name: boot
-    attributes: [{key: tag, from: arg0, type: string}]
-  - symbol: main.Work
-    name: work
-`), 0o644)
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
 	cfg, err := daemon.ParseConfig([]byte(fmt.Sprintf(`selectors:
   - name: churn
     exe: %s/churn-*

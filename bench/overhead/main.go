@@ -160,6 +160,25 @@ func rssMB(pid int) float64 {
 	return 0
 }
 
+// metricValue scrapes the agent's endpoint at addr and returns the value of
+// the first sample whose line starts with prefix (0 when none).
+func metricValue(addr, prefix string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
 func freeAddr() string {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
@@ -411,22 +430,7 @@ func rssBench(dir string) error {
 	}
 	defer stopAgent(ag)
 	pid := ag.Process.Pid
-	calls := func() float64 {
-		resp, err := http.Get("http://" + metrics + "/metrics")
-		if err != nil {
-			return 0
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, `tcagent_probe_calls_total{probe="tick"`) {
-				f := strings.Fields(line)
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				return v
-			}
-		}
-		return 0
-	}
+	calls := func() float64 { return metricValue(metrics, `tcagent_probe_calls_total{probe="tick"`) }
 	time.Sleep(3 * time.Second) // warm up
 	rss0, c0, cpu0, t0 := rssMB(pid), calls(), cpuSeconds(pid), time.Now()
 	peak := rss0
@@ -491,21 +495,7 @@ func daemonBench(dir string) error {
 	pid := cmd.Process.Pid
 	// The Go heap, from the daemon's own metrics: RSS keeps what the
 	// runtime has not returned yet; the heap says what is held.
-	heapMB := func() float64 {
-		resp, err := http.Get("http://" + metrics + "/metrics")
-		if err != nil {
-			return 0
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "go_memstats_heap_alloc_bytes "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f / (1 << 20)
-			}
-		}
-		return 0
-	}
+	heapMB := func() float64 { return metricValue(metrics, "go_memstats_heap_alloc_bytes ") / (1 << 20) }
 	type window struct {
 		name                string
 		started             int

@@ -32,6 +32,7 @@ type pidSeen struct {
 	boots []string
 	work  int
 	goVer string
+	res   map[string]string // the resource, as strings
 }
 
 func (p *pidSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
@@ -56,6 +57,12 @@ func (p *pidSpans) OnEnd(s sdktrace.ReadOnlySpan) {
 		p.seen[pid] = ps
 	}
 	ps.goVer = ver
+	if ps.res == nil {
+		ps.res = map[string]string{}
+		for _, a := range s.Resource().Attributes() {
+			ps.res[string(a.Key)] = a.Value.Emit()
+		}
+	}
 	switch s.Name() {
 	case "boot":
 		ps.boots = append(ps.boots, fmt.Sprint(attrs(s)["tag"]))
@@ -68,7 +75,7 @@ func (p *pidSpans) get(pid int) pidSeen {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ps := p.seen[int64(pid)]; ps != nil {
-		return pidSeen{boots: append([]string(nil), ps.boots...), work: ps.work, goVer: ps.goVer}
+		return pidSeen{boots: append([]string(nil), ps.boots...), work: ps.work, goVer: ps.goVer, res: ps.res}
 	}
 	return pidSeen{}
 }

@@ -50,6 +50,12 @@ type Config struct {
 	Logger      *slog.Logger
 	// RingBufferSize in bytes (power of two); 0 for the default.
 	RingBufferSize uint32
+	// MapEntries bounds the kernel's per-goroutine maps (bpf.Options); 0
+	// for the default.
+	MapEntries uint32
+	// MaxProcesses bounds the processes a shared image traces at once; 0
+	// for the most (bpf.MaxSlots - 1).
+	MaxProcesses uint32
 	// PollInterval bounds how long an event waits in the ring buffer
 	// before it is read (default 50ms).
 	PollInterval time.Duration

@@ -134,7 +134,8 @@ func load(cfg Config, shared bool, bin *probes.Binary) (*Image, error) {
 	}
 	t1 := time.Now()
 	im.timings.Analyze = t1.Sub(t0)
-	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator, FilterPIDs: shared}
+	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator, FilterPIDs: shared,
+		MapEntries: cfg.MapEntries, Probes: im.rtBase + 2, Slots: cfg.MaxProcesses}
 	if cfg.RootSampleRatio != nil {
 		bound := bpf.SampleBoundOf(*cfg.RootSampleRatio)
 		lopts.SampleBound = &bound
@@ -389,11 +390,11 @@ func (im *Image) Add(cfg Config) (*Session, error) {
 		switch {
 		case len(im.slots) > 0:
 			s.slot, im.slots = im.slots[len(im.slots)-1], im.slots[:len(im.slots)-1]
-		case im.nextSlot < bpf.MaxSlots:
+		case im.nextSlot < im.tracer.Slots():
 			s.slot = im.nextSlot
 			im.nextSlot++
 		default:
-			return nil, fmt.Errorf("pid %d: %s already serves %d processes", cfg.PID, im.bin.Path, bpf.MaxSlots-1)
+			return nil, fmt.Errorf("pid %d: %s already serves %d processes", cfg.PID, im.bin.Path, im.tracer.Slots()-1)
 		}
 		if err := im.tracer.AdmitPID(uint32(cfg.PID), s.slot); err != nil {
 			im.slots = append(im.slots, s.slot)

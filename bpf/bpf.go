@@ -190,8 +190,7 @@ type Options struct {
 	// fill 300 KiB between two polls).
 	RingBufferSize uint32
 	// WakeupBytes is the fill above which a submit wakes the reader; below
-	// it the reader polls. 0 means the default (2 MiB, a quarter of the
-	// default buffer).
+	// it the reader polls. 0 means a quarter of the buffer.
 	WakeupBytes uint64
 	// Propagator, when set, is the --propagate socket side the tracer hands
 	// outgoing requests to (its pending map replaces the tracer's own).
@@ -205,6 +204,16 @@ type Options struct {
 	// those not decided yet), for links without a PID filter that several
 	// processes share.
 	FilterPIDs bool
+	// MapEntries bounds the per-goroutine maps (open calls, loss counts,
+	// trace contexts); 0 means 65,536. Their memory is locked kernel memory,
+	// charged to the agent's cgroup: about 110 bytes an entry and map.
+	MapEntries uint32
+	// Probes is how many recipes to hold (probe ids below it); 0 means
+	// MaxProbes.
+	Probes uint32
+	// Slots is how many processes a FilterPIDs tracer counts apart (plus
+	// slot 0); 0 means MaxSlots.
+	Slots uint32
 }
 
 // Tracer is the loaded programs and maps.
@@ -213,7 +222,12 @@ type Tracer struct {
 	// programs were then loaded for.
 	Multi bool
 	objs  tracerObjects
+	slots uint32 // counter slots (1 without FilterPIDs)
 }
+
+// Slots returns how many counter slots the tracer has: processes it can
+// count apart, slot 0 included.
+func (t *Tracer) Slots() uint32 { return t.slots }
 
 // SampleBoundOf is the SampleBound of a root sampling ratio, as
 // OpenTelemetry's TraceIDRatioBased sampler computes it.
@@ -249,12 +263,40 @@ func Load(opts Options) (*Tracer, error) {
 			return nil, fmt.Errorf("set pid filter: %w", err)
 		}
 	}
+	if opts.WakeupBytes == 0 && opts.RingBufferSize != 0 {
+		opts.WakeupBytes = uint64(opts.RingBufferSize) / 4
+	}
 	if opts.WakeupBytes != 0 {
 		if err := spec.Variables["wakeup_bytes"].Set(opts.WakeupBytes); err != nil {
 			return nil, fmt.Errorf("set wakeup threshold: %w", err)
 		}
 	}
-	t := &Tracer{Multi: features.HaveBPFLinkUprobeMulti() == nil}
+	if opts.MapEntries != 0 {
+		for _, m := range []string{"calls", "lost", "gtrace", "outgoing"} {
+			spec.Maps[m].MaxEntries = opts.MapEntries
+		}
+	}
+	if opts.Propagator == nil {
+		// Without --propagate the socket side's maps are never written.
+		for _, m := range []string{"pending", "conns", "tuples"} {
+			spec.Maps[m].MaxEntries = 256
+		}
+	}
+	if opts.Probes != 0 {
+		spec.Maps["recipes"].MaxEntries = min(opts.Probes, MaxProbes)
+	}
+	slots := uint32(1)
+	if opts.FilterPIDs {
+		slots = MaxSlots
+		if opts.Slots != 0 {
+			slots = min(opts.Slots+1, MaxSlots)
+		}
+		spec.Maps["pids"].MaxEntries = 4 * slots
+	} else {
+		spec.Maps["pids"].MaxEntries = 1
+	}
+	spec.Maps["counters"].MaxEntries = counterMax * slots
+	t := &Tracer{Multi: features.HaveBPFLinkUprobeMulti() == nil, slots: slots}
 	if !t.Multi {
 		// Older kernels: the programs attach one uprobe at a time.
 		for _, p := range spec.Programs {
@@ -299,8 +341,8 @@ func (t *Tracer) Events() *ebpf.Map { return t.objs.Events }
 
 // SetRecipe installs the recipe of probe id (the attach cookie).
 func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
-	if id >= MaxProbes {
-		return fmt.Errorf("probe id %d: at most %d probes", id, MaxProbes)
+	if id >= t.objs.Recipes.MaxEntries() {
+		return fmt.Errorf("probe id %d: at most %d probes", id, t.objs.Recipes.MaxEntries())
 	}
 	if len(r.Entry) > MaxCaptures || len(r.Return) > MaxCaptures {
 		return fmt.Errorf("probe id %d: at most %d captures at entry and at return", id, MaxCaptures)
@@ -404,7 +446,7 @@ const (
 // AdmitPID makes a FilterPIDs tracer serve process pid, counting its
 // events in slot (1 to MaxSlots-1, its counters zeroed first).
 func (t *Tracer) AdmitPID(pid uint32, slot uint32) error {
-	if slot == 0 || slot >= MaxSlots {
+	if slot == 0 || slot >= t.slots {
 		return fmt.Errorf("pid %d: counter slot %d out of range", pid, slot)
 	}
 	if err := t.resetCounters(slot); err != nil {

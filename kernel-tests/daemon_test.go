@@ -154,6 +154,12 @@ func uprobeLinks(t *testing.T, file string) int {
 	return n
 }
 
+func countSessions(m *sync.Map) int {
+	n := 0
+	m.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
 func openFDs(t *testing.T) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -169,7 +175,8 @@ func openFDs(t *testing.T) int {
 // executable without the selector's argument, one of a copy at a path the
 // selector does not match, and non-Go ones. Every matching process is
 // traced (those started while their executable was attached from their
-// very first call), no other is, the probes of one executable are one set
+// very first call), no other is, each exit ends its process's session, the
+// probes of one executable are one set
 // of links however many processes run it, no link is left once an
 // executable's last process exits, and the agent's file descriptors and
 // heap come back to where they were. Then churn-a is rebuilt with another
@@ -281,6 +288,11 @@ func TestDaemonChurn(t *testing.T) {
 		if n := len(running[binA]); n > maxShared {
 			maxShared = n
 		}
+		// Each exit ends its process's session, each start makes one.
+		want := len(running[binA]) + len(running[binB])
+		waitFor(t, fmt.Sprintf("one session for each of the %d running processes", want), func() bool {
+			return countSessions(&sessions) == want && d.Stats().Traced == want
+		})
 		// However many processes run churn-a, it has one set of links.
 		if n := uprobeLinks(t, binA); n != linksPerImage {
 			t.Errorf("%d processes of churn-a: %d uprobe_multi links, want %d (one set, shared)", len(running[binA]), n, linksPerImage)
@@ -325,9 +337,7 @@ func TestDaemonChurn(t *testing.T) {
 			t.Errorf("%s: %d uprobe_multi links left after its last process exited", filepath.Base(bin), n)
 		}
 	}
-	n := 0
-	sessions.Range(func(any, any) bool { n++; return true })
-	if n != 0 {
+	if n := countSessions(&sessions); n != 0 {
 		t.Errorf("%d sessions still reported after their processes exited", n)
 	}
 	runtime.GC()

@@ -426,8 +426,14 @@ func ContainerID(pid int) string {
 	if err != nil {
 		return ""
 	}
+	return ContainerIDIn(string(data))
+}
+
+// ContainerIDIn finds the container id in a /proc/PID/cgroup file, or a
+// cgroup path: the last 64-hex-digit name in it.
+func ContainerIDIn(cgroup string) string {
 	var id string
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(cgroup, "\n") {
 		if ids := containerIDRE.FindAllString(line, -1); len(ids) > 0 {
 			id = ids[len(ids)-1]
 		}

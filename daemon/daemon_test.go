@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
+	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/probes"
 )
 
@@ -123,7 +124,7 @@ func TestParseCgroup(t *testing.T) {
 		{"/system.slice/docker-" + id + ".scope", id, ""},
 		{"/user.slice/user-0.slice/session-1.scope", "", ""},
 	} {
-		container, pod := parseCgroup(c.cg)
+		container, pod := agent.ContainerIDIn(c.cg), podUID(c.cg)
 		if container != c.container || pod != c.pod {
 			t.Errorf("%s: container %q pod %q, want %q %q", c.cg, container, pod, c.container, c.pod)
 		}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/tcagent/tcagent/agent"
 )
 
 // Process is what the selectors look at, read from /proc.
@@ -65,26 +67,20 @@ func readProcess(pid int) (*Process, error) {
 			p.Cgroup = rest
 		}
 	}
-	p.ContainerID, p.PodUID = parseCgroup(p.Cgroup)
+	p.ContainerID, p.PodUID = agent.ContainerIDIn(string(cg)), podUID(p.Cgroup)
 	return p, nil
 }
 
-var (
-	containerIDRE = regexp.MustCompile(`[0-9a-f]{64}`)
-	// The pod's uid in a kubelet cgroup path: "pod<uid>" (cgroupfs driver)
-	// or "-pod<uid with _ for ->.slice" (systemd driver).
-	podUIDRE = regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
-)
+// The pod's uid in a kubelet cgroup path: "pod<uid>" (cgroupfs driver) or
+// "-pod<uid with _ for ->.slice" (systemd driver).
+var podUIDRE = regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
 
-// parseCgroup finds a container id and a pod uid in a cgroup path.
-func parseCgroup(cg string) (container, pod string) {
-	if ids := containerIDRE.FindAllString(cg, -1); len(ids) > 0 {
-		container = ids[len(ids)-1]
-	}
+// podUID finds a Kubernetes pod's uid in a cgroup path.
+func podUID(cg string) string {
 	if m := podUIDRE.FindStringSubmatch(cg); m != nil {
-		pod = strings.ReplaceAll(m[1], "_", "-")
+		return strings.ReplaceAll(m[1], "_", "-")
 	}
-	return container, pod
+	return ""
 }
 
 // listens reports whether the process has a TCP socket listening on port.

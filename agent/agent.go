@@ -155,9 +155,6 @@ func Attach(cfg Config) (*Session, error) {
 	return s, nil
 }
 
-// Image returns the image the session's process is traced by.
-func (s *Session) Image() *Image { return s.img }
-
 // Probes returns the compiled probes.
 func (s *Session) Probes() []*probes.Probe { return s.img.probes }
 

@@ -440,9 +440,6 @@ func (im *Image) Sessions() int { return len(*im.sessions.Load()) }
 // Uprobes returns how many uprobe offsets the image attached.
 func (im *Image) Uprobes() int { return im.uprobes }
 
-// Binary returns the analysed executable.
-func (im *Image) Binary() *probes.Binary { return im.bin }
-
 // Unattributed counts events read that belonged to no traced process.
 func (im *Image) Unattributed() uint64 { return im.unattributed.Load() }
 

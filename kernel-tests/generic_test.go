@@ -245,3 +245,42 @@ func TestGenericRefusals(t *testing.T) {
 	tg.run(t, "run")
 	st.run(t, "run")
 }
+
+// TestGenericInspect: inspect shows a shape instantiation's arguments as
+// the user numbers them (no dictionary), marks it generic, and shows the
+// result an inlinable method's out-of-line copy returns.
+func TestGenericInspect(t *testing.T) {
+	bin := tcagent(t)
+	for _, b := range genericFixtures(t) {
+		t.Run(b.name, func(t *testing.T) {
+			want := []string{
+				"main.Label[go.shape.int]",
+				"main.(*Stack[go.shape.string]).Top",
+				"  generic: a shape instantiation (its hidden dictionary is not numbered)",
+			}
+			if !b.stripped {
+				want = append(want,
+					"func(key string, v go.shape.int, n int) (~r0 go.shape.int, ~r1 string)  generic: a shape instantiation",
+					"func(s *main.Stack[go.shape.string], name string) (~r0 string, ~r1 go.shape.string)  generic: a shape instantiation",
+					"main.(*meta).Status",
+					"func(m *main.meta) (~r0 int)\n")
+			}
+			var out []byte
+			for _, sym := range []string{"Label", "Stack", "Status"} {
+				o, err := exec.Command(bin, "inspect", b.path, "--symbol", sym).CombinedOutput()
+				if err != nil {
+					t.Fatalf("inspect --symbol %s: %v\n%s", sym, err, o)
+				}
+				out = append(out, o...)
+			}
+			for _, w := range want {
+				if !bytes.Contains(out, []byte(w)) {
+					t.Errorf("inspect output lacks %q:\n%s", w, out)
+				}
+			}
+			if bytes.Contains(out, []byte(".dict")) {
+				t.Errorf("inspect shows the dictionary:\n%s", out)
+			}
+		})
+	}
+}

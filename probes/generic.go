@@ -129,6 +129,11 @@ func dictIndex(name string) int {
 	return 0
 }
 
+// IsShapeInstantiation reports whether the binary's function name is a
+// shape instantiation of a generic function, one that takes a hidden
+// dictionary.
+func IsShapeInstantiation(name string) bool { return dictIndex(name) >= 0 }
+
 // skeleton is a name without its type arguments: the key under which a
 // user's instantiation name and the binary's shape names meet.
 func skeleton(name string) (string, []string) {

@@ -535,12 +535,12 @@ func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 		}
 		if sig, err := b.SignatureFromDWARF(name); err == nil && sig != nil {
 			line += "  " + sig.String()
-			if sig.Generic() {
-				line += "  generic: a shape instantiation (its hidden dictionary is not numbered)"
-			}
 			if sig.ResultsUnknown {
 				line += "  results not in DWARF"
 			}
+		}
+		if probes.IsShapeInstantiation(name) {
+			line += "  generic: a shape instantiation (its hidden dictionary is not numbered)"
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -192,7 +192,7 @@ var predeclared = map[string]bool{
 // instantiations included, pkg.F[go.shape.int]), or a generic function as
 // the user instantiates it (pkg.F[int], pkg.(*List[string]).Push), or a
 // generic function without type arguments (pkg.F) that has a single
-// instantiation. A name that maps to several instantiations or to none is
+// instantiation; closures inside one map the same way (pkg.F[int].func1). A name that maps to several instantiations or to none is
 // an error listing the binary's instantiations. A user's instantiation name
 // the binary has as is (a wrapper Go makes for calls through interfaces)
 // still maps to the shape instantiation, which direct calls reach too.
@@ -217,7 +217,7 @@ func (b *Binary) resolveGeneric(name string) (string, error) {
 	skel, args := skeleton(name)
 	var cands []string
 	for _, n := range b.names {
-		if dictIndex(n) < 0 {
+		if !strings.Contains(n, shapePrefix) {
 			continue
 		}
 		if s, _ := skeleton(n); s == skel {

@@ -175,6 +175,26 @@ func TestGenericProbes(t *testing.T) {
 			// Status is inlined where it is called directly; the interface
 			// calls reach the out-of-line copy: once for 503, once for the
 			// zero status (200).
+			// A named type argument maps to its shape through DWARF; a
+			// stripped build cannot tell (TestGenericRefusals).
+			if !b.stripped {
+				ss := attach(t, tg.pid(), `
+probes:
+  - symbol: main.Label[main.Code]
+    name: label.code
+    attributes:
+      - {key: key, from: arg0, type: string}
+      - {key: v, from: arg1, type: int}
+      - {key: r0, from: result0, type: int}
+      - {key: r1, from: result1, type: string}
+`)
+				tg.run(t, "run")
+				code := named(ss.stop(t), "label.code")
+				if len(code) != 1 {
+					t.Fatalf("%d label.code spans, want 1", len(code))
+				}
+				same("label.code", attrs(code[0]), map[string]any{"key": "code", "v": int64(404), "r0": int64(404), "r1": "code#10"})
+			}
 			codes := map[int64]int{}
 			for _, s := range named(spans, "status") {
 				codes[attrs(s)["code"].(int64)]++
@@ -209,11 +229,11 @@ func TestGenericRefusals(t *testing.T) {
 		want   string
 	}{
 		{"several instantiations", tg, "probes:\n  - {symbol: main.Label}\n",
-			"main.Label is generic and has 3 instantiations in /proc/" + strconv.Itoa(tg.pid()) + "/exe: name one with its type arguments or its shapes: main.Label[go.shape.*uint8], main.Label[go.shape.int], main.Label[go.shape.string]"},
+			"main.Label is generic and has 4 instantiations in /proc/" + strconv.Itoa(tg.pid()) + "/exe: name one with its type arguments or its shapes: main.Label[go.shape.*uint8], main.Label[go.shape.int16], main.Label[go.shape.int], main.Label[go.shape.string]"},
 		{"no such shape", tg, "probes:\n  - {symbol: \"main.Label[float64]\"}\n",
 			"main.Label[float64]: no instantiation of that shape in"},
-		{"shape not known from the name", st, "probes:\n  - {symbol: \"main.Label[main.Item]\"}\n",
-			"main.Label[main.Item]: cannot tell the shape of type argument main.Item from its name: name the instantiation by its shapes, one of: main.Label[go.shape.*uint8], main.Label[go.shape.int], main.Label[go.shape.string]"},
+		{"shape not known from the name", st, "probes:\n  - {symbol: \"main.Label[main.Code]\"}\n",
+			"main.Label[main.Code]: cannot tell the shape of type argument main.Code from its name: name the instantiation by its shapes, one of: main.Label[go.shape.*uint8], main.Label[go.shape.int16], main.Label[go.shape.int], main.Label[go.shape.string]"},
 		{"type parameter without DWARF", st, "probes:\n  - symbol: \"main.Label[go.shape.int]\"\n    attributes: [{key: v, from: arg1, type: int}]\n    signature: \"func(key string, v T, n int) (T, string)\"\n",
 			"cannot lay out type T without DWARF"},
 		{"signature against DWARF", tg, "probes:\n  - symbol: \"main.Label[int]\"\n    attributes: [{key: v, from: arg1, type: int}]\n    signature: \"func(v int, key string, n int) (int, string)\"\n",

@@ -327,7 +327,7 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 			switch e.Tag {
 			case dwarf.TagCompileUnit:
 				continue
-			case dwarf.TagSubprogram, dwarf.TagStructType:
+			case dwarf.TagSubprogram, dwarf.TagStructType, dwarf.TagBaseType:
 				if n, ok := e.Val(dwarf.AttrName).(string); ok {
 					if _, dup := b.dwarfIdx[n]; !dup {
 						b.dwarfIdx[n] = e.Offset
@@ -352,8 +352,8 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 	return b.dwarf, b.dwarfErr
 }
 
-// dwarfEntry returns the reader positioned after the named subprogram or
-// struct type, and its entry.
+// dwarfEntry returns the reader positioned after the named subprogram,
+// struct type or basic type, and its entry.
 func (b *Binary) dwarfEntry(name string) (*dwarf.Reader, *dwarf.Entry, error) {
 	d, err := b.dwarfData()
 	if err != nil || d == nil {

@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"debug/dwarf"
 	"fmt"
 	"regexp"
 	"sort"
@@ -180,6 +181,32 @@ func shapesOf(arg string) []string {
 	return []string{shapePrefix + arg}
 }
 
+// attrGoKind is DW_AT_go_kind: the reflect.Kind Go records on each type.
+const attrGoKind = dwarf.Attr(0x2900)
+
+// kindShapes are the shapes of named types over basic ones, by their
+// reflect.Kind.
+var kindShapes = map[int64]string{
+	1: "bool", 2: "int", 3: "int8", 4: "int16", 5: "int32", 6: "int64",
+	7: "uint", 8: "uint8", 9: "uint16", 10: "uint32", 11: "uint64", 12: "uintptr",
+	13: "float32", 14: "float64", 15: "complex64", 16: "complex128", 24: "string",
+}
+
+// namedShape returns the shape of a named type over a basic one
+// (time.Duration: go.shape.int64) from the binary's DWARF; nil when it has
+// none or the type is of another kind.
+func (b *Binary) namedShape(typ string) []string {
+	_, e, err := b.dwarfEntry(typ)
+	if err != nil || e == nil || e.Tag == dwarf.TagSubprogram {
+		return nil
+	}
+	k, _ := e.Val(attrGoKind).(int64)
+	if s, ok := kindShapes[k]; ok {
+		return []string{shapePrefix + s}
+	}
+	return nil
+}
+
 var identRE = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
 
 var predeclared = map[string]bool{
@@ -252,6 +279,9 @@ func (b *Binary) resolveGeneric(name string) (string, error) {
 				continue
 			}
 			s := shapesOf(a)
+			if s == nil {
+				s = b.namedShape(a)
+			}
 			if s == nil {
 				unknown = a
 				ok = false

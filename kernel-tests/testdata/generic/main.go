@@ -16,8 +16,11 @@ import (
 // Item is what the pointer-shaped instantiation holds.
 type Item struct{ ID int }
 
+// Code is a named type over a basic one: its shape is int16's.
+type Code int16
+
 // Label pairs a key with a value of any type; instantiated with int,
-// string and *Item (three shapes: int, string, *uint8).
+// string, *Item and Code (four shapes: int, string, *uint8, int16).
 //
 //go:noinline
 func Label[T any](key string, v T, n int) (T, string) {
@@ -71,6 +74,8 @@ func run() {
 	sink = fmt.Sprint(s, l)
 	it, l := Label("item", &Item{ID: 5}, 9)
 	sink = fmt.Sprint(it.ID, l)
+	c, l := Label("code", Code(404), 10)
+	sink = fmt.Sprint(c, l)
 
 	var ints Stack[int]
 	ints.Push(11)

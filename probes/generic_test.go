@@ -2,6 +2,9 @@ package probes
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -200,5 +203,56 @@ func TestChooseSignature(t *testing.T) {
 	_, err := chooseSignature(fn, partial, must(fn, "func(m *meta, n int) int"))
 	if err == nil || !strings.Contains(err.Error(), "2 arguments in the signature, 1 in DWARF") {
 		t.Errorf("partial DWARF with other arguments: %v", err)
+	}
+}
+
+// TestGenericDWARF reads the generic fixture's DWARF as the local Go
+// writes it: the dictionary takes its register but no number, a named
+// type argument maps to its shape, and an inlinable method's out-of-line
+// copy has its result.
+func TestGenericDWARF(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "generic")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = "../kernel-tests/testdata/generic"
+	cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	b, err := Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cases := []struct {
+		user, fn       string
+		params, result string
+		dict           uint8
+	}{
+		{"main.Label[int]", "main.Label[go.shape.int]", "[1 2] [3] [4]", "[0] [1 2]", 0},
+		{"main.Label[main.Code]", "main.Label[go.shape.int16]", "[1 2] [3] [4]", "[0] [1 2]", 0},
+		{"main.(*Stack[string]).Top", "main.(*Stack[go.shape.string]).Top", "[0] [2 3]", "[0 1] [2 3]", 1},
+	}
+	for _, c := range cases {
+		fn, err := b.Lookup(c.user)
+		if err != nil || fn.Name != c.fn {
+			t.Fatalf("Lookup(%s) = %q, %v; want %s", c.user, fn.Name, err, c.fn)
+		}
+		sig, err := b.SignatureFromDWARF(fn.Name)
+		if err != nil || sig == nil {
+			t.Fatalf("%s: %v, %v", fn.Name, sig, err)
+		}
+		if !sig.Generic() || fmt.Sprint(sig.Dict.Regs) != fmt.Sprintf("[%d]", c.dict) {
+			t.Errorf("%s: dictionary %+v, want in register %d", fn.Name, sig.Dict, c.dict)
+		}
+		if got := regsOf(sig.Params); got != c.params {
+			t.Errorf("%s: params %s in %s, want %s", fn.Name, sig, got, c.params)
+		}
+		if got := regsOf(sig.Results); got != c.result {
+			t.Errorf("%s: results %s in %s, want %s", fn.Name, sig, got, c.result)
+		}
+	}
+	sig, err := b.SignatureFromDWARF("main.(*meta).Status")
+	if err != nil || sig == nil || sig.Generic() || sig.ResultsUnknown || sig.String() != "func(m *main.meta) (~r0 int)" || regsOf(sig.Results) != "[0]" {
+		t.Errorf("Status: %v (results unknown %v), %v", sig, sig != nil && sig.ResultsUnknown, err)
 	}
 }

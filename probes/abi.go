@@ -42,8 +42,23 @@ type Param struct {
 
 // Signature is a function's parameters laid out under the ABI.
 type Signature struct {
+	// Params and Results are numbered as the user writes them: a method's
+	// receiver is Params[0]; a generic function's dictionary is in
+	// neither.
 	Params, Results []Param
+	// Dict is, for a shape instantiation of a generic function, the hidden
+	// dictionary pointer the ABI passes after the receiver (first for a
+	// function): it takes a register, but no argument number.
+	Dict *Param
+	// ResultsUnknown: the DWARF found describes the parameters but perhaps
+	// not every result (only the abstract entry of an inlinable function,
+	// which leaves out unnamed results).
+	ResultsUnknown bool
 }
+
+// Generic reports whether the function is a shape instantiation of a
+// generic function.
+func (s *Signature) Generic() bool { return s.Dict != nil }
 
 const intRegs, floatRegs = 9, 15
 
@@ -78,8 +93,24 @@ func layout(ps []Param, shapes []shape) {
 	}
 }
 
+// layoutDict lays out ps with a dictionary pointer inserted at index at
+// (none when at < 0) and returns them without it, and the dictionary.
+func layoutDict(ps []Param, shapes []shape, at int) ([]Param, *Param) {
+	if at < 0 {
+		layout(ps, shapes)
+		return ps, nil
+	}
+	all := append(append(append([]Param{}, ps[:at]...), Param{Name: dictParam, Type: "*dictionary", Kind: KindPointer, Size: 8}), ps[at:]...)
+	allShapes := append(append(append([]shape{}, shapes[:at]...), shape{[]byte{'i'}, true}), shapes[at:]...)
+	layout(all, allShapes)
+	d := all[at]
+	return append(all[:at], all[at+1:]...), &d
+}
+
 // SignatureFromDWARF lays out fn's parameters from the binary's DWARF. It
-// returns nil, nil when the binary has no DWARF for fn.
+// returns nil, nil when the binary has no DWARF for fn. For a shape
+// instantiation the dictionary is placed where the ABI passes it, whether
+// the DWARF lists it (Go 1.27) or not (Go 1.26 and older).
 func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 	r, e, err := b.dwarfEntry(fn)
 	if err != nil || e == nil {
@@ -89,8 +120,12 @@ func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 		return nil, nil
 	}
 	var sig Signature
+	// The index gives the out-of-line copy of an inlinable function when
+	// there is one; its abstract entry alone omits unnamed results.
+	_, sig.ResultsUnknown = e.Val(dwarf.AttrInline).(int64)
 	var pshapes, rshapes []shape
 	seen := map[string]bool{}
+	dictAt := -1
 	for e.Children {
 		c, err := r.Next()
 		if err != nil {
@@ -104,6 +139,15 @@ func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 				r.SkipChildren()
 			}
 			continue
+		}
+		// A parameter of the out-of-line copy of an inlinable function
+		// may only point at its abstract entry.
+		if ao, ok := c.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok {
+			ar := b.dwarf.Reader()
+			ar.Seek(ao)
+			if c, err = ar.Next(); err != nil || c == nil {
+				return nil, fmt.Errorf("DWARF of %s: parameter's abstract origin: %v", fn, err)
+			}
 		}
 		off, ok := c.Val(dwarf.AttrType).(dwarf.Offset)
 		if !ok {
@@ -120,10 +164,15 @@ func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 			continue
 		}
 		seen[name] = true
+		isResult, _ := c.Val(dwarf.AttrVarParam).(bool)
+		if name == dictParam && !isResult {
+			dictAt = len(sig.Params)
+			continue
+		}
 		p := Param{Name: name, Type: dwarfTypeName(t)}
 		p.Kind, p.Size = dwarfKind(t)
 		sh := dwarfShape(t)
-		if isResult, _ := c.Val(dwarf.AttrVarParam).(bool); isResult {
+		if isResult {
 			sig.Results = append(sig.Results, p)
 			rshapes = append(rshapes, sh)
 		} else {
@@ -131,12 +180,27 @@ func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 			pshapes = append(pshapes, sh)
 		}
 	}
-	layout(sig.Params, pshapes)
+	byName := dictIndex(fn)
+	switch {
+	case dictAt < 0:
+		dictAt = byName
+	case byName >= 0 && byName != dictAt:
+		return nil, fmt.Errorf("DWARF of %s lists its dictionary as parameter %d, where the ABI passes parameter %d: unsupported", fn, dictAt, byName)
+	}
+	if dictAt > len(sig.Params) {
+		return nil, fmt.Errorf("DWARF of %s: a method of a generic type without its receiver: unsupported", fn)
+	}
+	sig.Params, sig.Dict = layoutDict(sig.Params, pshapes, dictAt)
 	layout(sig.Results, rshapes)
 	return &sig, nil
 }
 
 func dwarfTypeName(t dwarf.Type) string {
+	// A shape instantiation types its shaped parameters .param0, .param1…
+	// (typedefs the dictionary resolves at run time): show the shape.
+	if td, ok := t.(*dwarf.TypedefType); ok && strings.HasPrefix(td.Name, ".") {
+		return dwarfTypeName(td.Type)
+	}
 	if st, ok := t.(*dwarf.StructType); ok {
 		return st.StructName
 	}
@@ -155,10 +219,10 @@ func dwarfKind(t dwarf.Type) (ValueKind, int) {
 		return KindInt, int(t.ByteSize)
 	case *dwarf.UcharType:
 		return KindUint, int(t.ByteSize)
-	case *dwarf.PtrType:
+	case *dwarf.PtrType, *dwarf.FuncType:
 		return KindPointer, 8
 	case *dwarf.StructType:
-		if t.StructName == "string" {
+		if t.StructName == "string" || t.StructName == shapePrefix+"string" {
 			return KindString, 16
 		}
 	case *dwarf.TypedefType:
@@ -210,7 +274,17 @@ func dwarfShape(t dwarf.Type) shape {
 // A method's receiver is written as the first parameter. Only types whose
 // layout the text alone determines are accepted: basic types, pointers,
 // slices, maps, channels, functions and interfaces.
-func ParseSignature(src string) (*Signature, error) {
+func ParseSignature(src string) (*Signature, error) { return parseSignature(src, -1) }
+
+// SignatureFor lays out the signature a user wrote for the function the
+// binary names fn: for a shape instantiation of a generic function (the
+// signature written as the user instantiates it, func(key string, v int)
+// for F[int]) the hidden dictionary is placed where the ABI passes it.
+func SignatureFor(fn, src string) (*Signature, error) {
+	return parseSignature(src, dictIndex(fn))
+}
+
+func parseSignature(src string, dictAt int) (*Signature, error) {
 	expr, err := parser.ParseExpr(src)
 	if err != nil {
 		return nil, fmt.Errorf("signature %q: %w", src, err)
@@ -248,9 +322,76 @@ func ParseSignature(src string) (*Signature, error) {
 	if err := conv(ft.Results, &sig.Results, &rshapes, "~r"); err != nil {
 		return nil, err
 	}
-	layout(sig.Params, pshapes)
+	if dictAt > len(sig.Params) {
+		return nil, fmt.Errorf("signature %q: the function is a method of a generic type: write its receiver as the first parameter", src)
+	}
+	sig.Params, sig.Dict = layoutDict(sig.Params, pshapes, dictAt)
 	layout(sig.Results, rshapes)
 	return &sig, nil
+}
+
+// String writes the signature as the user numbers it (no dictionary).
+func (s *Signature) String() string {
+	part := func(ps []Param) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name+" "+p.Type)
+		}
+		return strings.Join(out, ", ")
+	}
+	return "func(" + part(s.Params) + ") (" + part(s.Results) + ")"
+}
+
+// chooseSignature decides how fn is laid out from its DWARF (dw, nil when
+// there is none) and the signature the user wrote (user, nil when none):
+//   - DWARF that describes the whole function wins; a signature given as
+//     well must agree with it, register for register, or it is an error
+//     (one of the two is wrong, and a wrong layout exports wrong data);
+//   - DWARF that may omit results (an inlinable function's abstract entry
+//     only) gives way to the signature, whose arguments must agree with it;
+//     without a signature its results are unknown;
+//   - without DWARF, the signature.
+func chooseSignature(fn string, dw, user *Signature) (*Signature, error) {
+	switch {
+	case dw == nil:
+		return user, nil
+	case user == nil:
+		return dw, nil
+	}
+	if msg := disagreement(dw.Params, user.Params, "arg", "arguments"); msg != "" {
+		return nil, fmt.Errorf("%s: signature disagrees with the binary's DWARF, %s: %s; fix or remove `signature:`", fn, dw, msg)
+	}
+	if dw.ResultsUnknown {
+		return user, nil
+	}
+	if msg := disagreement(dw.Results, user.Results, "result", "results"); msg != "" {
+		return nil, fmt.Errorf("%s: signature disagrees with the binary's DWARF, %s: %s; fix or remove `signature:`", fn, dw, msg)
+	}
+	return dw, nil
+}
+
+// disagreement says how two layouts of the same parameters differ, "" when
+// they do not.
+func disagreement(dw, user []Param, prefix, plural string) string {
+	if len(dw) != len(user) {
+		return fmt.Sprintf("%d %s in the signature, %d in DWARF", len(user), plural, len(dw))
+	}
+	for i := range dw {
+		d, u := dw[i], user[i]
+		same := d.OnStack == u.OnStack && fmt.Sprint(d.Regs) == fmt.Sprint(u.Regs)
+		switch {
+		case d.Kind == u.Kind:
+			same = same && (d.Kind == KindOther || d.Size == u.Size)
+		case d.Kind == KindPointer && u.Kind == KindUint, d.Kind == KindUint && u.Kind == KindPointer:
+			same = same && d.Size == u.Size
+		default:
+			same = false
+		}
+		if !same {
+			return fmt.Sprintf("%s%d is %s in the signature, %s in DWARF", prefix, i, u.Type, d.Type)
+		}
+	}
+	return ""
 }
 
 func exprString(e ast.Expr) string {
@@ -277,6 +418,25 @@ func exprString(e ast.Expr) string {
 		case *ast.Ellipsis:
 			sb.WriteString("...")
 			walk(e.Elt)
+		case *ast.IndexExpr:
+			walk(e.X)
+			sb.WriteString("[")
+			walk(e.Index)
+			sb.WriteString("]")
+		case *ast.IndexListExpr:
+			walk(e.X)
+			for i, ix := range e.Indices {
+				sb.WriteString(map[bool]string{true: "[", false: ", "}[i == 0])
+				walk(ix)
+			}
+			sb.WriteString("]")
+		case *ast.ChanType:
+			sb.WriteString("chan ")
+			walk(e.Value)
+		case *ast.FuncType:
+			sb.WriteString("func(…)")
+		case *ast.InterfaceType:
+			sb.WriteString("interface{…}")
 		default:
 			fmt.Fprintf(&sb, "%T", e)
 		}

@@ -309,6 +309,11 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 			return
 		}
 		b.dwarfIdx = map[string]dwarf.Offset{}
+		// The out-of-line copy of an inlinable function has no name, only
+		// its abstract entry's (which omits unnamed results): index the
+		// copy under that name.
+		abstract := map[dwarf.Offset]string{}
+		var concrete [][2]dwarf.Offset // copy, its abstract origin
 		r := b.dwarf.Reader()
 		for {
 			e, err := r.Next()
@@ -322,23 +327,33 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 			switch e.Tag {
 			case dwarf.TagCompileUnit:
 				continue
-			case dwarf.TagSubprogram, dwarf.TagStructType:
+			case dwarf.TagSubprogram, dwarf.TagStructType, dwarf.TagBaseType:
 				if n, ok := e.Val(dwarf.AttrName).(string); ok {
 					if _, dup := b.dwarfIdx[n]; !dup {
 						b.dwarfIdx[n] = e.Offset
 					}
+					if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
+						abstract[e.Offset] = n
+					}
+				} else if ao, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok && e.Tag == dwarf.TagSubprogram {
+					concrete = append(concrete, [2]dwarf.Offset{e.Offset, ao})
 				}
 			}
 			if e.Children {
 				r.SkipChildren()
 			}
 		}
+		for _, c := range concrete {
+			if n, ok := abstract[c[1]]; ok && b.dwarfIdx[n] == c[1] {
+				b.dwarfIdx[n] = c[0]
+			}
+		}
 	})
 	return b.dwarf, b.dwarfErr
 }
 
-// dwarfEntry returns the reader positioned after the named subprogram or
-// struct type, and its entry.
+// dwarfEntry returns the reader positioned after the named subprogram,
+// struct type or basic type, and its entry.
 func (b *Binary) dwarfEntry(name string) (*dwarf.Reader, *dwarf.Entry, error) {
 	d, err := b.dwarfData()
 	if err != nil || d == nil {

@@ -98,13 +98,9 @@ type CapturedAttr struct {
 // Compile checks spec against b and builds its probe. rt gives the runtime
 // offsets the recipe needs.
 func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
-	fn, ok := b.Func(spec.Symbol)
-	if !ok {
-		msg := fmt.Sprintf("unknown symbol %s in %s", spec.Symbol, b.Path)
-		if s := b.Suggest(spec.Symbol); len(s) > 0 {
-			msg += " (did you mean " + strings.Join(s, ", ") + "?)"
-		}
-		return nil, fmt.Errorf("%s", msg)
+	fn, err := b.Lookup(spec.Symbol)
+	if err != nil {
+		return nil, err
 	}
 	code, err := b.Code(fn)
 	if err != nil {
@@ -117,14 +113,9 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 	// A function without RET never returns normally (it always panics or
 	// exits): its calls end when a panic unwinds them or the goroutine
 	// exits.
-	sig, err := b.SignatureFromDWARF(spec.Symbol)
+	sig, err := b.probeSignature(fn.Name, spec.Signature)
 	if err != nil {
 		return nil, err
-	}
-	if sig == nil && spec.Signature != "" {
-		if sig, err = ParseSignature(spec.Signature); err != nil {
-			return nil, fmt.Errorf("%s: %w", spec.Symbol, err)
-		}
 	}
 	p := &Probe{ID: id, Spec: spec, Func: fn, Sig: sig, Placement: pl, ErrorCapture: -1,
 		Recipe: bpf.Recipe{Dedup: pl.Dedup, EntryIsReturn: pl.EntryIsReturn, GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset}, HandleCapture: -1, ReceiverCapture: -1}
@@ -144,6 +135,9 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 		params := sig.Params
 		if isResult {
 			params = sig.Results
+			if sig.ResultsUnknown {
+				return nil, fmt.Errorf("%s: attribute %s: the binary's DWARF does not describe the results of %s (only its inlined form): add `signature:`", spec.Symbol, a.Key, fn.Name)
+			}
 		}
 		if idx >= len(params) {
 			return nil, fmt.Errorf("%s: attribute %s: %s: the function has %d %s", spec.Symbol, a.Key, a.From, len(params), plural(isResult))
@@ -171,6 +165,9 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 	}
 	if spec.Async != nil && spec.Async.Completion != "" {
 		_, idx, _ := ParseFrom(spec.Async.Handle)
+		if sig.ResultsUnknown {
+			return nil, fmt.Errorf("%s: async handle %s: the binary's DWARF does not describe the results of %s: add `signature:`", spec.Symbol, spec.Async.Handle, fn.Name)
+		}
 		if idx >= len(sig.Results) {
 			return nil, fmt.Errorf("%s: async handle %s: the function has %d results", spec.Symbol, spec.Async.Handle, len(sig.Results))
 		}
@@ -190,7 +187,7 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapReg, Reg: reg})
 	}
 	// A returned error, when the last result is one, becomes an error event.
-	if n := len(sig.Results); n > 0 && sig.Results[n-1].Kind == KindError {
+	if n := len(sig.Results); n > 0 && !sig.ResultsUnknown && sig.Results[n-1].Kind == KindError {
 		r := sig.Results[n-1]
 		if len(r.Regs) == 2 {
 			p.ErrorCapture = len(p.Recipe.Return)
@@ -205,6 +202,23 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 		return nil, fmt.Errorf("%s: at most %d attributes at entry and at return", spec.Symbol, bpf.MaxCaptures)
 	}
 	return p, nil
+}
+
+// probeSignature lays out fn, the binary's name of a probed function,
+// from its DWARF and the spec's signature text (chooseSignature says which
+// wins); nil when neither describes it.
+func (b *Binary) probeSignature(fn, text string) (*Signature, error) {
+	dw, err := b.SignatureFromDWARF(fn)
+	if err != nil {
+		return nil, err
+	}
+	var user *Signature
+	if text != "" {
+		if user, err = SignatureFor(fn, text); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn, err)
+		}
+	}
+	return chooseSignature(fn, dw, user)
 }
 
 func plural(results bool) string {

@@ -534,20 +534,15 @@ func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 			}
 		}
 		if sig, err := b.SignatureFromDWARF(name); err == nil && sig != nil {
-			line += "  " + describeSig(sig)
+			line += "  " + sig.String()
+			if sig.ResultsUnknown {
+				line += "  results not in DWARF"
+			}
+		}
+		if probes.IsShapeInstantiation(name) {
+			line += "  generic: a shape instantiation (its hidden dictionary is not numbered)"
 		}
 		fmt.Fprintln(w, line)
 	}
 	return nil
-}
-
-func describeSig(sig *probes.Signature) string {
-	part := func(ps []probes.Param) string {
-		var s []string
-		for _, p := range ps {
-			s = append(s, p.Name+" "+p.Type)
-		}
-		return strings.Join(s, ", ")
-	}
-	return "func(" + part(sig.Params) + ") (" + part(sig.Results) + ")"
 }

@@ -3,9 +3,11 @@ package probes
 import (
 	"bytes"
 	"debug/dwarf"
+	"debug/elf"
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Runtime holds the offsets inside the target's runtime that every probe
@@ -42,6 +44,22 @@ func (b *Binary) Release() string {
 		v = v[:i]
 	}
 	return v
+}
+
+// plausibleTypeName reports whether s can be the name of a Go type as the
+// runtime spells it: non-empty valid UTF-8 without control characters.
+// A name read through offsets that do not fit the binary is garbage, which
+// this tells in all but freak cases.
+func plausibleTypeName(s string) bool {
+	if s == "" || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Runtime finds the runtime offsets: from DWARF when the binary has it, else
@@ -98,11 +116,10 @@ func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
 }
 
 // TypeName reads the name of the runtime type descriptor at addr (an address
-// in the running process, e.g. itab._type), "" when it cannot. It needs no
-// symbols: names are offsets from the start of the types area
-// (runtime.types), which the linker places at the start of .data.rel.ro in
-// position-independent builds (the descriptors hold pointers to relocate)
-// and of .rodata otherwise.
+// in the running process, e.g. itab._type), "" when it cannot or when what
+// it reads does not look like a type's name. It needs no symbols: names are
+// offsets from the start of the types area (runtime.types, see
+// typesSection).
 func (b *Binary) TypeName(addr uint64) string {
 	b.typesMu.Lock()
 	defer b.typesMu.Unlock()
@@ -117,11 +134,24 @@ func (b *Binary) TypeName(addr uint64) string {
 	return n
 }
 
-func (b *Binary) typeName(addr uint64) string {
-	types := b.f.Section(".data.rel.ro")
-	if types == nil {
-		types = b.f.Section(".rodata")
+// typesSection returns the section that starts with the types area
+// (runtime.types), which every type descriptor's name and method offsets
+// count from. Go 1.27 gives the descriptors a section of their own,
+// .go.type (.data.rel.ro.go.type in position-independent builds, whose
+// descriptors hold pointers to relocate); before, the linker placed them at
+// the start of .data.rel.ro in position-independent builds and of .rodata
+// otherwise.
+func (b *Binary) typesSection() *elf.Section {
+	for _, name := range []string{".go.type", ".data.rel.ro.go.type", ".data.rel.ro", ".rodata"} {
+		if s := b.f.Section(name); s != nil {
+			return s
+		}
 	}
+	return nil
+}
+
+func (b *Binary) typeName(addr uint64) string {
+	types := b.typesSection()
 	if types == nil {
 		return ""
 	}
@@ -147,6 +177,9 @@ func (b *Binary) typeName(addr uint64) string {
 		return ""
 	}
 	s := string(name)
+	if !plausibleTypeName(s) {
+		return "" // not a name: the offsets do not fit this binary
+	}
 	const tflagExtraStar = 1 << 1
 	if tflag&tflagExtraStar != 0 && strings.HasPrefix(s, "*") {
 		s = s[1:]
@@ -165,17 +198,14 @@ func (b *Binary) TypeAddr(name string) (uint64, bool) {
 	if len(name) == 0 || len(name) > 127 || name[0] != '*' {
 		return 0, false
 	}
-	types := b.f.Section(".data.rel.ro")
-	if types == nil {
-		types = b.f.Section(".rodata")
-	}
+	types := b.typesSection()
 	if types == nil {
 		return 0, false
 	}
 	// A name: one flags byte, a one-byte varint length here, the bytes.
 	want := append([]byte{byte(len(name))}, name...)
 	offs := map[int32]bool{}
-	for _, sec := range []string{".rodata", ".data.rel.ro"} {
+	for _, sec := range []string{".rodata", ".data.rel.ro", ".go.type", ".data.rel.ro.go.type"} {
 		s := b.f.Section(sec)
 		if s == nil {
 			continue

@@ -6,27 +6,31 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
 // Runtime holds the offsets inside the target's runtime that every probe
-// needs: where g keeps its goroutine id and its stack top.
+// needs: where g keeps its goroutine id, its stack top and its creator's id.
 type Runtime struct {
-	GoidOffset       uint16
-	StackHiOffset    uint16
+	GoidOffset    uint16
+	StackHiOffset uint16
+	// ParentGoidOffset is where g keeps the id of the goroutine that
+	// created it. 0 means the release's g has no such field (Go 1.19 and
+	// 1.20, see HasParentGoid); no field of g is at 0, where g.stack is.
 	ParentGoidOffset uint16
-	// Source says where the offsets came from: "DWARF" or "table".
+	// Source says where the offsets came from: "DWARF", "table" (the
+	// offsets of known releases, goffsets_table.go) or "machine code"
+	// (recovered from the runtime's code, for a stripped binary of a
+	// release newer than the table: see gorecover.go).
 	Source string
 }
 
-// gOffsets was read from the DWARF of runtime.g of binaries built by each
-// release (see kernel-tests, which checks it against DWARF for the releases
-// it builds). g.stack is the first field and stack.hi its second word in all.
-var gOffsets = map[string]struct{ goid, parentGoid uint16 }{
-	"go1.21": {152, 272}, "go1.22": {152, 272}, "go1.23": {160, 280},
-	"go1.24": {160, 280}, "go1.25": {152, 272}, "go1.26": {152, 280},
-}
+// HasParentGoid reports whether the release's runtime.g records its
+// creator's goroutine id (Go 1.21 and newer).
+func (rt Runtime) HasParentGoid() bool { return rt.ParentGoidOffset != 0 }
 
 // Release returns the binary's Go release without the patch level, e.g.
 // "go1.26".
@@ -62,28 +66,86 @@ func plausibleTypeName(s string) bool {
 	return true
 }
 
-// Runtime finds the runtime offsets: from DWARF when the binary has it, else
-// from the table of known releases.
+// Runtime finds the runtime offsets: from DWARF when the binary has it
+// (whatever its version string says), else from the table of known
+// releases, else from the runtime's machine code; an error says which
+// could not be had. Releases whose g has no parentGoid (Go 1.19 and 1.20)
+// are refused: goroutine lineage needs it.
 func (b *Binary) Runtime() (Runtime, error) {
+	rt, err := b.RuntimeOffsets()
+	if err != nil {
+		return Runtime{}, err
+	}
+	if !rt.HasParentGoid() {
+		return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g has no parentGoid: Go 1.21 or newer is needed", b.Path, b.GoVersion)
+	}
+	return rt, nil
+}
+
+// RuntimeOffsets is Runtime without the refusal of releases whose g has
+// no parentGoid: their ParentGoidOffset is 0.
+func (b *Binary) RuntimeOffsets() (Runtime, error) {
 	goid, ok, err := b.dwarfField("runtime.g", "goid")
 	if err != nil {
 		return Runtime{}, err
 	}
 	if ok {
-		parent, ok, err := b.dwarfField("runtime.g", "parentGoid")
+		stack, okS, err := b.dwarfField("runtime.g", "stack")
 		if err != nil {
 			return Runtime{}, err
 		}
-		if !ok {
-			return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g has no parentGoid: Go 1.21 or newer is needed", b.Path, b.GoVersion)
+		hi, okH, err := b.dwarfField("runtime.stack", "hi")
+		if err != nil {
+			return Runtime{}, err
 		}
-		return Runtime{GoidOffset: uint16(goid), StackHiOffset: 8, ParentGoidOffset: uint16(parent), Source: "DWARF"}, nil
+		if !okS || !okH {
+			return Runtime{}, fmt.Errorf("%s: built by %s, whose DWARF has runtime.g.goid but not g.stack.hi", b.Path, b.GoVersion)
+		}
+		parent, _, err := b.dwarfField("runtime.g", "parentGoid")
+		if err != nil {
+			return Runtime{}, err
+		}
+		return Runtime{GoidOffset: uint16(goid), StackHiOffset: uint16(stack + hi), ParentGoidOffset: uint16(parent), Source: "DWARF"}, nil
 	}
-	off, ok := gOffsets[b.Release()]
-	if !ok {
-		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go 1.21 to 1.26)", b.Path, b.GoVersion)
+	if rt, ok := TableRuntime(b.Release()); ok {
+		return rt, nil
 	}
-	return Runtime{GoidOffset: off.goid, StackHiOffset: 8, ParentGoidOffset: off.parentGoid, Source: "table"}, nil
+	g, hi, parent, err := b.gFromCode()
+	if err != nil {
+		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go %s), and runtime.g's offsets could not be read from its machine code: %w",
+			b.Path, b.GoVersion, GoTableSpan(), err)
+	}
+	return Runtime{GoidOffset: g, StackHiOffset: hi, ParentGoidOffset: parent, Source: "machine code"}, nil
+}
+
+// GoTableReleases returns the releases the runtime offsets table covers,
+// oldest first ("go1.19", …).
+func GoTableReleases() []string {
+	var rs []string
+	for r := range gOffsets {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return ReleaseLess(rs[i], rs[j]) })
+	return rs
+}
+
+// GoTableSpan names the table's releases as "1.19 to 1.27".
+func GoTableSpan() string {
+	rs := GoTableReleases()
+	if len(rs) == 0 {
+		return "none"
+	}
+	return strings.TrimPrefix(rs[0], "go") + " to " + strings.TrimPrefix(rs[len(rs)-1], "go")
+}
+
+// ReleaseLess orders releases ("go1.9" before "go1.19") by their minor
+// number.
+func ReleaseLess(a, b string) bool {
+	minor := func(r string) int {
+		n, _ := strconv.Atoi(strings.TrimPrefix(r, "go1."))
+		return n
+	}
+	return minor(a) < minor(b)
 }
 
 // DWARFField returns the offset of field in the struct type typ (e.g.
@@ -242,4 +304,14 @@ func (b *Binary) TypeAddr(name string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TableRuntime returns the runtime offsets table's entry for release
+// ("go1.27"), false when the table does not cover it.
+func TableRuntime(release string) (Runtime, bool) {
+	off, ok := gOffsets[release]
+	if !ok {
+		return Runtime{}, false
+	}
+	return Runtime{GoidOffset: off.goid, StackHiOffset: off.stackHi, ParentGoidOffset: off.parentGoid, Source: "table"}, true
 }

@@ -3,14 +3,16 @@
 // (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
 // SDK, whose traces tcagent's join). Each probe reads the
 // library's structs through field paths whose offsets come from the target's
-// DWARF, or, for binaries without it, from a table generated for every
-// supported Go release (offsets_table.go, `make offsets`). A binary whose
-// release is not in the table gets a warning and the set is skipped: an
-// offset is never guessed.
+// DWARF, whatever release built it, or, for binaries without it, from a
+// table generated for every supported Go release (offsets_table.go, `make
+// offsets`). A stripped binary whose release is not in the table gets a
+// one-line reason naming the release and the set is skipped: an offset is
+// never guessed.
 package builtin
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -53,6 +55,10 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	} else if ok {
 		o.sources[field] = "DWARF"
 		return off, true, nil
+	} else if o.b.HasDWARF {
+		// The binary's own DWARF describes every type it links: a field
+		// it does not have does not exist there, whatever the release.
+		return 0, false, nil
 	}
 	if mod, ok := o.module(field); ok {
 		key := mod.Path + "@" + mod.Version
@@ -101,7 +107,7 @@ func (o *offsets) must(field string) (uint16, error) {
 		return 0, err
 	}
 	if !ok {
-		if m, ok := o.module(field); ok {
+		if m, ok := o.module(field); ok && !o.b.HasDWARF {
 			return 0, fmt.Errorf("%s has no DWARF, and %s@%s is not in the offsets table", o.b.Path, m.Path, m.Version)
 		}
 		return 0, fmt.Errorf("%s has no field %s", o.b.GoVersion, field)
@@ -132,7 +138,15 @@ func releases() []string {
 	for r := range offsetsTable {
 		rs = append(rs, r)
 	}
-	slices.Sort(rs)
+	slices.SortFunc(rs, func(a, b string) int {
+		if probes.ReleaseLess(a, b) {
+			return -1
+		}
+		if probes.ReleaseLess(b, a) {
+			return 1
+		}
+		return 0
+	})
 	return rs
 }
 
@@ -239,3 +253,13 @@ func TableOffsets(release string) map[string]int64 { return offsetsTable[release
 
 // TableReleases returns the releases the offsets table covers, oldest first.
 func TableReleases() []string { return releases() }
+
+// ModuleTable returns a copy of the committed offsets of every module
+// release (path@version), for offsetgen to keep.
+func ModuleTable() map[string]map[string]int64 {
+	out := make(map[string]map[string]int64, len(moduleOffsetsTable))
+	for k, v := range moduleOffsetsTable {
+		out[k] = maps.Clone(v)
+	}
+	return out
+}

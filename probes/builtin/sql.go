@@ -87,10 +87,14 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 	// binary of a release the table does not know) the statements are still
 	// traced, and the driver module names the database.
 	var f struct{ connector, driver, txDB, connDB uint16 }
-	typed := o.mustAll(
+	err := o.mustAll(
 		fieldOffset{&f.connector, "database/sql.DB.connector"}, fieldOffset{&f.driver, "database/sql.dsnConnector.driver"},
 		fieldOffset{&f.txDB, "database/sql.Tx.db"}, fieldOffset{&f.connDB, "database/sql.Conn.db"},
-	) == nil
+	)
+	typed := err == nil
+	if !typed {
+		o.partial = "db.system.name from the driver module linked in, not from each statement's driver: " + err.Error()
+	}
 	system := dbSystem(b)
 	shape := &sqlShape{system: system, text: opts.SQLQueryText, typeName: b.TypeName}
 	// The driver's type names the database: the DB's connector (an

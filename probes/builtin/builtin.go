@@ -55,11 +55,13 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	} else if ok {
 		o.sources[field] = "DWARF"
 		return off, true, nil
-	} else if o.b.HasDWARF {
-		// The binary's own DWARF describes every type it links: a field
-		// it does not have does not exist there, whatever the release.
+	} else if o.b.DWARFHasType(field[:i]) {
+		// The binary's own DWARF describes every type it links: a type
+		// there without the field has none, whatever the release.
 		return 0, false, nil
 	}
+	// A type DWARF lacks is not linked in: the tables may still say where
+	// its field would be (for a set that reads several types, some unused).
 	if mod, ok := o.module(field); ok {
 		key := mod.Path + "@" + mod.Version
 		off, ok := moduleOffsetsTable[key][field]
@@ -70,6 +72,9 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	}
 	rel := o.b.Release()
 	t, known := offsetsTable[rel]
+	if !known && o.b.HasDWARF {
+		return 0, false, nil // not linked in, and no table to say more
+	}
 	if !known {
 		return 0, false, fmt.Errorf("%s has no DWARF and %s is not in the offsets table (Go %s to %s)", o.b.Path, o.b.GoVersion,
 			strings.TrimPrefix(releases()[0], "go"), strings.TrimPrefix(releases()[len(releases())-1], "go"))

@@ -10,7 +10,9 @@ import (
 
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/channel/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
@@ -27,9 +29,15 @@ const unknownRelease = "go1.28.0"
 // runtime's machine code.
 func unknownBuilds(t *testing.T) []build {
 	t.Helper()
+	return renamed(t, true)
+}
+
+// renamed returns the go1.27 builds, stripped or not, renamed go1.28.0.
+func renamed(t *testing.T, stripped bool) []build {
+	t.Helper()
 	var out []build
 	for _, b := range fixtures(t) {
-		if b.release != "go1.27" || !b.stripped {
+		if b.release != "go1.27" || b.stripped != stripped {
 			continue
 		}
 		data, err := os.ReadFile(b.path)
@@ -43,15 +51,65 @@ func unknownBuilds(t *testing.T) []build {
 		u.name = strings.Replace(b.name, "go1.27", "go1.28-simulated", 1)
 		u.release = "go1.28"
 		u.path = b.path + "-as-go1.28"
+		out = append(out, u)
+		if _, err := os.Stat(u.path); err == nil {
+			continue // written by an earlier test
+		}
 		if err := os.WriteFile(u.path, bytes.ReplaceAll(data, []byte("go1.27.3"), []byte(unknownRelease)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, u)
 	}
-	if len(out) != 2 {
-		t.Fatalf("%d stripped go1.27 builds, want 2", len(out))
+	if want := map[bool]int{false: 1, true: 2}[stripped]; len(out) != want {
+		t.Fatalf("%d go1.27 builds (stripped %v), want %d", len(out), stripped, want)
 	}
 	return out
+}
+
+// TestUnknownReleaseWithDWARF: a binary with DWARF gets every offset from
+// it whatever release it says built it: the built-in http set applies to
+// the go1.27 build renamed go1.28.0, from DWARF alone, and traces its
+// requests.
+func TestUnknownReleaseWithDWARF(t *testing.T) {
+	u := renamed(t, false)[0]
+	tg := startTarget(t, u.path)
+	ss := attachWith(t, tg.pid(), nestedYAML, func(c *agent.Config) { c.Builtin = []string{"http", "sql"} })
+	for _, r := range ss.s.Builtins() {
+		if !r.Applied || r.Reason != "" || len(r.Offsets) == 0 {
+			t.Errorf("%s set: applied %v, %q, offsets %v", r.Set, r.Applied, r.Reason, r.Offsets)
+		}
+		for f, src := range r.Offsets {
+			if src != "DWARF" {
+				t.Errorf("%s: offset of %s from %q, want DWARF", r.Set, f, src)
+			}
+		}
+	}
+	tg.run(t, "http")
+	tg.run(t, "nested")
+	spans := ss.stop(t)
+	var users, fails sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.SpanKind() != trace.SpanKindServer {
+			continue
+		}
+		switch attrs(s)["url.path"] {
+		case "/users/42":
+			users = s
+		case "/fail":
+			fails = s
+		}
+	}
+	if users == nil || fails == nil {
+		t.Fatalf("no server span for /users/42 or /fail in %s", spanNames(spans))
+	}
+	if a := attrs(users); users.Name() != "GET /users/{id}" || a["http.response.status_code"] != int64(200) || a["http.route"] != "/users/{id}" {
+		t.Errorf("/users/42: %s %v", users.Name(), a)
+	}
+	if a := attrs(fails); fails.Name() != "POST /fail" || a["http.response.status_code"] != int64(500) || fails.Status().Code != codes.Error {
+		t.Errorf("/fail: %s %v %v", fails.Name(), a, fails.Status())
+	}
+	if got := spanNames(named(spans, "inner")) + spanNames(named(spans, "outer")); got != "innerouter" {
+		t.Errorf("custom probes: %q", got)
+	}
 }
 
 // TestUnknownReleaseOffsets: the simulated release is read as go1.28.0,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // supportedToolchains are the newest patch of every release the agent
@@ -118,5 +120,54 @@ func TestGFromCode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWitnessesDisagree: witnesses that give different offsets fail the
+// recovery instead of one of them being picked.
+func TestWitnessesDisagree(t *testing.T) {
+	w := &witnesses{name: "g.goid", seen: map[string]int64{}}
+	if _, ok, err := w.agreed(); ok || err != nil {
+		t.Errorf("no witness: ok %v, err %v", ok, err)
+	}
+	w.add("printcreatedby", 152)
+	w.add("goroutineheader", 152)
+	if off, ok, err := w.agreed(); off != 152 || !ok || err != nil {
+		t.Errorf("two agreeing witnesses: %d %v %v", off, ok, err)
+	}
+	w.add("newproc1", 160)
+	if _, _, err := w.agreed(); err == nil {
+		t.Error("disagreeing witnesses accepted")
+	}
+}
+
+// TestFlowFollowsSpills: the root pointer survives a spill to the stack
+// and a reload, a field load from it is known, and a call forgets every
+// register.
+func TestFlowFollowsSpills(t *testing.T) {
+	code := []byte{
+		0x48, 0x89, 0x44, 0x24, 0x50, // MOVQ AX, 0x50(SP)
+		0x31, 0xc0, // XORL AX, AX
+		0x48, 0x8b, 0x54, 0x24, 0x50, // MOVQ 0x50(SP), DX
+		0x48, 0x8b, 0xba, 0x18, 0x01, 0x00, 0x00, // MOVQ 0x118(DX), DI
+	}
+	f := newFlow(x86asm.RAX)
+	for off := 0; off < len(code); {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.step(inst)
+		off += inst.Len
+	}
+	if o := f.regs[x86asm.RDI]; o.kind != field || o.off != 0x118 {
+		t.Errorf("DI = %+v, want the field at 0x118", o)
+	}
+	if o := f.regs[x86asm.RAX]; o.kind != unknown {
+		t.Errorf("AX after XORL = %+v, want unknown", o)
+	}
+	f.step(x86asm.Inst{Op: x86asm.CALL, Args: x86asm.Args{x86asm.Rel(0)}})
+	if o := f.regs[x86asm.RDI]; o.kind != unknown {
+		t.Errorf("DI after a call = %+v, want unknown", o)
 	}
 }

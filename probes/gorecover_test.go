@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,5 +170,43 @@ func TestFlowFollowsSpills(t *testing.T) {
 	f.step(x86asm.Inst{Op: x86asm.CALL, Args: x86asm.Args{x86asm.Rel(0)}})
 	if o := f.regs[x86asm.RDI]; o.kind != unknown {
 		t.Errorf("DI after a call = %+v, want unknown", o)
+	}
+}
+
+// TestTableContradicted: a stripped go1.23 binary whose version string
+// says go1.26 (whose g differs) gets no offsets: the table's entry for the
+// claimed release is not what its machine code uses. Renamed to a release
+// the table does not know, the machine code gives go1.23's offsets.
+func TestTableContradicted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program with go1.23")
+	}
+	data, err := os.ReadFile(refBinary(t, "go1.23.12", "-ldflags=-s -w"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		claim  string
+		source string
+	}{{"go1.26.12", ""}, {"go1.29.12", "machine code"}} {
+		path := filepath.Join(t.TempDir(), "claims-"+c.claim)
+		if err := os.WriteFile(path, bytes.ReplaceAll(data, []byte("go1.23.12"), []byte(c.claim)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, err := b.Runtime()
+		b.Close()
+		if b.GoVersion != c.claim {
+			t.Fatalf("read as %s, want %s", b.GoVersion, c.claim)
+		}
+		switch {
+		case c.source == "" && err == nil:
+			t.Errorf("%s: offsets %+v, want an error: the table contradicts the code", c.claim, rt)
+		case c.source != "" && (err != nil || rt.Source != c.source || rt.GoidOffset != 160 || rt.ParentGoidOffset != 280):
+			t.Errorf("%s: %+v, %v; want go1.23's offsets (160, 280) from %s", c.claim, rt, err, c.source)
+		}
 	}
 }

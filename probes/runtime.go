@@ -68,8 +68,8 @@ func plausibleTypeName(s string) bool {
 
 // Runtime finds the runtime offsets: from DWARF when the binary has it
 // (whatever its version string says), else from the table of known
-// releases, else from the runtime's machine code; an error says which
-// could not be had. Releases whose g has no parentGoid (Go 1.19 and 1.20)
+// releases (when the runtime's machine code does not contradict it), else
+// from the machine code; an error says which could not be had. Releases whose g has no parentGoid (Go 1.19 and 1.20)
 // are refused: goroutine lineage needs it.
 func (b *Binary) Runtime() (Runtime, error) {
 	rt, err := b.RuntimeOffsets()
@@ -107,10 +107,16 @@ func (b *Binary) RuntimeOffsets() (Runtime, error) {
 		}
 		return Runtime{GoidOffset: uint16(goid), StackHiOffset: uint16(stack + hi), ParentGoidOffset: uint16(parent), Source: "DWARF"}, nil
 	}
+	g, hi, parent, err := b.gFromCode()
 	if rt, ok := TableRuntime(b.Release()); ok {
+		// The version string is only a string: where the code itself says
+		// otherwise, neither is trusted.
+		if err == nil && (g != rt.GoidOffset || hi != rt.StackHiOffset || parent != rt.ParentGoidOffset) {
+			return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g offsets in the table (goid %d, stack.hi %d, parentGoid %d) are not those its machine code uses (%d, %d, %d)",
+				b.Path, b.GoVersion, rt.GoidOffset, rt.StackHiOffset, rt.ParentGoidOffset, g, hi, parent)
+		}
 		return rt, nil
 	}
-	g, hi, parent, err := b.gFromCode()
 	if err != nil {
 		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go %s), and runtime.g's offsets could not be read from its machine code: %w",
 			b.Path, b.GoVersion, GoTableSpan(), err)

@@ -26,7 +26,7 @@ type grpcBuild struct {
 // server RPC) with Go 1.22; v1.70.0 (go.v170.mod: a ServerStream embedding
 // *Stream, the newest release Go 1.22 builds) with Go 1.22 and 1.26; v1.85.0
 // (go.v185.mod: Stream embedded by value, client streams wrapped) with Go
-// 1.26. Each normal and stripped.
+// 1.26 and 1.27. Each normal and stripped.
 func grpcFixtures(t *testing.T) []grpcBuild {
 	t.Helper()
 	buildsMu.Lock()
@@ -38,6 +38,7 @@ func grpcFixtures(t *testing.T) []grpcBuild {
 		{"go1.22", "go1.22.12", "v1.70.0", "go.v170.mod"},
 		{"go1.26", "local", "v1.70.0", "go.v170.mod"},
 		{"go1.26", "local", "v1.85.0", "go.v185.mod"},
+		{"go1.27", "go1.27.3", "v1.85.0", "go.v185.mod"},
 	} {
 		for _, v := range variants {
 			if v.pie {

@@ -47,12 +47,13 @@ var variants = []struct {
 	{"-pie-stripped", []string{"-buildmode=pie", "-ldflags=-s -w"}, true, true},
 }
 
-// toolchains are the Go releases fixtures are built with: the oldest and the
-// newest the tests cover. GOTOOLCHAIN fetches the old one through the module
-// proxy.
+// toolchains are the Go releases fixtures are built with: the oldest the
+// tests cover, the local Go and the newest. GOTOOLCHAIN fetches the others
+// through the module proxy.
 var toolchains = []struct{ release, toolchain string }{
 	{"go1.22", "go1.22.12"},
 	{"go1.26", "local"},
+	{"go1.27", "go1.27.3"},
 }
 
 var (

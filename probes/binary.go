@@ -352,6 +352,17 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 	return b.dwarf, b.dwarfErr
 }
 
+// DWARFHasType reports whether the binary's DWARF describes the struct
+// type or function named name: a type the linker left out (no code uses
+// it) is not there.
+func (b *Binary) DWARFHasType(name string) bool {
+	if _, err := b.dwarfData(); err != nil {
+		return false
+	}
+	_, ok := b.dwarfIdx[name]
+	return ok
+}
+
 // dwarfEntry returns the reader positioned after the named subprogram,
 // struct type or basic type, and its entry.
 func (b *Binary) dwarfEntry(name string) (*dwarf.Reader, *dwarf.Entry, error) {

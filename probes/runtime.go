@@ -3,28 +3,34 @@ package probes
 import (
 	"bytes"
 	"debug/dwarf"
+	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Runtime holds the offsets inside the target's runtime that every probe
-// needs: where g keeps its goroutine id and its stack top.
+// needs: where g keeps its goroutine id, its stack top and its creator's id.
 type Runtime struct {
-	GoidOffset       uint16
-	StackHiOffset    uint16
+	GoidOffset    uint16
+	StackHiOffset uint16
+	// ParentGoidOffset is where g keeps the id of the goroutine that
+	// created it. 0 means the release's g has no such field (Go 1.19 and
+	// 1.20, see HasParentGoid); no field of g is at 0, where g.stack is.
 	ParentGoidOffset uint16
-	// Source says where the offsets came from: "DWARF" or "table".
+	// Source says where the offsets came from: "DWARF", "table" (the
+	// offsets of known releases, goffsets_table.go) or "machine code"
+	// (recovered from the runtime's code, for a stripped binary of a
+	// release newer than the table: see gorecover.go).
 	Source string
 }
 
-// gOffsets was read from the DWARF of runtime.g of binaries built by each
-// release (see kernel-tests, which checks it against DWARF for the releases
-// it builds). g.stack is the first field and stack.hi its second word in all.
-var gOffsets = map[string]struct{ goid, parentGoid uint16 }{
-	"go1.21": {152, 272}, "go1.22": {152, 272}, "go1.23": {160, 280},
-	"go1.24": {160, 280}, "go1.25": {152, 272}, "go1.26": {152, 280},
-}
+// HasParentGoid reports whether the release's runtime.g records its
+// creator's goroutine id (Go 1.21 and newer).
+func (rt Runtime) HasParentGoid() bool { return rt.ParentGoidOffset != 0 }
 
 // Release returns the binary's Go release without the patch level, e.g.
 // "go1.26".
@@ -44,28 +50,108 @@ func (b *Binary) Release() string {
 	return v
 }
 
-// Runtime finds the runtime offsets: from DWARF when the binary has it, else
-// from the table of known releases.
+// plausibleTypeName reports whether s can be the name of a Go type as the
+// runtime spells it: non-empty valid UTF-8 without control characters.
+// A name read through offsets that do not fit the binary is garbage, which
+// this tells in all but freak cases.
+func plausibleTypeName(s string) bool {
+	if s == "" || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Runtime finds the runtime offsets: from DWARF when the binary has it
+// (whatever its version string says), else from the table of known
+// releases (when the runtime's machine code does not contradict it), else
+// from the machine code; an error says which could not be had. Releases whose g has no parentGoid (Go 1.19 and 1.20)
+// are refused: goroutine lineage needs it.
 func (b *Binary) Runtime() (Runtime, error) {
+	rt, err := b.RuntimeOffsets()
+	if err != nil {
+		return Runtime{}, err
+	}
+	if !rt.HasParentGoid() {
+		return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g has no parentGoid: Go 1.21 or newer is needed", b.Path, b.GoVersion)
+	}
+	return rt, nil
+}
+
+// RuntimeOffsets is Runtime without the refusal of releases whose g has
+// no parentGoid: their ParentGoidOffset is 0.
+func (b *Binary) RuntimeOffsets() (Runtime, error) {
 	goid, ok, err := b.dwarfField("runtime.g", "goid")
 	if err != nil {
 		return Runtime{}, err
 	}
 	if ok {
-		parent, ok, err := b.dwarfField("runtime.g", "parentGoid")
+		stack, okS, err := b.dwarfField("runtime.g", "stack")
 		if err != nil {
 			return Runtime{}, err
 		}
-		if !ok {
-			return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g has no parentGoid: Go 1.21 or newer is needed", b.Path, b.GoVersion)
+		hi, okH, err := b.dwarfField("runtime.stack", "hi")
+		if err != nil {
+			return Runtime{}, err
 		}
-		return Runtime{GoidOffset: uint16(goid), StackHiOffset: 8, ParentGoidOffset: uint16(parent), Source: "DWARF"}, nil
+		if !okS || !okH {
+			return Runtime{}, fmt.Errorf("%s: built by %s, whose DWARF has runtime.g.goid but not g.stack.hi", b.Path, b.GoVersion)
+		}
+		parent, _, err := b.dwarfField("runtime.g", "parentGoid")
+		if err != nil {
+			return Runtime{}, err
+		}
+		return Runtime{GoidOffset: uint16(goid), StackHiOffset: uint16(stack + hi), ParentGoidOffset: uint16(parent), Source: "DWARF"}, nil
 	}
-	off, ok := gOffsets[b.Release()]
-	if !ok {
-		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go 1.21 to 1.26)", b.Path, b.GoVersion)
+	g, hi, parent, err := b.gFromCode()
+	if rt, ok := TableRuntime(b.Release()); ok {
+		// The version string is only a string: where the code itself says
+		// otherwise, neither is trusted.
+		if err == nil && (g != rt.GoidOffset || hi != rt.StackHiOffset || parent != rt.ParentGoidOffset) {
+			return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g offsets in the table (goid %d, stack.hi %d, parentGoid %d) are not those its machine code uses (%d, %d, %d)",
+				b.Path, b.GoVersion, rt.GoidOffset, rt.StackHiOffset, rt.ParentGoidOffset, g, hi, parent)
+		}
+		return rt, nil
 	}
-	return Runtime{GoidOffset: off.goid, StackHiOffset: 8, ParentGoidOffset: off.parentGoid, Source: "table"}, nil
+	if err != nil {
+		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go %s), and runtime.g's offsets could not be read from its machine code: %w",
+			b.Path, b.GoVersion, GoTableSpan(), err)
+	}
+	return Runtime{GoidOffset: g, StackHiOffset: hi, ParentGoidOffset: parent, Source: "machine code"}, nil
+}
+
+// GoTableReleases returns the releases the runtime offsets table covers,
+// oldest first ("go1.19", …).
+func GoTableReleases() []string {
+	var rs []string
+	for r := range gOffsets {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return ReleaseLess(rs[i], rs[j]) })
+	return rs
+}
+
+// GoTableSpan names the table's releases as "1.19 to 1.27".
+func GoTableSpan() string {
+	rs := GoTableReleases()
+	if len(rs) == 0 {
+		return "none"
+	}
+	return strings.TrimPrefix(rs[0], "go") + " to " + strings.TrimPrefix(rs[len(rs)-1], "go")
+}
+
+// ReleaseLess orders releases ("go1.9" before "go1.19") by their minor
+// number.
+func ReleaseLess(a, b string) bool {
+	minor := func(r string) int {
+		n, _ := strconv.Atoi(strings.TrimPrefix(r, "go1."))
+		return n
+	}
+	return minor(a) < minor(b)
 }
 
 // DWARFField returns the offset of field in the struct type typ (e.g.
@@ -98,11 +184,10 @@ func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
 }
 
 // TypeName reads the name of the runtime type descriptor at addr (an address
-// in the running process, e.g. itab._type), "" when it cannot. It needs no
-// symbols: names are offsets from the start of the types area
-// (runtime.types), which the linker places at the start of .data.rel.ro in
-// position-independent builds (the descriptors hold pointers to relocate)
-// and of .rodata otherwise.
+// in the running process, e.g. itab._type), "" when it cannot or when what
+// it reads does not look like a type's name. It needs no symbols: names are
+// offsets from the start of the types area (runtime.types, see
+// typesSection).
 func (b *Binary) TypeName(addr uint64) string {
 	b.typesMu.Lock()
 	defer b.typesMu.Unlock()
@@ -117,11 +202,24 @@ func (b *Binary) TypeName(addr uint64) string {
 	return n
 }
 
-func (b *Binary) typeName(addr uint64) string {
-	types := b.f.Section(".data.rel.ro")
-	if types == nil {
-		types = b.f.Section(".rodata")
+// typesSection returns the section that starts with the types area
+// (runtime.types), which every type descriptor's name and method offsets
+// count from. Go 1.27 gives the descriptors a section of their own,
+// .go.type (.data.rel.ro.go.type in position-independent builds, whose
+// descriptors hold pointers to relocate); before, the linker placed them at
+// the start of .data.rel.ro in position-independent builds and of .rodata
+// otherwise.
+func (b *Binary) typesSection() *elf.Section {
+	for _, name := range []string{".go.type", ".data.rel.ro.go.type", ".data.rel.ro", ".rodata"} {
+		if s := b.f.Section(name); s != nil {
+			return s
+		}
 	}
+	return nil
+}
+
+func (b *Binary) typeName(addr uint64) string {
+	types := b.typesSection()
 	if types == nil {
 		return ""
 	}
@@ -147,6 +245,9 @@ func (b *Binary) typeName(addr uint64) string {
 		return ""
 	}
 	s := string(name)
+	if !plausibleTypeName(s) {
+		return "" // not a name: the offsets do not fit this binary
+	}
 	const tflagExtraStar = 1 << 1
 	if tflag&tflagExtraStar != 0 && strings.HasPrefix(s, "*") {
 		s = s[1:]
@@ -165,17 +266,14 @@ func (b *Binary) TypeAddr(name string) (uint64, bool) {
 	if len(name) == 0 || len(name) > 127 || name[0] != '*' {
 		return 0, false
 	}
-	types := b.f.Section(".data.rel.ro")
-	if types == nil {
-		types = b.f.Section(".rodata")
-	}
+	types := b.typesSection()
 	if types == nil {
 		return 0, false
 	}
 	// A name: one flags byte, a one-byte varint length here, the bytes.
 	want := append([]byte{byte(len(name))}, name...)
 	offs := map[int32]bool{}
-	for _, sec := range []string{".rodata", ".data.rel.ro"} {
+	for _, sec := range []string{".rodata", ".data.rel.ro", ".go.type", ".data.rel.ro.go.type"} {
 		s := b.f.Section(sec)
 		if s == nil {
 			continue
@@ -212,4 +310,14 @@ func (b *Binary) TypeAddr(name string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TableRuntime returns the runtime offsets table's entry for release
+// ("go1.27"), false when the table does not cover it.
+func TableRuntime(release string) (Runtime, bool) {
+	off, ok := gOffsets[release]
+	if !ok {
+		return Runtime{}, false
+	}
+	return Runtime{GoidOffset: off.goid, StackHiOffset: off.stackHi, ParentGoidOffset: off.parentGoid, Source: "table"}, true
 }

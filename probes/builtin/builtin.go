@@ -3,14 +3,16 @@
 // (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
 // SDK, whose traces tcagent's join). Each probe reads the
 // library's structs through field paths whose offsets come from the target's
-// DWARF, or, for binaries without it, from a table generated for every
-// supported Go release (offsets_table.go, `make offsets`). A binary whose
-// release is not in the table gets a warning and the set is skipped: an
-// offset is never guessed.
+// DWARF, whatever release built it, or, for binaries without it, from a
+// table generated for every supported Go release (offsets_table.go, `make
+// offsets`). A stripped binary whose release is not in the table gets a
+// one-line reason naming the release and the set is skipped: an offset is
+// never guessed.
 package builtin
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -53,7 +55,13 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	} else if ok {
 		o.sources[field] = "DWARF"
 		return off, true, nil
+	} else if o.b.DWARFHasType(field[:i]) {
+		// The binary's own DWARF describes every type it links: a type
+		// there without the field has none, whatever the release.
+		return 0, false, nil
 	}
+	// A type DWARF lacks is not linked in: the tables may still say where
+	// its field would be (for a set that reads several types, some unused).
 	if mod, ok := o.module(field); ok {
 		key := mod.Path + "@" + mod.Version
 		off, ok := moduleOffsetsTable[key][field]
@@ -64,6 +72,9 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	}
 	rel := o.b.Release()
 	t, known := offsetsTable[rel]
+	if !known && o.b.HasDWARF {
+		return 0, false, nil // not linked in, and no table to say more
+	}
 	if !known {
 		return 0, false, fmt.Errorf("%s has no DWARF and %s is not in the offsets table (Go %s to %s)", o.b.Path, o.b.GoVersion,
 			strings.TrimPrefix(releases()[0], "go"), strings.TrimPrefix(releases()[len(releases())-1], "go"))
@@ -101,7 +112,7 @@ func (o *offsets) must(field string) (uint16, error) {
 		return 0, err
 	}
 	if !ok {
-		if m, ok := o.module(field); ok {
+		if m, ok := o.module(field); ok && !o.b.HasDWARF {
 			return 0, fmt.Errorf("%s has no DWARF, and %s@%s is not in the offsets table", o.b.Path, m.Path, m.Version)
 		}
 		return 0, fmt.Errorf("%s has no field %s", o.b.GoVersion, field)
@@ -132,7 +143,15 @@ func releases() []string {
 	for r := range offsetsTable {
 		rs = append(rs, r)
 	}
-	slices.Sort(rs)
+	slices.SortFunc(rs, func(a, b string) int {
+		if probes.ReleaseLess(a, b) {
+			return -1
+		}
+		if probes.ReleaseLess(b, a) {
+			return 1
+		}
+		return 0
+	})
 	return rs
 }
 
@@ -239,3 +258,13 @@ func TableOffsets(release string) map[string]int64 { return offsetsTable[release
 
 // TableReleases returns the releases the offsets table covers, oldest first.
 func TableReleases() []string { return releases() }
+
+// ModuleTable returns a copy of the committed offsets of every module
+// release (path@version), for offsetgen to keep.
+func ModuleTable() map[string]map[string]int64 {
+	out := make(map[string]map[string]int64, len(moduleOffsetsTable))
+	for k, v := range moduleOffsetsTable {
+		out[k] = maps.Clone(v)
+	}
+	return out
+}

@@ -150,9 +150,34 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 		fieldOffset{&f.header, "net/http.Request.Header"}, fieldOffset{&f.host, "net/http.Request.Host"}, fieldOffset{&f.remote, "net/http.Request.RemoteAddr"},
 		fieldOffset{&f.major, "net/http.Request.ProtoMajor"}, fieldOffset{&f.minor, "net/http.Request.ProtoMinor"},
 		fieldOffset{&f.tls, "net/http.Request.TLS"}, fieldOffset{&f.status, "net/http.response.status"},
-		fieldOffset{&f.h2rws, "net/http.http2responseWriter.rws"}, fieldOffset{&f.h2status, "net/http.http2responseWriterState.status"},
 	); err != nil {
 		return err
+	}
+	// HTTP/2's writer: net/http's bundled copy until Go 1.26, the
+	// net/http/internal/http2 package from Go 1.27, whose writer reaches
+	// handlers wrapped in a one-pointer struct (so the interface's data
+	// word is the same *responseWriter).
+	h2Type := ""
+	for _, w := range []struct{ typ, rws, status string }{
+		{"*http.http2responseWriter", "net/http.http2responseWriter.rws", "net/http.http2responseWriterState.status"},
+		{"http.http2ResponseWriter", "net/http/internal/http2.responseWriter.rws", "net/http/internal/http2.responseWriterState.status"},
+	} {
+		rws, ok, err := o.get(w.rws)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		status, err := o.must(w.status)
+		if err != nil {
+			return err
+		}
+		f.h2rws, f.h2status, h2Type = uint16(rws), status, w.typ
+		break
+	}
+	if h2Type == "" {
+		o.partial = "no HTTP/2 response writer in " + b.GoVersion + ": HTTP/2 responses have no status code"
 	}
 	layout := layoutOf(b)
 	// At most 8 captures and 4 strings each way: what the span needs when
@@ -177,7 +202,9 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 	// The status: HTTP/1's *response has it; HTTP/2's writer keeps it in its
 	// state. Which one applies is told by the writer's type.
 	capture(p, true, "status", field(rw, 8, f.status))
-	capture(p, true, "status_h2", field(rw, 8, f.h2rws, f.h2status))
+	if h2Type != "" {
+		capture(p, true, "status_h2", field(rw, 8, f.h2rws, f.h2status))
+	}
 	capture(p, true, "host", field(req, 0, f.host))
 	capture(p, true, "remote", field(req, 0, f.remote))
 	capture(p, true, "user_agent", mapStr(req, 0))
@@ -205,7 +232,7 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 	}
 	p.Spec.Name = "http.server"
 	p.Spec.Kind = "server"
-	p.Shape = &serverShape{typeName: b.TypeName}
+	p.Shape = &serverShape{typeName: b.TypeName, h2Type: h2Type}
 	return nil
 }
 
@@ -281,6 +308,9 @@ func hostPort(hostport string, defaultPort int) (string, int) {
 
 type serverShape struct {
 	typeName func(uint64) string
+	// h2Type names net/http's HTTP/2 response writer type in this
+	// binary's release, "" when it has none.
+	h2Type string
 }
 
 func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
@@ -402,10 +432,10 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	rwType, _ := start.int("rwtype")
 	var status int64
 	var ok bool
-	switch s.typeName(uint64(rwType)) {
-	case "*http.response":
+	switch t := s.typeName(uint64(rwType)); {
+	case t == "*http.response":
 		status, ok = end.int("status")
-	case "*http.http2responseWriter":
+	case t != "" && t == s.h2Type:
 		status, ok = end.int("status_h2")
 	}
 	if !ok {

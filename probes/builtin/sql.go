@@ -87,10 +87,22 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 	// binary of a release the table does not know) the statements are still
 	// traced, and the driver module names the database.
 	var f struct{ connector, driver, txDB, connDB uint16 }
-	typed := o.mustAll(
+	err := o.mustAll(
 		fieldOffset{&f.connector, "database/sql.DB.connector"}, fieldOffset{&f.driver, "database/sql.dsnConnector.driver"},
-		fieldOffset{&f.txDB, "database/sql.Tx.db"}, fieldOffset{&f.connDB, "database/sql.Conn.db"},
-	) == nil
+		fieldOffset{&f.txDB, "database/sql.Tx.db"},
+	)
+	// *sql.Conn is linked in only when the program uses it: without it,
+	// no (*Conn) method is probed.
+	hasConn := false
+	if err == nil {
+		var off int64
+		off, hasConn, err = o.get("database/sql.Conn.db")
+		f.connDB = uint16(off)
+	}
+	typed := err == nil
+	if !typed {
+		o.partial = "db.system.name from the driver module linked in, not from each statement's driver: " + err.Error()
+	}
 	system := dbSystem(b)
 	shape := &sqlShape{system: system, text: opts.SQLQueryText, typeName: b.TypeName}
 	// The driver's type names the database: the DB's connector (an
@@ -105,6 +117,9 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 		case strings.Contains(symbol, "(*Tx)"):
 			hops = []uint16{f.txDB}
 		case strings.Contains(symbol, "(*Conn)"):
+			if !hasConn {
+				return
+			}
 			hops = []uint16{f.connDB}
 		}
 		// itab at connector, its _type at 8; the data word at connector+8

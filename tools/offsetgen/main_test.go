@@ -2,64 +2,106 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )
 
 // TestTableMatchesDWARF builds the reference program with the local Go and
-// checks that the committed table holds exactly what its DWARF says: a stale
-// or hand-edited table fails here.
+// with the newest release offsetgen covers, and checks that the committed
+// tables hold exactly what their DWARF says: a stale or hand-edited table
+// fails here.
 func TestTableMatchesDWARF(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "reference")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = "reference"
-	cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0", "GOTOOLCHAIN=local")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	got, err := read(bin, fields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := runtime.Version() // go1.26.8
-	release := v[:strings.LastIndex(v, ".")]
-	want := builtin.TableOffsets(release)
-	if want == nil {
-		t.Fatalf("the table has no %s: run make offsets", release)
-	}
-	if len(got) != len(want) {
-		t.Errorf("DWARF has %d fields, the table %d", len(got), len(want))
-	}
-	for f, off := range got {
-		if want[f] != off {
-			t.Errorf("%s: DWARF says %d, the table %d", f, off, want[f])
+	local := runtime.Version() // go1.26.8
+	found := map[string]bool{}
+	for _, tc := range []string{local, releases[len(releases)-1]} {
+		bin := filepath.Join(t.TempDir(), "reference")
+		if err := buildWith(tc, "reference", bin, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := read(bin, fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := tc[:strings.LastIndex(tc, ".")]
+		want := builtin.TableOffsets(release)
+		if want == nil {
+			t.Fatalf("the table has no %s: run make offsets", release)
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: DWARF has %d fields, the table %d", tc, len(got), len(want))
+		}
+		for f, off := range got {
+			found[f] = true
+			if w, ok := want[f]; !ok || w != off {
+				t.Errorf("%s: %s: DWARF says %d, the table %d (present: %v)", tc, f, off, w, ok)
+			}
+		}
+		g, err := read(bin, gFields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, ok := probes.TableRuntime(release)
+		if !ok {
+			t.Fatalf("the runtime table has no %s: run make offsets", release)
+		}
+		if int64(rt.GoidOffset) != g["runtime.g.goid"] || int64(rt.StackHiOffset) != g["runtime.g.stack"]+g["runtime.stack.hi"] ||
+			int64(rt.ParentGoidOffset) != g["runtime.g.parentGoid"] {
+			t.Errorf("%s: DWARF says runtime.g %v, the table %+v", tc, g, rt)
 		}
 	}
+	// Every field exists in one of them: the ones a release renamed are
+	// found under their other name.
 	for _, f := range fields {
-		if _, ok := got[f]; !ok && !strings.Contains(f, ".pat") {
-			t.Errorf("%s not found in the reference program's DWARF", f)
+		if !found[f] && !strings.Contains(f, ".pat") && !strings.Contains(f, "http2responseWriter") {
+			t.Errorf("%s not found in the reference programs' DWARF", f)
 		}
 	}
 }
 
-// TestReleasesListed keeps the README's supported versions and the table's
-// releases in step.
+// TestReleasesListed keeps offsetgen's releases, both tables, and the
+// README's Go rows (Requirements and Supported versions) in step: the
+// README names, as the releases supported, the table's from the oldest
+// whose runtime.g the agent can use (Runtime refuses a g without
+// parentGoid) to the newest.
 func TestReleasesListed(t *testing.T) {
-	rs := builtin.TableReleases()
-	if len(rs) != len(releases) {
-		t.Fatalf("table has %v, offsetgen builds %v", rs, releases)
+	var want []string
+	for _, r := range releases {
+		want = append(want, r[:strings.LastIndex(r, ".")])
 	}
+	if rs := builtin.TableReleases(); !slices.Equal(rs, want) {
+		t.Errorf("the offsets table has %v, offsetgen builds %v", rs, want)
+	}
+	if rs := probes.GoTableReleases(); !slices.Equal(rs, want) {
+		t.Errorf("the runtime table has %v, offsetgen builds %v", rs, want)
+	}
+	oldest := ""
+	for _, r := range want {
+		if rt, _ := probes.TableRuntime(r); rt.HasParentGoid() {
+			oldest = r
+			break
+		}
+	}
+	first, last := strings.TrimPrefix(oldest, "go"), strings.TrimPrefix(want[len(want)-1], "go")
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	span := strings.TrimPrefix(rs[0], "go") + " – " + strings.TrimPrefix(rs[len(rs)-1], "go")
-	if !strings.Contains(string(readme), span) {
-		t.Errorf("README does not list the supported Go releases as %q", span)
+	row := regexp.MustCompile(`(?m)^\| Go \(target\) \| (1\.\d+) – (1\.\d+),`).FindStringSubmatch(string(readme))
+	if row == nil {
+		t.Fatal(`README has no "| Go (target) | 1.N – 1.M," row`)
+	}
+	if row[1] != first || row[2] != last {
+		t.Errorf("README's Supported versions row says Go %s – %s, the tables %s – %s", row[1], row[2], first, last)
+	}
+	req := regexp.MustCompile(`(?m)^- Targets: Go (1\.\d+) to (1\.\d+) `).FindStringSubmatch(string(readme))
+	if req == nil || req[1] != first || req[2] != last {
+		t.Errorf("README's Requirements say %v, the tables %s to %s", req, first, last)
 	}
 }

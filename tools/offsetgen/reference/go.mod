@@ -1,3 +1,3 @@
 module reference
 
-go 1.21
+go 1.19

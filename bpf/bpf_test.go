@@ -70,10 +70,10 @@ func TestObjectsFresh(t *testing.T) {
 // directory and compares the result with the committed objects and
 // bindings, byte for byte: clang-19 builds the same bytes from the same
 // sources, so any difference is a stale object. It needs clang-19 and
-// llvm-strip (scripts/test-setup.sh installs them, so it runs under `make
+// llvm-strip-19 (scripts/test-setup.sh installs them, so it runs under `make
 // test` and in CI).
 func TestObjectsRebuild(t *testing.T) {
-	for _, tool := range []string{"clang-19", "llvm-strip"} {
+	for _, tool := range []string{"clang-19", "llvm-strip-19"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed (scripts/test-setup.sh installs it): the objects cannot be rebuilt to compare", tool)
 		}

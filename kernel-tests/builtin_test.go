@@ -193,7 +193,7 @@ func startPostgres(t *testing.T) string {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
 	if len(bins) == 0 {
-		t.Fatal("PostgreSQL is not installed (apt-get install postgresql): .ci/run installs it")
+		t.Fatal("PostgreSQL is not installed (apt-get install postgresql): scripts/test-setup.sh installs it")
 	}
 	bin := filepath.Dir(bins[len(bins)-1])
 	u, err := user.Lookup("postgres")
@@ -573,7 +573,7 @@ probes:
 func startRedis(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server is not installed (apt-get install redis-server): .ci/run installs it")
+		t.Fatal("redis-server is not installed (apt-get install redis-server): scripts/test-setup.sh installs it")
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	_, port, _ := strings.Cut(addr, ":")

@@ -229,7 +229,7 @@ func TestCLIDaemon(t *testing.T) {
 // saying what is missing.
 func TestDaemonCapabilities(t *testing.T) {
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Fatal("setpriv (util-linux) is needed to run the agent with chosen capabilities")
+		t.Fatal("setpriv is not installed (apt-get install util-linux): scripts/test-setup.sh installs it; it runs the agent with chosen capabilities")
 	}
 	_, cfg, binA := daemonDir(t)
 	os.Chmod(binA, 0o700) // only its owner (root) may read it

@@ -399,7 +399,7 @@ func TestCollectorOutage(t *testing.T) {
 // queries the histogram and the loss counter; promtool accepts the output.
 func TestPrometheusScrapes(t *testing.T) {
 	if _, err := exec.LookPath("prometheus"); err != nil {
-		t.Fatal("prometheus is not installed (apt-get install prometheus): .ci/run installs it")
+		t.Fatal("prometheus is not installed (apt-get install prometheus): scripts/test-setup.sh installs it")
 	}
 	b := newest(t, false)
 	tg := startTarget(t, b.path)

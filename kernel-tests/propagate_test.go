@@ -433,7 +433,7 @@ func clip(b []byte) []byte {
 // sends on.
 func TestIncomingFromCurl(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Fatal("curl is needed (apt-get install curl)")
+		t.Fatal("curl is not installed (apt-get install curl): scripts/test-setup.sh installs it")
 	}
 	b := newestOf(t, "chain")
 	srv := startCapture(t)

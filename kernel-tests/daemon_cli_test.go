@@ -327,3 +327,49 @@ func TestDaemonPropagate(t *testing.T) {
 	}
 	checkChain(t, spans, a, bh, c)
 }
+
+// TestPropagateCapability runs `tcagent daemon --propagate` as nobody with
+// the four capabilities the DaemonSet grants plus CAP_NET_ADMIN, then
+// without it: with it the socket programs load and a request between two
+// traced services carries the header; without it the daemon refuses to
+// start, with one line naming CAP_NET_ADMIN and status 1.
+func TestPropagateCapability(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatal("setpriv is not installed (apt-get install util-linux): scripts/test-setup.sh installs it; it runs the agent with chosen capabilities")
+	}
+	b := newestOf(t, "chain")
+	cfg := filepath.Join(workDir, "propagate-caps.yaml") // readable by nobody
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("selectors:\n  - exe: %s\n    builtin: [http]\n", b.path)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	caps := []string{"bpf", "perfmon", "sys_ptrace", "dac_read_search"}
+	t.Run("with net_admin", func(t *testing.T) {
+		d := startDaemon(t, cfg, append(append([]string{}, caps...), "net_admin"), "--propagate")
+		if !d.waitReady(t) {
+			t.Fatalf("daemon exited:\n%s", d.log())
+		}
+		c := startHop(t, b.path, "")
+		a := startHop(t, b.path, c.url)
+		waitFor(t, "two services traced", func() bool { return scrape(t, d.metrics, "tcagent_daemon_processes_traced") == 2 })
+		resp, err := http.Get(a.url + "/hop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		waitFor(t, "the request between them injected", func() bool {
+			return scrape(t, d.metrics, "tcagent_propagation_socket_total", `outcome="injected"`) == 1
+		})
+		d.stop(t)
+	})
+	t.Run("without net_admin", func(t *testing.T) {
+		d := startDaemon(t, cfg, caps, "--propagate")
+		if d.waitReady(t) {
+			t.Fatalf("daemon started without CAP_NET_ADMIN:\n%s", d.log())
+		}
+		log := strings.TrimSpace(d.log())
+		if code := d.cmd.ProcessState.ExitCode(); code != 1 || strings.Count(log, "\n") != 0 || !strings.HasPrefix(log, "tcagent: ") ||
+			!strings.Contains(log, "CAP_NET_ADMIN") {
+			t.Errorf("exit %d, stderr:\n%s\nwant status 1 and one line naming CAP_NET_ADMIN", code, log)
+		}
+	})
+}

@@ -345,6 +345,10 @@ probes:
 // the builds, so that stripped binaries get the offset DWARF would give.
 func TestRuntimeOffsetsTable(t *testing.T) {
 	for _, b := range fixtures(t) {
+		// Each build with DWARF against its stripped twin (b.path +
+		// "-stripped"): the stripped and PIE builds have no DWARF of their
+		// own to compare with, and the PIE's table entry is the stripped
+		// one's (the same release).
 		if b.stripped || b.pie {
 			continue
 		}

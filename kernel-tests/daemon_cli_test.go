@@ -257,15 +257,18 @@ func TestDaemonCapabilities(t *testing.T) {
 				d.stop(t)
 				return
 			}
-			time.Sleep(2 * time.Second)
 			if ready {
-				// It runs, but may not look at the process: counted, and
-				// said once.
-				if n := d.spansOf(t, p.Process.Pid, "work"); n != 0 {
-					t.Errorf("traced %d calls without %s", n, caps[i])
+				// It runs, but may not look at the process: counted (the
+				// event waited for), and said once.
+				deadline := time.Now().Add(time.Minute)
+				for scrape(t, d.metrics, "tcagent_daemon_processes_total", `decision="no_access"`) <= noAccess && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
 				}
 				if n := scrape(t, d.metrics, "tcagent_daemon_processes_total", `decision="no_access"`); n <= noAccess {
 					t.Errorf("without %s: no_access stayed %v: the process was skipped silently", caps[i], n)
+				}
+				if n := d.spansOf(t, p.Process.Pid, "work"); n != 0 {
+					t.Errorf("traced %d calls without %s", n, caps[i])
 				}
 				if !strings.Contains(d.log(), "level=WARN msg=\"cannot read a process's executable") {
 					t.Errorf("without %s: no warning:\n%s", caps[i], d.log())
@@ -319,8 +322,7 @@ func TestDaemonPropagate(t *testing.T) {
 	waitFor(t, "four requests injected", func() bool {
 		return scrape(t, d.metrics, "tcagent_propagation_socket_total", `outcome="injected"`) == 4
 	})
-	time.Sleep(300 * time.Millisecond) // the reader polls
-	d.stop(t)
+	d.stop(t) // detaches and drains the ring buffer
 	spans := map[string]map[string]any{}
 	for _, s := range d.spans(t) {
 		spans[s["span_id"].(string)] = s

@@ -518,8 +518,7 @@ func TestSamplerFlagOverridesEnv(t *testing.T) {
 		}
 		waitFor(t, "attached", func() bool { return strings.Contains(logs.String(), "attached") })
 		tg.run(t, "nested")
-		time.Sleep(300 * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Process.Signal(syscall.SIGINT) // the agent drains before it exits
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("%v: %v\n%s", c.args, err, logs.String())
 		}

@@ -61,7 +61,8 @@ func grpcFixtures(t *testing.T) []grpcBuild {
 }
 
 // TestBuiltinGRPC: unary OK, unary NotFound, a server stream of 5 messages
-// over 100 ms and a deadline exceeded, client and server spans, for each
+// over 100 ms, a deadline exceeded and an unknown method (UNIMPLEMENTED, the
+// server's failure), client and server spans, for each
 // Go × grpc × stripped build.
 func TestBuiltinGRPC(t *testing.T) {
 	for _, b := range grpcFixtures(t) {
@@ -81,7 +82,7 @@ func TestBuiltinGRPC(t *testing.T) {
 					t.Errorf("offset of %s from %q, want %s", f, src, want)
 				}
 			}
-			for _, cmd := range []string{"check", "notfound", "watch", "deadline"} {
+			for _, cmd := range []string{"check", "notfound", "watch", "deadline", "unimplemented"} {
 				tg.run(t, cmd)
 			}
 			// stop detaches and drains what the ring buffer holds.
@@ -104,8 +105,8 @@ func TestBuiltinGRPC(t *testing.T) {
 					t.Errorf("%s: kind %v", s.Name(), s.SpanKind())
 				}
 			}
-			if len(clients) != 4 || len(servers) != 4 {
-				t.Fatalf("%d client and %d server spans, want 4 each: %s", len(clients), len(servers), spanNames(spans))
+			if len(clients) != 5 || len(servers) != 5 {
+				t.Fatalf("%d client and %d server spans, want 5 each: %s", len(clients), len(servers), spanNames(spans))
 			}
 			port := attrs(servers[0])["server.port"]
 			for _, s := range spans {
@@ -126,6 +127,7 @@ func TestBuiltinGRPC(t *testing.T) {
 				{"Check", 5, "NOT_FOUND", 0},
 				{"Watch", 0, "", 100 * time.Millisecond},
 				{"Check", 4, "DEADLINE_EXCEEDED", 0},
+				{"Nope", 12, "UNIMPLEMENTED", 0},
 			} {
 				s := clients[i]
 				a := attrs(s)
@@ -176,6 +178,11 @@ func TestBuiltinGRPC(t *testing.T) {
 					wt, known := want[code]
 					if !known || (code == 4) != (s.Status().Code == codes.Error) || !errorType(a, wt) {
 						t.Errorf("server deadline: code %d, status %v, error.type %v", code, s.Status(), a["error.type"])
+					}
+				case 4:
+					if a["rpc.method"] != "Nope" || code != 12 || s.Status().Code != codes.Error || !errorType(a, "UNIMPLEMENTED") {
+						t.Errorf("server of an unknown method: %v code %d, status %v, error.type %v; want Nope, 12, error, UNIMPLEMENTED",
+							a["rpc.method"], code, s.Status(), a["error.type"])
 					}
 				}
 			}

@@ -1,5 +1,6 @@
 # tcagent — see README.md. `make demo` traces the demo service; `make test`
-# runs every test (kernel tests load real eBPF and need root).
+# installs what the tests need (scripts/test-setup.sh) and runs every test
+# (kernel tests load real eBPF and need root: it refuses to run without).
 GO ?= go
 
 .PHONY: build generate test demo lint bench offsets
@@ -11,6 +12,8 @@ generate:
 	cd bpf && $(GO) generate ./
 
 test:
+	@test "$$(id -u)" = 0 || { echo "make test: run as root (the kernel tests load eBPF programs; unit tests alone: go test \$$(go list ./... | grep -v kernel-tests))"; exit 1; }
+	@./scripts/test-setup.sh
 	$(GO) test -count=1 -timeout 20m ./...
 
 demo: build

@@ -56,6 +56,10 @@ type Config struct {
 	// MaxProcesses bounds the processes a shared image traces at once; 0
 	// for the most (bpf.MaxSlots - 1).
 	MaxProcesses uint32
+	// SingleUprobes attaches one uprobe link per offset, as on kernels
+	// without uprobe_multi, even where the kernel has it (bpf.Options).
+	// For the tests of that path: no flag sets it.
+	SingleUprobes bool
 	// PollInterval bounds how long an event waits in the ring buffer
 	// before it is read (default 50ms).
 	PollInterval time.Duration

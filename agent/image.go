@@ -135,7 +135,7 @@ func load(cfg Config, shared bool, bin *probes.Binary) (*Image, error) {
 	t1 := time.Now()
 	im.timings.Analyze = t1.Sub(t0)
 	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator, FilterPIDs: shared,
-		MapEntries: cfg.MapEntries, Probes: im.rtBase + 2, Slots: cfg.MaxProcesses}
+		MapEntries: cfg.MapEntries, Probes: im.rtBase + 2, Slots: cfg.MaxProcesses, SingleUprobes: cfg.SingleUprobes}
 	if cfg.RootSampleRatio != nil {
 		bound := bpf.SampleBoundOf(*cfg.RootSampleRatio)
 		lopts.SampleBound = &bound

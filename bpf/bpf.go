@@ -214,6 +214,10 @@ type Options struct {
 	// Slots is how many processes a FilterPIDs tracer counts apart (plus
 	// slot 0); 0 means MaxSlots.
 	Slots uint32
+	// SingleUprobes loads the programs for one uprobe link per offset even
+	// where the kernel has uprobe_multi links: the path kernels before 6.6
+	// take, so that tests run it here. No flag sets it.
+	SingleUprobes bool
 }
 
 // Tracer is the loaded programs and maps.
@@ -296,7 +300,7 @@ func Load(opts Options) (*Tracer, error) {
 		spec.Maps["pids"].MaxEntries = 1
 	}
 	spec.Maps["counters"].MaxEntries = counterMax * slots
-	t := &Tracer{Multi: features.HaveBPFLinkUprobeMulti() == nil, slots: slots}
+	t := &Tracer{Multi: !opts.SingleUprobes && features.HaveBPFLinkUprobeMulti() == nil, slots: slots}
 	if !t.Multi {
 		// Older kernels: the programs attach one uprobe at a time.
 		for _, p := range spec.Programs {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -162,6 +163,8 @@ func TestKubePods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	now := time.Unix(1_700_000_000, 0)
+	k.now = func() time.Time { return now }
 	p := &Process{ContainerID: id, PodUID: "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"}
 	pod, err := k.Pod(context.Background(), p)
 	if err != nil {
@@ -176,12 +179,23 @@ func TestKubePods(t *testing.T) {
 	if pod, _ := k.Pod(context.Background(), &Process{}); pod != nil {
 		t.Errorf("a process in no pod: %+v", pod)
 	}
-	// An unknown pod lists again, at most once a second.
+	// An unknown pod lists again, at most once a second (of the
+	// injected clock).
 	other := &Process{PodUID: "00000000-0000-0000-0000-000000000000"}
 	k.Pod(context.Background(), other)
+	now = now.Add(999 * time.Millisecond)
 	k.Pod(context.Background(), other)
 	if lists.Load() != 1 {
 		t.Errorf("%d lists within a second, want 1", lists.Load())
+	}
+	now = now.Add(time.Millisecond)
+	k.Pod(context.Background(), other)
+	if lists.Load() != 2 {
+		t.Errorf("%d lists a second after the first, want 2", lists.Load())
+	}
+	k.Pod(context.Background(), other)
+	if lists.Load() != 2 {
+		t.Errorf("%d lists, want 2: listed again at once after listing", lists.Load())
 	}
 	attrs := podAttributes(pod)
 	if len(attrs) != 4 || attrs[3].Value.AsString() != "cart" {

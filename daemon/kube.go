@@ -41,6 +41,7 @@ type KubePods struct {
 	mu     sync.Mutex
 	byUID  map[string]*corev1.Pod
 	listed time.Time
+	now    func() time.Time // time.Now; a test's clock in tests
 }
 
 // InCluster returns the API's configuration when running in a pod (its
@@ -62,7 +63,7 @@ func NewKubePods(cfg *rest.Config, node string) (*KubePods, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &KubePods{client: c, node: node, byUID: map[string]*corev1.Pod{}}, nil
+	return &KubePods{client: c, node: node, byUID: map[string]*corev1.Pod{}, now: time.Now}, nil
 }
 
 // Pod implements Pods.
@@ -73,7 +74,7 @@ func (k *KubePods) Pod(ctx context.Context, p *Process) (*Pod, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	pod := k.byUID[p.PodUID]
-	if pod == nil && time.Since(k.listed) >= time.Second {
+	if pod == nil && k.now().Sub(k.listed) >= time.Second {
 		if err := k.list(ctx); err != nil {
 			return nil, err
 		}
@@ -104,7 +105,7 @@ func (k *KubePods) list(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	list, err := k.client.Pods("").List(ctx, opts)
-	k.listed = time.Now()
+	k.listed = k.now()
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}

@@ -189,8 +189,8 @@ func TestManifestSchema(t *testing.T) {
 }
 
 // TestManifestPrivileges checks what the DaemonSet may do: the node's
-// processes, four capabilities and no more, pods read-only, the readiness
-// and scrape settings on the port the agent serves, and a configuration
+// processes, four capabilities and no more, pods read-only, the readiness,
+// liveness and scrape settings on the port the agent serves, and a configuration
 // the daemon accepts.
 func TestManifestPrivileges(t *testing.T) {
 	docs := manifest(t)
@@ -229,6 +229,15 @@ func TestManifestPrivileges(t *testing.T) {
 	ready := dig(c, "readinessProbe", "httpGet")
 	if ready["path"] != "/readyz" || ready["port"] != "metrics" {
 		t.Errorf("readiness probe %v", ready)
+	}
+	// The liveness probe asks /healthz (the process is up), not /readyz: a
+	// daemon still looking at the node's processes must not be restarted.
+	live := dig(c, "livenessProbe", "httpGet")
+	if live["path"] != "/healthz" || live["port"] != "metrics" {
+		t.Errorf("liveness probe %v, want GET /healthz on the metrics port", live)
+	}
+	if name := c["ports"].([]any)[0].(map[string]any)["name"]; name != "metrics" {
+		t.Errorf("the container port the probes name is %v, want metrics", name)
 	}
 	if _, ok := dig(c, "resources", "limits")["memory"]; !ok {
 		t.Error("no memory limit")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/exporter"
 )
@@ -15,12 +16,16 @@ import (
 // gate is an exporter that blocks until released and can be made to fail.
 type gate struct {
 	mu      sync.Mutex
+	entered chan struct{} // when not nil, told of each export as it begins
 	release chan struct{}
 	fail    bool
 	got     int
 }
 
 func (g *gate) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if g.entered != nil {
+		g.entered <- struct{}{}
+	}
 	select {
 	case <-g.release:
 	case <-ctx.Done():
@@ -46,13 +51,17 @@ func spansInto(p sdktrace.SpanProcessor, n int) {
 }
 
 func TestBatcherCountsDropsAndFailures(t *testing.T) {
-	g := &gate{release: make(chan struct{})}
+	g := &gate{release: make(chan struct{}), entered: make(chan struct{}, 10)}
 	var seen []error
 	b := exporter.NewBatcher(g, exporter.BatchOptions{QueueSize: 10, BatchSize: 5, Interval: time.Hour}, func(err error) { seen = append(seen, err) })
 	// The first batch of 5 blocks in the exporter; 10 more fill the queue;
 	// 5 are dropped.
 	spansInto(b, 5)
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-g.entered: // the first batch left the queue and waits in the exporter
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first full batch was never exported")
+	}
 	spansInto(b, 15)
 	if st := b.Stats(); st.Dropped != 5 {
 		t.Fatalf("dropped %d, want 5", st.Dropped)
@@ -94,11 +103,53 @@ func TestBatcherShutdownDeadline(t *testing.T) {
 	}
 }
 
+// TestSampler applies each sampler to roots and to children of remote
+// parents, with trace ids a 0.5 ratio samples and ones it does not: the
+// parent-based samplers follow the parent whatever the id, the others never
+// look at it.
 func TestSampler(t *testing.T) {
-	for name, root := range map[string]float64{"always_on": 1, "always_off": 0, "traceidratio": 0.5, "parentbased_always_on": 1,
-		"parentbased_always_off": 0, "parentbased_traceidratio": 0.5} {
-		if _, r, err := exporter.Sampler(name, "0.5"); err != nil || r != root {
-			t.Errorf("%s: root ratio %v, %v; want %v", name, r, err, root)
+	low := trace.TraceID{15: 1}                                                                         // sampled by ratio 0.5
+	high := trace.TraceID{8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff} // not sampled by ratio 0.5
+	parent := func(id trace.TraceID, sampled bool) context.Context {
+		flags := trace.TraceFlags(0)
+		if sampled {
+			flags = trace.FlagsSampled
+		}
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: id, SpanID: trace.SpanID{7: 1}, TraceFlags: flags, Remote: true})
+		return trace.ContextWithRemoteSpanContext(context.Background(), sc)
+	}
+	cases := []struct {
+		name string
+		ctx  context.Context
+		id   trace.TraceID
+	}{
+		{"root, id the ratio samples", context.Background(), low},
+		{"root, id the ratio drops", context.Background(), high},
+		{"sampled parent, id the ratio drops", parent(high, true), high},
+		{"unsampled parent, id the ratio samples", parent(low, false), low},
+	}
+	want := map[string]struct {
+		root    float64
+		samples [4]bool
+	}{
+		"always_on":                {1, [4]bool{true, true, true, true}},
+		"always_off":               {0, [4]bool{false, false, false, false}},
+		"traceidratio":             {0.5, [4]bool{true, false, false, true}},
+		"parentbased_always_on":    {1, [4]bool{true, true, true, false}},
+		"parentbased_always_off":   {0, [4]bool{false, false, true, false}},
+		"parentbased_traceidratio": {0.5, [4]bool{true, false, true, false}},
+	}
+	for name, w := range want {
+		s, r, err := exporter.Sampler(name, "0.5")
+		if err != nil || r != w.root {
+			t.Errorf("%s: root ratio %v, %v; want %v", name, r, err, w.root)
+			continue
+		}
+		for i, c := range cases {
+			got := s.ShouldSample(sdktrace.SamplingParameters{ParentContext: c.ctx, TraceID: c.id, Name: "s"}).Decision == sdktrace.RecordAndSample
+			if got != w.samples[i] {
+				t.Errorf("%s, %s: sampled %v, want %v", name, c.name, got, w.samples[i])
+			}
 		}
 	}
 	if _, _, err := exporter.Sampler("sometimes", ""); err == nil {

@@ -97,16 +97,17 @@ func TestTreeWaitsForOpenSpans(t *testing.T) {
 }
 
 // reference is the encoding/json rendering of a span, which the hand-written
-// encoder must match byte for byte.
-func reference(s sdktrace.ReadOnlySpan) exporter.Span {
+// encoder must match byte for byte. The kind and status code are given as the
+// literals the contract names (TestJSONLKindsAndStatuses pins each of them).
+func reference(s sdktrace.ReadOnlySpan, kind, code string) exporter.Span {
 	out := exporter.Span{
 		Name:       s.Name(),
 		TraceID:    s.SpanContext().TraceID().String(),
 		SpanID:     s.SpanContext().SpanID().String(),
-		Kind:       kindName(s.SpanKind()),
+		Kind:       kind,
 		Start:      s.StartTime().UnixNano(),
 		End:        s.EndTime().UnixNano(),
-		Status:     exporter.Status{Code: codeName(s.Status().Code), Message: s.Status().Description},
+		Status:     exporter.Status{Code: code, Message: s.Status().Description},
 		Attributes: attrMap(s.Attributes()),
 		Events:     []exporter.Event{},
 		Resource:   map[string]any{},
@@ -129,24 +130,6 @@ func attrMap(kvs []attribute.KeyValue) map[string]any {
 		m[string(kv.Key)] = kv.Value.AsInterface()
 	}
 	return m
-}
-
-func kindName(k trace.SpanKind) string {
-	switch k {
-	case trace.SpanKindServer:
-		return "server"
-	case trace.SpanKindClient:
-		return "client"
-	case trace.SpanKindProducer:
-		return "producer"
-	case trace.SpanKindConsumer:
-		return "consumer"
-	}
-	return "internal"
-}
-
-func codeName(c codes.Code) string {
-	return map[codes.Code]string{codes.Unset: "unset", codes.Ok: "ok", codes.Error: "error"}[c]
 }
 
 // TestJSONLMatchesEncodingJSON renders awkward spans both ways.
@@ -173,10 +156,59 @@ func TestJSONLMatchesEncodingJSON(t *testing.T) {
 	var want bytes.Buffer
 	enc := json.NewEncoder(&want)
 	enc.SetEscapeHTML(false)
-	for _, s := range rec.Ended() {
-		enc.Encode(reference(s))
+	ended := rec.Ended()
+	if len(ended) != 2 || ended[0].Name() != "child" {
+		t.Fatalf("recorded %d spans", len(ended))
 	}
+	enc.Encode(reference(ended[0], "internal", "error"))
+	enc.Encode(reference(ended[1], "producer", "unset"))
 	if got.String() != want.String() {
 		t.Errorf("hand-written encoder differs from encoding/json:\n got  %s\n want %s", got.String(), want.String())
+	}
+}
+
+// seqIDs gives spans fixed, sequential ids, so that whole lines can be pinned.
+type seqIDs struct{ n byte }
+
+func (g *seqIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID) {
+	g.n++
+	return trace.TraceID{0: 0xab, 15: g.n}, trace.SpanID{0: 0xcd, 7: g.n}
+}
+
+func (g *seqIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
+	g.n++
+	return trace.SpanID{0: 0xcd, 7: g.n}
+}
+
+// TestJSONLKindsAndStatuses pins the whole line for every span kind and
+// every status code the contract names, as literals: a wrong name for any
+// one of them fails here.
+func TestJSONLKindsAndStatuses(t *testing.T) {
+	cases := []struct {
+		kind trace.SpanKind
+		code codes.Code
+		msg  string
+		want string
+	}{
+		{trace.SpanKindInternal, codes.Unset, "", `{"name":"s","trace_id":"ab000000000000000000000000000001","span_id":"cd00000000000001","parent_span_id":"","kind":"internal","start_time_unix_nano":1700000000000000000,"end_time_unix_nano":1700000001000000000,"status":{"code":"unset","message":""},"attributes":{},"events":[],"resource":{"service.name":"svc"}}`},
+		{trace.SpanKindServer, codes.Ok, "", `{"name":"s","trace_id":"ab000000000000000000000000000002","span_id":"cd00000000000002","parent_span_id":"","kind":"server","start_time_unix_nano":1700000000000000000,"end_time_unix_nano":1700000001000000000,"status":{"code":"ok","message":""},"attributes":{},"events":[],"resource":{"service.name":"svc"}}`},
+		{trace.SpanKindClient, codes.Error, "boom", `{"name":"s","trace_id":"ab000000000000000000000000000003","span_id":"cd00000000000003","parent_span_id":"","kind":"client","start_time_unix_nano":1700000000000000000,"end_time_unix_nano":1700000001000000000,"status":{"code":"error","message":"boom"},"attributes":{},"events":[],"resource":{"service.name":"svc"}}`},
+		{trace.SpanKindProducer, codes.Unset, "", `{"name":"s","trace_id":"ab000000000000000000000000000004","span_id":"cd00000000000004","parent_span_id":"","kind":"producer","start_time_unix_nano":1700000000000000000,"end_time_unix_nano":1700000001000000000,"status":{"code":"unset","message":""},"attributes":{},"events":[],"resource":{"service.name":"svc"}}`},
+		{trace.SpanKindConsumer, codes.Error, "late", `{"name":"s","trace_id":"ab000000000000000000000000000005","span_id":"cd00000000000005","parent_span_id":"","kind":"consumer","start_time_unix_nano":1700000000000000000,"end_time_unix_nano":1700000001000000000,"status":{"code":"error","message":"late"},"attributes":{},"events":[],"resource":{"service.name":"svc"}}`},
+		{trace.SpanKindInternal, codes.Ok, "", `{"name":"s","trace_id":"ab000000000000000000000000000006","span_id":"cd00000000000006","parent_span_id":"","kind":"internal","start_time_unix_nano":1700000000000000000,"end_time_unix_nano":1700000001000000000,"status":{"code":"ok","message":""},"attributes":{},"events":[],"resource":{"service.name":"svc"}}`},
+	}
+	var buf bytes.Buffer
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(exporter.NewJSONL(&buf))),
+		sdktrace.WithIDGenerator(&seqIDs{}), sdktrace.WithResource(resource.NewWithAttributes("", attribute.String("service.name", "svc"))))
+	for _, c := range cases {
+		buf.Reset()
+		_, s := tp.Tracer("t").Start(context.Background(), "s", trace.WithTimestamp(t0), trace.WithSpanKind(c.kind))
+		if c.code != codes.Unset {
+			s.SetStatus(c.code, c.msg)
+		}
+		s.End(trace.WithTimestamp(t0.Add(time.Second)))
+		if got := strings.TrimSuffix(buf.String(), "\n"); got != c.want {
+			t.Errorf("kind %v, status %v:\n got  %s\n want %s", c.kind, c.code, got, c.want)
+		}
 	}
 }

@@ -107,15 +107,19 @@ probes:
     async: {completion: main.(*Res).Close, handle: result0}
     attributes: [{key: id, from: arg0, type: int}]
 `
+	// Every build. Without DWARF the completion is taken to be a method with
+	// a pointer receiver whose error is not read (README): there the failed
+	// Close ends its span without the error.
 	for _, b := range fixtures(t) {
-		if b.stripped {
-			continue // the completion's receiver and error need DWARF
-		}
 		t.Run(b.name, func(t *testing.T) {
 			tg := startTarget(t, b.path)
 			ss := attachWith(t, tg.pid(), yaml, func(c *agent.Config) { c.Limits.MaxSpanAge = 1500 * time.Millisecond })
 			tg.run(t, "handles")
-			time.Sleep(2500 * time.Millisecond) // past the maximum age, with a second for the expiry pass
+			// The handle never closed ends at the maximum age, at an expiry
+			// pass: wait for that span to end (not for a time).
+			waitFor(t, "the never-closed handle's span to end at the maximum age", func() bool {
+				return len(named(ss.rec.Ended(), "res")) == 4
+			})
 			spans := ss.stop(t)
 			byID := map[int64]sdktrace.ReadOnlySpan{}
 			for _, s := range named(spans, "res") {
@@ -127,7 +131,9 @@ probes:
 			if s := byID[1]; s.EndTime().Sub(s.StartTime()) < 30*time.Millisecond || s.Status().Code != codes.Unset || endReason(s) != "" {
 				t.Errorf("closed after 30ms: lasted %v, status %v, reason %q", s.EndTime().Sub(s.StartTime()), s.Status(), endReason(s))
 			}
-			if s := byID[2]; s.Status().Code != codes.Error || s.Status().Description != "close failed" {
+			if s := byID[2]; b.stripped && (s.Status().Code != codes.Unset || endReason(s) != "") {
+				t.Errorf("completion failed, no DWARF: status %v, reason %q; want it ended by Close, its error unread", s.Status(), endReason(s))
+			} else if !b.stripped && (s.Status().Code != codes.Error || s.Status().Description != "close failed") {
 				t.Errorf("completion failed: status %v", s.Status())
 			}
 			if s := byID[3]; s.Status().Code != codes.Error || s.Status().Description != "open failed" || endReason(s) != "" {
@@ -248,11 +254,9 @@ probes:
 		runtime.ReadMemStats(&m)
 		return m.HeapInuse
 	}
-	time.Sleep(200 * time.Millisecond)
 	before := heap()
 	tg.run(t, "churn")
-	time.Sleep(500 * time.Millisecond) // the reader drains
-	ss.stop(t)
+	ss.stop(t) // detaches and drains the ring buffer
 	st := ss.s.Stats()
 	if st.Goroutines != 0 || st.OpenCalls != 0 || st.Pending != 0 {
 		t.Errorf("state left after churn: %+v", st)
@@ -260,8 +264,11 @@ probes:
 	if st.Lifecycle.Events < 200_000 {
 		t.Errorf("only %d events for 100,000 goroutine creations and exits", st.Lifecycle.Events)
 	}
+	// The default ring buffer holds the churn: a loss here is a loss the
+	// README says does not happen at this rate, and it would make the
+	// tracker's clean state above meaningless.
 	if st.Kernel.RingbufFull != 0 {
-		t.Logf("ring buffer losses during churn: %d", st.Kernel.RingbufFull)
+		t.Errorf("%d events lost to a full ring buffer during the churn", st.Kernel.RingbufFull)
 	}
 	after := heap()
 	if after > before+8<<20 {

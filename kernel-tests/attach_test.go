@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/binder"
 	"github.com/tcagent/tcagent/channel/lifecycle"
 	"github.com/tcagent/tcagent/probes"
@@ -344,6 +345,10 @@ probes:
 // the builds, so that stripped binaries get the offset DWARF would give.
 func TestRuntimeOffsetsTable(t *testing.T) {
 	for _, b := range fixtures(t) {
+		// Each build with DWARF against its stripped twin (b.path +
+		// "-stripped"): the stripped and PIE builds have no DWARF of their
+		// own to compare with, and the PIE's table entry is the stripped
+		// one's (the same release).
 		if b.stripped || b.pie {
 			continue
 		}
@@ -378,9 +383,67 @@ func TestDetachLeavesNoGoroutine(t *testing.T) {
 		tg.run(t, "nested")
 		ss.stop(t)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// A goroutine that has been told to stop may take a moment to return:
+	// wait for the count to come back, failing only if it never does.
+	deadline := time.Now().Add(30 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if after := runtime.NumGoroutine(); after > before {
-		t.Errorf("%d goroutines before three attach/detach cycles, %d after", before, after)
+		t.Errorf("%d goroutines before three attach/detach cycles, %d after (waited 30s)", before, after)
 	}
 	tg.run(t, "nested") // the target is fine
+}
+
+// TestSingleUprobeFallback runs attach, spans and detach through the path
+// kernels without uprobe_multi take (one uprobe link per offset), forced on
+// this kernel: the same spans, every offset attached, and a target that
+// runs on after the detach.
+func TestSingleUprobeFallback(t *testing.T) {
+	// The newest Go's builds (normal, stripped, stripped PIE): single links
+	// are slow to detach (about 90 ms each), and the path does not depend on
+	// the release.
+	for _, b := range fixtures(t) {
+		if b.release != toolchains[len(toolchains)-1].release {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) { testSingleUprobes(t, b) })
+	}
+}
+
+func testSingleUprobes(t *testing.T, b build) {
+	tg := startTarget(t, b.path)
+	multi := attach(t, tg.pid(), nestedYAML)
+	if m := multi.s.AttachMode(); m != "uprobe_multi" {
+		t.Fatalf("attach mode %q by default, want uprobe_multi on this kernel", m)
+	}
+	wantUprobes := multi.s.Stats().Uprobes
+	multi.stop(t)
+	ss := attachWith(t, tg.pid(), nestedYAML, func(c *agent.Config) { c.SingleUprobes = true })
+	if m := ss.s.AttachMode(); m != "uprobe" {
+		t.Fatalf("attach mode %q, want uprobe (one link per offset)", m)
+	}
+	if n := ss.s.Stats().Uprobes; n != wantUprobes || n == 0 {
+		t.Errorf("%d uprobes attached one by one, %d with uprobe_multi", n, wantUprobes)
+	}
+	tg.run(t, "nested")
+	spans := ss.stop(t)
+	outer, middle, inner := named(spans, "outer"), named(spans, "middle"), named(spans, "inner")
+	if len(spans) != 3 || len(outer) != 1 || len(middle) != 1 || len(inner) != 1 {
+		t.Fatalf("spans %s, want outer, middle, inner", spanNames(spans))
+	}
+	if middle[0].Parent().SpanID() != outer[0].SpanContext().SpanID() || inner[0].Parent().SpanID() != middle[0].SpanContext().SpanID() {
+		t.Error("nested calls misparented through single uprobes")
+	}
+	if endReason(inner[0]) != "" || endReason(outer[0]) != "" {
+		t.Errorf("ended by the agent: %q, %q", endReason(outer[0]), endReason(inner[0]))
+	}
+	// Detached: the target runs on, and a new session sees only its
+	// own calls.
+	tg.run(t, "nested")
+	again := attach(t, tg.pid(), nestedYAML)
+	tg.run(t, "nested")
+	if n := len(again.stop(t)); n != 3 {
+		t.Errorf("%d spans after re-attaching, want 3: the single links were not all detached", n)
+	}
 }

@@ -5,15 +5,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcagent/tcagent/probes"
 )
 
 var (
@@ -86,7 +91,8 @@ probes:
 	}
 	tg.run(t, "errors")
 	tg.run(t, "nested")
-	time.Sleep(300 * time.Millisecond)
+	// The calls have returned; on SIGINT the agent detaches and drains what
+	// the ring buffer holds, so no wait for its poll is needed.
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("tcagent exited with %v, want 0", err)
@@ -166,7 +172,7 @@ func keys(m map[string]any) []string {
 	return k
 }
 
-// TestCLIErrors checks that bad input gets one clear line, a non-zero exit,
+// TestCLIErrors checks that bad input gets one clear line, exit status 1,
 // and leaves the target running.
 func TestCLIErrors(t *testing.T) {
 	bin := tcagent(t)
@@ -222,8 +228,9 @@ func TestCLIErrors(t *testing.T) {
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
-			if err == nil {
-				t.Fatalf("exit 0, want non-zero; stderr: %s", stderr.String())
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit %v, want status 1 (the README's promise for bad input); stderr: %s", err, stderr.String())
 			}
 			out := strings.TrimRight(stderr.String(), "\n")
 			if strings.Count(out, "\n") != 0 {
@@ -251,10 +258,9 @@ probes:
   - {symbol: main.Parent, name: parent}
   - {symbol: main.Child, name: child}
 `)
+	// Every build, stripped and PIE too: these probes capture nothing, so
+	// they need no signature.
 	for _, b := range fixtures(t) {
-		if b.stripped {
-			continue
-		}
 		t.Run(b.name, func(t *testing.T) {
 			cmd := exec.Command(bin, "run", "--probes", probesFile, "--exporter", "jsonl", "--", b.path, "-run", "nested", "fanout", "exit3")
 			var stdout, stderr bytes.Buffer
@@ -291,5 +297,150 @@ probes:
 				}
 			}
 		})
+	}
+}
+
+// TestCLIInspect runs `tcagent inspect` on a binary path and on a pid, for
+// a build with DWARF, a stripped one and a stripped PIE: what it says of the
+// binary, the runtime offsets (the same the agent uses), the built-in sets
+// with where each offset comes from, the modules, and a function found by
+// its exact full name with its probe placement.
+func TestCLIInspect(t *testing.T) {
+	bin := tcagent(t)
+	for _, b := range fixtures(t) {
+		if b.release != toolchains[len(toolchains)-1].release {
+			continue // the newest Go's three builds are enough here
+		}
+		t.Run(b.name, func(t *testing.T) {
+			pb, err := probes.Open(b.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt, err := pb.Runtime()
+			pb.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg := startTarget(t, b.path)
+			for _, how := range [][]string{{b.path}, {"--pid", strconv.Itoa(tg.pid())}} {
+				cmd := exec.Command(bin, append([]string{"inspect", "--symbol", "main.Types"}, how...)...)
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("inspect %v: %v\n%s", how, err, stderr.String())
+				}
+				lines := strings.Split(string(out), "\n")
+				has := func(prefix string) bool {
+					for _, l := range lines {
+						if strings.HasPrefix(l, prefix) {
+							return true
+						}
+					}
+					return false
+				}
+				source, offsetFrom := "DWARF", "DWARF"
+				if b.stripped {
+					source, offsetFrom = "table", "table ("+b.release+")"
+				}
+				for _, want := range []string{
+					"go:         " + b.release + ".",
+					"main:       fixture ",
+					fmt.Sprintf("stripped:   %v", b.stripped),
+					fmt.Sprintf("dwarf:      %v", !b.stripped),
+					fmt.Sprintf("pie:        %v", b.pie),
+					fmt.Sprintf("runtime:    g.goid at %d, g.stack.hi at %d (from %s)", rt.GoidOffset, rt.StackHiOffset, source),
+					"builtin http: net/http.serverHandler.ServeHTTP, net/http.(*Transport).roundTrip",
+					"  offset net/http.Request.Method from " + offsetFrom,
+					"builtin redis: skipped: the binary does not use it",
+					"modules:    1",
+					"  github.com/lib/pq v1.10.9",
+					`symbols matching "main.Types": 1`,
+					"  main.Types  0x",
+				} {
+					if !has(want) {
+						t.Errorf("inspect %v: no line beginning %q:\n%s", how, want, out)
+					}
+				}
+				for _, l := range lines {
+					if strings.HasPrefix(l, "  main.Types  0x") {
+						if !strings.Contains(l, " rets=1 stackcheck=true") {
+							t.Errorf("main.Types placement: %q, want one RET and the stack check", l)
+						}
+						if sig := "func(i int, u uint, b bool, s string, small int8)"; !b.stripped && !strings.Contains(l, sig) {
+							t.Errorf("main.Types: %q lacks its DWARF signature %s", l, sig)
+						}
+					}
+				}
+			}
+		})
+	}
+	// Not a Go binary: one line, status 1.
+	cmd := exec.Command(bin, "inspect", "/bin/sh")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 || !strings.Contains(stderr.String(), "not a Go binary") {
+		t.Errorf("inspect /bin/sh: %v, stderr %q; want one line saying not a Go binary, status 1", err, stderr.String())
+	}
+}
+
+// TestCLIStdoutTree runs `tcagent attach --exporter stdout`: each finished
+// trace is drawn as a tree, children indented under their parents.
+func TestCLIStdoutTree(t *testing.T) {
+	bin := tcagent(t)
+	b := newest(t, false)
+	tg := startTarget(t, b.path)
+	probesFile := writeFile(t, "p.yaml", `
+probes:
+  - {symbol: main.Outer, name: outer}
+  - {symbol: main.Middle, name: middle}
+  - {symbol: main.Inner, name: inner}
+`)
+	cmd := exec.Command(bin, "attach", "--pid", strconv.Itoa(tg.pid()), "--probes", probesFile, "--exporter", "stdout", "--metrics-addr", "")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ready := make(chan struct{})
+	go func() {
+		logs := bufio.NewScanner(stderr)
+		for logs.Scan() {
+			if strings.Contains(logs.Text(), "attached") {
+				close(ready)
+				break
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(time.Minute):
+		t.Fatal("no 'attached' line on stderr")
+	}
+	tg.run(t, "nested")
+	tg.run(t, "nested")
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tcagent exited with %v, want 0", err)
+	}
+	tree := regexp.MustCompile(`^trace [0-9a-f]{32}\n└─ outer \S+\n   └─ middle \S+\n      └─ inner \S+\n$`)
+	out := stdout.String()
+	n := 0
+	for _, part := range regexp.MustCompile(`(?m)^trace `).Split(out, -1)[1:] {
+		if !tree.MatchString("trace " + part) {
+			t.Errorf("trace drawn as:\n%s", "trace "+part)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("%d traces drawn, want 2:\n%s", n, out)
 	}
 }

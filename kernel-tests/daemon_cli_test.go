@@ -229,7 +229,7 @@ func TestCLIDaemon(t *testing.T) {
 // saying what is missing.
 func TestDaemonCapabilities(t *testing.T) {
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Fatal("setpriv (util-linux) is needed to run the agent with chosen capabilities")
+		t.Fatal("setpriv is not installed (apt-get install util-linux): scripts/test-setup.sh installs it; it runs the agent with chosen capabilities")
 	}
 	_, cfg, binA := daemonDir(t)
 	os.Chmod(binA, 0o700) // only its owner (root) may read it
@@ -257,15 +257,18 @@ func TestDaemonCapabilities(t *testing.T) {
 				d.stop(t)
 				return
 			}
-			time.Sleep(2 * time.Second)
 			if ready {
-				// It runs, but may not look at the process: counted, and
-				// said once.
-				if n := d.spansOf(t, p.Process.Pid, "work"); n != 0 {
-					t.Errorf("traced %d calls without %s", n, caps[i])
+				// It runs, but may not look at the process: counted (the
+				// event waited for), and said once.
+				deadline := time.Now().Add(time.Minute)
+				for scrape(t, d.metrics, "tcagent_daemon_processes_total", `decision="no_access"`) <= noAccess && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
 				}
 				if n := scrape(t, d.metrics, "tcagent_daemon_processes_total", `decision="no_access"`); n <= noAccess {
 					t.Errorf("without %s: no_access stayed %v: the process was skipped silently", caps[i], n)
+				}
+				if n := d.spansOf(t, p.Process.Pid, "work"); n != 0 {
+					t.Errorf("traced %d calls without %s", n, caps[i])
 				}
 				if !strings.Contains(d.log(), "level=WARN msg=\"cannot read a process's executable") {
 					t.Errorf("without %s: no warning:\n%s", caps[i], d.log())
@@ -319,11 +322,56 @@ func TestDaemonPropagate(t *testing.T) {
 	waitFor(t, "four requests injected", func() bool {
 		return scrape(t, d.metrics, "tcagent_propagation_socket_total", `outcome="injected"`) == 4
 	})
-	time.Sleep(300 * time.Millisecond) // the reader polls
-	d.stop(t)
+	d.stop(t) // detaches and drains the ring buffer
 	spans := map[string]map[string]any{}
 	for _, s := range d.spans(t) {
 		spans[s["span_id"].(string)] = s
 	}
 	checkChain(t, spans, a, bh, c)
+}
+
+// TestPropagateCapability runs `tcagent daemon --propagate` as nobody with
+// the four capabilities the DaemonSet grants plus CAP_NET_ADMIN, then
+// without it: with it the socket programs load and a request between two
+// traced services carries the header; without it the daemon refuses to
+// start, with one line naming CAP_NET_ADMIN and status 1.
+func TestPropagateCapability(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatal("setpriv is not installed (apt-get install util-linux): scripts/test-setup.sh installs it; it runs the agent with chosen capabilities")
+	}
+	b := newestOf(t, "chain")
+	cfg := filepath.Join(workDir, "propagate-caps.yaml") // readable by nobody
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("selectors:\n  - exe: %s\n    builtin: [http]\n", b.path)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	caps := []string{"bpf", "perfmon", "sys_ptrace", "dac_read_search"}
+	t.Run("with net_admin", func(t *testing.T) {
+		d := startDaemon(t, cfg, append(append([]string{}, caps...), "net_admin"), "--propagate")
+		if !d.waitReady(t) {
+			t.Fatalf("daemon exited:\n%s", d.log())
+		}
+		c := startHop(t, b.path, "")
+		a := startHop(t, b.path, c.url)
+		waitFor(t, "two services traced", func() bool { return scrape(t, d.metrics, "tcagent_daemon_processes_traced") == 2 })
+		resp, err := http.Get(a.url + "/hop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		waitFor(t, "the request between them injected", func() bool {
+			return scrape(t, d.metrics, "tcagent_propagation_socket_total", `outcome="injected"`) == 1
+		})
+		d.stop(t)
+	})
+	t.Run("without net_admin", func(t *testing.T) {
+		d := startDaemon(t, cfg, caps, "--propagate")
+		if d.waitReady(t) {
+			t.Fatalf("daemon started without CAP_NET_ADMIN:\n%s", d.log())
+		}
+		log := strings.TrimSpace(d.log())
+		if code := d.cmd.ProcessState.ExitCode(); code != 1 || strings.Count(log, "\n") != 0 || !strings.HasPrefix(log, "tcagent: ") ||
+			!strings.Contains(log, "CAP_NET_ADMIN") {
+			t.Errorf("exit %d, stderr:\n%s\nwant status 1 and one line naming CAP_NET_ADMIN", code, log)
+		}
+	})
 }

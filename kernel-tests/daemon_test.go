@@ -301,7 +301,14 @@ func TestDaemonChurn(t *testing.T) {
 	if maxShared < 2 {
 		t.Fatalf("never two processes of churn-a at once")
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Every churned process traced (waited for: the last ones started
+	// just now), then each checked.
+	deadline := time.Now().Add(time.Minute)
+	for _, p := range procs {
+		for rec.get(p.cmd.Process.Pid).work == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	for _, p := range procs {
 		got := rec.get(p.cmd.Process.Pid)
 		if got.work == 0 {
@@ -387,7 +394,7 @@ func TestDaemonPortSelector(t *testing.T) {
 	yes := startProc(t, binA, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	no := startProc(t, binA, "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	waitFor(t, "listening process traced", func() bool { return rec.get(yes.Process.Pid).work > 0 })
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a negative: no event says "will never be traced"
 	if got := rec.get(no.Process.Pid); got.work != 0 {
 		t.Errorf("a process listening on another port was traced: %+v", got)
 	}

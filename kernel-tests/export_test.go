@@ -252,14 +252,38 @@ func (a *agentProc) metric(t *testing.T, name string, match ...string) float64 {
 // labels contain every one of match.
 func scrape(t *testing.T, addr, name string, match ...string) float64 {
 	t.Helper()
+	return sample(t, scrapeBody(t, addr), name, match...)
+}
+
+// scrapeBody reads /metrics once.
+func scrapeBody(t *testing.T, addr string) string {
+	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// sample sums the series of name in one scrape whose labels include every
+// one in match; it fails the test when there is none.
+func sample(t *testing.T, body, name string, match ...string) float64 {
+	t.Helper()
+	sum, found := sampleFound(t, body, name, match...)
+	if !found {
+		t.Fatalf("no %s %v in /metrics", name, match)
+	}
+	return sum
+}
+
+// sampleFound is sample for a series that may not exist yet (a histogram's
+// before its first observation).
+func sampleFound(t *testing.T, body, name string, match ...string) (float64, bool) {
+	t.Helper()
 	sum, found := 0.0, false
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
@@ -277,10 +301,7 @@ func scrape(t *testing.T, addr, name string, match ...string) float64 {
 		}
 		sum, found = sum+v, true
 	}
-	if !found {
-		t.Fatalf("no %s %v in /metrics", name, match)
-	}
-	return sum
+	return sum, found
 }
 
 const exportProbes = `
@@ -292,9 +313,11 @@ probes:
     attributes: [{key: mode, from: arg0, type: int}]
 `
 
+// waitFor polls cond until it holds; it fails only when cond never holds
+// within a minute, a deadline no working run comes near.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if cond() {
 			return
@@ -399,7 +422,7 @@ func TestCollectorOutage(t *testing.T) {
 // queries the histogram and the loss counter; promtool accepts the output.
 func TestPrometheusScrapes(t *testing.T) {
 	if _, err := exec.LookPath("prometheus"); err != nil {
-		t.Fatal("prometheus is not installed (apt-get install prometheus): .ci/run installs it")
+		t.Fatal("prometheus is not installed (apt-get install prometheus): scripts/test-setup.sh installs it")
 	}
 	b := newest(t, false)
 	tg := startTarget(t, b.path)
@@ -495,8 +518,7 @@ func TestSamplerFlagOverridesEnv(t *testing.T) {
 		}
 		waitFor(t, "attached", func() bool { return strings.Contains(logs.String(), "attached") })
 		tg.run(t, "nested")
-		time.Sleep(300 * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Process.Signal(syscall.SIGINT) // the agent drains before it exits
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("%v: %v\n%s", c.args, err, logs.String())
 		}
@@ -504,4 +526,30 @@ func TestSamplerFlagOverridesEnv(t *testing.T) {
 			t.Errorf("%v with OTEL_TRACES_SAMPLER=always_off: %d spans, want %d", c.args, n, c.want)
 		}
 	}
+}
+
+// TestMetricsByName reads, by the names the README gives them, the counters
+// of incoming trace context ignored and of traces joined to the program's
+// own OpenTelemetry SDK, from the CLI's endpoint: each waited for until it
+// shows exactly the count of what the fixture did.
+func TestMetricsByName(t *testing.T) {
+	t.Run("tcagent_trace_context_invalid_total", func(t *testing.T) {
+		tg := startTarget(t, newest(t, false).path)
+		ag := startCLI(t, []int{tg.pid()})
+		tg.run(t, "tracecontext") // a malformed and an oversized traceparent among valid ones
+		if n := ag.settled(t, 2, "tcagent_trace_context_invalid_total", fmt.Sprintf(`pid="%d"`, tg.pid())); n != 2 {
+			t.Errorf("tcagent_trace_context_invalid_total %v, want 2", n)
+		}
+		ag.stop(t)
+	})
+	t.Run("tcagent_traces_joined_total", func(t *testing.T) {
+		b := newestOf(t, "otelsdk")
+		tg := startTarget(t, b.path, "SPANS="+filepath.Join(t.TempDir(), "spans"))
+		ag := startCLI(t, []int{tg.pid()}, "--builtin", "http,otel")
+		tg.run(t, "call") // one trace the program began, joined
+		if n := ag.settled(t, 1, "tcagent_traces_joined_total", fmt.Sprintf(`pid="%d"`, tg.pid())); n != 1 {
+			t.Errorf("tcagent_traces_joined_total %v, want 1", n)
+		}
+		ag.stop(t)
+	})
 }

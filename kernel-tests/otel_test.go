@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -61,8 +60,7 @@ func testJoin(t *testing.T, b build, propagate bool) {
 		}
 	}
 	tg.run(t, "call")
-	time.Sleep(50 * time.Millisecond)
-	spans := ss.stop(t)
+	spans := ss.stop(t) // detaches and drains the ring buffer
 	prog := programSpans(t, file)
 	if len(prog) != 1 || prog[0].name != "order" || prog[0].parent != "-" {
 		t.Fatalf("the program's spans: %v, want its root span order", prog)

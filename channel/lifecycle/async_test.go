@@ -234,6 +234,11 @@ func TestWorkerPool(t *testing.T) {
 		at += 4
 	}
 	sp := w.spans()
+	// One span for the call that started the pool, one per job and one per
+	// job's nested work: 40 jobs on 8 workers.
+	if len(sp["a"]) != 1 || len(sp["b"]) != 40 || len(sp["c"]) != 40 {
+		t.Fatalf("%d a, %d b, %d c spans; want 1, 40, 40", len(sp["a"]), len(sp["b"]), len(sp["c"]))
+	}
 	a := sp["a"][0]
 	for _, job := range sp["b"] {
 		if !isChild(job, a) {

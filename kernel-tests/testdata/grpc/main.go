@@ -81,6 +81,13 @@ func main() {
 				tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"
 			}
 			_, err = client.Check(metadata.AppendToOutgoingContext(ctx, "traceparent", tp), &healthpb.HealthCheckRequest{})
+		case "unimplemented":
+			// A method the server does not have: UNIMPLEMENTED, a code the
+			// RPC conventions count as the server's failure.
+			err = conn.Invoke(ctx, "/grpc.health.v1.Health/Nope", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
+			if status.Code(err) == codes.Unimplemented {
+				err = nil
+			}
 		case "notfound":
 			_, err = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "missing"})
 			if status.Code(err) == codes.NotFound {

@@ -45,6 +45,25 @@ func run(db *sql.DB) {
 	must(tx.Commit())
 }
 
+// rollback rolls a transaction back with a direct call, then commits one
+// whose deferred Rollback returns sql.ErrTxDone (the usual `defer
+// tx.Rollback()`).
+func rollback(db *sql.DB) {
+	tx, err := db.Begin()
+	must(err)
+	_, err = tx.Exec("DELETE FROM items WHERE id = ?", 1)
+	must(err)
+	must(tx.Rollback())
+	committed(db)
+}
+
+func committed(db *sql.DB) {
+	tx, err := db.Begin()
+	must(err)
+	defer tx.Rollback()
+	must(tx.Commit())
+}
+
 func main() {
 	db, err := sql.Open("sqlite", ":memory:")
 	must(err)
@@ -53,8 +72,11 @@ func main() {
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		cmd := strings.TrimSpace(sc.Text())
-		if cmd == "sql" {
+		switch cmd {
+		case "sql":
 			run(db)
+		case "rollback":
+			rollback(db)
 		}
 		fmt.Println("ok " + cmd)
 	}

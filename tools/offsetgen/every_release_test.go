@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tcagent/tcagent/probes/builtin"
+)
+
+// TestTableMatchesDWARFEveryRelease builds the reference program with every
+// release the table was generated from (GOTOOLCHAIN fetches each through
+// the module proxy once; scripts/test-setup.sh does it up front, and Go's
+// build cache keeps the builds cheap after the first run) and checks the
+// table's entry for that release against the program's DWARF: a stale or
+// hand-edited entry of any release fails here, not only the local one's.
+func TestTableMatchesDWARFEveryRelease(t *testing.T) {
+	dir := t.TempDir()
+	for _, rel := range releases {
+		release := rel[:strings.LastIndex(rel, ".")]
+		t.Run(release, func(t *testing.T) {
+			bin := filepath.Join(dir, rel)
+			cmd := exec.Command("go", "build", "-o", bin, ".")
+			cmd.Dir = "reference"
+			cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+rel, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("build the reference program with %s: %v\n%s", rel, err, out)
+			}
+			got, err := read(bin, fields)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := builtin.TableOffsets(release)
+			if want == nil {
+				t.Fatalf("the table has no %s: run make offsets", release)
+			}
+			for f, off := range got {
+				if w, ok := want[f]; !ok || w != off {
+					t.Errorf("%s: DWARF of a %s build says %d, the table %d (present %v)", f, rel, off, w, ok)
+				}
+			}
+			for f := range want {
+				if _, ok := got[f]; !ok {
+					t.Errorf("%s: in the table for %s, but not in a %s build's DWARF", f, release, rel)
+				}
+			}
+		})
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"debug/gosym"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -157,17 +156,14 @@ func (b *Binary) Func(name string) (Func, bool) {
 // Functions returns the number of functions in the binary.
 func (b *Binary) Functions() int { return len(b.names) }
 
-// Match returns the functions whose names match pattern: a path.Match glob
-// when it contains glob characters, else a substring.
+// Match returns the functions whose names match pattern: a substring of
+// the qualified name, or a glob of the whole name when it has a wildcard
+// (see namePattern).
 func (b *Binary) Match(pattern string) []string {
 	var out []string
-	glob := strings.ContainsAny(pattern, "*?[")
+	match := namePattern(pattern)
 	for _, n := range b.names {
-		ok := strings.Contains(n, pattern)
-		if glob {
-			ok, _ = path.Match(pattern, n)
-		}
-		if ok {
+		if match(n) {
 			out = append(out, n)
 		}
 	}

@@ -473,7 +473,7 @@ func inspectCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&pid, "pid", 0, "process whose executable to inspect")
-	cmd.Flags().StringVar(&symbol, "symbol", "", "list functions matching PATTERN (a glob, or a substring)")
+	cmd.Flags().StringVar(&symbol, "symbol", "", "list functions matching PATTERN: a substring of the qualified name, or a glob of the whole name when it has ? or a * that is not a pointer's")
 	return cmd
 }
 

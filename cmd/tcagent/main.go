@@ -168,7 +168,11 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 			kind = "otlp"
 		}
 	}
-	pl := &pipeline{metrics: tcprom.New(0)}
+	sampler, ratio, err := f.traceSampler()
+	if err != nil {
+		return nil, err
+	}
+	pl := &pipeline{metrics: tcprom.New(0), sampler: sampler, rootRatio: ratio}
 	ctx, stop := context.WithCancel(context.Background())
 	pl.stop = stop
 	onError := func(err error) { log.Warn("span export failed", "error", err) }
@@ -191,32 +195,6 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 	default:
 		stop()
 		return nil, fmt.Errorf("--exporter %q: want otlp, jsonl or stdout", kind)
-	}
-	name, arg := f.sampler, f.samplerArg
-	if name == "" {
-		name = os.Getenv("OTEL_TRACES_SAMPLER")
-	}
-	if name == "" {
-		name = "parentbased_always_on"
-	}
-	if arg == "" {
-		arg = os.Getenv("OTEL_TRACES_SAMPLER_ARG")
-	}
-	s, ratio, err := exporter.Sampler(name, arg)
-	if f.sampler != "" || f.samplerArg != "" {
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		pl.sampler = s
-	}
-	// Without the flags the SDK reads the variables itself; a sampler this
-	// agent does not know then samples every new trace, as far as the
-	// kernel's flags go.
-	if err == nil {
-		pl.rootRatio = ratio
-	} else {
-		pl.rootRatio = 1
 	}
 	if f.metricsAddr != "" {
 		addr, err := pl.metrics.Serve(ctx, f.metricsAddr)

@@ -342,6 +342,16 @@ struct tp_buf {
 	__u64 trace_hi, trace_lo, span, flags;
 };
 
+// tp_scratch holds the one tp_buf trace_start needs, off the stack: the
+// entry program's stack and map_find's together must stay within the
+// verifier's 512 bytes.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tp_buf);
+} tp_scratch SEC(".maps");
+
 // parse_traceparent accepts exactly what userspace's ParseTraceparent does
 // (probes/builtin): "vv-<32 hex>-<16 hex>-ff", lowercase, version not ff,
 // ids not zero, version 00 exactly 55 bytes, later versions "-" after. A
@@ -462,13 +472,17 @@ static __always_inline void trace_start(struct event *ev, struct value *out, con
 		if (c->reg && big) {
 			__u8 src = (c->reg - 1) & (MAX_CAPS - 1);
 			__u8 bit = 1 << src;
-			struct tp_buf b = {.len = ev->vals[src].a};
-			__builtin_memcpy(b.s, ((struct event_big *)ev)->str[c->slot & (STR_SLOTS - 1)], sizeof(b.s));
-			if (!(ev->failed & bit) && !(ev->nil & bit) && parse_traceparent(&b) == 0) {
-				t.trace_hi = b.trace_hi;
-				t.trace_lo = b.trace_lo;
-				t.flags = b.flags;
-				parsed = 1;
+			__u32 zero = 0;
+			struct tp_buf *b = bpf_map_lookup_elem(&tp_scratch, &zero);
+			if (b && !(ev->failed & bit) && !(ev->nil & bit)) {
+				b->len = ev->vals[src].a;
+				__builtin_memcpy(b->s, ((struct event_big *)ev)->str[c->slot & (STR_SLOTS - 1)], sizeof(b->s));
+				if (parse_traceparent(b) == 0) {
+					t.trace_hi = b->trace_hi;
+					t.trace_lo = b->trace_lo;
+					t.flags = b->flags;
+					parsed = 1;
+				}
 			}
 		}
 		if (!parsed && c->reg && match_tuple(regs, r, &t, out))

@@ -105,6 +105,16 @@ type tracerRecipe struct {
 	}
 }
 
+type tracerTpBuf struct {
+	_       structs.HostLayout
+	S       [56]int8
+	Len     uint64
+	TraceHi uint64
+	TraceLo uint64
+	Span    uint64
+	Flags   uint64
+}
+
 type tracerTraceCtx struct {
 	_       structs.HostLayout
 	TraceHi uint64
@@ -136,6 +146,7 @@ const (
 	tracerMapPending      = "pending"
 	tracerMapPids         = "pids"
 	tracerMapRecipes      = "recipes"
+	tracerMapTpScratch    = "tp_scratch"
 	tracerMapTuples       = "tuples"
 	tracerProgTcEntry     = "tc_entry"
 	tracerProgTcGoCreate  = "tc_go_create"
@@ -202,17 +213,18 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	Calls    *ebpf.MapSpec `ebpf:"calls"`
-	Conns    *ebpf.MapSpec `ebpf:"conns"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Gtrace   *ebpf.MapSpec `ebpf:"gtrace"`
-	Lost     *ebpf.MapSpec `ebpf:"lost"`
-	Outgoing *ebpf.MapSpec `ebpf:"outgoing"`
-	Pending  *ebpf.MapSpec `ebpf:"pending"`
-	Pids     *ebpf.MapSpec `ebpf:"pids"`
-	Recipes  *ebpf.MapSpec `ebpf:"recipes"`
-	Tuples   *ebpf.MapSpec `ebpf:"tuples"`
+	Calls     *ebpf.MapSpec `ebpf:"calls"`
+	Conns     *ebpf.MapSpec `ebpf:"conns"`
+	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Gtrace    *ebpf.MapSpec `ebpf:"gtrace"`
+	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Outgoing  *ebpf.MapSpec `ebpf:"outgoing"`
+	Pending   *ebpf.MapSpec `ebpf:"pending"`
+	Pids      *ebpf.MapSpec `ebpf:"pids"`
+	Recipes   *ebpf.MapSpec `ebpf:"recipes"`
+	TpScratch *ebpf.MapSpec `ebpf:"tp_scratch"`
+	Tuples    *ebpf.MapSpec `ebpf:"tuples"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -246,17 +258,18 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	Calls    *ebpf.Map `ebpf:"calls"`
-	Conns    *ebpf.Map `ebpf:"conns"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Gtrace   *ebpf.Map `ebpf:"gtrace"`
-	Lost     *ebpf.Map `ebpf:"lost"`
-	Outgoing *ebpf.Map `ebpf:"outgoing"`
-	Pending  *ebpf.Map `ebpf:"pending"`
-	Pids     *ebpf.Map `ebpf:"pids"`
-	Recipes  *ebpf.Map `ebpf:"recipes"`
-	Tuples   *ebpf.Map `ebpf:"tuples"`
+	Calls     *ebpf.Map `ebpf:"calls"`
+	Conns     *ebpf.Map `ebpf:"conns"`
+	Counters  *ebpf.Map `ebpf:"counters"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Gtrace    *ebpf.Map `ebpf:"gtrace"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	Outgoing  *ebpf.Map `ebpf:"outgoing"`
+	Pending   *ebpf.Map `ebpf:"pending"`
+	Pids      *ebpf.Map `ebpf:"pids"`
+	Recipes   *ebpf.Map `ebpf:"recipes"`
+	TpScratch *ebpf.Map `ebpf:"tp_scratch"`
+	Tuples    *ebpf.Map `ebpf:"tuples"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -271,6 +284,7 @@ func (m *tracerMaps) Close() error {
 		m.Pending,
 		m.Pids,
 		m.Recipes,
+		m.TpScratch,
 		m.Tuples,
 	)
 }

@@ -78,6 +78,7 @@ type traceFlags struct {
 	builtin      string
 	sqlText      string
 	exporter     string
+	output       string
 	serviceName  string
 	metricsAddr  string
 	otlpEndpoint string
@@ -94,6 +95,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.serviceName, "service-name", "", "service.name (default: OTEL_SERVICE_NAME, else the executable's base name)")
 	cmd.Flags().StringVar(&f.sqlText, "sql-query-text", "sanitized", "what db.query.text holds: sanitized (literals replaced by ?), full or none")
 	cmd.Flags().StringVar(&f.exporter, "exporter", "", "otlp, jsonl or stdout (default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is set, else stdout)")
+	cmd.Flags().StringVar(&f.output, "output", "", "with the jsonl and stdout exporters, write spans to FILE, not stdout (see the README for run)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus endpoint (/metrics, /healthz, /readyz); empty disables it")
 	cmd.Flags().StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP endpoint URL, e.g. http://localhost:4318 (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
 	cmd.Flags().StringVar(&f.otlpProtocol, "otlp-protocol", "", "grpc or http/protobuf (overrides OTEL_EXPORTER_OTLP_PROTOCOL)")
@@ -114,6 +116,7 @@ type pipeline struct {
 	sampler     sdktrace.Sampler
 	rootRatio   float64         // the share of new traces the sampler samples
 	propagator  *bpf.Propagator // --propagate's socket side, nil without it
+	output      *spanOutput     // where the jsonl and stdout exporters write
 	stop        context.CancelFunc
 }
 
@@ -172,15 +175,20 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 	if err != nil {
 		return nil, err
 	}
-	pl := &pipeline{metrics: tcprom.New(0), sampler: sampler, rootRatio: ratio}
-	ctx, stop := context.WithCancel(context.Background())
+	out, err := f.openOutput(kind, stdout)
+	if err != nil {
+		return nil, err
+	}
+	pl := &pipeline{metrics: tcprom.New(0), sampler: sampler, rootRatio: ratio, output: out}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := func() { cancel(); out.close() }
 	pl.stop = stop
 	onError := func(err error) { log.Warn("span export failed", "error", err) }
 	switch kind {
 	case "stdout":
-		pl.processor = exporter.NewTree(stdout)
+		pl.processor = exporter.NewTree(out.w)
 	case "jsonl":
-		b := exporter.NewBatcher(exporter.NewJSONL(stdout), exporter.BatchOptions{Interval: 200 * time.Millisecond}, onError)
+		b := exporter.NewBatcher(exporter.NewJSONL(out.w), exporter.BatchOptions{Interval: 200 * time.Millisecond}, onError)
 		pl.metrics.SetBatcher(b)
 		pl.processor = b
 	case "otlp":
@@ -247,7 +255,7 @@ func (pl *pipeline) finish(sessions ...*agent.Session) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	errs = append(errs, pl.processor.Shutdown(ctx))
+	errs = append(errs, pl.processor.Shutdown(ctx), pl.output.close())
 	if pl.propagator != nil {
 		errs = append(errs, pl.propagator.Close())
 	}
@@ -379,6 +387,9 @@ func startTraced(args []string, pl *pipeline, flags *traceFlags, specs []probes.
 	defer runtime.UnlockOSThread()
 	prog := exec.Command(args[0], args[1:]...)
 	prog.Stdin, prog.Stdout, prog.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if pl.output.onStdout {
+		prog.Stdout = os.Stderr // spans and the program's output never share a stream
+	}
 	prog.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
 	if err := prog.Start(); err != nil {
 		return nil, nil, fmt.Errorf("run %s: %w", args[0], err)

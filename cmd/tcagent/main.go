@@ -57,6 +57,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(attachCmd(stdout, stderr), runCmd(stdout, stderr), daemonCmd(stdout, stderr), inspectCmd(stdout), versionCmd(stdout))
 	return root
 }
@@ -65,7 +66,7 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print tcagent's version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs(""),
 		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintf(stdout, "tcagent %s\n", agent.Version)
 			return err
@@ -171,6 +172,9 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 			kind = "otlp"
 		}
 	}
+	if err := f.checkLimits(); err != nil {
+		return nil, err
+	}
 	sampler, ratio, err := f.traceSampler()
 	if err != nil {
 		return nil, err
@@ -268,10 +272,15 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "attach --pid PID [--pid PID...] [--probes FILE]",
 		Short: "Trace running processes until SIGINT/SIGTERM or their exit",
-		Args:  cobra.NoArgs,
+		Args:  noArgs("give the processes as --pid PID[,PID...]"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(pids) == 0 {
 				return errors.New("attach: --pid is required")
+			}
+			for _, pid := range pids {
+				if err := checkPID(pid); err != nil {
+					return err
+				}
 			}
 			specs, err := flags.specs()
 			if err != nil {
@@ -299,7 +308,7 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 				s, err := agent.Attach(cfg)
 				if err != nil {
 					pl.finish(sessions...)
-					return err
+					return notGoError(pidProgram(pid), err)
 				}
 				sessions = append(sessions, s)
 			}
@@ -332,7 +341,12 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "run starts PROGRAM stopped at its first instruction, attaches every probe, then lets it\n" +
 			"run, so that calls from main onwards are traced. It forwards SIGINT and SIGTERM to the\n" +
 			"program and exits with the program's exit status.",
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("run: give the program to start: tcagent run [flags] -- PROGRAM [ARGS...]")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			specs, err := flags.specs()
 			if err != nil {
@@ -392,7 +406,7 @@ func startTraced(args []string, pl *pipeline, flags *traceFlags, specs []probes.
 	}
 	prog.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
 	if err := prog.Start(); err != nil {
-		return nil, nil, fmt.Errorf("run %s: %w", args[0], err)
+		return nil, nil, startError(args[0], err)
 	}
 	pid := prog.Process.Pid
 	fail := func(err error) (*agent.Session, *exec.Cmd, error) {
@@ -417,7 +431,7 @@ func startTraced(args []string, pl *pipeline, flags *traceFlags, specs []probes.
 	cfg.PID = pid
 	s, err := agent.Attach(cfg)
 	if err != nil {
-		return fail(err)
+		return fail(notGoError("run "+args[0], err))
 	}
 	logAttached(log, s, pl.metricsAddr)
 	if err := syscall.PtraceDetach(pid); err != nil {
@@ -439,7 +453,12 @@ func inspectCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect (--pid PID | BINARY)",
 		Short: "Show a Go binary's version, modules and functions",
-		Args:  cobra.MaximumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return fmt.Errorf("inspect: give one BINARY, or --pid PID (got %d arguments)", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := ""
 			switch {

@@ -98,11 +98,13 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	}
 	for i := range cfg.Selectors {
 		s := &cfg.Selectors[i]
+		label := fmt.Sprintf("selector %q", s.Name)
 		if s.Name == "" {
 			s.Name = fmt.Sprintf("selector %d", i+1)
+			label = s.Name
 		}
 		if err := s.compile(dir); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.Name, err)
+			return nil, fmt.Errorf("%s: %w", label, err)
 		}
 	}
 	return &cfg, nil

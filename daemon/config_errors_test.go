@@ -34,4 +34,16 @@ func TestLoadConfigErrors(t *testing.T) {
 			t.Errorf("%q: error on several lines: %q", c.yaml, err)
 		}
 	}
+	// A mistake of meaning names the selector as the file does.
+	for yaml, want := range map[string]string{
+		"selectors:\n  - name: web\n    exe: '/x/['\n": `selector "web": exe "/x/[": syntax error in pattern`,
+		"selectors:\n  - exe: relative\n":              `selector 1: exe "relative": want an absolute path (a glob)`,
+	} {
+		if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(file); err == nil || err.Error() != "daemon config "+file+": "+want {
+			t.Errorf("%q: %v, want daemon config %s: %s", yaml, err, file, want)
+		}
+	}
 }

@@ -6,18 +6,15 @@
 package daemon
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/tcagent/tcagent/internal/strictyaml"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )
@@ -78,6 +75,9 @@ func LoadConfig(file string) (*Config, error) {
 		return nil, fmt.Errorf("daemon config: %w", err)
 	}
 	cfg, err := ParseConfig(data, filepath.Dir(file))
+	if le := (*strictyaml.Error)(nil); errors.As(err, &le) {
+		return nil, fmt.Errorf("%s line %d: %s", file, le.Line, le.Msg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon config %s: %w", file, err)
 	}
@@ -87,24 +87,24 @@ func LoadConfig(file string) (*Config, error) {
 // ParseConfig parses a configuration; probe files are relative to dir.
 func ParseConfig(data []byte, dir string) (*Config, error) {
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, io.EOF) {
+	if err := strictyaml.Decode(data, &cfg, strictyaml.Names{"selectors": "name"}); err != nil {
+		if errors.Is(err, strictyaml.ErrEmpty) {
 			return nil, errors.New("empty: want selectors")
 		}
-		return nil, oneLine(err)
+		return nil, err
 	}
 	if len(cfg.Selectors) == 0 {
 		return nil, errors.New("no selectors")
 	}
 	for i := range cfg.Selectors {
 		s := &cfg.Selectors[i]
+		label := fmt.Sprintf("selector %q", s.Name)
 		if s.Name == "" {
 			s.Name = fmt.Sprintf("selector %d", i+1)
+			label = s.Name
 		}
 		if err := s.compile(dir); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.Name, err)
+			return nil, fmt.Errorf("%s: %w", label, err)
 		}
 	}
 	return &cfg, nil
@@ -245,9 +245,4 @@ func (s *Selector) match(p *Process, pod *Pod) (others, port bool) {
 		return true, true
 	}
 	return true, p.listens(s.Port)
-}
-
-// oneLine keeps a YAML error on one line.
-func oneLine(err error) error {
-	return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
 }

@@ -57,7 +57,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"", "empty"},
 		{"selectors: []", "no selectors"},
 		{"selectors:\n  - builtin: [http]", "no criterion"},
-		{"selectors:\n  - exe: /a\n    colour: red", "field colour not found"},
+		{"selectors:\n  - exe: /a\n    colour: red", `line 3: unknown key "colour" in selector 1`},
 		{"selectors:\n  - exe: '/a/['", "exe"},
 		{"selectors:\n  - exe: relative/path", "absolute"},
 		{"selectors:\n  - cmdline: '('", "cmdline"},

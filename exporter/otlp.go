@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -60,17 +61,24 @@ func NewOTLP(ctx context.Context, o OTLPOptions) (sdktrace.SpanExporter, error) 
 	}
 }
 
+// ErrUnknownSampler and ErrSamplerRatio are why Sampler refuses a name or
+// an argument; the caller says where the value came from.
+var (
+	ErrUnknownSampler = errors.New("want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio")
+	ErrSamplerRatio   = errors.New("want a ratio from 0 to 1")
+)
+
 // Sampler returns the sampler named as OTEL_TRACES_SAMPLER names them, with
-// arg as OTEL_TRACES_SAMPLER_ARG (the ratio, for the ratio samplers), and
-// the share of new traces it samples at their root, by the trace id
-// (TraceIDRatioBased's rule): what --propagate's kernel-made traces must
-// agree with.
+// arg as OTEL_TRACES_SAMPLER_ARG (the ratio of the ratio samplers, default
+// 1; the others ignore it, as the SDK does), and the share of new traces it
+// samples at their root, by the trace id (TraceIDRatioBased's rule): what
+// --propagate's kernel-made traces must agree with.
 func Sampler(name, arg string) (sdktrace.Sampler, float64, error) {
 	ratio := 1.0
-	if arg != "" {
+	if arg != "" && (name == "traceidratio" || name == "parentbased_traceidratio") {
 		r, err := strconv.ParseFloat(arg, 64)
-		if err != nil || r < 0 || r > 1 {
-			return nil, 0, fmt.Errorf("sampler argument %q: want a ratio from 0 to 1", arg)
+		if err != nil || !(r >= 0 && r <= 1) {
+			return nil, 0, fmt.Errorf("sampler argument %q: %w", arg, ErrSamplerRatio)
 		}
 		ratio = r
 	}
@@ -88,5 +96,5 @@ func Sampler(name, arg string) (sdktrace.Sampler, float64, error) {
 	case "parentbased_traceidratio":
 		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), ratio, nil
 	}
-	return nil, 0, fmt.Errorf("sampler %q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
+	return nil, 0, fmt.Errorf("sampler %q: %w", name, ErrUnknownSampler)
 }

@@ -206,7 +206,7 @@ func TestCLIErrors(t *testing.T) {
 			"did you mean main.Outer"},
 		{"invalid YAML", []string{"attach", "--pid", pid, "--probes", writeFile(t, "i.yaml", "probes: [\n")}, 0, "invalid YAML"},
 		{"unknown key", []string{"attach", "--pid", pid, "--probes", writeFile(t, "k.yaml", "probes:\n  - {symbol: main.Outer, colour: red}\n")}, 0,
-			"field colour not found"},
+			`k.yaml line 2: unknown key "colour" in probe "main.Outer"`},
 		{"unsupported argument type", []string{"attach", "--pid", pid, "--probes",
 			writeFile(t, "t.yaml", "probes:\n  - symbol: main.Types\n    attributes: [{key: s, from: arg3, type: int}]\n")}, 0,
 			"arg3 is string (string), which cannot be captured as int"},

@@ -169,7 +169,7 @@ func TestCLIDaemon(t *testing.T) {
 	}{
 		{[]string{"daemon"}, "tcagent: daemon: --config is required"},
 		{[]string{"daemon", "--config", filepath.Join(dir, "missing.yaml")}, "tcagent: daemon config: open "},
-		{[]string{"daemon", "--config", writeFile(t, "bad.yaml", "selectors:\n  - exe: /x\n    colour: red\n")}, "field colour not found"},
+		{[]string{"daemon", "--config", writeFile(t, "bad.yaml", "selectors:\n  - exe: /x\n    colour: red\n")}, `bad.yaml line 3: unknown key "colour" in selector 1`},
 	} {
 		out, err := exec.Command(tcagent(t), c.args...).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {

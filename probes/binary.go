@@ -7,10 +7,12 @@ import (
 	"debug/gosym"
 	"errors"
 	"fmt"
-	"path"
+	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // ErrNotGo is returned by Open for executables that Go did not build.
@@ -59,7 +61,7 @@ type Binary struct {
 func Open(file string) (*Binary, error) {
 	f, err := elf.Open(file)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not an ELF executable: %w", file, err)
+		return nil, openError(file, err)
 	}
 	b, err := analyze(file, f)
 	if err != nil {
@@ -69,12 +71,41 @@ func Open(file string) (*Binary, error) {
 	return b, nil
 }
 
+// openError words why file could not be opened as an ELF executable; the
+// cause stays for errors.Is (os.ErrNotExist, os.ErrPermission, ErrNotGo).
+func openError(file string, err error) error {
+	var fe *elf.FormatError
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return worded{file + ": no such file", os.ErrNotExist}
+	case errors.Is(err, os.ErrPermission):
+		return worded{file + ": permission denied", os.ErrPermission}
+	case errors.Is(err, syscall.EISDIR):
+		return fmt.Errorf("%s: a directory, not an executable", file)
+	case errors.As(err, &fe), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF): // too short for a header
+		return fmt.Errorf("%s: %w: not an ELF executable", file, ErrNotGo)
+	}
+	return fmt.Errorf("%s: not an ELF executable: %w", file, err)
+}
+
+// worded is an error said in its own words that is still its cause.
+type worded struct {
+	msg   string
+	cause error
+}
+
+func (w worded) Error() string { return w.msg }
+func (w worded) Unwrap() error { return w.cause }
+
 func analyze(file string, f *elf.File) (*Binary, error) {
 	if f.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("%s: %v executables are not supported, only x86-64", file, f.Machine)
 	}
 	bi, err := buildinfo.ReadFile(file)
 	if err != nil {
+		if strings.HasSuffix(err.Error(), "not a Go executable") {
+			return nil, fmt.Errorf("%s: %w (it has no Go build information)", file, ErrNotGo)
+		}
 		return nil, fmt.Errorf("%s: %w (%v)", file, ErrNotGo, err)
 	}
 	b := &Binary{Path: file, GoVersion: bi.GoVersion, f: f, PIE: f.Type == elf.ET_DYN,
@@ -157,17 +188,14 @@ func (b *Binary) Func(name string) (Func, bool) {
 // Functions returns the number of functions in the binary.
 func (b *Binary) Functions() int { return len(b.names) }
 
-// Match returns the functions whose names match pattern: a path.Match glob
-// when it contains glob characters, else a substring.
+// Match returns the functions whose names match pattern: a substring of
+// the qualified name, or a glob of the whole name when it has a wildcard
+// (see namePattern).
 func (b *Binary) Match(pattern string) []string {
 	var out []string
-	glob := strings.ContainsAny(pattern, "*?[")
+	match := namePattern(pattern)
 	for _, n := range b.names {
-		ok := strings.Contains(n, pattern)
-		if glob {
-			ok, _ = path.Match(pattern, n)
-		}
-		if ok {
+		if match(n) {
 			out = append(out, n)
 		}
 	}

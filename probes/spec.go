@@ -5,15 +5,13 @@
 package probes
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strconv"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/tcagent/tcagent/internal/strictyaml"
 )
 
 // File is a probe file: `probes:` and a list of specs.
@@ -67,6 +65,9 @@ func Load(file string) ([]Spec, error) {
 		return nil, fmt.Errorf("probe file: %w", err)
 	}
 	specs, err := Parse(data)
+	if le := (*strictyaml.Error)(nil); errors.As(err, &le) {
+		return nil, fmt.Errorf("%s line %d: %s", file, le.Line, le.Msg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("probe file %s: %w", file, err)
 	}
@@ -85,16 +86,19 @@ func ParseFrom(from string) (isResult bool, index int, err error) {
 	return m[1] == "result", n, nil
 }
 
-// Parse reads probe specs from YAML. Unknown keys are errors.
+// specNames are the keys that name the items of a probe file's lists, for
+// its errors.
+var specNames = strictyaml.Names{"probes": "symbol", "attributes": "key"}
+
+// Parse reads probe specs from YAML. Unknown keys are errors, with their
+// line (a *strictyaml.Error).
 func Parse(data []byte) ([]Spec, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var f File
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
+	if err := strictyaml.Decode(data, &f, specNames); err != nil {
+		if errors.Is(err, strictyaml.ErrEmpty) {
 			return nil, errors.New("empty: want `probes:` with at least one probe")
 		}
-		return nil, fmt.Errorf("invalid YAML: %w", err)
+		return nil, err
 	}
 	if len(f.Probes) == 0 {
 		return nil, errors.New("no probes: want `probes:` with at least one probe")

@@ -39,7 +39,7 @@ func TestParseErrors(t *testing.T) {
 		"":                                    "empty",
 		"probes: []":                          "no probes",
 		"probes:\n  - name: x":                "symbol is required",
-		"probes:\n  - {symbol: a, colour: 1}": "field colour not found",
+		"probes:\n  - {symbol: a, colour: 1}": `line 2: unknown key "colour" in probe "a"`,
 		"probes:\n  - {symbol: a, kind: odd}": `kind "odd"`,
 		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg, type: int}]":                                   `from "arg"`,
 		"probes:\n  - symbol: a\n    attributes: [{key: k, from: arg0, type: float}]":                                `type "float"`,

@@ -28,7 +28,7 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 			"Go process that a selector of FILE matches, with that selector's probes, from its\n" +
 			"start; processes of one executable share one set of uprobes. See the README's\n" +
 			"deployment section for the file and for running it on Kubernetes.",
-		Args: cobra.NoArgs,
+		Args: noArgs("give the file as --config FILE"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if config == "" {
 				return errors.New("daemon: --config is required")

@@ -57,6 +57,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(attachCmd(stdout, stderr), runCmd(stdout, stderr), daemonCmd(stdout, stderr), inspectCmd(stdout), versionCmd(stdout))
 	return root
 }
@@ -65,7 +66,7 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print tcagent's version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs(""),
 		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintf(stdout, "tcagent %s\n", agent.Version)
 			return err
@@ -78,6 +79,7 @@ type traceFlags struct {
 	builtin      string
 	sqlText      string
 	exporter     string
+	output       string
 	serviceName  string
 	metricsAddr  string
 	otlpEndpoint string
@@ -94,6 +96,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.serviceName, "service-name", "", "service.name (default: OTEL_SERVICE_NAME, else the executable's base name)")
 	cmd.Flags().StringVar(&f.sqlText, "sql-query-text", "sanitized", "what db.query.text holds: sanitized (literals replaced by ?), full or none")
 	cmd.Flags().StringVar(&f.exporter, "exporter", "", "otlp, jsonl or stdout (default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is set, else stdout)")
+	cmd.Flags().StringVar(&f.output, "output", "", "with the jsonl and stdout exporters, write spans to FILE, not stdout (see the README for run)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus endpoint (/metrics, /healthz, /readyz); empty disables it")
 	cmd.Flags().StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP endpoint URL, e.g. http://localhost:4318 (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
 	cmd.Flags().StringVar(&f.otlpProtocol, "otlp-protocol", "", "grpc or http/protobuf (overrides OTEL_EXPORTER_OTLP_PROTOCOL)")
@@ -114,6 +117,7 @@ type pipeline struct {
 	sampler     sdktrace.Sampler
 	rootRatio   float64         // the share of new traces the sampler samples
 	propagator  *bpf.Propagator // --propagate's socket side, nil without it
+	output      *spanOutput     // where the jsonl and stdout exporters write
 	stop        context.CancelFunc
 }
 
@@ -168,15 +172,27 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 			kind = "otlp"
 		}
 	}
-	pl := &pipeline{metrics: tcprom.New(0)}
-	ctx, stop := context.WithCancel(context.Background())
+	if err := f.checkLimits(); err != nil {
+		return nil, err
+	}
+	sampler, ratio, err := f.traceSampler()
+	if err != nil {
+		return nil, err
+	}
+	out, err := f.openOutput(kind, stdout)
+	if err != nil {
+		return nil, err
+	}
+	pl := &pipeline{metrics: tcprom.New(0), sampler: sampler, rootRatio: ratio, output: out}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := func() { cancel(); out.close() }
 	pl.stop = stop
 	onError := func(err error) { log.Warn("span export failed", "error", err) }
 	switch kind {
 	case "stdout":
-		pl.processor = exporter.NewTree(stdout)
+		pl.processor = exporter.NewTree(out.w)
 	case "jsonl":
-		b := exporter.NewBatcher(exporter.NewJSONL(stdout), exporter.BatchOptions{Interval: 200 * time.Millisecond}, onError)
+		b := exporter.NewBatcher(exporter.NewJSONL(out.w), exporter.BatchOptions{Interval: 200 * time.Millisecond}, onError)
 		pl.metrics.SetBatcher(b)
 		pl.processor = b
 	case "otlp":
@@ -191,32 +207,6 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 	default:
 		stop()
 		return nil, fmt.Errorf("--exporter %q: want otlp, jsonl or stdout", kind)
-	}
-	name, arg := f.sampler, f.samplerArg
-	if name == "" {
-		name = os.Getenv("OTEL_TRACES_SAMPLER")
-	}
-	if name == "" {
-		name = "parentbased_always_on"
-	}
-	if arg == "" {
-		arg = os.Getenv("OTEL_TRACES_SAMPLER_ARG")
-	}
-	s, ratio, err := exporter.Sampler(name, arg)
-	if f.sampler != "" || f.samplerArg != "" {
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		pl.sampler = s
-	}
-	// Without the flags the SDK reads the variables itself; a sampler this
-	// agent does not know then samples every new trace, as far as the
-	// kernel's flags go.
-	if err == nil {
-		pl.rootRatio = ratio
-	} else {
-		pl.rootRatio = 1
 	}
 	if f.metricsAddr != "" {
 		addr, err := pl.metrics.Serve(ctx, f.metricsAddr)
@@ -269,7 +259,7 @@ func (pl *pipeline) finish(sessions ...*agent.Session) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	errs = append(errs, pl.processor.Shutdown(ctx))
+	errs = append(errs, pl.processor.Shutdown(ctx), pl.output.close())
 	if pl.propagator != nil {
 		errs = append(errs, pl.propagator.Close())
 	}
@@ -282,10 +272,15 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "attach --pid PID [--pid PID...] [--probes FILE]",
 		Short: "Trace running processes until SIGINT/SIGTERM or their exit",
-		Args:  cobra.NoArgs,
+		Args:  noArgs("give the processes as --pid PID[,PID...]"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(pids) == 0 {
 				return errors.New("attach: --pid is required")
+			}
+			for _, pid := range pids {
+				if err := checkPID(pid); err != nil {
+					return err
+				}
 			}
 			specs, err := flags.specs()
 			if err != nil {
@@ -313,7 +308,7 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 				s, err := agent.Attach(cfg)
 				if err != nil {
 					pl.finish(sessions...)
-					return err
+					return notGoError(pidProgram(pid), err)
 				}
 				sessions = append(sessions, s)
 			}
@@ -346,7 +341,12 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "run starts PROGRAM stopped at its first instruction, attaches every probe, then lets it\n" +
 			"run, so that calls from main onwards are traced. It forwards SIGINT and SIGTERM to the\n" +
 			"program and exits with the program's exit status.",
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("run: give the program to start: tcagent run [flags] -- PROGRAM [ARGS...]")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			specs, err := flags.specs()
 			if err != nil {
@@ -401,9 +401,12 @@ func startTraced(args []string, pl *pipeline, flags *traceFlags, specs []probes.
 	defer runtime.UnlockOSThread()
 	prog := exec.Command(args[0], args[1:]...)
 	prog.Stdin, prog.Stdout, prog.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if pl.output.onStdout {
+		prog.Stdout = os.Stderr // spans and the program's output never share a stream
+	}
 	prog.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
 	if err := prog.Start(); err != nil {
-		return nil, nil, fmt.Errorf("run %s: %w", args[0], err)
+		return nil, nil, startError(args[0], err)
 	}
 	pid := prog.Process.Pid
 	fail := func(err error) (*agent.Session, *exec.Cmd, error) {
@@ -428,7 +431,7 @@ func startTraced(args []string, pl *pipeline, flags *traceFlags, specs []probes.
 	cfg.PID = pid
 	s, err := agent.Attach(cfg)
 	if err != nil {
-		return fail(err)
+		return fail(notGoError("run "+args[0], err))
 	}
 	logAttached(log, s, pl.metricsAddr)
 	if err := syscall.PtraceDetach(pid); err != nil {
@@ -450,7 +453,12 @@ func inspectCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect (--pid PID | BINARY)",
 		Short: "Show a Go binary's version, modules and functions",
-		Args:  cobra.MaximumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return fmt.Errorf("inspect: give one BINARY, or --pid PID (got %d arguments)", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := ""
 			switch {
@@ -473,7 +481,7 @@ func inspectCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&pid, "pid", 0, "process whose executable to inspect")
-	cmd.Flags().StringVar(&symbol, "symbol", "", "list functions matching PATTERN (a glob, or a substring)")
+	cmd.Flags().StringVar(&symbol, "symbol", "", "list functions matching PATTERN: a substring of the qualified name, or a glob of the whole name when it has ? or a * that is not a pointer's")
 	return cmd
 }
 

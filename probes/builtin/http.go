@@ -445,9 +445,21 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 		status = 200
 	}
 	attrs = append(attrs, attribute.Int64("http.response.status_code", status))
-	if status >= 500 {
+	if t := statusErrorType(status, true); t != "" {
 		span.SetStatus(codes.Error, "")
+		attrs = append(attrs, attribute.String("error.type", t))
 	}
+}
+
+// statusErrorType is the error.type of a response status, "" when it is no
+// error: the semantic conventions count 4xx and 5xx as a client's failure
+// but only 5xx as a server's (a 404 is the client's mistake), and name the
+// error by the status code as a string ("503").
+func statusErrorType(status int64, server bool) string {
+	if status >= 500 || status >= 400 && !server {
+		return strconv.FormatInt(status, 10)
+	}
+	return ""
 }
 
 type clientShape struct{}
@@ -481,9 +493,9 @@ func (clientShape) End(span trace.Span, p *channel.Payload) {
 	if !ok {
 		return
 	}
-	if status >= 400 {
+	if t := statusErrorType(status, false); t != "" {
 		span.SetStatus(codes.Error, "")
-		span.SetAttributes(attribute.Int64("http.response.status_code", status), attribute.String("error.type", strconv.FormatInt(status, 10)))
+		span.SetAttributes(attribute.Int64("http.response.status_code", status), attribute.String("error.type", t))
 		return
 	}
 	span.SetAttributes(attribute.Int64("http.response.status_code", status))

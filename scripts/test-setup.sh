@@ -50,6 +50,8 @@ fi
 GOTOOLCHAIN=go1.21.13 go version >/dev/null
 GOTOOLCHAIN=go1.22.12 go version >/dev/null
 GOTOOLCHAIN=go1.27.3 go version >/dev/null
+# probes' machine-code test also reads the first 1.27 release.
+GOTOOLCHAIN=go1.27.0 go version >/dev/null
 # tools/offsetgen's tests, and probes' test of reading runtime.g's offsets
 # from machine code, build a reference program with every release the
 # offsets table lists.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/tcagent/tcagent/internal/holds"
@@ -74,4 +76,53 @@ func StartTimeIn(stat string) (string, error) {
 		}
 	}
 	return "", errors.New("unreadable /proc stat line")
+}
+
+// SweepLocks removes, from dir (holds.DefaultDir when empty), the marks
+// of processes that are gone, left by agents that could not release them
+// (killed with SIGKILL): no one holds them, but their files stay. It
+// returns how many it removed.
+func SweepLocks(dir string) int {
+	if dir == "" {
+		dir = holds.DefaultDir
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "tcagent-pid-*.lock"))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, path := range names {
+		pid, start, ok := parseLockName(filepath.Base(path))
+		if !ok {
+			continue
+		}
+		if now, err := startTime(pid); err == nil && now == start {
+			continue // the process still runs: its mark may be held
+		}
+		if holds.Clear(dir, filepath.Base(path)) {
+			n++
+		}
+	}
+	return n
+}
+
+// parseLockName reads back a LockName.
+func parseLockName(name string) (pid int, start string, ok bool) {
+	rest, ok := strings.CutPrefix(name, "tcagent-pid-")
+	if !ok {
+		return 0, "", false
+	}
+	rest, ok = strings.CutSuffix(rest, ".lock")
+	if !ok {
+		return 0, "", false
+	}
+	p, start, ok := strings.Cut(rest, "-")
+	if !ok || start == "" {
+		return 0, "", false
+	}
+	pid, err := strconv.Atoi(p)
+	if err != nil || pid <= 0 {
+		return 0, "", false
+	}
+	return pid, start, true
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,5 +44,43 @@ func TestLockProcessRefusesSecond(t *testing.T) {
 	l2.Release()
 	if _, err := LockProcess(dir, 1<<30); err == nil || !strings.Contains(err.Error(), "no such process") {
 		t.Errorf("absent pid: %v", err)
+	}
+}
+
+func TestParseLockName(t *testing.T) {
+	pid, start, ok := parseLockName(LockName(4242, "987654"))
+	if !ok || pid != 4242 || start != "987654" {
+		t.Errorf("round trip: %d %q %v", pid, start, ok)
+	}
+	for _, bad := range []string{"tcagent-pid-x-1.lock", "tcagent-pid-42.lock", "tcagent-pid-42-.lock", "tcagent-cgroup-7.lock", "tcagent-pid-42-1.lck"} {
+		if _, _, ok := parseLockName(bad); ok {
+			t.Errorf("%s read as a process mark", bad)
+		}
+	}
+}
+
+func TestSweepLocks(t *testing.T) {
+	dir := t.TempDir()
+	// A live process's mark, held (kept); a gone process's, and one of
+	// an earlier process with a pid now reused (both swept).
+	held, err := LockProcess(dir, os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	start, _ := startTime(os.Getpid())
+	gone := filepath.Join(dir, LockName(1<<30, "5"))
+	reused := filepath.Join(dir, LockName(os.Getpid(), start+"0"))
+	for _, p := range []string{gone, reused} {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := SweepLocks(dir); n != 2 {
+		t.Errorf("swept %d, want the 2 of processes gone", n)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(left) != 1 || filepath.Base(left[0]) != LockName(os.Getpid(), start) {
+		t.Errorf("left %v, want the held mark only", left)
 	}
 }

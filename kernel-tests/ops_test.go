@@ -244,6 +244,20 @@ func TestKilledAgentLetsGo(t *testing.T) {
 	if n := serverSpans(t, next.stdout.String(), h.pid()); n != 2 {
 		t.Errorf("the next agent exported %d server spans for 2 requests", n)
 	}
+	// The file a killed agent leaves goes once its process is gone: the
+	// next tcagent to start sweeps it.
+	last := startOps(t, "msg=attached", args...)
+	last.cmd.Process.Kill()
+	<-last.exited
+	if m := lockFiles(t, h.pid()); len(m) != 1 {
+		t.Fatalf("marks after SIGKILL: %v, want the one left", m)
+	}
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+	refused(t, []string{"attach", "--pid", strconv.Itoa(h.pid()), "--metrics-addr", ""}, "no such process")
+	if m := lockFiles(t, h.pid()); len(m) != 0 {
+		t.Errorf("marks of a process gone not swept: %v", m)
+	}
 }
 
 // TestDaemonAndAttachExclusive: `attach` on a process the daemon traces is

@@ -202,6 +202,8 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 		return nil, fmt.Errorf("--shutdown-timeout %v: want a positive duration", f.shutdownTimeout)
 	}
 	pl := &pipeline{metrics: tcprom.New(0), lockDir: f.lockDir, log: log, shutdownTimeout: f.shutdownTimeout}
+	// Marks left by agents that were killed: their processes are gone.
+	agent.SweepLocks(f.lockDir)
 	ctx, stop := context.WithCancel(context.Background())
 	pl.stop = stop
 	onError := func(err error) { log.Warn("span export failed", "error", err) }

@@ -198,3 +198,18 @@ func Mode(cmdline []byte) string {
 	}
 	return ""
 }
+
+// Clear removes the mark name in dir when no one holds it (its holder
+// exited without releasing it: killed, say), and reports whether it did.
+func Clear(dir, name string) bool {
+	path := filepath.Join(dir, name)
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil || !same(f, path) {
+		return false
+	}
+	return os.Remove(path) == nil
+}

@@ -91,6 +91,9 @@ type Config struct {
 	// SDK's default) samples at their root: the traces --propagate makes in
 	// the kernel carry the same decision out. Unset: all.
 	RootSampleRatio *float64
+	// LockDir is where Attach marks the process traced, so that a second
+	// agent refuses it (LockProcess); empty for holds.DefaultDir.
+	LockDir string
 }
 
 // Session is a process being traced: its goroutines' lifecycles, its
@@ -105,6 +108,9 @@ type Session struct {
 	handles []*binder.Handle
 	tracker *lifecycle.Tracker
 	pidfd   int
+	// lock marks the process traced (Attach's sessions); released once
+	// the links are closed.
+	lock *ProcessLock
 
 	// joins moves tcagent's traces into the program's own (see traceJoin).
 	joins *traceJoin
@@ -141,8 +147,17 @@ func Attach(cfg Config) (*Session, error) {
 	if cfg.Processor == nil {
 		return nil, errors.New("no span processor")
 	}
+	if cfg.PID <= 0 {
+		return nil, fmt.Errorf("invalid pid %d", cfg.PID)
+	}
+	// Marked first: a process another agent traces is not touched.
+	lock, err := LockProcess(cfg.LockDir, cfg.PID)
+	if err != nil {
+		return nil, err
+	}
 	im, err := load(cfg, false, nil)
 	if err != nil {
+		lock.Release()
 		return nil, err
 	}
 	s, err := im.Add(im.cfg)
@@ -154,8 +169,10 @@ func Attach(cfg Config) (*Session, error) {
 	}
 	if err != nil {
 		im.release()
+		lock.Release()
 		return nil, err
 	}
+	s.lock = lock
 	return s, nil
 }
 
@@ -402,15 +419,7 @@ func (s *Session) resource() *resource.Resource {
 // instanceID identifies this run of the process: the same for every attach
 // to it, different for the next process with the same pid.
 func instanceID(host string, pid int) string {
-	start := ""
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Field 22, after the parenthesised command name.
-		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 {
-			if f := strings.Fields(string(stat[i+1:])); len(f) > 19 {
-				start = f[19]
-			}
-		}
-	}
+	start, _ := startTime(pid)
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d/%s", host, pid, start)))
 	sum[6] = sum[6]&0x0f | 0x50 // a name-based UUID (version 5 layout)
 	sum[8] = sum[8]&0x3f | 0x80
@@ -672,6 +681,8 @@ func (s *Session) Close() error {
 	if !s.img.shared {
 		s.img.release()
 	}
+	s.lock.Release()
+	s.lock = nil
 	if s.pidfd >= 0 {
 		unix.Close(s.pidfd)
 		s.pidfd = -1

@@ -10,6 +10,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcagent/tcagent/internal/holds"
 )
 
 // Propagator is the socket side of --propagate (propagate.c): a sock_ops
@@ -89,6 +92,84 @@ func (p *Propagator) Close() error {
 	}
 	errs = append(errs, p.objs.Close())
 	return errors.Join(errs...)
+}
+
+// HoldCgroup marks, in dir (holds.DefaultDir when empty), that this agent's
+// socket programs are about to take the sockets of the cgroup v2 directory
+// cgroup and every cgroup beneath it. A socket carries one sk_msg program:
+// of two agents whose subtrees overlap, one would silently send its
+// requests without their trace context. So the second one is refused,
+// naming the first: an exclusive mark on the cgroup, a shared one on each
+// cgroup above it, conflict exactly when one subtree holds the other.
+// release gives the marks back.
+func HoldCgroup(dir, cgroup string) (release func(), err error) {
+	if dir == "" {
+		dir = holds.DefaultDir
+	}
+	chain, err := cgroupChain(cgroup)
+	if err != nil {
+		return nil, err
+	}
+	var taken []*holds.Hold
+	release = func() {
+		for _, h := range taken {
+			h.Release()
+		}
+	}
+	for i, cg := range chain {
+		var st unix.Stat_t
+		if err := unix.Stat(cg, &st); err != nil {
+			release()
+			return nil, fmt.Errorf("cgroup %s: %w", cg, err)
+		}
+		own := i == len(chain)-1
+		h, err := holds.Take(dir, CgroupLockName(st.Ino), own)
+		var held *holds.HeldError
+		if errors.As(err, &held) {
+			release()
+			where := fmt.Sprintf("cgroup %s or one beneath it", cg)
+			if !own {
+				where = fmt.Sprintf("cgroup %s, above this one (%s)", cg, cgroup)
+			}
+			return nil, fmt.Errorf("%w already propagates on the sockets of %s: a socket carries one agent's socket programs, so trace all the processes with one agent (--pid A,B,C) or with the daemon", held, where)
+		}
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("%w (see --lock-dir)", err)
+		}
+		taken = append(taken, h)
+	}
+	return release, nil
+}
+
+// CgroupLockName names the mark of the cgroup whose directory has inode
+// ino: the cgroup's id, the same under every mount of the hierarchy.
+func CgroupLockName(ino uint64) string {
+	return fmt.Sprintf("tcagent-cgroup-%d.lock", ino)
+}
+
+// cgroupChain lists the cgroup v2 directories from the hierarchy's root
+// down to cgroup.
+func cgroupChain(cgroup string) ([]string, error) {
+	cgroup = filepath.Clean(cgroup)
+	var st unix.Statfs_t
+	if err := unix.Statfs(cgroup, &st); err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", cgroup, err)
+	}
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return nil, fmt.Errorf("%s is not a cgroup v2 directory", cgroup)
+	}
+	chain := []string{cgroup}
+	for d := filepath.Dir(cgroup); d != chain[len(chain)-1]; d = filepath.Dir(d) {
+		if unix.Statfs(d, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+			break // above the mount
+		}
+		chain = append(chain, d)
+	}
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	return chain, nil
 }
 
 // CgroupRoot returns where the cgroup v2 hierarchy is mounted.

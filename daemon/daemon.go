@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/discover"
+	"github.com/tcagent/tcagent/internal/holds"
 	"github.com/tcagent/tcagent/probes"
 )
 
@@ -53,7 +54,9 @@ type Stats struct {
 	// detached included).
 	Traced, Images, Waiting int
 	// Decisions counts processes by what became of them: traced, not_go,
-	// no_match, attach_failed, no_access (unreadable), self.
+	// no_match, attach_failed, no_access (unreadable), self,
+	// held_by_other_agent (another tcagent traces it: taken over once it
+	// lets go).
 	Decisions map[string]uint64
 	// DiscoveryLost counts exec and exit events the kernel had no room for.
 	DiscoveryLost uint64
@@ -140,6 +143,10 @@ type procState struct {
 	pod       *Pod
 	session   *agent.Session
 	image     *imageEntry
+	// lock marks the process traced by this daemon (agent.LockProcess);
+	// held says another agent holds it (counted once).
+	lock *agent.ProcessLock
+	held bool
 }
 
 // New makes a daemon; Run starts it.
@@ -227,6 +234,10 @@ func (d *Daemon) shutdown(cause error) error {
 	for k, b := range d.bins {
 		b.bin.Close()
 		delete(d.bins, k)
+	}
+	for _, st := range d.procs {
+		st.lock.Release()
+		st.lock = nil
 	}
 	d.mu.Unlock()
 	return cause
@@ -402,15 +413,33 @@ func (d *Daemon) ignoreIn(pid int, st *procState, keep *imageEntry) {
 
 func (d *Daemon) trace(pid int, st *procState, selIdx int) {
 	sel := &d.opts.Config.Selectors[selIdx]
+	if st.lock == nil {
+		lock, err := agent.LockProcess(d.opts.Base.LockDir, pid)
+		var held *holds.HeldError
+		if errors.As(err, &held) {
+			// Another agent traces it: left to that one, and looked at
+			// again, to be traced here once it lets go.
+			if !st.held {
+				st.held = true
+				d.counts["held_by_other_agent"]++
+				d.log.Warn("process traced by another agent: left to it until it detaches", "pid", pid, "exe", st.proc.Exe, "holder", held.Error())
+			}
+			st.wait()
+			d.ignoreIn(pid, st, nil)
+			return
+		}
+		if err != nil {
+			d.failed(pid, st, sel, err)
+			return
+		}
+		st.lock = lock
+	}
 	key := imageKey{bin: st.bin, sel: selIdx}
 	ie := d.images[key]
 	if ie == nil {
 		var err error
 		if ie, err = d.load(pid, st.proc.Exe, key, sel); err != nil {
-			d.counts["attach_failed"]++
-			st.state = ignored
-			d.log.Warn("attach failed", "pid", pid, "exe", st.proc.Exe, "selector", sel.Name, "error", err)
-			d.ignoreIn(pid, st, nil)
+			d.failed(pid, st, sel, err)
 			return
 		}
 	}
@@ -426,7 +455,7 @@ func (d *Daemon) trace(pid int, st *procState, selIdx int) {
 		d.log.Debug("attach deferred", "pid", pid, "error", err)
 		return
 	}
-	st.state, st.session, st.image = traced, s, ie
+	st.state, st.session, st.image, st.held = traced, s, ie, false
 	d.counts["traced"]++
 	d.ignoreIn(pid, st, ie)
 	if d.opts.OnSession != nil {
@@ -434,6 +463,16 @@ func (d *Daemon) trace(pid int, st *procState, selIdx int) {
 	}
 	d.log.Info("attached", "pid", pid, "exe", st.proc.Exe, "selector", sel.Name, "service", cfg.ServiceName,
 		"processes_sharing_probes", ie.im.Sessions(), "uprobes", ie.im.Uprobes())
+}
+
+// failed leaves alone a process that could not be traced.
+func (d *Daemon) failed(pid int, st *procState, sel *Selector, err error) {
+	d.counts["attach_failed"]++
+	st.state = ignored
+	st.lock.Release()
+	st.lock = nil
+	d.log.Warn("attach failed", "pid", pid, "exe", st.proc.Exe, "selector", sel.Name, "error", err)
+	d.ignoreIn(pid, st, nil)
 }
 
 // load analyses (or takes from the cache) the executable of pid, and
@@ -481,6 +520,9 @@ func (d *Daemon) drop(pid int, st *procState) {
 		}
 		ie.im.Forget(pid)
 	}
+	// Gone, or another program: the mark is of the process that was.
+	st.lock.Release()
+	st.lock = nil
 	if st.state != traced {
 		return
 	}

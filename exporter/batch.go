@@ -23,6 +23,9 @@ type BatchStats struct {
 	Dropped      uint64 // spans dropped: the queue was full
 	Failed       uint64 // spans in exports that failed
 	ExportErrors uint64 // failed exports
+	// Abandoned counts spans given up at shutdown: still queued, or in an
+	// export cut short, when Shutdown's deadline passed.
+	Abandoned uint64
 }
 
 // Batcher is a span processor that exports ended spans in batches through a
@@ -39,10 +42,23 @@ type Batcher struct {
 	done  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
+	// abort is every export's parent: Shutdown cancels it at its deadline,
+	// so that an export to a backend that never answers ends then.
+	abort       context.Context
+	cancelAbort context.CancelFunc
 
-	exported, dropped, failed, errs atomic.Uint64
-	onError                         func(error)
+	exported, dropped, failed, errs, abandoned atomic.Uint64
+	// held counts spans queued or being exported; once Shutdown returned
+	// (final), what is still held is abandoned and counts change no more.
+	held    atomic.Int64
+	mu      sync.Mutex
+	final   bool
+	onError func(error)
 }
+
+// abortGrace is how long Shutdown, past its deadline, lets the loop count
+// what it gives up: an exporter that honours its context returns at once.
+const abortGrace = 200 * time.Millisecond
 
 // NewBatcher starts a Batcher over exp. onError, when not nil, hears about
 // failed exports (for logging; they are counted either way).
@@ -61,6 +77,7 @@ func NewBatcher(exp sdktrace.SpanExporter, opts BatchOptions, onError func(error
 	}
 	b := &Batcher{exp: exp, opts: opts, queue: make(chan sdktrace.ReadOnlySpan, opts.QueueSize),
 		flush: make(chan chan struct{}), done: make(chan struct{}), onError: onError}
+	b.abort, b.cancelAbort = context.WithCancel(context.Background())
 	b.wg.Add(1)
 	go b.loop()
 	return b
@@ -68,7 +85,8 @@ func NewBatcher(exp sdktrace.SpanExporter, opts BatchOptions, onError func(error
 
 // Stats returns the counts so far.
 func (b *Batcher) Stats() BatchStats {
-	return BatchStats{Exported: b.exported.Load(), Dropped: b.dropped.Load(), Failed: b.failed.Load(), ExportErrors: b.errs.Load()}
+	return BatchStats{Exported: b.exported.Load(), Dropped: b.dropped.Load(), Failed: b.failed.Load(), ExportErrors: b.errs.Load(),
+		Abandoned: b.abandoned.Load()}
 }
 
 // OnStart implements sdktrace.SpanProcessor.
@@ -81,8 +99,34 @@ func (b *Batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	select {
 	case b.queue <- s:
+		b.held.Add(1)
 	default:
 		b.dropped.Add(1)
+	}
+}
+
+// resolve counts what became of n spans of an export that returned err.
+func (b *Batcher) resolve(n int, err error) {
+	b.mu.Lock()
+	if b.final {
+		b.mu.Unlock()
+		return
+	}
+	b.held.Add(-int64(n))
+	failed := false
+	switch {
+	case err == nil:
+		b.exported.Add(uint64(n))
+	case b.abort.Err() != nil:
+		b.abandoned.Add(uint64(n))
+	default:
+		b.errs.Add(1)
+		b.failed.Add(uint64(n))
+		failed = true
+	}
+	b.mu.Unlock()
+	if failed && b.onError != nil {
+		b.onError(err)
 	}
 }
 
@@ -95,18 +139,13 @@ func (b *Batcher) loop() {
 		if len(batch) == 0 {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.opts.ExportTimeout)
-		err := b.exp.ExportSpans(ctx, batch)
-		cancel()
-		if err != nil {
-			b.errs.Add(1)
-			b.failed.Add(uint64(len(batch)))
-			if b.onError != nil {
-				b.onError(err)
-			}
-		} else {
-			b.exported.Add(uint64(len(batch)))
+		err := b.abort.Err()
+		if err == nil { // past Shutdown's deadline, nothing more is sent
+			ctx, cancel := context.WithTimeout(b.abort, b.opts.ExportTimeout)
+			err = b.exp.ExportSpans(ctx, batch)
+			cancel()
 		}
+		b.resolve(len(batch), err)
 		clear(batch)
 		batch = batch[:0]
 	}
@@ -162,8 +201,9 @@ func (b *Batcher) ForceFlush(ctx context.Context) error {
 }
 
 // Shutdown exports what is queued, within ctx's deadline, and shuts the
-// exporter down. Spans still queued when the deadline passes are counted as
-// dropped.
+// exporter down. At the deadline the export in flight is cancelled and
+// nothing more is sent: the spans given up are counted (Abandoned), and
+// Shutdown returns right after.
 func (b *Batcher) Shutdown(ctx context.Context) error {
 	var err error
 	b.once.Do(func() {
@@ -173,10 +213,29 @@ func (b *Batcher) Shutdown(ctx context.Context) error {
 		select {
 		case <-finished:
 		case <-ctx.Done():
-			b.dropped.Add(uint64(len(b.queue)))
 			err = ctx.Err()
+			b.cancelAbort()
+			select {
+			case <-finished:
+			case <-time.After(abortGrace): // an exporter deaf to its context
+			}
 		}
-		if e := b.exp.Shutdown(ctx); e != nil && err == nil {
+		b.mu.Lock()
+		b.final = true
+		if n := b.held.Swap(0); n > 0 {
+			b.abandoned.Add(uint64(n))
+		}
+		b.mu.Unlock()
+		b.cancelAbort()
+		// The exporter closes its connections; past the deadline it gets
+		// a moment for that, not for sending.
+		sctx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithTimeout(context.Background(), abortGrace)
+			defer cancel()
+		}
+		if e := b.exp.Shutdown(sctx); e != nil && err == nil {
 			err = e
 		}
 	})

@@ -98,8 +98,48 @@ func TestBatcherShutdownDeadline(t *testing.T) {
 	if err := b.Shutdown(ctx); err == nil {
 		t.Fatal("shutdown with a stuck exporter returned no error")
 	}
-	if st := b.Stats(); st.Dropped == 0 {
-		t.Fatalf("spans left at the deadline not counted: %+v", st)
+	// The batch in the export and the 15 queued behind it are all given
+	// up, and counted as such, not as failed exports.
+	if st := b.Stats(); st.Abandoned != 20 || st.Exported != 0 || st.Failed != 0 || st.Dropped != 0 {
+		t.Fatalf("stats %+v, want the 20 spans abandoned", st)
+	}
+}
+
+// deaf is an exporter that ignores its context: it returns only when told.
+type deaf struct{ release chan struct{} }
+
+func (d deaf) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error {
+	<-d.release
+	return nil
+}
+func (deaf) Shutdown(context.Context) error { return nil }
+
+func TestBatcherShutdownDeafExporter(t *testing.T) {
+	d := deaf{release: make(chan struct{})}
+	defer close(d.release)
+	b := exporter.NewBatcher(d, exporter.BatchOptions{QueueSize: 100, BatchSize: 5, Interval: time.Hour, ExportTimeout: time.Hour}, nil)
+	spansInto(b, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("shutdown past its deadline returned no error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown waited for an exporter that ignores its context")
+	}
+	st := b.Stats()
+	if st.Abandoned != 12 {
+		t.Fatalf("stats %+v, want all 12 abandoned", st)
+	}
+	// Counts are final: the export returning late changes nothing.
+	d.release <- struct{}{}
+	time.Sleep(50 * time.Millisecond)
+	if st2 := b.Stats(); st2 != st {
+		t.Errorf("counts changed after Shutdown returned: %+v then %+v", st, st2)
 	}
 }
 

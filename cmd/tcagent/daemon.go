@@ -63,6 +63,7 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			pl.shutdownFrom(ctx)
 			// The socket programs go on the root cgroup: every process.
 			if flags.propagate {
 				if cgroupRoot == "" {

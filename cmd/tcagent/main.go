@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/tcagent/tcagent/channel/lifecycle"
 	"github.com/tcagent/tcagent/exporter"
 	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
+	"github.com/tcagent/tcagent/internal/holds"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )
@@ -88,6 +91,12 @@ type traceFlags struct {
 	samplerArg   string
 	propagate    bool
 	limits       lifecycle.Limits
+	// lockDir holds the marks of what agents trace (see agent.LockProcess).
+	lockDir string
+	// shutdownTimeout bounds the whole shutdown, from the signal (or the
+	// targets' exit) to exit.
+	shutdownTimeout time.Duration
+	cmd             *cobra.Command // to tell a flag given from its default
 }
 
 func (f *traceFlags) register(cmd *cobra.Command) {
@@ -107,6 +116,9 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.limits.MaxOpenCalls, "max-open-calls", 100_000, "most traced calls held open; more are dropped and counted")
 	cmd.Flags().IntVar(&f.limits.MaxGoroutines, "max-goroutines", 100_000, "most goroutines the agent holds state for; more are not tracked, and counted")
 	cmd.Flags().IntVar(&f.limits.MaxPending, "max-pending", 100_000, "most async calls waiting to settle; more end at return, counted")
+	cmd.Flags().StringVar(&f.lockDir, "lock-dir", holds.DefaultDir, "where agents mark the processes (and, with --propagate, the cgroups) they trace, so that a second agent refuses them; agents see each other's marks only when they share it")
+	cmd.Flags().DurationVar(&f.shutdownTimeout, "shutdown-timeout", 5*time.Second, "bound on the whole shutdown (detach, end open spans, flush, export); spans not exported by then are given up and counted in the last log line")
+	f.cmd = cmd
 }
 
 // pipeline is what spans go through once they end, and the metrics.
@@ -118,7 +130,16 @@ type pipeline struct {
 	rootRatio   float64         // the share of new traces the sampler samples
 	propagator  *bpf.Propagator // --propagate's socket side, nil without it
 	output      *spanOutput     // where the jsonl and stdout exporters write
-	stop        context.CancelFunc
+	// unholdCgroup gives back --propagate's mark on its cgroup.
+	unholdCgroup func()
+	batcher      *exporter.Batcher // nil for the tree
+	lockDir      string
+	log          *slog.Logger
+	// shutdownTimeout bounds finish, counted from shutdownAt (the signal)
+	// when it is set, else from finish's call.
+	shutdownTimeout time.Duration
+	shutdownAt      atomic.Pointer[time.Time]
+	stop            context.CancelFunc
 }
 
 // propagate loads --propagate's socket programs on the cgroup that holds
@@ -144,24 +165,33 @@ func (pl *pipeline) propagate(pids []int, log *slog.Logger) error {
 // propagateAt loads --propagate's socket programs on the cgroup v2
 // directory cgroup: they see the sockets of every process beneath it.
 func (pl *pipeline) propagateAt(common string, log *slog.Logger) error {
+	// Another agent's socket programs on these sockets would take the
+	// requests of one of the two: refused, never silently broken.
+	unhold, err := bpf.HoldCgroup(pl.lockDir, common)
+	if err != nil {
+		return fmt.Errorf("--propagate: %w", err)
+	}
 	p, err := bpf.LoadPropagator(common)
 	if err != nil {
+		unhold()
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EPERM) {
 			return fmt.Errorf("--propagate: insufficient privilege to load socket programs: run as root (or add CAP_NET_ADMIN): %w", err)
 		}
 		return fmt.Errorf("--propagate: %w", err)
 	}
-	pl.propagator = p
+	pl.propagator, pl.unholdCgroup = p, unhold
 	pl.metrics.SetPropagator(p)
 	log.Info("propagating trace context", "cgroup", common)
 	return nil
 }
 
 // shared keeps one process's Session from shutting down the processor that
-// every traced process's spans go through: its Shutdown only flushes.
+// every traced process's spans go through: its Shutdown does nothing, as
+// the spans it ended are queued already; finish drains the processor once,
+// within the shutdown's deadline.
 type shared struct{ sdktrace.SpanProcessor }
 
-func (s shared) Shutdown(ctx context.Context) error { return s.ForceFlush(ctx) }
+func (s shared) Shutdown(context.Context) error { return nil }
 
 // setup builds the exporter, the metrics endpoint and the sampler.
 func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error) {
@@ -175,6 +205,9 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 	if err := f.checkLimits(); err != nil {
 		return nil, err
 	}
+	if f.shutdownTimeout <= 0 {
+		return nil, fmt.Errorf("--shutdown-timeout %v: want a positive duration", f.shutdownTimeout)
+	}
 	sampler, ratio, err := f.traceSampler()
 	if err != nil {
 		return nil, err
@@ -183,7 +216,10 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 	if err != nil {
 		return nil, err
 	}
-	pl := &pipeline{metrics: tcprom.New(0), sampler: sampler, rootRatio: ratio, output: out}
+	pl := &pipeline{metrics: tcprom.New(0), sampler: sampler, rootRatio: ratio, output: out, lockDir: f.lockDir, log: log,
+		shutdownTimeout: f.shutdownTimeout}
+	// Marks left by agents that were killed: their processes are gone.
+	agent.SweepLocks(f.lockDir)
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := func() { cancel(); out.close() }
 	pl.stop = stop
@@ -194,7 +230,7 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 	case "jsonl":
 		b := exporter.NewBatcher(exporter.NewJSONL(out.w), exporter.BatchOptions{Interval: 200 * time.Millisecond}, onError)
 		pl.metrics.SetBatcher(b)
-		pl.processor = b
+		pl.processor, pl.batcher = b, b
 	case "otlp":
 		exp, err := exporter.NewOTLP(ctx, exporter.OTLPOptions{Endpoint: f.otlpEndpoint, Protocol: f.otlpProtocol})
 		if err != nil {
@@ -203,20 +239,41 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 		}
 		b := exporter.NewBatcher(exp, exporter.BatchOptions{}, onError)
 		pl.metrics.SetBatcher(b)
-		pl.processor = b
+		pl.processor, pl.batcher = b, b
 	default:
 		stop()
 		return nil, fmt.Errorf("--exporter %q: want otlp, jsonl or stdout", kind)
 	}
 	if f.metricsAddr != "" {
-		addr, err := pl.metrics.Serve(ctx, f.metricsAddr)
+		addr, err := pl.serveMetrics(ctx, f.metricsAddr, f.cmd != nil && f.cmd.Flags().Changed("metrics-addr"))
 		if err != nil {
 			stop()
 			return nil, err
 		}
-		pl.metricsAddr = addr.String()
+		pl.metricsAddr = addr
 	}
 	return pl, nil
+}
+
+// serveMetrics starts the endpoint. Tracing does not depend on it: when the
+// default address is taken (another agent on the host, say), it says so
+// once and serves on a port the kernel picks, or on none; only an address
+// the user gave that fails is fatal.
+func (pl *pipeline) serveMetrics(ctx context.Context, addr string, explicit bool) (string, error) {
+	a, err := pl.metrics.Serve(ctx, addr)
+	if err == nil {
+		return a.String(), nil
+	}
+	if explicit {
+		return "", fmt.Errorf("--metrics-addr %s: %w (give another address, or --metrics-addr '' for none)", addr, err)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if a, err2 := pl.metrics.Serve(ctx, net.JoinHostPort(host, "0")); err2 == nil {
+		pl.log.Warn("default metrics address unavailable: metrics served on another port (choose one with --metrics-addr)", "wanted", addr, "error", err, "metrics", a.String())
+		return a.String(), nil
+	}
+	pl.log.Warn("default metrics address unavailable: tracing goes on without a metrics endpoint (choose one with --metrics-addr)", "wanted", addr, "error", err)
+	return "", nil
 }
 
 // config returns the agent configuration for the pipeline.
@@ -224,7 +281,7 @@ func (pl *pipeline) config(specs []probes.Spec, f *traceFlags, log *slog.Logger)
 	return agent.Config{Specs: specs, Processor: shared{pl.processor}, ServiceName: f.serviceName, Logger: log,
 		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets(),
 		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}, Limits: f.limits, Propagator: pl.propagator,
-		RootSampleRatio: &pl.rootRatio}
+		RootSampleRatio: &pl.rootRatio, LockDir: f.lockDir}
 }
 
 // builtinSets parses --builtin: nil for all, empty for none.
@@ -249,19 +306,48 @@ func (f *traceFlags) specs() ([]probes.Spec, error) {
 	return probes.Load(f.probes)
 }
 
-// finish closes the sessions, flushes the spans (within a deadline), and
-// stops the socket programs and the endpoint.
+// shutdownFrom starts the shutdown's deadline when ctx is done (the
+// signal), rather than when finish is called.
+func (pl *pipeline) shutdownFrom(ctx context.Context) {
+	context.AfterFunc(ctx, func() {
+		now := time.Now()
+		pl.shutdownAt.CompareAndSwap(nil, &now)
+	})
+}
+
+// finish closes the sessions (their uprobes are detached first, whatever
+// the exporter does), exports what is left within the shutdown deadline,
+// and stops the socket programs and the endpoint. What could not be
+// exported by the deadline is given up, and said in the last log line.
 func (pl *pipeline) finish(sessions ...*agent.Session) error {
 	defer pl.stop()
+	start := time.Now()
+	if at := pl.shutdownAt.Load(); at != nil {
+		start = *at
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(pl.shutdownTimeout))
+	defer cancel()
 	var errs []error
 	for _, s := range sessions {
 		errs = append(errs, s.Close())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	errs = append(errs, pl.processor.Shutdown(ctx), pl.output.close())
+	if err := pl.processor.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		errs = append(errs, err)
+	}
+	errs = append(errs, pl.output.close())
 	if pl.propagator != nil {
 		errs = append(errs, pl.propagator.Close())
+		pl.unholdCgroup()
+	}
+	if b := pl.batcher; b != nil && b.Stats() != (exporter.BatchStats{}) {
+		st := b.Stats()
+		args := []any{"exported", st.Exported, "abandoned_at_shutdown", st.Abandoned, "dropped_queue_full", st.Dropped,
+			"failed", st.Failed, "shutdown_timeout", pl.shutdownTimeout, "took", time.Since(start).Round(time.Millisecond)}
+		if st.Abandoned > 0 {
+			pl.log.Warn("spans not exported by the shutdown deadline were given up", args...)
+		} else {
+			pl.log.Info("spans flushed", args...)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -277,10 +363,8 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 			if len(pids) == 0 {
 				return errors.New("attach: --pid is required")
 			}
-			for _, pid := range pids {
-				if err := checkPID(pid); err != nil {
-					return err
-				}
+			if err := checkPIDs(pids); err != nil {
+				return err
 			}
 			specs, err := flags.specs()
 			if err != nil {
@@ -293,6 +377,7 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			pl.shutdownFrom(ctx)
 			if flags.propagate {
 				if err := pl.propagate(pids, log); err != nil {
 					pl.finish()

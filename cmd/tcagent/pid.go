@@ -43,3 +43,19 @@ func threadGroup(status string) (int, error) {
 	}
 	return 0, fmt.Errorf("%s: no Tgid", status)
 }
+
+// checkPIDs refuses a --pid list that names a process twice (traced twice,
+// each of its spans would be exported twice), and each pid checkPID refuses.
+func checkPIDs(pids []int) error {
+	seen := make(map[int]bool, len(pids))
+	for _, p := range pids {
+		if seen[p] {
+			return fmt.Errorf("--pid %d given twice: each process is traced once", p)
+		}
+		seen[p] = true
+		if err := checkPID(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

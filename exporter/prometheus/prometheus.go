@@ -262,7 +262,7 @@ var (
 	progRuns           = desc("tcagent_bpf_program_runs_total", "Runs of each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
 	progTime           = desc("tcagent_bpf_program_run_seconds_total", "Time spent in each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
 	spansExported      = desc("tcagent_spans_exported_total", "Spans the exporter accepted.")
-	spansDropped       = desc("tcagent_spans_dropped_total", "Spans dropped before export: the export queue was full, or still held at shutdown.")
+	spansDropped       = desc("tcagent_spans_dropped_total", "Spans dropped before export: the export queue was full (spans given up at shutdown are in the agent's last log line).")
 	spansFailed        = desc("tcagent_spans_export_failed_total", "Spans in exports that failed.")
 	exportErrors       = desc("tcagent_export_errors_total", "Failed exports.")
 	ready              = desc("tcagent_ready", "1 once every probe of a traced process is attached.")
@@ -270,11 +270,11 @@ var (
 	propMismatch       = desc("tcagent_propagation_trace_mismatches_total", "--propagate: spans whose parent was in another trace than the one the kernel made for them (and a request may have carried).", "service", "pid")
 	propMatched        = desc("tcagent_propagation_matched_total", "--propagate: server spans whose request carried no trace context (TLS, say), matched by connection to the client span that sent it, both traced here.", "service", "pid")
 	daemonTraced       = desc("tcagent_daemon_processes_traced", "daemon: processes traced now.")
-	daemonWaiting      = desc("tcagent_daemon_processes_waiting", "daemon: Go processes a port selector waits on (not listening on its port yet).")
+	daemonWaiting      = desc("tcagent_daemon_processes_waiting", "daemon: Go processes looked at again later: a port selector's not listening on its port yet, or one another tcagent traces.")
 	daemonImages       = desc("tcagent_daemon_executables_attached", "daemon: executables with one shared set of uprobes attached.")
 	daemonLost         = desc("tcagent_daemon_discovery_lost_total", "daemon: exec and exit events the kernel had no room for.")
 	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored).")
-	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, no_access (its executable unreadable: see the README's privileges), self.", "decision")
+	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, no_access (its executable unreadable: see the README's privileges), self, held_by_other_agent (another tcagent traces it; taken over once it detaches).", "decision")
 	joinedTraces       = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
 	propSocket         = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
 )
@@ -304,7 +304,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(daemonImages, prometheus.GaugeValue, float64(st.Images))
 		ch <- prometheus.MustNewConstMetric(daemonLost, prometheus.CounterValue, float64(st.DiscoveryLost))
 		ch <- prometheus.MustNewConstMetric(daemonUnattributed, prometheus.CounterValue, float64(st.Unattributed))
-		for _, k := range []string{"traced", "not_go", "no_match", "attach_failed", "no_access", "self"} {
+		for _, k := range []string{"traced", "not_go", "no_match", "attach_failed", "no_access", "self", "held_by_other_agent"} {
 			ch <- prometheus.MustNewConstMetric(daemonDecisions, prometheus.CounterValue, float64(st.Decisions[k]), k)
 		}
 	}

@@ -226,6 +226,25 @@ func TestManifestPrivileges(t *testing.T) {
 	if port != m[1] || ann["prometheus.io/port"] != m[1] || ann["prometheus.io/scrape"] != "true" {
 		t.Errorf("metrics on %s, container port %s, scrape annotations %v", m[1], port, ann)
 	}
+	// The marks that keep a process from being traced by two agents live in
+	// the node's /run/lock (the agent's --lock-dir default): mounted from
+	// the host, or an agent run on the node would not see the daemon's.
+	lockVolume := ""
+	for _, vm := range c["volumeMounts"].([]any) {
+		if vm := vm.(map[string]any); vm["mountPath"] == "/run/lock" && vm["readOnly"] != true {
+			lockVolume = fmt.Sprint(vm["name"])
+		}
+	}
+	hostLocks := false
+	for _, vol := range pod["volumes"].([]any) {
+		vol := vol.(map[string]any)
+		if hp, ok := vol["hostPath"].(map[string]any); ok && vol["name"] == lockVolume && hp["path"] == "/run/lock" {
+			hostLocks = true
+		}
+	}
+	if !hostLocks {
+		t.Error("the node's /run/lock is not mounted writable at /run/lock: the daemon's marks would be its own")
+	}
 	ready := dig(c, "readinessProbe", "httpGet")
 	if ready["path"] != "/readyz" || ready["port"] != "metrics" {
 		t.Errorf("readiness probe %v", ready)

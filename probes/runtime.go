@@ -14,6 +14,10 @@ type Runtime struct {
 	GoidOffset       uint16
 	StackHiOffset    uint16
 	ParentGoidOffset uint16
+	// HasParentGoid is false for Go 1.19 and 1.20, whose g has no
+	// parentGoid: goroutine lineage then comes from runtime.newproc1's
+	// callergp argument (see CompileRuntime).
+	HasParentGoid bool
 	// Source says where the offsets came from: "DWARF" or "table".
 	Source string
 }
@@ -21,7 +25,9 @@ type Runtime struct {
 // gOffsets was read from the DWARF of runtime.g of binaries built by each
 // release (see kernel-tests, which checks it against DWARF for the releases
 // it builds). g.stack is the first field and stack.hi its second word in all.
+// A parentGoid of 0: the release has none (g.stack is at 0).
 var gOffsets = map[string]struct{ goid, parentGoid uint16 }{
+	"go1.19": {152, 0}, "go1.20": {152, 0},
 	"go1.21": {152, 272}, "go1.22": {152, 272}, "go1.23": {160, 280},
 	"go1.24": {160, 280}, "go1.25": {152, 272}, "go1.26": {152, 280},
 }
@@ -56,16 +62,13 @@ func (b *Binary) Runtime() (Runtime, error) {
 		if err != nil {
 			return Runtime{}, err
 		}
-		if !ok {
-			return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g has no parentGoid: Go 1.21 or newer is needed", b.Path, b.GoVersion)
-		}
-		return Runtime{GoidOffset: uint16(goid), StackHiOffset: 8, ParentGoidOffset: uint16(parent), Source: "DWARF"}, nil
+		return Runtime{GoidOffset: uint16(goid), StackHiOffset: 8, ParentGoidOffset: uint16(parent), HasParentGoid: ok, Source: "DWARF"}, nil
 	}
 	off, ok := gOffsets[b.Release()]
 	if !ok {
-		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go 1.21 to 1.26)", b.Path, b.GoVersion)
+		return Runtime{}, fmt.Errorf("%s: built by %s, which has no DWARF and is not in the offsets table (Go 1.19 to 1.26)", b.Path, b.GoVersion)
 	}
-	return Runtime{GoidOffset: off.goid, StackHiOffset: 8, ParentGoidOffset: off.parentGoid, Source: "table"}, nil
+	return Runtime{GoidOffset: off.goid, StackHiOffset: 8, ParentGoidOffset: off.parentGoid, HasParentGoid: off.parentGoid != 0, Source: "table"}, nil
 }
 
 // DWARFField returns the offset of field in the struct type typ (e.g.

@@ -53,6 +53,8 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	} else if ok {
 		o.sources[field] = "DWARF"
 		return off, true, nil
+	} else if o.b.HasDWARF && !strings.Contains(strings.SplitN(field, "/", 2)[0], ".") {
+		return 0, false, nil // the standard library of this release has no such field
 	}
 	if mod, ok := o.module(field); ok {
 		key := mod.Path + "@" + mod.Version

@@ -1,6 +1,7 @@
 package kerneltests
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/channel/lifecycle"
+	promexp "github.com/tcagent/tcagent/exporter/prometheus"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )
@@ -407,4 +409,77 @@ func TestOldGoBuiltinHTTP(t *testing.T) {
 		// Not a type whose message is read: the type stands for it.
 		check(clients["GET /x"], "GET", map[string]any{"error.type": "*net.OpError"}, codes.Error, "*net.OpError")
 	})
+}
+
+// TestUnreadableValues: a probe spec wrong about an argument (a *Blob read
+// as a string, which a stripped binary cannot contradict) gives
+// blob.unreadable, not the struct's bytes; an error whose message cannot be
+// read gets its type name; both are counted, on the Prometheus endpoint
+// too. On Go 1.19 and 1.20 stripped builds and the fixture built by the
+// local Go.
+func TestUnreadableValues(t *testing.T) {
+	const yaml = `
+probes:
+  - symbol: main.Opaque
+    name: opaque
+    signature: "func(s string) int"
+    attributes: [{key: blob, from: arg0, type: string}]
+  - symbol: main.Fail
+    name: fail
+    signature: "func(mode int) (int, error)"
+    attributes: [{key: mode, from: arg0, type: int}]
+  - symbol: main.Types
+    name: types
+    signature: "func(i int, u uint, b bool, s string, small int8) (int, string)"
+    attributes: [{key: s, from: arg3, type: string}]
+`
+	bs := oldBuilds(t)
+	local := build{name: "local-stripped", stripped: true, path: filepath.Join(workDir, "go119-local-stripped")}
+	src, _ := filepath.Abs(filepath.Join("testdata", "go119"))
+	if err := goBuild(src, local.path, "local", "-ldflags=-s -w", "."); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range append(bs, local) {
+		if !b.stripped {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			tg := startTarget(t, b.path)
+			m := promexp.New(0)
+			ss := attach(t, tg.pid(), yaml)
+			m.AddSession(ss.s)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			addr, err := m.Serve(ctx, "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.run(t, "opaque")
+			tg.run(t, "errors")
+			tg.run(t, "types")
+			spans := ss.stop(t) // publishes the final counts
+			a := attrs(oneNamed(t, spans, "opaque"))
+			if _, ok := a["blob"]; ok || a["blob.unreadable"] != probes.ReasonNotText {
+				t.Errorf("opaque: attributes %v, want blob.unreadable=%s and no blob", a, probes.ReasonNotText)
+			}
+			for _, s := range named(spans, "types") {
+				if a := attrs(s); a["s"] == nil || a["s.unreadable"] != nil {
+					t.Errorf("types: a real string marked: %v", a)
+				}
+			}
+			fails := named(spans, "fail")
+			if len(fails) != 4 || fails[3].Status().Description != "*main.codeError" || fails[0].Status().Description != "plain failure" {
+				t.Fatalf("fail spans %s", spanNames(fails))
+			}
+			want := probes.UnreadableCounts{Capture: 1, Error: 1}
+			if got := ss.s.Stats().Unreadable; got != want {
+				t.Errorf("counted %+v, want %+v", got, want)
+			}
+			for what, n := range map[string]float64{"capture": 1, "error": 1, "header": 0, "panic": 0} {
+				if got := scrape(t, addr.String(), "tcagent_reads_unreadable_total", `what="`+what+`"`); got != n {
+					t.Errorf("tcagent_reads_unreadable_total{what=%q} = %v, want %v", what, got, n)
+				}
+			}
+		})
+	}
 }

@@ -32,7 +32,7 @@ var oldToolchains = []struct{ release, toolchain string }{
 // goBuildOld builds with an old toolchain's own go command. Go 1.19 cannot
 // build in module mode when its GOROOT lies inside GOMODCACHE, where
 // GOTOOLCHAIN puts it ("import of unknown directory"): its go command runs
-// with a module cache of its own (the go119 fixture needs no module).
+// with a module cache of its own, filled through the module proxy.
 func goBuildOld(dir, out, toolchain string, args ...string) error {
 	mc, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
@@ -482,4 +482,28 @@ probes:
 			}
 		})
 	}
+}
+
+// TestOldGoBuiltinSQL runs the sql built-ins on Go 1.19 and 1.20 builds
+// against a real PostgreSQL (lib/pq), with the assertions of the 1.21+
+// test. Stripped builds need no struct offset for it: the driver module
+// names the database.
+func TestOldGoBuiltinSQL(t *testing.T) {
+	dsn := startPostgres(t)
+	forEachOldBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path, "TCAGENT_PG_DSN="+dsn)
+		ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"sql"} })
+		if r := ss.s.Builtins(); len(r) != 1 || !r[0].Applied {
+			t.Fatalf("built-in report %+v", r)
+		}
+		tg.run(t, "sql")
+		checkSQLSpans(t, ss.stop(t), "postgresql", "*pq.Error", []sqlCase{
+			{"SELECT ?", "SELECT", "SELECT", codes.Unset},
+			{"CREATE TABLE IF NOT EXISTS items (id int, name text)", "CREATE", "CREATE", codes.Unset},
+			{"INSERT INTO items VALUES ($1, $2), ($3, $4)", "INSERT", "INSERT", codes.Unset},
+			{"SELECT id, name FROM items ORDER BY id", "SELECT", "SELECT", codes.Unset},
+			{"SELEC broken", "postgresql", "", codes.Error},
+			{"UPDATE items SET name = $1 WHERE id = $2", "UPDATE", "UPDATE", codes.Unset},
+		}, "SELECT id, name FROM items ORDER BY id")
+	})
 }

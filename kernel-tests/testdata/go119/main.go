@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	_ "github.com/lib/pq"
 )
 
 //go:noinline
@@ -227,6 +230,46 @@ func httpCalls() {
 	time.Sleep(50 * time.Millisecond) // let the server's handlers return
 }
 
+// sqlCalls runs the statements of the built-in SQL tests against the
+// PostgreSQL server TCAGENT_PG_DSN names, as the main fixture does.
+func sqlCalls() {
+	db, err := sql.Open("postgres", os.Getenv("TCAGENT_PG_DSN"))
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	var one int
+	if err := db.QueryRow("SELECT 1").Scan(&one); err != nil {
+		panic(err)
+	}
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS items (id int, name text)"); err != nil {
+		panic(err)
+	}
+	if _, err := db.Exec("INSERT INTO items VALUES ($1, $2), ($3, $4)", 1, "apple", 2, "pear"); err != nil {
+		panic(err)
+	}
+	rows, err := db.Query("SELECT id, name FROM items ORDER BY id")
+	if err != nil {
+		panic(err)
+	}
+	rows.Next() // read one row, keep the rows open 30ms
+	time.Sleep(30 * time.Millisecond)
+	rows.Close()
+	if _, err := db.Query("SELEC broken"); err == nil {
+		panic("a broken query succeeded")
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		panic(err)
+	}
+	if _, err := tx.Exec("UPDATE items SET name = $1 WHERE id = $2", "plum", 2); err != nil {
+		panic(err)
+	}
+	if err := tx.Commit(); err != nil {
+		panic(err)
+	}
+}
+
 func run(cmd string) {
 	switch cmd {
 	case "types":
@@ -269,6 +312,8 @@ func run(cmd string) {
 		Opaque(b, 8)
 	case "http":
 		httpCalls()
+	case "sql":
+		sqlCalls()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown command %q\n", cmd)
 		os.Exit(2)

@@ -240,6 +240,9 @@ func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribut
 	if s.op != "" {
 		return s.op, trace.SpanKindClient, append(attrs, attribute.String("db.operation.name", s.op))
 	}
+	if u, ok := raw(p.Attributes).unreadable("query", "db.query.text"); ok {
+		return system, trace.SpanKindClient, append(attrs, u)
+	}
 	q, _ := raw(p.Attributes).str("query")
 	switch s.text {
 	case "sanitized":

@@ -90,7 +90,7 @@ type RemoteParenter interface {
 // CapturedAttr is how one capture becomes an attribute.
 type CapturedAttr struct {
 	Key    string
-	Type   string // int, uint, bool, string
+	Type   string // int, uint, bool, string; bytes (a built-in's []byte, not text)
 	Size   int    // bytes, for sign extension of ints
 	MaxLen int    // strings
 }

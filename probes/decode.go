@@ -116,8 +116,8 @@ func text(s string, full uint64) (string, string) {
 // readString reads a string value a capture holds: its bytes from the
 // event (or, for a literal the kernel could not read, from the binary),
 // checked. ptr and n are the string header, slot its string slot, max the
-// bound.
-func readString(ev *bpf.Event, v bpf.Value, ptr, n uint64, slot uint8, max int, b *Binary) (string, string) {
+// bound; wantText asks for text (see text), else any bytes do.
+func readString(ev *bpf.Event, v bpf.Value, ptr, n uint64, slot uint8, max int, b *Binary, wantText bool) (string, string) {
 	if !saneHeader(ptr, n) {
 		return "", ReasonLength
 	}
@@ -133,6 +133,12 @@ func readString(ev *bpf.Event, v bpf.Value, ptr, n uint64, slot uint8, max int, 
 		}
 	} else {
 		s = string(ev.String(slot, m))
+	}
+	if !wantText {
+		if n > uint64(len(s)) {
+			s += TruncatedSuffix
+		}
+		return s, "" // bytes, as they are
 	}
 	return text(s, n)
 }
@@ -166,10 +172,10 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, 
 			dst = append(dst, attribute.Int64(a.Key, int64(zeroExtend(v.A, a.Size))))
 		case "bool":
 			dst = append(dst, attribute.Bool(a.Key, v.A&0xff != 0))
-		case "string":
+		case "string", "bytes":
 			// Every string capture holds its length in A and its address
 			// in B.
-			s, why := readString(ev, v, v.B, v.A, caps[i].Slot, a.MaxLen, b)
+			s, why := readString(ev, v, v.B, v.A, caps[i].Slot, a.MaxLen, b, a.Type == "string")
 			if why != "" {
 				dst = append(dst, attribute.String(a.Key+UnreadableSuffix, why))
 				if caps[i].Kind == bpf.CapMapStr {
@@ -241,7 +247,7 @@ func (p *Probe) Error(ev *bpf.Event, b *Binary, u *Unreadable) *channel.Error {
 		u.count(&u.Error)
 		return e
 	}
-	s, why := readString(ev, v, v.D, v.C, p.Recipe.Return[i].Slot, bpf.StringSlotSize, b)
+	s, why := readString(ev, v, v.D, v.C, p.Recipe.Return[i].Slot, bpf.StringSlotSize, b, true)
 	if why != "" {
 		u.count(&u.Error)
 		return e
@@ -268,7 +274,7 @@ func PanicValue(ev *bpf.Event, b *Binary, u *Unreadable) string {
 		u.count(&u.Panic)
 		return typ
 	}
-	s, why := readString(ev, v, v.D, v.C, 0, bpf.StringSlotSize, b)
+	s, why := readString(ev, v, v.D, v.C, 0, bpf.StringSlotSize, b, true)
 	if why != "" {
 		u.count(&u.Panic)
 		return typ

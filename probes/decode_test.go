@@ -69,11 +69,17 @@ func TestStringCaptures(t *testing.T) {
 		{"nil pointer with a length", rawValue{a: 3, b: 0}, bpf.CapString, "k.unreadable", ReasonLength, true},
 		{"kernel address", rawValue{a: 3, b: 0xffff888000000000}, bpf.CapString, "k.unreadable", ReasonLength, true},
 		{"read failed", rawValue{a: 3, b: ptr, failed: true}, bpf.CapString, "k.unreadable", ReasonReadFailed, true},
+		{"bytes, not text", rawValue{a: 4, b: ptr, str: "\x7f\x00\x00\x01"}, bpf.CapPath, "k", "\x7f\x00\x00\x01", false},
+		{"bytes with a huge length", rawValue{a: 1 << 40, b: ptr}, bpf.CapPath, "k.unreadable", ReasonLength, true},
 		{"header not text", rawValue{a: 3, b: ptr, str: "\x01\x02\x03"}, bpf.CapMapStr, "k.unreadable", ReasonNotText, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := &Probe{EntryAttrs: []CapturedAttr{{Key: "k", Type: "string", MaxLen: DefaultMaxString}},
+			typ := "string"
+			if strings.HasPrefix(c.name, "bytes") {
+				typ = "bytes"
+			}
+			p := &Probe{EntryAttrs: []CapturedAttr{{Key: "k", Type: typ, MaxLen: DefaultMaxString}},
 				Recipe: bpf.Recipe{Entry: []bpf.Capture{{Kind: c.kind, Slot: 0}}}}
 			var u Unreadable
 			got := p.Attributes(event(t, c.v), true, nil, nil, &u)

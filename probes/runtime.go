@@ -78,6 +78,14 @@ func (b *Binary) DWARFField(typ, field string) (int64, bool, error) {
 	return b.dwarfField(typ, field)
 }
 
+// DWARFHasStruct reports whether the binary's DWARF describes the struct
+// type typ: then a field DWARFField does not find does not exist in it. A
+// type the linker left out has no DWARF at all.
+func (b *Binary) DWARFHasStruct(typ string) bool {
+	_, e, err := b.dwarfEntry(typ)
+	return err == nil && e != nil && e.Tag == dwarf.TagStructType
+}
+
 func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
 	r, e, err := b.dwarfEntry(typ)
 	if err != nil || e == nil || e.Tag != dwarf.TagStructType {

@@ -53,8 +53,8 @@ func (o *offsets) get(field string) (int64, bool, error) {
 	} else if ok {
 		o.sources[field] = "DWARF"
 		return off, true, nil
-	} else if o.b.HasDWARF && !strings.Contains(strings.SplitN(field, "/", 2)[0], ".") {
-		return 0, false, nil // the standard library of this release has no such field
+	} else if o.b.DWARFHasStruct(field[:i]) {
+		return 0, false, nil // the struct is there without the field: this release has none
 	}
 	if mod, ok := o.module(field); ok {
 		key := mod.Path + "@" + mod.Version

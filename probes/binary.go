@@ -5,6 +5,7 @@ import (
 	"debug/dwarf"
 	"debug/elf"
 	"debug/gosym"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path"
@@ -99,7 +100,7 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: read .gopclntab: %w", file, err)
 	}
-	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart(f, pcln, data, text)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: parse .gopclntab: %w", file, err)
 	}
@@ -122,6 +123,79 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 	}
 	sort.Strings(b.names)
 	return b, nil
+}
+
+// textStart returns the address function entries in .gopclntab count from:
+// runtime.text (debug/gosym takes the address it is given). It is .text's
+// start when Go links alone, but an externally linked binary (cgo, as
+// distributions build Go programs) has the C runtime's code first: Debian
+// 12's prometheus starts its Go code 256 bytes into .text, and every probe
+// would land that far before its function. The pcHeader of Go 1.18 and
+// later records it; in a position-independent binary that field is 0 in the
+// file, and the module data (whose first word points at the pcHeader and
+// whose text field is runtime.text) is filled by dynamic relocations.
+func textStart(f *elf.File, pcln *elf.Section, data []byte, text *elf.Section) uint64 {
+	if len(data) < 32 || f.Class != elf.ELFCLASS64 {
+		return text.Addr
+	}
+	switch binary.LittleEndian.Uint32(data) {
+	case 0xfffffff0, 0xfffffff1: // Go 1.18-1.19, Go 1.20 and later
+	default:
+		return text.Addr // older tables have no textStart
+	}
+	inText := func(v uint64) bool { return v >= text.Addr && v < text.Addr+text.Size }
+	// magic, pads, minLC, ptrSize (8 bytes), nfunc, nfiles, textStart.
+	if v := binary.LittleEndian.Uint64(data[24:]); v != 0 {
+		if inText(v) {
+			return v
+		}
+		return text.Addr
+	}
+	// runtime.moduledata: pcHeader, six slices (funcnametab, cutab,
+	// filetab, pctab, pclntable, ftab), findfunctab, minpc, maxpc, text.
+	const textField = 8 + 6*24 + 3*8
+	// Position-independent: dynamic relocations fill the module data.
+	if rela := f.Section(".rela.dyn"); rela != nil {
+		if rd, err := rela.Data(); err == nil {
+			const relative = 8 // R_X86_64_RELATIVE
+			addends := map[uint64]uint64{}
+			var md []uint64
+			for i := 0; i+24 <= len(rd); i += 24 {
+				if binary.LittleEndian.Uint64(rd[i+8:])&0xffffffff != relative {
+					continue
+				}
+				at, v := binary.LittleEndian.Uint64(rd[i:]), binary.LittleEndian.Uint64(rd[i+16:])
+				addends[at] = v
+				if v == pcln.Addr {
+					md = append(md, at)
+				}
+			}
+			for _, m := range md {
+				if v, ok := addends[m+textField]; ok && inText(v) {
+					return v
+				}
+			}
+		}
+	}
+	// Else the module data (in .noptrdata, or .go.module from Go 1.26)
+	// holds the addresses themselves.
+	for _, sec := range f.Sections {
+		if sec.Type != elf.SHT_PROGBITS || sec.Flags&(elf.SHF_ALLOC|elf.SHF_WRITE) != elf.SHF_ALLOC|elf.SHF_WRITE {
+			continue
+		}
+		d, err := sec.Data()
+		if err != nil {
+			continue
+		}
+		for o := (8 - sec.Addr%8) % 8; o+textField+8 <= uint64(len(d)); o += 8 {
+			if binary.LittleEndian.Uint64(d[o:]) == pcln.Addr {
+				if v := binary.LittleEndian.Uint64(d[o+textField:]); inText(v) {
+					return v
+				}
+			}
+		}
+	}
+	return text.Addr
 }
 
 // pickReal chooses among functions of one name: .gopclntab names an ABI

@@ -239,8 +239,8 @@ func (p *Probe) Error(ev *bpf.Event, b *Binary, u *Unreadable) *channel.Error {
 		return nil
 	}
 	e := &channel.Error{Type: b.TypeName(v.B), Message: ""}
-	if e.Type == "" {
-		e.Type = "error"
+	if e.Type == "" || !isText(e.Type) {
+		e.Type = "error" // a name read at a wrong address is no name
 	}
 	e.Message = e.Type
 	if !messageTypes[e.Type] {
@@ -267,7 +267,7 @@ func PanicValue(ev *bpf.Event, b *Binary, u *Unreadable) string {
 	}
 	v := ev.Values[0]
 	typ := b.TypeName(v.B)
-	if typ == "" {
+	if typ == "" || !isText(typ) {
 		typ = "?"
 	}
 	if !(typ == "string" || messageTypes[typ] || typ == "runtime.errorString" || typ == "runtime.plainError") {

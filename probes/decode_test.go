@@ -123,10 +123,12 @@ const (
 	typString      = 0x3000
 	typRuntimeErr  = 0x4000
 	typUnknown     = 0x5000
+	typGarbage     = 0x6000
 )
 
 var names = map[uint64]string{typErrorString: "*errors.errorString", typCodeError: "*main.codeError",
-	typString: "string", typRuntimeErr: "runtime.errorString", typUnknown: ""}
+	typString: "string", typRuntimeErr: "runtime.errorString", typUnknown: "",
+	typGarbage: "iableNode\x01\x13*parser.Expressions"}
 
 // TestErrorMessages: an error's message is read only for the types whose
 // layout is known and only when it passes the checks; otherwise the type
@@ -141,6 +143,7 @@ func TestErrorMessages(t *testing.T) {
 		{"message", "*errors.errorString", "plain failure", rawValue{a: 1, b: typErrorString, c: 13, d: ptr, str: "plain failure"}, false},
 		{"another type", "*main.codeError", "*main.codeError", rawValue{a: 1, b: typCodeError, c: 13, d: ptr, str: "\x07"}, true},
 		{"unknown type", "error", "error", rawValue{a: 1, b: typUnknown}, true},
+		{"type name not text", "error", "error", rawValue{a: 1, b: typGarbage}, true},
 		{"garbage bytes", "*errors.errorString", "*errors.errorString", rawValue{a: 1, b: typErrorString, c: 21, d: ptr, str: "A\x00\x00\x00\x00"}, true},
 		{"garbage length", "*errors.errorString", "*errors.errorString", rawValue{a: 1, b: typErrorString, c: 0xc000034000, d: ptr}, true},
 		{"read failed", "*errors.errorString", "*errors.errorString", rawValue{a: 1, b: typErrorString, c: 4, d: ptr, failed: true}, true},
@@ -178,6 +181,7 @@ func TestPanicValues(t *testing.T) {
 		{"runtime error", "runtime error: index out of range", rawValue{a: typRuntimeErr, b: typRuntimeErr, c: 18, d: ptr, str: "index out of range"}, false},
 		{"another type", "*main.codeError", rawValue{a: typCodeError, b: typCodeError}, true},
 		{"unknown type", "?", rawValue{a: typUnknown, b: typUnknown}, true},
+		{"type name not text", "?", rawValue{a: typGarbage, b: typGarbage}, true},
 		{"garbage string", "string", rawValue{a: typString, b: typString, c: 4, d: ptr, str: "\xfe\xff\x00\x01"}, true},
 		{"garbage length", "string", rawValue{a: typString, b: typString, c: 1 << 62, d: ptr}, true},
 	}

@@ -143,7 +143,7 @@ func (b *Binary) typeName(addr uint64) string {
 	}
 	tflag := hdr[20]
 	nameOff := int32(binary.LittleEndian.Uint32(hdr[40:]))
-	at := types.Addr + uint64(int64(nameOff))
+	at := b.typesBase(types) + uint64(int64(nameOff))
 	// A name: one flags byte, a varint length, the bytes.
 	head, err := b.read(at, 11)
 	if err != nil {
@@ -201,7 +201,7 @@ func (b *Binary) TypeAddr(name string) (uint64, bool) {
 				break
 			}
 			at := s.Addr + uint64(i+j-1) // the flags byte
-			offs[int32(int64(at)-int64(types.Addr))] = true
+			offs[int32(int64(at)-int64(b.typesBase(types)))] = true
 			i += j + 1
 		}
 	}

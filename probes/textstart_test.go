@@ -10,8 +10,9 @@ import (
 
 // TestExternalLinkFuncs: in an externally linked binary (cgo, as
 // distributions build Go programs) the C runtime's code comes first in
-// .text; the functions' addresses must still be the symbol table's, in
-// normal and position-independent builds.
+// .text, and its data before Go's: the functions' addresses must still be
+// the symbol table's, and type names found, in normal and
+// position-independent builds.
 func TestExternalLinkFuncs(t *testing.T) {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc: cannot link externally")
@@ -55,6 +56,10 @@ func TestExternalLinkFuncs(t *testing.T) {
 				t.Errorf("%v: %s at %#x, the symbol table says %#x", args, s.Name, fn.Entry, s.Value)
 			}
 			checked++
+		}
+		// Type names count from runtime.types, past the C data too.
+		if addr, ok := b.TypeAddr("*os.File"); !ok || b.typeName(addr) != "*os.File" {
+			t.Errorf("%v: *os.File's type descriptor not found (%#x, %v)", args, addr, ok)
 		}
 		b.Close()
 		if checked != 2 {

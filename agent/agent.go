@@ -118,7 +118,10 @@ type Session struct {
 	// kernel made for them (--propagate).
 	traceMismatches atomic.Uint64
 	invalidContext  atomic.Uint64
-	serviceName     string
+	// unreadable counts the values read from the process that failed a
+	// sanity check (probes.Unreadable).
+	unreadable  probes.Unreadable
+	serviceName string
 	// final holds the kernel counters read just before the process left
 	// the image or the maps were released, so that Stats stays true after.
 	final    *bpf.Counters
@@ -485,9 +488,12 @@ type Stats struct {
 	KernelErr    error
 	Lifecycle    lifecycle.Stats
 	DecodeErrors uint64
-	OpenCalls    int
-	Goroutines   int
-	Pending      int
+	// Unreadable counts the strings, headers, error messages and panic
+	// values read from the process that could not be read or trusted.
+	Unreadable probes.UnreadableCounts
+	OpenCalls  int
+	Goroutines int
+	Pending    int
 }
 
 // Stats reads the counts so far. Call it from Run's goroutine or after Run.
@@ -506,7 +512,7 @@ func (s *Session) Stats() Stats {
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: im.nuser, ProbesFailed: s.failedSets(), Uprobes: im.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending(),
-		TraceMismatches: s.traceMismatches.Load(), InvalidTraceContext: s.invalidContext.Load()}
+		TraceMismatches: s.traceMismatches.Load(), InvalidTraceContext: s.invalidContext.Load(), Unreadable: s.unreadable.Counts()}
 	if s.joins != nil {
 		st.TracesJoined = s.joins.joined.Load()
 	}
@@ -597,7 +603,7 @@ func (s *Session) logDetached(reason string) {
 		"unmatched_ends", st.Lifecycle.UnmatchedEnds, "lost_ends", st.Lifecycle.LostEnds,
 		"goroutines_reset_for_lost_events", st.Lifecycle.LostGoroutines, "expired", st.Lifecycle.Expired,
 		"overflow_calls", st.Lifecycle.OverflowCalls, "overflow_goroutines", st.Lifecycle.OverflowGoroutines,
-		"overflow_pending", st.Lifecycle.OverflowPending)
+		"overflow_pending", st.Lifecycle.OverflowPending, "unreadable_values", st.Unreadable)
 }
 
 // handle takes one decoded event through the lifecycle.
@@ -614,7 +620,7 @@ func (s *Session) handle(ev *bpf.Event) {
 		s.tracker.Handle(&le)
 		return
 	case bpf.KindPanic:
-		le.Kind, le.PanicMessage = lifecycle.Panic, "panic: "+probes.PanicValue(ev, im.bin)
+		le.Kind, le.PanicMessage = lifecycle.Panic, "panic: "+probes.PanicValue(ev, im.bin, &s.unreadable)
 		s.tracker.Handle(&le)
 		return
 	}
@@ -627,7 +633,7 @@ func (s *Session) handle(ev *bpf.Event) {
 	case bpf.KindStart:
 		le.Kind = lifecycle.Start
 		if len(p.EntryAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, true, s.scratch[:0], im.bin)
+			le.Attributes = p.Attributes(ev, true, s.scratch[:0], im.bin, &s.unreadable)
 		}
 		if i := len(p.Recipe.Entry) - 1; p.Recipe.Trace && i < ev.NValues {
 			v := ev.Values[i]
@@ -647,9 +653,9 @@ func (s *Session) handle(ev *bpf.Event) {
 	case bpf.KindEnd:
 		le.Kind = lifecycle.End
 		if len(p.ReturnAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, false, s.scratch[:0], im.bin)
+			le.Attributes = p.Attributes(ev, false, s.scratch[:0], im.bin, &s.unreadable)
 		}
-		if e := p.Error(ev, im.bin); e != nil {
+		if e := p.Error(ev, im.bin, &s.unreadable); e != nil {
 			if p.ErrorOf == nil {
 				le.Err = e
 			} else if err := p.ErrorOf(e, le.Attributes); err != nil {

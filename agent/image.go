@@ -299,6 +299,12 @@ func (im *Image) attach(exe string) error {
 	if err != nil {
 		return fmt.Errorf("runtime.newproc1: %w", err)
 	}
+	var createEntryOff []uint64
+	if im.rt.GoCreateEntry != 0 {
+		if createEntryOff, err = file(im.rt.GoCreateEntry); err != nil {
+			return fmt.Errorf("runtime.newproc1: %w", err)
+		}
+	}
 	exitOff, err := file(im.rt.GoExit)
 	if err != nil {
 		return fmt.Errorf("runtime.goexit1: %w", err)
@@ -330,6 +336,8 @@ func (im *Image) attach(exe string) error {
 	}{
 		{im.tracer.EntryProgram(), entryOff, entryCookie},
 		{im.tracer.ReturnProgram(), retOff, retCookie},
+		// Go 1.19/1.20: newproc1's entry before its RETs, which pair with it.
+		{im.tracer.GoCreateEntryProgram(), createEntryOff, cookies(len(createEntryOff), im.rtBase)},
 		{im.tracer.GoCreateProgram(), createOff, cookies(len(createOff), im.rtBase)},
 		{im.tracer.GoExitProgram(), exitOff, cookies(1, im.rtBase)},
 		{im.tracer.PanicProgram(), panicOff, cookies(1, im.rtBase+1)},
@@ -646,7 +654,7 @@ func (im *Image) release() {
 // Programs returns the loaded BPF programs.
 func (im *Image) Programs() []*ebpf.Program {
 	t := im.tracer
-	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.GoCreateProgram(), t.GoExitProgram(), t.PanicProgram()}
+	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoExitProgram(), t.PanicProgram()}
 }
 
 // loadBias finds where a PIE binary's text was mapped.

@@ -126,6 +126,11 @@ type Recipe struct {
 	// tracer.c); its first three return captures read the span's type and
 	// trace id.
 	Adopt bool
+	// Creator marks the runtime probes of a release whose g has no
+	// parentGoid (Go 1.19, 1.20): the creating goroutine is read at
+	// runtime.newproc1's entry (GoCreateEntryProgram) and paired with the
+	// new g at its RET by thread.
+	Creator bool
 	// WantType is the address in the process of the type descriptor the
 	// value an Inject or Adopt probe, or a server probe's chains, reads
 	// must have: *net.TCPConn, or the SDK's *trace.recordingSpan. TLSType
@@ -334,6 +339,10 @@ func (t *Tracer) ReturnProgram() *ebpf.Program { return t.objs.TcReturn }
 // GoCreateProgram is the program for runtime.newproc1's RETs.
 func (t *Tracer) GoCreateProgram() *ebpf.Program { return t.objs.TcGoCreate }
 
+// GoCreateEntryProgram is the program for runtime.newproc1's entry, where
+// the runtime has no g.parentGoid (Recipe.Creator).
+func (t *Tracer) GoCreateEntryProgram() *ebpf.Program { return t.objs.TcGoCreateEntry }
+
 // GoExitProgram is the program for runtime.goexit1's entry.
 func (t *Tracer) GoExitProgram() *ebpf.Program { return t.objs.TcGoExit }
 
@@ -366,6 +375,9 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	}
 	if r.Adopt {
 		v.Flags |= 16
+	}
+	if r.Creator {
+		v.Flags |= 32
 	}
 	v.GoidOff, v.StackHiOff, v.ParentGoidOff = r.GoidOffset, r.StackHiOffset, r.ParentGoidOffset
 	v.WantType, v.TlsType = r.WantType, r.TLSType

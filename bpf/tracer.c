@@ -921,8 +921,40 @@ int tc_return(struct pt_regs *ctx)
 // The runtime probes: goroutine lineage and panics. They use the recipe of
 // their cookie for the runtime's offsets.
 
+// The creator's goid of the runtime.newproc1 call running on each thread
+// (pid_tgid), for releases whose g has no parentGoid (Go 1.19 and 1.20):
+// written at its entry, taken at its RET.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} creators SEC(".maps");
+
+// Entry of runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr) *g,
+// attached only when g has no parentGoid: callergp (RBX) is the creator.
+// newproc1 runs on the system stack with preemption disabled (acquirem), so
+// its RET runs on this same thread before any other newproc1 does: the
+// thread keys the pair.
+SEC("uprobe.multi")
+int tc_go_create_entry(struct pt_regs *ctx)
+{
+	__u32 probe = bpf_get_attach_cookie(ctx);
+	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
+	if (!r || !admitted())
+		return 0;
+	__u64 tid = bpf_get_current_pid_tgid(), parent = 0;
+	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ctx->bx + r->goid_off)) < 0) {
+		bpf_map_delete_elem(&creators, &tid);
+		return 0; // counted at the RET, which finds no creator
+	}
+	bpf_map_update_elem(&creators, &tid, &parent, BPF_ANY);
+	return 0;
+}
+
 // At each RET of runtime.newproc1, RAX is the new g. It runs on the system
-// stack, so R14 is not the creator: the new g's parentGoid names it.
+// stack, so R14 is not the creator: the new g's parentGoid names it, or,
+// without one (RECIPE_CREATOR), the entry's record of callergp.
 SEC("uprobe.multi")
 int tc_go_create(struct pt_regs *ctx)
 {
@@ -932,8 +964,23 @@ int tc_go_create(struct pt_regs *ctx)
 		return 0;
 	__u64 newg = ctx->ax;
 	__u64 child = 0, parent = 0;
-	if (bpf_probe_read_user(&child, sizeof(child), (void *)(newg + r->goid_off)) < 0 ||
-	    bpf_probe_read_user(&parent, sizeof(parent), (void *)(newg + r->parent_goid_off)) < 0) {
+	if (r->flags & RECIPE_CREATOR) {
+		__u64 tid = bpf_get_current_pid_tgid();
+		__u64 *p = bpf_map_lookup_elem(&creators, &tid);
+		if (!p) {
+			// The entry was not seen (the call began before we
+			// attached) or could not read the creator.
+			count(COUNTER_READ_G_FAILED);
+			return 0;
+		}
+		parent = *p;
+		bpf_map_delete_elem(&creators, &tid);
+		if (bpf_probe_read_user(&child, sizeof(child), (void *)(newg + r->goid_off)) < 0) {
+			count(COUNTER_READ_G_FAILED);
+			return 0;
+		}
+	} else if (bpf_probe_read_user(&child, sizeof(child), (void *)(newg + r->goid_off)) < 0 ||
+		   bpf_probe_read_user(&parent, sizeof(parent), (void *)(newg + r->parent_goid_off)) < 0) {
 		count(COUNTER_READ_G_FAILED);
 		return 0;
 	}

@@ -66,6 +66,8 @@ enum recipe_flags {
 	RECIPE_TRACE = 4,       // --propagate: the call opens a span whose trace context is made here
 	RECIPE_INJECT = 8,      // --propagate: net/http's (*persistConn).roundTrip, see inject
 	RECIPE_ADOPT = 16,      // --propagate: the program's OpenTelemetry SDK starts a span, see adopt
+	RECIPE_CREATOR = 32,    // runtime.newproc1 of Go 1.19/1.20 (no g.parentGoid): the creator's goid
+				// was saved at its entry, see tc_go_create_entry
 };
 
 enum counter {

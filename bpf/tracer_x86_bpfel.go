@@ -136,28 +136,30 @@ type tracerValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tracerMapCalls        = "calls"
-	tracerMapConns        = "conns"
-	tracerMapCounters     = "counters"
-	tracerMapEvents       = "events"
-	tracerMapGtrace       = "gtrace"
-	tracerMapLost         = "lost"
-	tracerMapOutgoing     = "outgoing"
-	tracerMapPending      = "pending"
-	tracerMapPids         = "pids"
-	tracerMapRecipes      = "recipes"
-	tracerMapTpScratch    = "tp_scratch"
-	tracerMapTuples       = "tuples"
-	tracerProgTcEntry     = "tc_entry"
-	tracerProgTcGoCreate  = "tc_go_create"
-	tracerProgTcGoExit    = "tc_go_exit"
-	tracerProgTcPanic     = "tc_panic"
-	tracerProgTcReturn    = "tc_return"
-	tracerVarFilterPids   = "filter_pids"
-	tracerVarSampleBound  = "sample_bound"
-	tracerVarUnusedEvent  = "unused_event"
-	tracerVarUnusedRecipe = "unused_recipe"
-	tracerVarWakeupBytes  = "wakeup_bytes"
+	tracerMapCalls            = "calls"
+	tracerMapConns            = "conns"
+	tracerMapCounters         = "counters"
+	tracerMapCreators         = "creators"
+	tracerMapEvents           = "events"
+	tracerMapGtrace           = "gtrace"
+	tracerMapLost             = "lost"
+	tracerMapOutgoing         = "outgoing"
+	tracerMapPending          = "pending"
+	tracerMapPids             = "pids"
+	tracerMapRecipes          = "recipes"
+	tracerMapTpScratch        = "tp_scratch"
+	tracerMapTuples           = "tuples"
+	tracerProgTcEntry         = "tc_entry"
+	tracerProgTcGoCreate      = "tc_go_create"
+	tracerProgTcGoCreateEntry = "tc_go_create_entry"
+	tracerProgTcGoExit        = "tc_go_exit"
+	tracerProgTcPanic         = "tc_panic"
+	tracerProgTcReturn        = "tc_return"
+	tracerVarFilterPids       = "filter_pids"
+	tracerVarSampleBound      = "sample_bound"
+	tracerVarUnusedEvent      = "unused_event"
+	tracerVarUnusedRecipe     = "unused_recipe"
+	tracerVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -202,11 +204,12 @@ type tracerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerProgramSpecs struct {
-	TcEntry    *ebpf.ProgramSpec `ebpf:"tc_entry"`
-	TcGoCreate *ebpf.ProgramSpec `ebpf:"tc_go_create"`
-	TcGoExit   *ebpf.ProgramSpec `ebpf:"tc_go_exit"`
-	TcPanic    *ebpf.ProgramSpec `ebpf:"tc_panic"`
-	TcReturn   *ebpf.ProgramSpec `ebpf:"tc_return"`
+	TcEntry         *ebpf.ProgramSpec `ebpf:"tc_entry"`
+	TcGoCreate      *ebpf.ProgramSpec `ebpf:"tc_go_create"`
+	TcGoCreateEntry *ebpf.ProgramSpec `ebpf:"tc_go_create_entry"`
+	TcGoExit        *ebpf.ProgramSpec `ebpf:"tc_go_exit"`
+	TcPanic         *ebpf.ProgramSpec `ebpf:"tc_panic"`
+	TcReturn        *ebpf.ProgramSpec `ebpf:"tc_return"`
 }
 
 // tracerMapSpecs contains maps before they are loaded into the kernel.
@@ -216,6 +219,7 @@ type tracerMapSpecs struct {
 	Calls     *ebpf.MapSpec `ebpf:"calls"`
 	Conns     *ebpf.MapSpec `ebpf:"conns"`
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	Creators  *ebpf.MapSpec `ebpf:"creators"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Gtrace    *ebpf.MapSpec `ebpf:"gtrace"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
@@ -261,6 +265,7 @@ type tracerMaps struct {
 	Calls     *ebpf.Map `ebpf:"calls"`
 	Conns     *ebpf.Map `ebpf:"conns"`
 	Counters  *ebpf.Map `ebpf:"counters"`
+	Creators  *ebpf.Map `ebpf:"creators"`
 	Events    *ebpf.Map `ebpf:"events"`
 	Gtrace    *ebpf.Map `ebpf:"gtrace"`
 	Lost      *ebpf.Map `ebpf:"lost"`
@@ -277,6 +282,7 @@ func (m *tracerMaps) Close() error {
 		m.Calls,
 		m.Conns,
 		m.Counters,
+		m.Creators,
 		m.Events,
 		m.Gtrace,
 		m.Lost,
@@ -304,17 +310,19 @@ type tracerVariables struct {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerPrograms struct {
-	TcEntry    *ebpf.Program `ebpf:"tc_entry"`
-	TcGoCreate *ebpf.Program `ebpf:"tc_go_create"`
-	TcGoExit   *ebpf.Program `ebpf:"tc_go_exit"`
-	TcPanic    *ebpf.Program `ebpf:"tc_panic"`
-	TcReturn   *ebpf.Program `ebpf:"tc_return"`
+	TcEntry         *ebpf.Program `ebpf:"tc_entry"`
+	TcGoCreate      *ebpf.Program `ebpf:"tc_go_create"`
+	TcGoCreateEntry *ebpf.Program `ebpf:"tc_go_create_entry"`
+	TcGoExit        *ebpf.Program `ebpf:"tc_go_exit"`
+	TcPanic         *ebpf.Program `ebpf:"tc_panic"`
+	TcReturn        *ebpf.Program `ebpf:"tc_return"`
 }
 
 func (p *tracerPrograms) Close() error {
 	return _TracerClose(
 		p.TcEntry,
 		p.TcGoCreate,
+		p.TcGoCreateEntry,
 		p.TcGoExit,
 		p.TcPanic,
 		p.TcReturn,

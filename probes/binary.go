@@ -5,6 +5,7 @@ import (
 	"debug/dwarf"
 	"debug/elf"
 	"debug/gosym"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,11 @@ type Binary struct {
 
 	typesMu   sync.Mutex
 	typeNames map[uint64]string
+	// moduleWord reads the runtime's module data (nil: not found); typesAt
+	// is runtime.types, found once (typesBase).
+	moduleWord    func(off uint64) (uint64, bool)
+	typesBaseOnce sync.Once
+	typesAt       uint64
 }
 
 // Open reads the executable at path.
@@ -130,7 +136,9 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: read .gopclntab: %w", file, err)
 	}
-	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	md := moduleWord(f, pcln)
+	b.moduleWord = md
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart(data, text, md)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: parse .gopclntab: %w", file, err)
 	}
@@ -153,6 +161,122 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 	}
 	sort.Strings(b.names)
 	return b, nil
+}
+
+// moduleWord returns a reader of the words of the binary's
+// runtime.moduledata, the runtime's table of where its sections are: its
+// first word points at the pcHeader. A position-independent binary's is
+// filled by dynamic relocations; otherwise the file holds it (in
+// .noptrdata, or .go.module from Go 1.26). nil when it cannot be found.
+func moduleWord(f *elf.File, pcln *elf.Section) func(off uint64) (uint64, bool) {
+	if f.Class != elf.ELFCLASS64 {
+		return nil
+	}
+	if rela := f.Section(".rela.dyn"); rela != nil {
+		if rd, err := rela.Data(); err == nil {
+			const relative = 8 // R_X86_64_RELATIVE
+			addends := map[uint64]uint64{}
+			md, found := uint64(0), false
+			for i := 0; i+24 <= len(rd); i += 24 {
+				if binary.LittleEndian.Uint64(rd[i+8:])&0xffffffff != relative {
+					continue
+				}
+				at, v := binary.LittleEndian.Uint64(rd[i:]), binary.LittleEndian.Uint64(rd[i+16:])
+				addends[at] = v
+				if v == pcln.Addr && !found {
+					md, found = at, true
+				}
+			}
+			if found {
+				return func(off uint64) (uint64, bool) { v, ok := addends[md+off]; return v, ok }
+			}
+		}
+	}
+	for _, sec := range f.Sections {
+		if sec.Type != elf.SHT_PROGBITS || sec.Flags&(elf.SHF_ALLOC|elf.SHF_WRITE) != elf.SHF_ALLOC|elf.SHF_WRITE {
+			continue
+		}
+		d, err := sec.Data()
+		if err != nil {
+			continue
+		}
+		for o := (8 - sec.Addr%8) % 8; o+8 <= uint64(len(d)); o += 8 {
+			if binary.LittleEndian.Uint64(d[o:]) == pcln.Addr {
+				md := d[o:]
+				return func(off uint64) (uint64, bool) {
+					if off+8 > uint64(len(md)) {
+						return 0, false
+					}
+					return binary.LittleEndian.Uint64(md[off:]), true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Offsets in runtime.moduledata (Go 1.19 to 1.26): pcHeader, six slices,
+// findfunctab, minpc, maxpc, text, etext, noptrdata, enoptrdata, data,
+// edata, bss, ebss, noptrbss, enoptrbss, covctrs and ecovctrs (from Go
+// 1.20), end, gcdata, gcbss, types.
+const (
+	mdText      = 8 + 6*24 + 3*8
+	mdTypes119  = mdText + 13*8
+	mdTypes120  = mdTypes119 + 2*8
+	pcHeaderLen = 32
+)
+
+// textStart returns the address function entries in .gopclntab count from:
+// runtime.text (debug/gosym takes the address it is given). It is .text's
+// start when Go links alone, but an externally linked binary (cgo, as
+// distributions build Go programs) has the C runtime's code first: Debian
+// 12's prometheus starts its Go code 256 bytes into .text, and every probe
+// would land that far before its function. The pcHeader of Go 1.18 and
+// later records it, when the file holds it; else the module data does.
+func textStart(data []byte, text *elf.Section, md func(uint64) (uint64, bool)) uint64 {
+	if len(data) < pcHeaderLen {
+		return text.Addr
+	}
+	switch binary.LittleEndian.Uint32(data) {
+	case 0xfffffff0, 0xfffffff1: // Go 1.18-1.19, Go 1.20 and later
+	default:
+		return text.Addr // older tables have no textStart
+	}
+	inText := func(v uint64) bool { return v >= text.Addr && v < text.Addr+text.Size }
+	// magic, pads, minLC, ptrSize (8 bytes), nfunc, nfiles, textStart.
+	if v := binary.LittleEndian.Uint64(data[24:]); v != 0 {
+		if inText(v) {
+			return v
+		}
+		return text.Addr
+	}
+	if md != nil {
+		if v, ok := md(mdText); ok && inText(v) {
+			return v
+		}
+	}
+	return text.Addr
+}
+
+// typesBase returns runtime.types, the address type names' offsets count
+// from: the start of sec (.rodata, or .data.rel.ro in position-independent
+// builds) when Go links alone, further on in an externally linked binary
+// whose C data comes first. The module data says where.
+func (b *Binary) typesBase(sec *elf.Section) uint64 {
+	b.typesBaseOnce.Do(func() {
+		b.typesAt = sec.Addr
+		if b.moduleWord == nil {
+			return
+		}
+		off := uint64(mdTypes120)
+		if r := b.Release(); r == "go1.18" || r == "go1.19" {
+			off = mdTypes119
+		}
+		if v, ok := b.moduleWord(off); ok && v >= sec.Addr && v < sec.Addr+sec.Size {
+			b.typesAt = v
+		}
+	})
+	return b.typesAt
 }
 
 // pickReal chooses among functions of one name: .gopclntab names an ABI

@@ -90,7 +90,7 @@ type RemoteParenter interface {
 // CapturedAttr is how one capture becomes an attribute.
 type CapturedAttr struct {
 	Key    string
-	Type   string // int, uint, bool, string
+	Type   string // int, uint, bool, string; bytes (a built-in's []byte, not text)
 	Size   int    // bytes, for sign extension of ints
 	MaxLen int    // strings
 }
@@ -289,8 +289,10 @@ func CompileCompletion(b *Binary, symbol string, rt Runtime) (*Probe, error) {
 type RuntimeProbes struct {
 	// GoCreate are the RETs of runtime.newproc1; GoExit the entry of
 	// runtime.goexit1; Panic the entry of runtime.gopanic. Virtual
-	// addresses.
+	// addresses. GoCreateEntry is newproc1's entry where g has no
+	// parentGoid (Go 1.19, 1.20; Recipe.Creator), else 0.
 	GoCreate      []uint64
+	GoCreateEntry uint64
 	GoExit, Panic uint64
 	Recipe        bpf.Recipe // GoExit's and GoCreate's
 	PanicRecipe   bpf.Recipe
@@ -323,6 +325,12 @@ func CompileRuntime(b *Binary, rt Runtime) (*RuntimeProbes, error) {
 	}
 	for _, r := range pl.Returns {
 		rp.GoCreate = append(rp.GoCreate, fn.Entry+r)
+	}
+	if !rt.HasParentGoid() {
+		// newproc1(fn *funcval, callergp *g, callerpc uintptr) *g: the
+		// entry reads callergp's goid (RBX) for the RET to pair.
+		rp.GoCreateEntry = fn.Entry + pl.Entry
+		rp.Recipe.Creator = true
 	}
 	if fn, pl, err = place("runtime.goexit1"); err != nil {
 		return nil, err

@@ -1,7 +1,8 @@
 package probes
 
 import (
-	"strings"
+	"sync/atomic"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -12,11 +13,142 @@ import (
 // TruncatedSuffix ends a captured string that was longer than its bound.
 const TruncatedSuffix = "…"
 
+// UnreadableSuffix is appended to a capture's key for the attribute that
+// replaces a value tcagent could not read or trust (KEY.unreadable); its
+// value says why: ReasonReadFailed, ReasonLength or ReasonNotText.
+const UnreadableSuffix = ".unreadable"
+
+// Why a value read from the target is not exported.
+const (
+	// ReasonReadFailed: the memory could not be read (and is not a
+	// literal in the binary's read-only data).
+	ReasonReadFailed = "read_failed"
+	// ReasonLength: a string header whose length or pointer no Go string
+	// has (negative, beyond MaxStringLen, a nil pointer with a length, an
+	// address outside user space).
+	ReasonLength = "length"
+	// ReasonNotText: the bytes are not text (invalid UTF-8, or control
+	// characters other than tab, newline and carriage return).
+	ReasonNotText = "not_text"
+)
+
+// MaxStringLen bounds the length of a string header read from the target:
+// a longer one is taken as the sign of a wrong offset or type, not as a
+// 1 GiB string.
+const MaxStringLen = 1 << 30
+
+// maxUserAddr is the end of x86-64 user space (47-bit addresses).
+const maxUserAddr = 1 << 47
+
+// Unreadable counts the values read from the target that failed a sanity
+// check and were replaced by KEY.unreadable or a typed placeholder, by what
+// they were. A wrong offset or a spec wrong about an argument's type shows
+// up here rather than as plausible-looking bytes. Safe for concurrent use.
+type Unreadable struct {
+	Capture atomic.Uint64 // string captures of custom and built-in probes
+	Header  atomic.Uint64 // HTTP header values the built-in probes read
+	Error   atomic.Uint64 // returned errors whose message could not be read
+	Panic   atomic.Uint64 // panic values whose message could not be read
+}
+
+// UnreadableCounts is a snapshot of Unreadable.
+type UnreadableCounts struct{ Capture, Header, Error, Panic uint64 }
+
+// Counts returns the counts so far; a nil u counts nothing.
+func (u *Unreadable) Counts() UnreadableCounts {
+	if u == nil {
+		return UnreadableCounts{}
+	}
+	return UnreadableCounts{u.Capture.Load(), u.Header.Load(), u.Error.Load(), u.Panic.Load()}
+}
+
+func (u *Unreadable) count(c *atomic.Uint64) {
+	if u != nil {
+		c.Add(1)
+	}
+}
+
+// isText reports whether s is text: valid UTF-8 with no control character
+// but tab, newline and carriage return. Memory read at a wrong offset is
+// rarely both (pointers and small integers are full of NULs and of bytes
+// that start no rune).
+func isText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// saneHeader checks a string header (pointer, length) read from the target.
+func saneHeader(ptr, n uint64) bool {
+	return n <= MaxStringLen && (n == 0 || ptr != 0 && ptr < maxUserAddr && ptr+n <= maxUserAddr)
+}
+
+// text finishes a string read from the target: full is its length in the
+// program, s the bytes read (at most the bound). A string cut at the bound
+// may end in the middle of a rune: that rune's bytes are dropped before the
+// check, and the truncation mark is added after. The reason is "" for text.
+func text(s string, full uint64) (string, string) {
+	cut := full > uint64(len(s))
+	if cut {
+		i := len(s) - 1
+		for i > 0 && i > len(s)-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		if i >= 0 && !utf8.FullRuneInString(s[i:]) {
+			s = s[:i]
+		}
+	}
+	if !isText(s) {
+		return "", ReasonNotText
+	}
+	if cut {
+		s += TruncatedSuffix
+	}
+	return s, ""
+}
+
+// readString reads a string value a capture holds: its bytes from the
+// event (or, for a literal the kernel could not read, from the binary),
+// checked. ptr and n are the string header, slot its string slot, max the
+// bound; wantText asks for text (see text), else any bytes do.
+func readString(ev *bpf.Event, v bpf.Value, ptr, n uint64, slot uint8, max int, b *Binary, wantText bool) (string, string) {
+	if !saneHeader(ptr, n) {
+		return "", ReasonLength
+	}
+	m := min(n, uint64(max), bpf.StringSlotSize)
+	var s string
+	if v.ReadFailed {
+		var ok bool
+		if b != nil {
+			s, ok = b.ReadOnlyString(ptr, m)
+		}
+		if !ok {
+			return "", ReasonReadFailed
+		}
+	} else {
+		s = string(ev.String(slot, m))
+	}
+	if !wantText {
+		if n > uint64(len(s)) {
+			s += TruncatedSuffix
+		}
+		return s, "" // bytes, as they are
+	}
+	return text(s, n)
+}
+
 // Attributes appends to dst the attributes decoded from ev's captures at
 // entry (when entry) or at return. b, when not nil, supplies strings the
 // kernel could not read because their page was not resident yet: literals
-// in the binary's read-only data.
-func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, b *Binary) []attribute.KeyValue {
+// in the binary's read-only data. A string that cannot be read or trusted
+// becomes KEY.unreadable, with the reason, counted in u (which may be nil).
+func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, b *Binary, u *Unreadable) []attribute.KeyValue {
 	attrs := p.ReturnAttrs
 	if entry {
 		attrs = p.EntryAttrs
@@ -26,7 +158,7 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, 
 		caps = p.Recipe.Entry
 	}
 	for i, a := range attrs {
-		if i >= ev.NValues {
+		if i >= ev.NValues || i >= len(caps) {
 			break
 		}
 		v := ev.Values[i]
@@ -40,24 +172,18 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, 
 			dst = append(dst, attribute.Int64(a.Key, int64(zeroExtend(v.A, a.Size))))
 		case "bool":
 			dst = append(dst, attribute.Bool(a.Key, v.A&0xff != 0))
-		case "string":
-			n := min(v.A, uint64(a.MaxLen))
-			var s string
-			if v.ReadFailed {
-				// v.B is the string's address for every string capture.
-				var ok bool
-				if s, ok = "", b != nil; ok {
-					s, ok = b.ReadOnlyString(v.B, n)
+		case "string", "bytes":
+			// Every string capture holds its length in A and its address
+			// in B.
+			s, why := readString(ev, v, v.B, v.A, caps[i].Slot, a.MaxLen, b, a.Type == "string")
+			if why != "" {
+				dst = append(dst, attribute.String(a.Key+UnreadableSuffix, why))
+				if caps[i].Kind == bpf.CapMapStr {
+					u.count(&u.Header)
+				} else {
+					u.count(&u.Capture)
 				}
-				if !ok {
-					dst = append(dst, attribute.String(a.Key, ""), attribute.Bool(a.Key+".unreadable", true))
-					continue
-				}
-			} else {
-				s = string(ev.String(caps[i].Slot, n))
-			}
-			if v.A > n {
-				s = strings.ToValidUTF8(s, "") + TruncatedSuffix
+				continue
 			}
 			dst = append(dst, attribute.String(a.Key, s))
 		}
@@ -99,11 +225,13 @@ var messageTypes = map[string]bool{
 }
 
 // Error decodes the returned error from a return event, nil when the call
-// returned a nil error. The type is the dynamic type's name; the message is
-// read only for the common types, else it is the type name.
-func (p *Probe) Error(ev *bpf.Event, b *Binary) *channel.Error {
+// returned a nil error. The type is the dynamic type's name ("error" when it
+// cannot be read); the message is read only for the common types. Where the
+// message cannot be read — another type, or a read that fails a check —
+// the type name stands for it, and u (which may be nil) counts it.
+func (p *Probe) Error(ev *bpf.Event, b *Binary, u *Unreadable) *channel.Error {
 	i := p.ErrorCapture
-	if i < 0 || i >= ev.NValues {
+	if i < 0 || i >= ev.NValues || i >= len(p.Recipe.Return) {
 		return nil
 	}
 	v := ev.Values[i]
@@ -111,52 +239,45 @@ func (p *Probe) Error(ev *bpf.Event, b *Binary) *channel.Error {
 		return nil
 	}
 	e := &channel.Error{Type: b.TypeName(v.B), Message: ""}
-	if e.Type == "" {
-		e.Type = "error"
+	if e.Type == "" || !isText(e.Type) {
+		e.Type = "error" // a name read at a wrong address is no name
 	}
 	e.Message = e.Type
 	if !messageTypes[e.Type] {
+		u.count(&u.Error)
 		return e
 	}
-	n := min(v.C, bpf.StringSlotSize)
-	if !v.ReadFailed {
-		e.Message = string(ev.String(p.Recipe.Return[i].Slot, n))
-	} else if s, ok := b.ReadOnlyString(v.D, n); ok {
-		e.Message = s // a literal whose page the process had not touched yet
-	} else {
+	s, why := readString(ev, v, v.D, v.C, p.Recipe.Return[i].Slot, bpf.StringSlotSize, b, true)
+	if why != "" {
+		u.count(&u.Error)
 		return e
 	}
-	if v.C > n {
-		e.Message = strings.ToValidUTF8(e.Message, "") + TruncatedSuffix
-	}
+	e.Message = s
 	return e
 }
 
 // PanicValue renders the value a panic event captured: the string for a
-// string panic, the message for the common error types, else the type name.
-func PanicValue(ev *bpf.Event, b *Binary) string {
+// string panic, the message for the common error types, else — or when the
+// message cannot be read or trusted — the type name ("?" when even that
+// cannot be read), counted in u (which may be nil).
+func PanicValue(ev *bpf.Event, b *Binary, u *Unreadable) string {
 	if ev.NValues < 1 {
+		u.count(&u.Panic)
 		return "?"
 	}
 	v := ev.Values[0]
 	typ := b.TypeName(v.B)
-	if typ == "" {
+	if typ == "" || !isText(typ) {
 		typ = "?"
 	}
 	if !(typ == "string" || messageTypes[typ] || typ == "runtime.errorString" || typ == "runtime.plainError") {
+		u.count(&u.Panic)
 		return typ
 	}
-	n := min(v.C, bpf.StringSlotSize)
-	s := string(ev.String(0, n))
-	if v.ReadFailed {
-		var ok bool
-		if s, ok = b.ReadOnlyString(v.D, n); !ok {
-			return typ
-		}
-	}
-	s = strings.ToValidUTF8(s, "")
-	if v.C > n {
-		s += TruncatedSuffix
+	s, why := readString(ev, v, v.D, v.C, 0, bpf.StringSlotSize, b, true)
+	if why != "" {
+		u.count(&u.Panic)
+		return typ
 	}
 	if typ == "runtime.errorString" {
 		s = "runtime error: " + s // as runtime.Error's message reads

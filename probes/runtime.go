@@ -69,22 +69,11 @@ func plausibleTypeName(s string) bool {
 // Runtime finds the runtime offsets: from DWARF when the binary has it
 // (whatever its version string says), else from the table of known
 // releases (when the runtime's machine code does not contradict it), else
-// from the machine code; an error says which could not be had. Releases whose g has no parentGoid (Go 1.19 and 1.20)
-// are refused: goroutine lineage needs it.
+// from the machine code; an error says which could not be had. Releases
+// whose g has no parentGoid (Go 1.19 and 1.20) have a ParentGoidOffset of 0:
+// goroutine lineage then comes from runtime.newproc1's callergp argument
+// (see CompileRuntime).
 func (b *Binary) Runtime() (Runtime, error) {
-	rt, err := b.RuntimeOffsets()
-	if err != nil {
-		return Runtime{}, err
-	}
-	if !rt.HasParentGoid() {
-		return Runtime{}, fmt.Errorf("%s: built by %s, whose runtime.g has no parentGoid: Go 1.21 or newer is needed", b.Path, b.GoVersion)
-	}
-	return rt, nil
-}
-
-// RuntimeOffsets is Runtime without the refusal of releases whose g has
-// no parentGoid: their ParentGoidOffset is 0.
-func (b *Binary) RuntimeOffsets() (Runtime, error) {
 	goid, ok, err := b.dwarfField("runtime.g", "goid")
 	if err != nil {
 		return Runtime{}, err
@@ -230,7 +219,7 @@ func (b *Binary) typeName(addr uint64) string {
 	}
 	tflag := hdr[20]
 	nameOff := int32(binary.LittleEndian.Uint32(hdr[40:]))
-	at := types.Addr + uint64(int64(nameOff))
+	at := b.typesBase(types) + uint64(int64(nameOff))
 	// A name: one flags byte, a varint length, the bytes.
 	head, err := b.read(at, 11)
 	if err != nil {
@@ -288,7 +277,7 @@ func (b *Binary) TypeAddr(name string) (uint64, bool) {
 				break
 			}
 			at := s.Addr + uint64(i+j-1) // the flags byte
-			offs[int32(int64(at)-int64(types.Addr))] = true
+			offs[int32(int64(at)-int64(b.typesBase(types)))] = true
 			i += j + 1
 		}
 	}

@@ -275,13 +275,14 @@ var (
 	daemonLost         = desc("tcagent_daemon_discovery_lost_total", "daemon: exec and exit events the kernel had no room for.")
 	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored).")
 	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, no_access (its executable unreadable: see the README's privileges), self, held_by_other_agent (another tcagent traces it; taken over once it detaches).", "decision")
+	unreadable         = desc("tcagent_reads_unreadable_total", "Values read from the traced process that could not be read or failed a sanity check (a length out of bounds, bytes that are not text, an error or panic value whose type tcagent cannot read), exported as KEY.unreadable or the type name instead, by what: capture, header, error, panic.", "service", "pid", "what")
 	joinedTraces       = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
 	propSocket         = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
 )
 
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes,
-		probesFailed, badContext, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
+		probesFailed, badContext, unreadable, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
 		propRequests, propMismatch, propSocket, joinedTraces, propMatched,
 		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecisions} {
 		ch <- d
@@ -337,6 +338,10 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		gauge(probes, float64(st.ProbesAttached), l...)
 		gauge(probesFailed, float64(st.ProbesFailed), l...)
 		counter(badContext, st.InvalidTraceContext, l...)
+		u := st.Unreadable
+		for what, v := range map[string]uint64{"capture": u.Capture, "header": u.Header, "error": u.Error, "panic": u.Panic} {
+			counter(unreadable, v, with(what)...)
+		}
 		counter(joinedTraces, st.TracesJoined, l...)
 		gauge(uprobes, float64(st.Uprobes), l...)
 		if prop != nil {

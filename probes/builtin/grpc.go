@@ -147,6 +147,7 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 		capture(p, false, "transport_type", field(grpcServerItab, 8, 8))
 		capture(p, false, "addr_type", field(grpcServerT, 8, laddr, 8))
 		capture(p, false, "ip", field(grpcServerT, 0, laddr+8, f.ip))
+		p.EntryAttrs[len(p.EntryAttrs)-1].Type = "bytes" // a net.IP: bytes, not text
 		capture(p, false, "port", field(grpcServerT, 8, laddr+8, f.port))
 		p.Spec.Name, p.Spec.Kind, p.Shape = "grpc.server", "server", &grpcServerShape{typeName: b.TypeName}
 	}

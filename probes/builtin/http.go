@@ -270,6 +270,14 @@ func (r raw) str(key string) (string, bool) {
 	return "", false
 }
 
+// unreadable says whether the capture key could not be read or trusted
+// (probes.Attributes marked it key.unreadable), and gives the attribute that
+// says so under the exported name as: as.unreadable, with the reason.
+func (r raw) unreadable(key, as string) (attribute.KeyValue, bool) {
+	why, ok := r.str(key + probes.UnreadableSuffix)
+	return attribute.String(as+probes.UnreadableSuffix, why), ok
+}
+
 func (r raw) int(key string) (int64, bool) {
 	for _, a := range r {
 		if string(a.Key) == key {
@@ -277,6 +285,16 @@ func (r raw) int(key string) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// methodOf is method for a probe's raw "method" capture; one that could not
+// be read names the span HTTP, as an unknown method does, and says so.
+func methodOf(r raw) (string, []attribute.KeyValue) {
+	if u, ok := r.unreadable("method", "http.request.method"); ok {
+		return "HTTP", []attribute.KeyValue{u}
+	}
+	m, _ := r.str("method")
+	return method(m)
 }
 
 var knownMethods = map[string]bool{"CONNECT": true, "DELETE": true, "GET": true, "HEAD": true, "OPTIONS": true,
@@ -315,14 +333,18 @@ type serverShape struct {
 
 func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
 	r := raw(p.Attributes)
-	m, _ := r.str("method")
-	name, attrs := method(m)
-	path, _ := r.str("path")
+	name, attrs := methodOf(r)
 	scheme := "http"
 	if tls, _ := r.int("tls"); tls != 0 {
 		scheme = "https"
 	}
-	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", scheme))
+	if u, ok := r.unreadable("path", "url.path"); ok {
+		attrs = append(attrs, u)
+	} else {
+		path, _ := r.str("path")
+		attrs = append(attrs, attribute.String("url.path", path))
+	}
+	attrs = append(attrs, attribute.String("url.scheme", scheme))
 	return name, trace.SpanKindServer, attrs
 }
 
@@ -391,8 +413,7 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	// One SetAttributes call: the SDK de-duplicates on every call.
 	attrs := make([]attribute.KeyValue, 0, 8)
 	defer func() { span.SetAttributes(attrs...) }()
-	m, _ := start.str("method")
-	name, _ := method(m)
+	name, _ := methodOf(start)
 	if pattern, ok := end.str("pattern"); ok && pattern != "" {
 		// "[METHOD ][HOST]/PATH": the route is the path.
 		if i := strings.Index(pattern, "/"); i >= 0 {
@@ -415,6 +436,8 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	}
 	if ua, ok := end.str("user_agent"); ok {
 		attrs = append(attrs, attribute.String("user_agent.original", ua))
+	} else if u, ok := end.unreadable("user_agent", "user_agent.original"); ok {
+		attrs = append(attrs, u)
 	}
 	major, _ := end.int("major")
 	minor, _ := end.int("minor")
@@ -466,11 +489,15 @@ type clientShape struct{}
 
 func (clientShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
 	r := raw(p.Attributes)
-	m, _ := r.str("method")
-	name, attrs := method(m)
+	name, attrs := methodOf(r)
 	scheme, _ := r.str("scheme")
 	h, _ := r.str("host")
 	path, _ := r.str("path")
+	for _, k := range []string{"scheme", "host", "path"} {
+		if u, ok := r.unreadable(k, "url.full"); ok {
+			return name, trace.SpanKindClient, append(attrs, u) // nor server.address: the host is in the URL
+		}
+	}
 	// url.full without credentials (never read) nor query (not read).
 	attrs = append(attrs, attribute.String("url.full", scheme+"://"+h+path))
 	def := 80

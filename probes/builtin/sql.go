@@ -25,6 +25,7 @@ var (
 const (
 	sqlQueryPtr, sqlQueryLen = 3, 4
 	rowsClose                = "database/sql.(*Rows).Close"
+	rowsCloseInner           = "database/sql.(*Rows).close"
 )
 
 // driverPackages maps the package name in a driver's (or connector's) type,
@@ -147,7 +148,7 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 			// The query's span lasts until its rows are closed.
 			p.HandleCapture = len(p.Recipe.Return)
 			p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapReg, Reg: 0})
-			p.Spec.Async = &probes.Async{Completion: rowsClose, Handle: "result0"}
+			p.Spec.Async = &probes.Async{Completion: closer.Spec.Symbol, Handle: "result0"}
 			p.Completion = closer
 		}
 		p.Spec.Name, p.Spec.Kind, p.Shape = "db.query", "client", shape
@@ -188,8 +189,17 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 		out = append(out, p)
 	}
 	// (*Rows).Close(rs *Rows) error: the receiver in RAX, the error in RAX
-	// and RBX.
-	c, ok, err := probes.NewProbe(b, rowsClose, 0, rt)
+	// and RBX. In Go 1.19 and 1.20 Close is only `return rs.close(nil)`,
+	// which the compiler inlines into its callers (Row.Scan, the program's
+	// own code): there the call to follow is (*Rows).close(err error) error,
+	// which every way of closing goes through, with the same registers.
+	closeSym := rowsClose
+	if _, ok := b.Func("database/sql.(*Rows).closemuRUnlockIfHeldByScan"); !ok {
+		if _, ok := b.Func(rowsCloseInner); ok {
+			closeSym = rowsCloseInner
+		}
+	}
+	c, ok, err := probes.NewProbe(b, closeSym, 0, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +254,9 @@ func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribut
 	attrs := []attribute.KeyValue{attribute.String("db.system.name", system)}
 	if s.op != "" {
 		return s.op, trace.SpanKindClient, append(attrs, attribute.String("db.operation.name", s.op))
+	}
+	if u, ok := raw(p.Attributes).unreadable("query", "db.query.text"); ok {
+		return system, trace.SpanKindClient, append(attrs, u)
 	}
 	q, _ := raw(p.Attributes).str("query")
 	switch s.text {

@@ -215,7 +215,7 @@ func moduleWord(f *elf.File, pcln *elf.Section) func(off uint64) (uint64, bool) 
 	return nil
 }
 
-// Offsets in runtime.moduledata (Go 1.19 to 1.26): pcHeader, six slices,
+// Offsets in runtime.moduledata (Go 1.19 to 1.27): pcHeader, six slices,
 // findfunctab, minpc, maxpc, text, etext, noptrdata, enoptrdata, data,
 // edata, bss, ebss, noptrbss, enoptrbss, covctrs and ecovctrs (from Go
 // 1.20), end, gcdata, gcbss, types.

@@ -33,6 +33,11 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, 
 		if v.Nil {
 			continue // a field behind a nil pointer: there is nothing to say
 		}
+		if v.ReadFailed && a.Type != "string" {
+			// The kernel could not read the integer: its 0 is no value.
+			dst = append(dst, attribute.Bool(a.Key+".unreadable", true))
+			continue
+		}
 		switch a.Type {
 		case "int":
 			dst = append(dst, attribute.Int64(a.Key, signExtend(v.A, a.Size)))

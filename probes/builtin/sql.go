@@ -224,12 +224,14 @@ const sqlRollback = "database/sql.(*Tx).rollback"
 // reason then goes in the set's note). (*Tx).Rollback is a one-line wrapper
 // of it that the compiler inlines into every caller, deferred calls too: its
 // out-of-line copy never runs. rollback also runs for the rollbacks that do
-// nothing: the one of the goroutine BeginTx starts (awaitDone), when the
-// transaction's context ends, after every Commit and explicit Rollback; and
-// a `defer tx.Rollback()` after a Commit. Each returns sql.ErrTxDone at once,
+// nothing: awaitDone's, the goroutine BeginTx starts, which rolls back when
+// the transaction's context ends, as Commit and Rollback make it; and a
+// `defer tx.Rollback()` after a Commit. Each returns sql.ErrTxDone at once,
 // tx.done being already set: the entry reads tx.done, and the shaper opens
-// no span for a done transaction. A rollback awaitDone runs for a
-// transaction still open when its context ends is a real one.
+// no span for a done transaction. awaitDone's rollback of a transaction
+// still open when its context ends (cancelled, timed out) is a real one:
+// its span is a child of the BEGIN span, which awaitDone's goroutine
+// inherits from BeginTx.
 //
 // The error is not read: awaitDone's rollback returns driver.ErrBadConn,
 // whatever the driver answered, whenever it discards the connection (a

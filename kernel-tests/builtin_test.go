@@ -661,10 +661,9 @@ func TestBuiltinRedis(t *testing.T) {
 
 // TestBuiltinSQLCLI runs the SQLite fixture under `tcagent attach`:
 // --sql-query-text full keeps each statement as written and none leaves
-// db.query.text out; a rollback is a ROLLBACK span, and so is a rollback
-// after commit, its sql.ErrTxDone not taken for an error (today a known
-// defect, skipped with its reason: no ROLLBACK span at all); and
-// db_client_operation_duration_seconds counts each operation.
+// db.query.text out; a rollback that rolls back is a ROLLBACK span, with
+// no error, one that does nothing (a deferred Rollback after a commit) is
+// none; and db_client_operation_duration_seconds counts each operation.
 func TestBuiltinSQLCLI(t *testing.T) {
 	b := newestOf(t, "sqlite")
 	for _, mode := range []string{"full", "none"} {
@@ -675,7 +674,7 @@ func TestBuiltinSQLCLI(t *testing.T) {
 			tg.run(t, "rollback")
 			// Statements of "sql" and "rollback", by operation.
 			for op, want := range map[string]float64{"SELECT": 2, "CREATE": 1, "INSERT": 1, "UPDATE": 1, "DELETE": 1,
-				"BEGIN": 3, "COMMIT": 2} {
+				"BEGIN": 4, "COMMIT": 2, "ROLLBACK": 2} {
 				if n := ag.settled(t, want, "db_client_operation_duration_seconds_count", `db_system_name="sqlite"`,
 					`db_operation_name="`+op+`"`); n != want {
 					t.Errorf("db_client_operation_duration_seconds_count for %s: %v, want %v", op, n, want)
@@ -715,16 +714,12 @@ func TestBuiltinSQLCLI(t *testing.T) {
 					t.Errorf("--sql-query-text none: db.query.text %v", texts)
 				}
 			}
-			// The fixture rolls back twice: a direct tx.Rollback() and a
-			// `defer tx.Rollback()` after a commit.
+			// The fixture rolls back twice: a direct tx.Rollback(), and
+			// awaitDone's rollback of a transaction whose context it
+			// cancelled; the `defer tx.Rollback()` after a commit, and
+			// awaitDone's after each commit or rollback, do nothing.
 			t.Run("ROLLBACK", func(t *testing.T) {
-				switch rollbacks {
-				case 2:
-				case 0:
-					t.Skip("known defect: no ROLLBACK span: the compiler inlines (*Tx).Rollback, a one-line wrapper of " +
-						"(*Tx).rollback, at direct and deferred call sites alike, and the built-in set probes only its " +
-						"out-of-line copy, which nothing calls; when fixed, this case is an error")
-				default:
+				if rollbacks != 2 {
 					t.Errorf("%d ROLLBACK spans, want 2", rollbacks)
 				}
 			})

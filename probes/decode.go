@@ -45,7 +45,7 @@ const maxUserAddr = 1 << 47
 // they were. A wrong offset or a spec wrong about an argument's type shows
 // up here rather than as plausible-looking bytes. Safe for concurrent use.
 type Unreadable struct {
-	Capture atomic.Uint64 // string captures of custom and built-in probes
+	Capture atomic.Uint64 // captures of custom and built-in probes (strings, and words not read)
 	Header  atomic.Uint64 // HTTP header values the built-in probes read
 	Error   atomic.Uint64 // returned errors whose message could not be read
 	Panic   atomic.Uint64 // panic values whose message could not be read
@@ -164,6 +164,12 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, 
 		v := ev.Values[i]
 		if v.Nil {
 			continue // a field behind a nil pointer: there is nothing to say
+		}
+		if v.ReadFailed && (a.Type == "int" || a.Type == "uint" || a.Type == "bool") {
+			// The kernel could not read the word: its 0 is no value.
+			dst = append(dst, attribute.String(a.Key+UnreadableSuffix, ReasonReadFailed))
+			u.count(&u.Capture)
+			continue
 		}
 		switch a.Type {
 		case "int":

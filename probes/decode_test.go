@@ -198,3 +198,32 @@ func TestPanicValues(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedIntegerReadIsUnreadable: an integer or bool the kernel could not
+// read is KEY.unreadable=read_failed and counted, never decoded as the 0 it
+// left; one that was read is decoded, sign-extended to its size.
+func TestFailedIntegerReadIsUnreadable(t *testing.T) {
+	p := &Probe{EntryAttrs: []CapturedAttr{{Key: "done", Type: "int", Size: 4}, {Key: "n", Type: "int", Size: 4}, {Key: "ok", Type: "bool"}}}
+	p.Recipe.Entry = make([]bpf.Capture, 3)
+	ev := &bpf.Event{NValues: 3}
+	ev.Values[0] = bpf.Value{ReadFailed: true}
+	ev.Values[1] = bpf.Value{A: 0xffffffff}
+	ev.Values[2] = bpf.Value{A: 1, ReadFailed: true}
+	var u Unreadable
+	got := map[string]any{}
+	for _, a := range p.Attributes(ev, true, nil, nil, &u) {
+		got[string(a.Key)] = a.Value.AsInterface()
+	}
+	want := map[string]any{"done.unreadable": ReasonReadFailed, "n": int64(-1), "ok.unreadable": ReasonReadFailed}
+	if len(got) != len(want) {
+		t.Fatalf("attributes %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if n := u.Counts().Capture; n != 2 {
+		t.Errorf("%d unreadable captures counted, want 2", n)
+	}
+}

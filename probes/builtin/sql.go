@@ -161,9 +161,7 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 		}
 	}
 	// Transactions: BeginTx(ctx, opts) (*Tx, error) on *DB and *Conn (the
-	// error in RBX and RCX), Commit() error (in RAX and RBX), Rollback().
-	// Rollback's error is not read: the common `defer tx.Rollback()` after
-	// a Commit returns sql.ErrTxDone, which is no failure.
+	// error in RBX and RCX), Commit() error (in RAX and RBX).
 	for _, t := range []struct {
 		symbol, op string
 		errRegs    []uint8
@@ -171,7 +169,6 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 		{"database/sql.(*DB).BeginTx", "BEGIN", []uint8{1, 2}},
 		{"database/sql.(*Conn).BeginTx", "BEGIN", []uint8{1, 2}},
 		{"database/sql.(*Tx).Commit", "COMMIT", []uint8{0, 1}},
-		{"database/sql.(*Tx).Rollback", "ROLLBACK", nil},
 	} {
 		p, ok, err := probes.NewProbe(b, t.symbol, id+uint32(len(out)), rt)
 		if err != nil {
@@ -180,12 +177,18 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 		if !ok {
 			continue
 		}
-		if t.errRegs != nil {
-			p.ErrorCapture = 0
-			p.Recipe.Return = []bpf.Capture{{Kind: bpf.CapError, Reg: t.errRegs[0], Reg2: t.errRegs[1], MaxLen: bpf.StringSlotSize}}
-		}
+		p.ErrorCapture = 0
+		p.Recipe.Return = []bpf.Capture{{Kind: bpf.CapError, Reg: t.errRegs[0], Reg2: t.errRegs[1], MaxLen: bpf.StringSlotSize}}
 		driverTypes(p, t.symbol)
 		p.Spec.Name, p.Spec.Kind, p.Shape = "db."+strings.ToLower(t.op), "client", &sqlShape{system: system, op: t.op, typeName: b.TypeName}
+		out = append(out, p)
+	}
+	p, err := rollbackProbe(b, o, id+uint32(len(out)), rt, &sqlShape{system: system, op: "ROLLBACK", typeName: b.TypeName, rollback: true})
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		driverTypes(p, sqlRollback)
 		out = append(out, p)
 	}
 	// (*Rows).Close(rs *Rows) error: the receiver in RAX, the error in RAX
@@ -223,6 +226,52 @@ var sqlOperations = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": tr
 	"DROP": true, "ALTER": true, "BEGIN": true, "COMMIT": true, "ROLLBACK": true, "WITH": true, "MERGE": true,
 	"TRUNCATE": true, "CALL": true, "EXPLAIN": true, "GRANT": true, "REVOKE": true, "SET": true, "SHOW": true, "COPY": true}
 
+// sqlRollback is the function every rollback of a transaction runs.
+const sqlRollback = "database/sql.(*Tx).rollback"
+
+// rollbackProbe probes (*Tx).rollback(discardConn bool) error, the receiver
+// in RAX, nil when the binary has none or tx.done's offset is unknown (the
+// reason then goes in the set's note). (*Tx).Rollback is a one-line wrapper
+// of it that the compiler inlines into every caller, deferred calls too: its
+// out-of-line copy never runs. rollback also runs for the rollbacks that do
+// nothing: awaitDone's, the goroutine BeginTx starts, which rolls back when
+// the transaction's context ends, as Commit and Rollback make it; and a
+// `defer tx.Rollback()` after a Commit. Each returns sql.ErrTxDone at once,
+// tx.done being already set: the entry reads tx.done, and the shaper opens
+// no span for a done transaction. awaitDone's rollback of a transaction
+// still open when its context ends (cancelled, timed out) is a real one:
+// its span is a child of the BEGIN span, which awaitDone's goroutine
+// inherits from BeginTx.
+//
+// The error is not read: awaitDone's rollback returns driver.ErrBadConn,
+// whatever the driver answered, whenever it discards the connection (a
+// driver that cannot reset sessions), which is no failure; and whether the
+// call was awaitDone's is known at entry (discardConn), not where the error
+// is read.
+func rollbackProbe(b *probes.Binary, o *offsets, id uint32, rt probes.Runtime, shape *sqlShape) (*probes.Probe, error) {
+	if _, ok := b.Func(sqlRollback); !ok {
+		return nil, nil
+	}
+	done, err := o.must("database/sql.Tx.done")
+	if err != nil {
+		note := "no ROLLBACK spans (whether a rollback does anything is read from database/sql.Tx.done): " + err.Error()
+		if o.partial != "" {
+			note = o.partial + "; " + note
+		}
+		o.partial = note
+		return nil, nil
+	}
+	p, ok, err := probes.NewProbe(b, sqlRollback, id, rt)
+	if err != nil || !ok {
+		return nil, err
+	}
+	// done is an atomic.Bool (an int32 before Go 1.20): a uint32 at its
+	// offset, 0 or 1.
+	capture(p, false, "tx_done", field(0, 4, done))
+	p.Spec.Name, p.Spec.Kind, p.Shape = "db.rollback", "client", shape
+	return p, nil
+}
+
 // sqlShape shapes statements (op empty: named by the statement) and
 // transaction calls (op set).
 type sqlShape struct {
@@ -230,6 +279,9 @@ type sqlShape struct {
 	op       string
 	text     string // sanitized, full or none
 	typeName func(uint64) string
+	// rollback: the call opens no span unless its transaction was not done
+	// yet at entry (see rollbackProbe).
+	rollback bool
 }
 
 // dbSystem names the database from the driver's type read at the call.
@@ -250,6 +302,9 @@ func (s *sqlShape) dbSystem(r raw) string {
 }
 
 func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+	if s.rollback && !rollsBack(raw(p.Attributes)) {
+		return "", 0, nil
+	}
 	system := s.dbSystem(raw(p.Attributes))
 	attrs := []attribute.KeyValue{attribute.String("db.system.name", system)}
 	if s.op != "" {
@@ -273,6 +328,17 @@ func (s *sqlShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribut
 		}
 	}
 	return name, trace.SpanKindClient, attrs
+}
+
+// rollsBack says whether a rollback will roll its transaction back: tx.done
+// read as false at entry. A done transaction's rollback, or one whose
+// tx.done could not be read, is no span: a ROLLBACK that did nothing would
+// be wrong data. (Two rollbacks of one transaction that race, the program's
+// and awaitDone's as its context ends, may both read false at entry: both
+// get a span, though only the one that sets tx.done first rolls back.)
+func rollsBack(r raw) bool {
+	done, ok := r.int("tx_done")
+	return ok && done == 0
 }
 
 func (s *sqlShape) End(span trace.Span, p *channel.Payload) {

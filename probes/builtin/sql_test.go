@@ -88,3 +88,42 @@ func TestSQLQueryTextModes(t *testing.T) {
 		}
 	}
 }
+
+// TestRollbackOptsOut: a rollback opens a ROLLBACK span only when its
+// transaction was not done at entry; a done one (after Commit, awaitDone's
+// after any end, a deferred Rollback after Commit), or one whose tx.done was
+// not read, opens none.
+func TestRollbackOptsOut(t *testing.T) {
+	shape := &sqlShape{system: "sqlite", op: "ROLLBACK", rollback: true, typeName: func(uint64) string { return "" }}
+	for _, c := range []struct {
+		attrs []attribute.KeyValue
+		want  string
+	}{
+		{[]attribute.KeyValue{attribute.Int64("tx_done", 0)}, "ROLLBACK"},
+		{[]attribute.KeyValue{attribute.Int64("tx_done", 1)}, ""},
+		{[]attribute.KeyValue{attribute.Bool("tx_done.unreadable", true)}, ""},
+		{nil, ""},
+	} {
+		name, _, attrs := shape.Start(&channel.Payload{Attributes: c.attrs})
+		if name != c.want {
+			t.Errorf("%v: span %q, want %q", c.attrs, name, c.want)
+		}
+		if name != "" && !hasAttr(attrs, "db.operation.name", "ROLLBACK") {
+			t.Errorf("%v: attributes %v lack db.operation.name=ROLLBACK", c.attrs, attrs)
+		}
+	}
+	// The other transaction calls never read tx.done.
+	commit := &sqlShape{system: "sqlite", op: "COMMIT", typeName: func(uint64) string { return "" }}
+	if name, _, _ := commit.Start(&channel.Payload{}); name != "COMMIT" {
+		t.Errorf("COMMIT without captures: span %q", name)
+	}
+}
+
+func hasAttr(attrs []attribute.KeyValue, key, value string) bool {
+	for _, a := range attrs {
+		if string(a.Key) == key && a.Value.AsString() == value {
+			return true
+		}
+	}
+	return false
+}

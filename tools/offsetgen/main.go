@@ -50,6 +50,9 @@ var fields = []string{
 	// grpc's incoming metadata: the value of the stream's context.
 	"context.valueCtx.key", "context.valueCtx.val",
 	"database/sql.DB.connector", "database/sql.dsnConnector.driver", "database/sql.Tx.db", "database/sql.Conn.db",
+	// (*Tx).rollback reads whether the transaction is already done (atomic.Bool;
+	// an int32 before Go 1.20).
+	"database/sql.Tx.done",
 }
 
 // modules are the third-party modules the built-ins read, each with a

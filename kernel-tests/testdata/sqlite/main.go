@@ -5,9 +5,11 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -45,9 +47,10 @@ func run(db *sql.DB) {
 	must(tx.Commit())
 }
 
-// rollback rolls a transaction back with a direct call, then commits one
-// whose deferred Rollback returns sql.ErrTxDone (the usual `defer
-// tx.Rollback()`).
+// rollback rolls a transaction back with a direct call; commits one whose
+// deferred Rollback returns sql.ErrTxDone (the usual `defer tx.Rollback()`);
+// and cancels the context of an open one, which database/sql's awaitDone
+// goroutine (started by BeginTx) then rolls back.
 func rollback(db *sql.DB) {
 	tx, err := db.Begin()
 	must(err)
@@ -55,6 +58,10 @@ func rollback(db *sql.DB) {
 	must(err)
 	must(tx.Rollback())
 	committed(db)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = db.BeginTx(ctx, nil)
+	must(err)
+	cancel()
 }
 
 func committed(db *sql.DB) {
@@ -68,6 +75,10 @@ func main() {
 	db, err := sql.Open("sqlite", ":memory:")
 	must(err)
 	db.SetMaxOpenConns(1)
+	must(db.Ping())
+	// Goroutines of database/sql that outlive a command: sql.Open's
+	// connection opener.
+	base := runtime.NumGoroutine()
 	fmt.Println("ready")
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -77,6 +88,14 @@ func main() {
 			run(db)
 		case "rollback":
 			rollback(db)
+		}
+		// Each transaction's awaitDone goroutine rolls back (a no-op after
+		// Commit or Rollback) and exits once the transaction ends: a command
+		// is done when they all are.
+		for deadline := time.Now().Add(time.Minute); runtime.NumGoroutine() > base; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				panic(fmt.Sprintf("%d goroutines a minute after %s, %d before", runtime.NumGoroutine(), cmd, base))
+			}
 		}
 		fmt.Println("ok " + cmd)
 	}

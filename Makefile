@@ -14,7 +14,7 @@ generate:
 test:
 	@test "$$(id -u)" = 0 || { echo "make test: run as root (the kernel tests load eBPF programs; unit tests alone: go test \$$(go list ./... | grep -v kernel-tests))"; exit 1; }
 	@./scripts/test-setup.sh
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 40m ./...
 
 demo: build
 	cd examples/demo && $(GO) build -o ../../bin/demo .

@@ -3,8 +3,6 @@ package kerneltests
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/channel/lifecycle"
 	promexp "github.com/tcagent/tcagent/exporter/prometheus"
+	"github.com/tcagent/tcagent/internal/gotoolchain"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )
@@ -27,33 +26,6 @@ import (
 var oldToolchains = []struct{ release, toolchain string }{
 	{"go1.19", "go1.19.13"},
 	{"go1.20", "go1.20.14"},
-}
-
-// goBuildOld builds with an old toolchain's own go command. Go 1.19 cannot
-// build in module mode when its GOROOT lies inside GOMODCACHE, where
-// GOTOOLCHAIN puts it ("import of unknown directory"): its go command runs
-// with a module cache of its own, filled through the module proxy.
-func goBuildOld(dir, out, toolchain string, args ...string) error {
-	mc, err := exec.Command("go", "env", "GOMODCACHE").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMODCACHE: %w", err)
-	}
-	root := filepath.Join(strings.TrimSpace(string(mc)), "golang.org", "toolchain@v0.0.1-"+toolchain+".linux-amd64")
-	if _, err := os.Stat(filepath.Join(root, "bin", "go")); err != nil {
-		fetch := exec.Command("go", "version")
-		fetch.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain)
-		if b, err := fetch.CombinedOutput(); err != nil {
-			return fmt.Errorf("fetch %s: %v\n%s", toolchain, err, b)
-		}
-	}
-	cmd := exec.Command(filepath.Join(root, "bin", "go"), append([]string{"build", "-o", out}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOMODCACHE="+filepath.Join(workDir, "oldgo-modcache"),
-		"GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s with %s: %v\n%s", out, toolchain, err, b)
-	}
-	return nil
 }
 
 // oldBuilds builds (once) the go119 fixture with Go 1.19 and 1.20: normal,
@@ -71,7 +43,7 @@ func oldBuilds(t *testing.T) []build {
 		for _, v := range variants {
 			b := build{name: tc.release + v.suffix, release: tc.release, stripped: v.stripped, pie: v.pie}
 			b.path = filepath.Join(workDir, "go119-"+b.name)
-			if err := goBuildOld(src, b.path, tc.toolchain, append(append([]string{}, v.args...), ".")...); err != nil {
+			if err := gotoolchain.Build(tc.toolchain, src, b.path, filepath.Join(workDir, "oldgo-modcache"), append(append([]string{}, v.args...), ".")...); err != nil {
 				t.Fatal(err)
 			}
 			bs = append(bs, b)

@@ -3,13 +3,14 @@ package probes
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/tcagent/tcagent/internal/gotoolchain"
 )
 
 // supportedToolchains are the newest patch of every release the agent
@@ -25,9 +26,7 @@ var (
 
 // refBinary builds (once per test binary) a small program that starts a
 // goroutine with toolchain, with args added to go build, and returns its
-// path. The toolchain's own go command builds it, with a module cache of its
-// own: Go 1.19's go command cannot build from a GOROOT that lies inside the
-// module cache, where GOTOOLCHAIN puts it.
+// path (gotoolchain.Build, with a module cache of its own).
 func refBinary(t *testing.T, toolchain string, args ...string) string {
 	t.Helper()
 	refMu.Lock()
@@ -50,19 +49,9 @@ func refBinary(t *testing.T, toolchain string, args ...string) string {
 			t.Fatal(err)
 		}
 	}
-	goroot := exec.Command("go", "env", "GOROOT")
-	goroot.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain)
-	out, err := goroot.Output()
-	if err != nil {
-		t.Fatalf("fetch %s: %v", toolchain, err)
-	}
 	bin := filepath.Join(refDir, strings.NewReplacer(" ", "_", "=", "_", "/", "_").Replace(key))
-	cmd := exec.Command(filepath.Join(strings.TrimSpace(string(out)), "bin", "go"), append(append([]string{"build", "-o", bin}, args...), ".")...)
-	cmd.Dir = refDir
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0",
-		"GOMODCACHE="+filepath.Join(refDir, "modcache"), "GOROOT=")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build with %s %v: %v\n%s", toolchain, args, err, b)
+	if err := gotoolchain.Build(toolchain, refDir, bin, filepath.Join(refDir, "modcache"), append(args, ".")...); err != nil {
+		t.Fatal(err)
 	}
 	refBins[key] = bin
 	return bin

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tcagent/tcagent/internal/gotoolchain"
 	"github.com/tcagent/tcagent/probes/builtin"
 )
 
@@ -156,25 +157,10 @@ func main() {
 	}
 }
 
-// buildWith builds the program in src with toolchain (go1.N.P) into bin.
-// The toolchain's own go command builds it, with a module cache of its own
-// under tmp: Go 1.19's go command cannot build from a GOROOT that lies
-// inside the module cache, where GOTOOLCHAIN puts it.
+// buildWith builds the program in src with toolchain (go1.N.P) into bin,
+// with a module cache of its own under tmp.
 func buildWith(toolchain, src, bin, tmp string) error {
-	env := exec.Command("go", "env", "GOROOT")
-	env.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain)
-	out, err := env.Output()
-	if err != nil {
-		return fmt.Errorf("fetch %s: %w", toolchain, err)
-	}
-	cmd := exec.Command(filepath.Join(strings.TrimSpace(string(out)), "bin", "go"), "build", "-o", bin, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0", "GOROOT=",
-		"GOMODCACHE="+filepath.Join(tmp, "modcache"))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build the reference program with %s: %v\n%s", toolchain, err, b)
-	}
-	return nil
+	return gotoolchain.Build(toolchain, src, bin, filepath.Join(tmp, "modcache"), ".")
 }
 
 // writeGTable writes runtime.g's offsets per release as package probes

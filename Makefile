@@ -3,7 +3,7 @@
 # (kernel tests load real eBPF and need root: it refuses to run without).
 GO ?= go
 
-.PHONY: build generate test demo lint bench offsets
+.PHONY: build generate test demo lint bench offsets manifest
 build:
 	$(GO) build -o bin/tcagent ./cmd/tcagent
 
@@ -23,6 +23,12 @@ demo: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+
+# Regenerates the plain manifest from the Helm chart (helm comes from the
+# module proxy: scripts/helm.sh).
+manifest:
+	./deploy/manifest.sh > deploy/kubernetes/daemonset.yaml.tmp
+	mv deploy/kubernetes/daemonset.yaml.tmp deploy/kubernetes/daemonset.yaml
 
 offsets:
 	$(GO) run ./tools/offsetgen

@@ -1,6 +1,10 @@
-// Package deploy holds tcagent's container build and Kubernetes manifest;
-// its tests check them: the manifest against the Kubernetes API's own
-// OpenAPI schemas, the privileges it grants, and the Dockerfile's build.
+// Package deploy holds tcagent's container build, Helm chart, the
+// Kubernetes manifest rendered from it, a Grafana dashboard and Prometheus
+// alert rules; its tests check them: the chart's renderings and the
+// manifest against the Kubernetes API's own OpenAPI schemas, the
+// privileges they grant, the Dockerfile's build and the alert rules'
+// syntax (kernel-tests/dashboard_test.go evaluates the dashboard's and the
+// rules' expressions on a live agent).
 package deploy
 
 import (
@@ -51,6 +55,12 @@ func manifest(t *testing.T) []map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return documents(t, data)
+}
+
+// documents decodes a stream of YAML documents, skipping empty ones.
+func documents(t *testing.T, data []byte) []map[string]any {
+	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []map[string]any
 	for {
@@ -62,7 +72,9 @@ func manifest(t *testing.T) []map[string]any {
 		if err != nil {
 			t.Fatal(err)
 		}
-		docs = append(docs, doc)
+		if doc != nil {
+			docs = append(docs, doc)
+		}
 	}
 	return docs
 }
@@ -171,7 +183,7 @@ func TestManifestSchema(t *testing.T) {
 			t.Errorf("%s %v: %v", doc["kind"], doc["metadata"].(map[string]any)["name"], err)
 		}
 	}
-	want := []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet"}
+	want := []string{"Namespace", "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "DaemonSet"}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("kinds %v, want %v", kinds, want)
 	}
@@ -193,7 +205,13 @@ func TestManifestSchema(t *testing.T) {
 // liveness and scrape settings on the port the agent serves, and a configuration
 // the daemon accepts.
 func TestManifestPrivileges(t *testing.T) {
-	docs := manifest(t)
+	privileges(t, manifest(t), []string{"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"})
+}
+
+// privileges checks the objects of a manifest as TestManifestPrivileges
+// says, with caps the capabilities the agent must be given.
+func privileges(t *testing.T, docs []map[string]any, caps []string) {
+	t.Helper()
 	ds := find(t, docs, "DaemonSet")
 	pod := dig(ds, "spec", "template", "spec")
 	if pod["hostPID"] != true {
@@ -206,12 +224,12 @@ func TestManifestPrivileges(t *testing.T) {
 	}
 	c := pod["containers"].([]any)[0].(map[string]any)
 	sc := c["securityContext"].(map[string]any)
-	caps := sc["capabilities"].(map[string]any)
-	if !slices.Equal(toStrings(caps["drop"]), []string{"ALL"}) {
-		t.Errorf("capabilities dropped: %v, want ALL", caps["drop"])
+	capabilities := sc["capabilities"].(map[string]any)
+	if !slices.Equal(toStrings(capabilities["drop"]), []string{"ALL"}) {
+		t.Errorf("capabilities dropped: %v, want ALL", capabilities["drop"])
 	}
-	if got := toStrings(caps["add"]); !slices.Equal(got, []string{"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"}) {
-		t.Errorf("capabilities added: %v", got)
+	if got := toStrings(capabilities["add"]); !slices.Equal(got, caps) {
+		t.Errorf("capabilities added: %v, want %v", got, caps)
 	}
 	if sc["privileged"] != false || sc["allowPrivilegeEscalation"] != false || sc["readOnlyRootFilesystem"] != true {
 		t.Errorf("security context %v", sc)

@@ -65,3 +65,5 @@ go mod download k8s.io/kubernetes@v1.37.2
 # The export tests' Collector, built once from the module proxy and cached
 # (scripts/otelcol.sh), so that its build is not charged to a test either.
 ./scripts/otelcol.sh >/dev/null
+# The deploy tests' helm (lint and template of the chart), likewise.
+./scripts/helm.sh >/dev/null

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,7 +388,6 @@ func TestCLIInspect(t *testing.T) {
 // TestCLIStdoutTree runs `tcagent attach --exporter stdout`: each finished
 // trace is drawn as a tree, children indented under their parents.
 func TestCLIStdoutTree(t *testing.T) {
-	bin := tcagent(t)
 	b := newest(t, false)
 	tg := startTarget(t, b.path)
 	probesFile := writeFile(t, "p.yaml", `
@@ -398,41 +396,12 @@ probes:
   - {symbol: main.Middle, name: middle}
   - {symbol: main.Inner, name: inner}
 `)
-	cmd := exec.Command(bin, "attach", "--pid", strconv.Itoa(tg.pid()), "--probes", probesFile, "--exporter", "stdout", "--metrics-addr", "")
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	ready := make(chan struct{})
-	go func() {
-		logs := bufio.NewScanner(stderr)
-		for logs.Scan() {
-			if strings.Contains(logs.Text(), "attached") {
-				close(ready)
-				break
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case <-ready:
-	case <-time.After(time.Minute):
-		t.Fatal("no 'attached' line on stderr")
-	}
+	a := startAgent(t, tg.pid(), probesFile, nil, "--exporter", "stdout")
 	tg.run(t, "nested")
 	tg.run(t, "nested")
-	cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("tcagent exited with %v, want 0", err)
-	}
+	a.stop(t)
 	tree := regexp.MustCompile(`^trace [0-9a-f]{32}\n└─ outer \S+\n   └─ middle \S+\n      └─ inner \S+\n$`)
-	out := stdout.String()
+	out := a.stdout.String()
 	n := 0
 	for _, part := range regexp.MustCompile(`(?m)^trace `).Split(out, -1)[1:] {
 		if !tree.MatchString("trace " + part) {

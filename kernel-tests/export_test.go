@@ -202,6 +202,7 @@ func (c *runningCollector) spans() []collectedSpan {
 // agentProc is tcagent attached by the CLI.
 type agentProc struct {
 	cmd     *exec.Cmd
+	stdout  *lockedBuffer // the spans, with --exporter jsonl or stdout
 	stderr  *lockedBuffer
 	metrics string
 }
@@ -209,12 +210,12 @@ type agentProc struct {
 func startAgent(t *testing.T, pid int, probesFile string, env []string, args ...string) *agentProc {
 	t.Helper()
 	metricsPort := freePort(t)
-	a := &agentProc{stderr: &lockedBuffer{}, metrics: fmt.Sprintf("127.0.0.1:%d", metricsPort)}
+	a := &agentProc{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, metrics: fmt.Sprintf("127.0.0.1:%d", metricsPort)}
 	all := append([]string{"attach", "--pid", strconv.Itoa(pid), "--probes", probesFile, "--metrics-addr", a.metrics}, args...)
 	a.cmd = exec.Command(tcagent(t), all...)
 	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stderr = a.stderr
-	a.cmd.Stdout = io.Discard
+	a.cmd.Stdout = a.stdout
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

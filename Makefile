@@ -23,6 +23,7 @@ demo: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/layout/
 
 # Regenerates the plain manifest from the Helm chart (helm comes from the
 # module proxy: scripts/helm.sh).

@@ -37,7 +37,7 @@ offsets:
 # All six overhead benchmarks (as root); bench/README.md records their figures.
 bench:
 	$(GO) run ./bench/uprobe
-	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./agent/ ./binder/ ./channel/...
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./agent/ ./binder/ ./channel/ ./lifecycle/
 	$(GO) run ./bench/overhead http
 	$(GO) run ./bench/overhead attach
 	$(GO) run ./bench/overhead rss

@@ -31,7 +31,7 @@ import (
 	"github.com/tcagent/tcagent/binder"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/channel"
-	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )

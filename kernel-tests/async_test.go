@@ -11,7 +11,7 @@ import (
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/binder"
-	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/lifecycle"
 )
 
 func isChildOf(c, p sdktrace.ReadOnlySpan) bool {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/binder"
-	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 )
 

@@ -13,9 +13,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/agent"
-	"github.com/tcagent/tcagent/channel/lifecycle"
 	promexp "github.com/tcagent/tcagent/exporter/prometheus"
 	"github.com/tcagent/tcagent/internal/gotoolchain"
+	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )

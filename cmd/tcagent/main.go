@@ -25,10 +25,10 @@ import (
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/bpf"
-	"github.com/tcagent/tcagent/channel/lifecycle"
 	"github.com/tcagent/tcagent/exporter"
 	tcprom "github.com/tcagent/tcagent/exporter/prometheus"
 	"github.com/tcagent/tcagent/internal/holds"
+	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )

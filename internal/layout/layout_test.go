@@ -3,6 +3,7 @@ package layout
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"os/exec"
 	"strings"
 	"testing"
@@ -50,6 +51,18 @@ var isolated = []string{"channel", "exporter", "internal/"}
 // anything (nothing imports them).
 var anyRank = []string{"bench/", "tools/", "examples/", "kernel-tests", "deploy"}
 
+// pending are the imports that break the order today and that issue #19
+// removes: the test fails on any other break, and on an entry here that no
+// longer exists, so the list only shrinks.
+var pending = map[string]bool{
+	"probes -> channel":               true, // span shaping beside recipes (to binder/semconv)
+	"probes/builtin -> channel":       true,
+	"exporter/prometheus -> agent":    true, // the health collector (to a stats interface)
+	"exporter/prometheus -> bpf":      true,
+	"exporter/prometheus -> daemon":   true,
+	"exporter/prometheus -> exporter": true,
+}
+
 type pkg struct {
 	ImportPath string
 	Imports    []string
@@ -63,6 +76,7 @@ func TestImportDirection(t *testing.T) {
 	}
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	seen := 0
+	remaining := maps.Clone(pending)
 	for {
 		var p pkg
 		if err := dec.Decode(&p); err == io.EOF {
@@ -85,6 +99,10 @@ func TestImportDirection(t *testing.T) {
 			if !ok {
 				continue
 			}
+			if edge := name + " -> " + dep; pending[edge] {
+				delete(remaining, edge)
+				continue
+			}
 			switch r, known := ranks[dep]; {
 			case !known:
 				t.Errorf("%s imports %s, which has no rank", name, dep)
@@ -94,6 +112,9 @@ func TestImportDirection(t *testing.T) {
 				t.Errorf("%s (rank %d) imports %s (rank %d): a stage imports only earlier ones", name, rank, dep, r)
 			}
 		}
+	}
+	for edge := range remaining {
+		t.Errorf("%s no longer breaks the order: remove it from pending", edge)
 	}
 	if seen < len(ranks)/2 {
 		t.Fatalf("go list listed only %d packages", seen)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tcagent/tcagent/channel"
-	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/lifecycle"
 )
 
 // recorder logs every published event as "kind:name[:detail]".

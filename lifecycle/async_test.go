@@ -13,7 +13,7 @@ import (
 
 	"github.com/tcagent/tcagent/binder"
 	"github.com/tcagent/tcagent/channel"
-	"github.com/tcagent/tcagent/channel/lifecycle"
+	"github.com/tcagent/tcagent/lifecycle"
 )
 
 // world runs synthetic streams through the tracker and a real binder.

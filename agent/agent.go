@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +30,7 @@ import (
 	"github.com/tcagent/tcagent/binder"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/channel"
+	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
@@ -400,8 +400,10 @@ func (s *Session) resource() *resource.Resource {
 		attribute.String("telemetry.distro.name", "tcagent"),
 		attribute.String("telemetry.distro.version", Version),
 	}
-	if id := ContainerID(s.cfg.PID); id != "" {
-		attrs = append(attrs, attribute.String("container.id", id))
+	if cg, err := proc.Cgroup(s.cfg.PID); err == nil {
+		if id := proc.ContainerID(cg); id != "" {
+			attrs = append(attrs, attribute.String("container.id", id))
+		}
 	}
 	attrs = append(attrs, s.cfg.Attributes...)
 	res := resource.NewWithAttributes("", attrs...)
@@ -427,31 +429,6 @@ func instanceID(host string, pid int) string {
 	sum[6] = sum[6]&0x0f | 0x50 // a name-based UUID (version 5 layout)
 	sum[8] = sum[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
-}
-
-var containerIDRE = regexp.MustCompile(`[0-9a-f]{64}`)
-
-// ContainerID reads the id of the container pid runs in from its cgroup
-// path (docker, containerd, CRI-O and podman put it there), "" when it is
-// not in one.
-func ContainerID(pid int) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return ""
-	}
-	return ContainerIDIn(string(data))
-}
-
-// ContainerIDIn finds the container id in a /proc/PID/cgroup file, or a
-// cgroup path: the last 64-hex-digit name in it.
-func ContainerIDIn(cgroup string) string {
-	var id string
-	for _, line := range strings.Split(cgroup, "\n") {
-		if ids := containerIDRE.FindAllString(line, -1); len(ids) > 0 {
-			id = ids[len(ids)-1]
-		}
-	}
-	return id
 }
 
 // ProgramStats are the kernel's run statistics of one BPF program, kept

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
@@ -659,35 +659,11 @@ func (im *Image) Programs() []*ebpf.Program {
 
 // loadBias finds where a PIE binary's text was mapped.
 func loadBias(pid int, b *probes.Binary) (uint64, error) {
-	start, err := MappedAt(pid)
+	start, err := proc.MappedAt(pid)
 	if err != nil {
 		return 0, err
 	}
 	return b.LoadBiasAt(start), nil
-}
-
-// MappedAt returns where process pid mapped the start of its executable:
-// the same for every process of a non-PIE binary, and what tells apart
-// the processes of a PIE one that may share an image.
-func MappedAt(pid int) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return 0, fmt.Errorf("pid %d: read maps: %w", pid, err)
-	}
-	target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	target = strings.TrimSuffix(target, " (deleted)")
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[2] != "00000000" || strings.Join(f[5:], " ") != target && f[5] != target {
-			continue
-		}
-		start, err := strconv.ParseUint(strings.Split(f[0], "-")[0], 16, 64)
-		if err != nil {
-			continue
-		}
-		return start, nil
-	}
-	return 0, fmt.Errorf("pid %d: cannot find where %s is mapped", pid, target)
 }
 
 // Timings returns how long analysing, loading and attaching (and, once

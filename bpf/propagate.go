@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/internal/holds"
+	"github.com/tcagent/tcagent/internal/proc"
 )
 
 // Propagator is the socket side of --propagate (propagate.c): a sock_ops
@@ -213,14 +214,12 @@ func CgroupOf(pid int) (string, error) {
 	if root == "" {
 		return "", errors.New("no cgroup v2 hierarchy is mounted (sock_ops programs attach to one)")
 	}
-	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	cg, err := proc.Cgroup(pid)
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(cg), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return filepath.Join(root, p), nil
-		}
+	if p, ok := proc.CgroupV2(cg); ok {
+		return filepath.Join(root, p), nil
 	}
 	return "", fmt.Errorf("process %d is in no cgroup v2", pid)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/discover"
 	"github.com/tcagent/tcagent/internal/holds"
+	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/probes"
 )
 
@@ -342,7 +343,7 @@ func (d *Daemon) resolve(pid int) *procState {
 		return st
 	}
 	st := &procState{state: ignored, proc: p, bin: binKey{File: p.File, BuildID: id}, decided: decided}
-	if st.bin.MappedAt, err = agent.MappedAt(pid); err != nil {
+	if st.bin.MappedAt, err = proc.MappedAt(pid); err != nil {
 		return nil
 	}
 	d.procs[pid] = st

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
-	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/probes"
 )
 
@@ -125,7 +125,7 @@ func TestParseCgroup(t *testing.T) {
 		{"/system.slice/docker-" + id + ".scope", id, ""},
 		{"/user.slice/user-0.slice/session-1.scope", "", ""},
 	} {
-		container, pod := agent.ContainerIDIn(c.cg), podUID(c.cg)
+		container, pod := proc.ContainerID(c.cg), podUID(c.cg)
 		if container != c.container || pod != c.pod {
 			t.Errorf("%s: container %q pod %q, want %q %q", c.cg, container, pod, c.container, c.pod)
 		}

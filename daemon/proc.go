@@ -15,7 +15,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/internal/proc"
 )
 
 // Process is what the selectors look at, read from /proc.
@@ -58,16 +58,12 @@ func readProcess(pid int) (*Process, error) {
 		return nil, err
 	}
 	p.Cmdline = strings.TrimSpace(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})))
-	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	cg, err := proc.Cgroup(pid)
 	if err != nil {
 		return nil, err
 	}
-	for _, line := range strings.Split(string(cg), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			p.Cgroup = rest
-		}
-	}
-	p.ContainerID, p.PodUID = agent.ContainerIDIn(string(cg)), podUID(p.Cgroup)
+	p.Cgroup, _ = proc.CgroupV2(cg)
+	p.ContainerID, p.PodUID = proc.ContainerID(cg), podUID(p.Cgroup)
 	return p, nil
 }
 

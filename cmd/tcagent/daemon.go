@@ -85,7 +85,7 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 						pl.metrics.RemoveSession(s)
 					}
 				}})
-			pl.metrics.SetDaemon(d)
+			pl.metrics.SetDaemon(daemonHealth{d})
 			runErr := d.Run(ctx)
 			if err := pl.finish(); err != nil {
 				log.Warn("flushing spans", "error", err)

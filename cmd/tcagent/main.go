@@ -180,7 +180,7 @@ func (pl *pipeline) propagateAt(common string, log *slog.Logger) error {
 		return fmt.Errorf("--propagate: %w", err)
 	}
 	pl.propagator, pl.unholdCgroup = p, unhold
-	pl.metrics.SetPropagator(p)
+	pl.metrics.SetSocket(socketStats(p))
 	log.Info("propagating trace context", "cgroup", common)
 	return nil
 }
@@ -229,7 +229,7 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 		pl.processor = exporter.NewTree(out.w)
 	case "jsonl":
 		b := exporter.NewBatcher(exporter.NewJSONL(out.w), exporter.BatchOptions{Interval: 200 * time.Millisecond}, onError)
-		pl.metrics.SetBatcher(b)
+		pl.metrics.SetExports(exportStats(b))
 		pl.processor, pl.batcher = b, b
 	case "otlp":
 		exp, err := exporter.NewOTLP(ctx, exporter.OTLPOptions{Endpoint: f.otlpEndpoint, Protocol: f.otlpProtocol})
@@ -238,7 +238,7 @@ func (f *traceFlags) setup(stdout io.Writer, log *slog.Logger) (*pipeline, error
 			return nil, fmt.Errorf("otlp exporter: %w", err)
 		}
 		b := exporter.NewBatcher(exp, exporter.BatchOptions{}, onError)
-		pl.metrics.SetBatcher(b)
+		pl.metrics.SetExports(exportStats(b))
 		pl.processor, pl.batcher = b, b
 	default:
 		stop()

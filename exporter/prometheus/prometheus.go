@@ -19,11 +19,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/tcagent/tcagent/agent"
-	"github.com/tcagent/tcagent/bpf"
-	"github.com/tcagent/tcagent/daemon"
-	"github.com/tcagent/tcagent/exporter"
 )
 
 // Other is the label value that stands for every series past the
@@ -48,18 +43,12 @@ type Metrics struct {
 
 	mu       sync.Mutex
 	series   map[[2]string]bool
-	sessions map[*agent.Session]struct{}
-	batcher  *exporter.Batcher
-	// propagator is --propagate's socket side, nil without it.
-	propagator *bpf.Propagator
-	ready      bool
-	daemon     Daemon
-}
-
-// Daemon is the host-wide daemon, as the metrics see it.
-type Daemon interface {
-	Ready() bool
-	Stats() daemon.Stats
+	sessions map[Session]struct{}
+	exports  func() ExportStats
+	// socket is --propagate's socket side, nil without it.
+	socket func() (SocketStats, error)
+	ready  bool
+	daemon Daemon
 }
 
 // SetDaemon reports the daemon's counts; readiness is then the daemon's:
@@ -91,7 +80,7 @@ func New(maxSeries int) *Metrics {
 		overflow:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tcagent_metric_series_overflow_total", Help: "Observations recorded under the label value \"other\" because the series cap was reached."}),
 		maxSeries: maxSeries,
 		series:    map[[2]string]bool{},
-		sessions:  map[*agent.Session]struct{}{},
+		sessions:  map[Session]struct{}{},
 	}
 	// The semantic conventions' metrics for the built-in probes, with their
 	// standard low-cardinality attributes as labels.
@@ -121,7 +110,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // AddSession makes a traced process's counts part of the metrics; a session
 // added marks the agent ready.
-func (m *Metrics) AddSession(s *agent.Session) {
+func (m *Metrics) AddSession(s Session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sessions[s] = struct{}{}
@@ -129,24 +118,25 @@ func (m *Metrics) AddSession(s *agent.Session) {
 }
 
 // RemoveSession stops reporting s (its counts were final).
-func (m *Metrics) RemoveSession(s *agent.Session) {
+func (m *Metrics) RemoveSession(s Session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sessions, s)
 }
 
-// SetBatcher reports the span export counts of b.
-func (m *Metrics) SetBatcher(b *exporter.Batcher) {
+// SetExports reports the span export counts that stats returns.
+func (m *Metrics) SetExports(stats func() ExportStats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.batcher = b
+	m.exports = stats
 }
 
-// SetPropagator reports the counts of --propagate's socket programs.
-func (m *Metrics) SetPropagator(p *bpf.Propagator) {
+// SetSocket reports the counts of --propagate's socket programs, and the
+// sessions' propagation counts; without it, neither is exported.
+func (m *Metrics) SetSocket(stats func() (SocketStats, error)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.propagator = p
+	m.socket = stats
 }
 
 // SpanProcessor returns the processor that takes RED metrics from spans.
@@ -291,11 +281,11 @@ func (h *health) Describe(ch chan<- *prometheus.Desc) {
 
 func (h *health) Collect(ch chan<- prometheus.Metric) {
 	h.mu.Lock()
-	sessions := make([]*agent.Session, 0, len(h.sessions))
+	sessions := make([]Session, 0, len(h.sessions))
 	for s := range h.sessions {
 		sessions = append(sessions, s)
 	}
-	b, isReady, prop, dmn := h.batcher, h.ready, h.propagator, h.daemon
+	exports, isReady, socket, dmn := h.exports, h.ready, h.socket, h.daemon
 	h.mu.Unlock()
 	if dmn != nil {
 		isReady = dmn.Ready()
@@ -316,21 +306,17 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, s := range sessions {
-		st := s.Snapshot()
+		st := s.Health()
 		l := []string{st.Service, fmt.Sprint(st.PID)}
 		with := func(extra string) []string { return append(append([]string(nil), l...), extra) }
-		counter(eventsRead, st.Lifecycle.Events, l...)
-		counter(eventsLost, st.Kernel.RingbufFull, with("ringbuf_full")...)
-		counter(eventsLost, st.Kernel.ReadGFailed, with("goroutine_unreadable")...)
-		counter(eventsLost, st.Kernel.CallsEvicted, with("calls_map_full")...)
+		counter(eventsRead, st.Events, l...)
+		for _, reason := range []string{"ringbuf_full", "goroutine_unreadable", "calls_map_full"} {
+			counter(eventsLost, st.Lost[reason], with(reason)...)
+		}
 		counter(decodeErrors, st.DecodeErrors, l...)
-		lc := st.Lifecycle
-		for kind, v := range map[string]uint64{
-			"unknown_probe": lc.UnknownProbe, "unmatched_end": lc.UnmatchedEnds, "lost_end": lc.LostEnds, "events_lost": lc.LostGoroutines,
-			"panic_unwound": lc.PanicUnwound, "expired": lc.Expired, "overflow_calls": lc.OverflowCalls,
-			"overflow_goroutines": lc.OverflowGoroutines, "overflow_pending": lc.OverflowPending,
-		} {
-			counter(anomalies, v, with(kind)...)
+		for _, kind := range []string{"unknown_probe", "unmatched_end", "lost_end", "events_lost", "panic_unwound", "expired",
+			"overflow_calls", "overflow_goroutines", "overflow_pending"} {
+			counter(anomalies, st.Anomalies[kind], with(kind)...)
 		}
 		gauge(openCalls, float64(st.OpenCalls), l...)
 		gauge(goroutines, float64(st.Goroutines), l...)
@@ -338,48 +324,36 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		gauge(probes, float64(st.ProbesAttached), l...)
 		gauge(probesFailed, float64(st.ProbesFailed), l...)
 		counter(badContext, st.InvalidTraceContext, l...)
-		u := st.Unreadable
-		for what, v := range map[string]uint64{"capture": u.Capture, "header": u.Header, "error": u.Error, "panic": u.Panic} {
-			counter(unreadable, v, with(what)...)
+		for _, what := range []string{"capture", "header", "error", "panic"} {
+			counter(unreadable, st.Unreadable[what], with(what)...)
 		}
 		counter(joinedTraces, st.TracesJoined, l...)
 		gauge(uprobes, float64(st.Uprobes), l...)
-		if prop != nil {
-			k := st.Kernel
-			// The counters are read one after the other while requests go
-			// on: an outcome may be counted before its request is.
-			handed := uint64(0)
-			if left := k.PropTLS + k.PropPresent + k.PropNoConn + k.PropUntracked; k.PropRequests > left {
-				handed = k.PropRequests - left
-			}
-			for outcome, v := range map[string]uint64{
-				"handed": handed, "tls": k.PropTLS,
-				"traceparent_present": k.PropPresent, "no_tcp_connection": k.PropNoConn,
-				"connection_predates_agent": k.PropUntracked, "not_http1_connection": k.PropNotSent,
-			} {
-				counter(propRequests, v, with(outcome)...)
+		if socket != nil {
+			for _, outcome := range []string{"handed", "tls", "traceparent_present", "no_tcp_connection", "connection_predates_agent", "not_http1_connection"} {
+				counter(propRequests, st.Propagation[outcome], with(outcome)...)
 			}
 			counter(propMismatch, st.TraceMismatches, l...)
-			counter(propMatched, k.PropMatched, l...)
+			counter(propMatched, st.PropMatched, l...)
 		}
 		for _, p := range st.Programs {
 			counter(progRuns, p.Runs, with(p.Name)...)
 			ch <- prometheus.MustNewConstMetric(progTime, prometheus.CounterValue, p.Runtime.Seconds(), with(p.Name)...)
 		}
 	}
-	var bs exporter.BatchStats
-	if b != nil {
-		bs = b.Stats()
+	var es ExportStats
+	if exports != nil {
+		es = exports()
 	}
-	counter(spansExported, bs.Exported)
-	counter(spansDropped, bs.Dropped)
-	counter(spansFailed, bs.Failed)
-	counter(exportErrors, bs.ExportErrors)
-	if prop != nil {
-		if c, err := prop.Counters(); err == nil {
-			counter(propSocket, c.Injected, "injected")
-			counter(propSocket, c.NotHTTP1, "not_http1")
-			counter(propSocket, c.NoRoom, "no_room")
+	counter(spansExported, es.Exported)
+	counter(spansDropped, es.Dropped)
+	counter(spansFailed, es.Failed)
+	counter(exportErrors, es.ExportErrors)
+	if socket != nil {
+		if c, err := socket(); err == nil {
+			for _, outcome := range []string{"injected", "not_http1", "no_room"} {
+				counter(propSocket, c[outcome], outcome)
+			}
 		}
 	}
 	r := 0.0

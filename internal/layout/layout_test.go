@@ -57,10 +57,6 @@ var anyRank = []string{"bench/", "tools/", "examples/", "kernel-tests", "deploy"
 var pending = map[string]bool{
 	"probes -> channel":               true, // span shaping beside recipes (to binder/semconv)
 	"probes/builtin -> channel":       true,
-	"exporter/prometheus -> agent":    true, // the health collector (to a stats interface)
-	"exporter/prometheus -> bpf":      true,
-	"exporter/prometheus -> daemon":   true,
-	"exporter/prometheus -> exporter": true,
 }
 
 type pkg struct {

@@ -58,8 +58,9 @@ type Site struct {
 // right after CALL runtime.newproc1. newproc1 returns the new g in AX; the
 // code between moves it to BX, runqput's second argument register, and this
 // checks that nothing between overwrites it, so the probe reads the new g in
-// BX. Other callers of newproc1 (runtime.newcoro for iter.Pull coroutines,
-// the debugger's debugCallWrap) are not covered by this site.
+// BX. Other callers of newproc1 (runtime.newcoro.func1 for iter.Pull
+// coroutines, the debugger's runtime.debugCallWrap.func1) are not covered
+// by this site.
 func GoCreateSite(b *Binary) (Site, error) {
 	s, between, err := siteAfter(b, "runtime.newproc.func1", "runtime.newproc1", false)
 	if err != nil {
@@ -149,6 +150,36 @@ func HTTP2HandlerDoneSite(b *Binary) (Site, error) {
 		return Site{Func: fn, Off: pl.Entry, Dedup: pl.Dedup}, nil
 	}
 	return Site{}, fmt.Errorf("%w: the binary has no HTTP/2 server (runHandler)", ErrNoCallSite)
+}
+
+// CallsTo lists every direct CALL to callee in the functions whose names
+// start with prefix (say "runtime." for an unexported runtime function),
+// each as the site the callee returns to: Off is the return address's offset
+// in the caller. A probe there is single-stepped like a RET, but sees one
+// caller's returns only: the fallback for callers without an emulated site
+// (GoCreateSite covers newproc.func1 only).
+func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
+	cf, ok := b.Func(callee)
+	if !ok {
+		return nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
+	}
+	var sites []Site
+	for _, name := range b.names {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		fn, _ := b.Func(name)
+		insts, err := b.disassemble(fn)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range insts {
+			if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
+				sites = append(sites, Site{Func: fn, Off: uint64(in.off + in.Len), Callee: callee})
+			}
+		}
+	}
+	return sites, nil
 }
 
 // siteAfter finds the first direct CALL after caller's only direct CALL to

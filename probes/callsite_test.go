@@ -182,6 +182,21 @@ func TestCallSitesEveryRelease(t *testing.T) {
 			checkCall(t, b, s, "runtime.runqput")
 			t.Logf("newproc.func1+%#x CALL runtime.runqput after: %s", s.Off, strings.Join(s.Between, "; "))
 
+			// newproc1's other callers, which the site does not cover.
+			calls, err := CallsTo(b, "runtime.newproc1", "runtime.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var callers []string
+			for _, c := range calls {
+				callers = append(callers, c.Func.Name)
+				// The return address follows a 5-byte CALL rel32 to newproc1.
+				checkCall(t, b, Site{Func: c.Func, Off: c.Off - 5, Callee: c.Callee}, "runtime.newproc1")
+			}
+			if got := strings.Join(callers, " "); got != "runtime.debugCallWrap.func1 runtime.newproc.func1" {
+				t.Errorf("callers of newproc1: %s", got)
+			}
+
 			s, err = HTTPServeEndSite(b)
 			if err != nil {
 				t.Fatal(err)

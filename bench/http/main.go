@@ -308,6 +308,11 @@ func wrk(url string, d time.Duration) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
+	return parseWrk(out)
+}
+
+// parseWrk returns the requests wrk's report says it completed.
+func parseWrk(out []byte) (int, error) {
 	if strings.Contains(string(out), "Socket errors") || strings.Contains(string(out), "Non-2xx") {
 		return 0, fmt.Errorf("wrk saw errors:\n%s", out)
 	}

@@ -34,7 +34,7 @@ manifest:
 offsets:
 	$(GO) run ./tools/offsetgen
 
-# All six overhead benchmarks (as root); bench/README.md records their figures.
+# All seven overhead benchmarks (as root); bench/README.md records their figures.
 bench:
 	$(GO) run ./bench/uprobe
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./agent/ ./binder/ ./channel/ ./lifecycle/
@@ -42,3 +42,4 @@ bench:
 	$(GO) run ./bench/overhead attach
 	$(GO) run ./bench/overhead rss
 	$(GO) run ./bench/overhead daemon
+	$(GO) run ./bench/http

@@ -3,6 +3,7 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -19,25 +20,356 @@ var ErrNoCallSite = errors.New("call site not found")
 // any jump, conditional branch, indirect call or RET between them means the
 // site may not be reached after every return, so it is refused.
 func CallAfter(code []byte, base, callee uint64) (off, target uint64, err error) {
-	seen := false
-	for o := 0; o < len(code); {
-		inst, derr := x86asm.Decode(code[o:], 64)
-		if derr != nil {
-			return 0, 0, fmt.Errorf("disassemble at +%#x: %w", o, derr)
+	insts, err := disassemble(code)
+	if err != nil {
+		return 0, 0, err
+	}
+	_, site, err := callAfter(insts, base, callee, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	t, _ := insts[site].target(base)
+	return uint64(insts[site].off), t, nil
+}
+
+// Site is a probe site found by disassembly at attach: an instruction the
+// kernel emulates (a direct CALL, or the PUSHQ BP of a function's entry)
+// where a probe sees what a single-stepped RET probe would have seen.
+type Site struct {
+	// Func holds the site; Off is the site's offset from Func.Entry.
+	Func Func
+	Off  uint64
+	// Callee is the function the CALL at the site calls; empty for an
+	// entry site.
+	Callee string
+	// Between is the code from the return of the call the site stands
+	// for up to the site, one instruction a line (Go assembler syntax):
+	// what runs after that return and before the probe fires.
+	Between []string
+	// Dedup is set for an entry site at offset 0 (a function without the
+	// PUSHQ BP after its stack check, as Go 1.19 and 1.20 make them): a
+	// stack growth re-runs the entry and hits it twice (see Placement).
+	Dedup bool
+}
+
+// GoCreateSite finds where goroutine creation can be seen without
+// runtime.newproc1's RET: in runtime.newproc.func1 (newproc's closure run
+// on the system stack) the direct CALL runtime.runqput(pp, newg, true)
+// right after CALL runtime.newproc1. newproc1 returns the new g in AX; the
+// code between moves it to BX, runqput's second argument register, and this
+// checks that nothing between overwrites it, so the probe reads the new g in
+// BX. Other callers of newproc1 (runtime.newcoro.func1 for iter.Pull
+// coroutines, the debugger's runtime.debugCallWrap.func1) are not covered
+// by this site.
+func GoCreateSite(b *Binary) (Site, error) {
+	s, between, err := siteAfter(b, "runtime.newproc.func1", "runtime.newproc1", false)
+	if err != nil {
+		return s, err
+	}
+	if s.Callee != "runtime.runqput" {
+		return s, fmt.Errorf("%w: runtime.newproc.func1 calls %s after runtime.newproc1, not runtime.runqput", ErrNoCallSite, s.Callee)
+	}
+	if !carries(between, x86asm.RAX, x86asm.RBX) {
+		return s, fmt.Errorf("%w: runtime.newproc.func1: the new g returned in AX is not in BX at the CALL runtime.runqput", ErrNoCallSite)
+	}
+	return s, nil
+}
+
+// HTTPServeEndSite finds where a net/http server request's handling ends
+// without serverHandler.ServeHTTP's RET: in net/http.(*conn).serve the
+// first direct CALL after CALL serverHandler.ServeHTTP, which every release
+// makes to (*conn).hijacked (`if c.hijacked() { return }`). Between the two
+// run `inFlightResponse = nil` and `w.cancelCtx()`, an indirect call of the
+// request context's cancel function: the only call allowed between, as it
+// returns to this straight-line path.
+func HTTPServeEndSite(b *Binary) (Site, error) {
+	s, _, err := siteAfter(b, "net/http.(*conn).serve", "net/http.serverHandler.ServeHTTP", true)
+	if err != nil {
+		return s, err
+	}
+	if s.Callee != "net/http.(*conn).hijacked" {
+		return s, fmt.Errorf("%w: net/http.(*conn).serve calls %s after serverHandler.ServeHTTP, not (*conn).hijacked", ErrNoCallSite, s.Callee)
+	}
+	return s, nil
+}
+
+// HTTP2HandlerDoneSite finds where an HTTP/2 server request's handler is
+// done: the entry of runHandler's deferred closure (runHandler.func1), which
+// runs in the handler's goroutine once the handler returned or panicked
+// (it recovers the panic, resets the stream and calls the response writer's
+// handlerDone). HTTP/2 handlers reach serverHandler.ServeHTTP through
+// initALPNRequest.ServeHTTP, which returns straight away: no direct CALL
+// follows the call there. Go 1.27 moved the HTTP/2 server from
+// net/http.(*http2serverConn) to net/http/internal/http2.(*serverConn);
+// both are tried. This checks that runHandler takes func1's address (to
+// defer it) and that func1 calls handlerDone, so a func1 of other meaning
+// is refused. The site is func1's entry probe placement (Place): the
+// PUSHQ BP after the stack check, which the kernel emulates, from Go 1.21
+// on; offset 0 (single-stepped, Dedup) in Go 1.19 and 1.20, whose frames
+// are made without PUSHQ BP.
+func HTTP2HandlerDoneSite(b *Binary) (Site, error) {
+	for _, pkg := range []struct{ runHandler, handlerDone string }{
+		{"net/http/internal/http2.(*serverConn).runHandler", "net/http/internal/http2.(*responseWriter).handlerDone"},
+		{"net/http.(*http2serverConn).runHandler", "net/http.(*http2responseWriter).handlerDone"},
+	} {
+		run, ok := b.Func(pkg.runHandler)
+		if !ok {
+			continue
 		}
-		next := base + uint64(o) + uint64(inst.Len)
-		rel, direct := inst.Args[0].(x86asm.Rel)
-		switch {
-		case inst.Op == x86asm.CALL && direct:
-			t := uint64(int64(next) + int64(rel))
-			if seen {
-				return uint64(o), t, nil
+		name := pkg.runHandler + ".func1"
+		fn, ok := b.Func(name)
+		if !ok {
+			return Site{}, fmt.Errorf("%w: %s has no deferred closure %s", ErrNoCallSite, pkg.runHandler, name)
+		}
+		runInsts, err := b.disassemble(run)
+		if err != nil {
+			return Site{}, err
+		}
+		if !takesAddress(runInsts, run.Entry, fn.Entry) {
+			return Site{}, fmt.Errorf("%w: %s does not take the address of %s", ErrNoCallSite, pkg.runHandler, name)
+		}
+		done, ok := b.Func(pkg.handlerDone)
+		if !ok {
+			return Site{}, fmt.Errorf("%w: no %s", ErrNoCallSite, pkg.handlerDone)
+		}
+		insts, err := b.disassemble(fn)
+		if err != nil {
+			return Site{}, err
+		}
+		if !callsTo(insts, fn.Entry, done.Entry) {
+			return Site{}, fmt.Errorf("%w: %s does not call %s", ErrNoCallSite, name, pkg.handlerDone)
+		}
+		code, err := b.Code(fn)
+		if err != nil {
+			return Site{}, err
+		}
+		pl, err := Place(code)
+		if err != nil {
+			return Site{}, fmt.Errorf("%s: %w", name, err)
+		}
+		return Site{Func: fn, Off: pl.Entry, Dedup: pl.Dedup}, nil
+	}
+	return Site{}, fmt.Errorf("%w: the binary has no HTTP/2 server (runHandler)", ErrNoCallSite)
+}
+
+// CallsTo lists every direct CALL to callee in the functions whose names
+// start with prefix (say "runtime." for an unexported runtime function),
+// each as the site the callee returns to: Off is the return address's offset
+// in the caller. A probe there is single-stepped like a RET, but sees one
+// caller's returns only: the fallback for callers without an emulated site
+// (GoCreateSite covers newproc.func1 only).
+func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
+	cf, ok := b.Func(callee)
+	if !ok {
+		return nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
+	}
+	var sites []Site
+	for _, name := range b.names {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		fn, _ := b.Func(name)
+		insts, err := b.disassemble(fn)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range insts {
+			if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
+				sites = append(sites, Site{Func: fn, Off: uint64(in.off + in.Len), Callee: callee})
 			}
-			seen = t == callee
-		case seen && (inst.Op == x86asm.CALL || inst.Op == x86asm.RET || inst.Op.String()[0] == 'J' || inst.Op == x86asm.LOOP):
-			return 0, 0, fmt.Errorf("%w: %v at +%#x between the calls", ErrNoCallSite, inst.Op, o)
 		}
-		o += inst.Len
+	}
+	return sites, nil
+}
+
+// siteAfter finds the first direct CALL after caller's only direct CALL to
+// callee (see callAfter) and names its target. It also returns the
+// instructions between the two calls.
+func siteAfter(b *Binary, caller, callee string, allowIndirect bool) (Site, []inst, error) {
+	fn, ok := b.Func(caller)
+	if !ok {
+		return Site{}, nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, caller, b.Path)
+	}
+	cf, ok := b.Func(callee)
+	if !ok {
+		return Site{}, nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
+	}
+	insts, err := b.disassemble(fn)
+	if err != nil {
+		return Site{}, nil, err
+	}
+	if n := countCalls(insts, fn.Entry, cf.Entry); n != 1 {
+		// Every return of the callee must reach the one site.
+		return Site{}, nil, fmt.Errorf("%w: %s calls %s %d times, not once", ErrNoCallSite, caller, callee, n)
+	}
+	call, site, err := callAfter(insts, fn.Entry, cf.Entry, allowIndirect)
+	if err != nil {
+		return Site{}, nil, fmt.Errorf("%s after %s: %w", caller, callee, err)
+	}
+	t, _ := insts[site].target(fn.Entry)
+	name, ok := b.funcAt(t)
+	if !ok {
+		return Site{}, nil, fmt.Errorf("%w: %s calls %#x after %s, which is no function's entry", ErrNoCallSite, caller, t, callee)
+	}
+	s := Site{Func: fn, Off: uint64(insts[site].off), Callee: name}
+	for _, in := range insts[call+1 : site] {
+		s.Between = append(s.Between, x86asm.GoSyntax(in.Inst, fn.Entry+uint64(in.off), nil))
+	}
+	return s, insts[call+1 : site], nil
+}
+
+// inst is one decoded instruction and its offset in the function.
+type inst struct {
+	x86asm.Inst
+	off int
+}
+
+func disassemble(code []byte) ([]inst, error) {
+	var insts []inst
+	for o := 0; o < len(code); {
+		in, err := x86asm.Decode(code[o:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("disassemble at +%#x: %w", o, err)
+		}
+		insts = append(insts, inst{in, o})
+		o += in.Len
+	}
+	return insts, nil
+}
+
+func (b *Binary) disassemble(fn Func) ([]inst, error) {
+	code, err := b.Code(fn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name, err)
+	}
+	insts, err := disassemble(code)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name, err)
+	}
+	return insts, nil
+}
+
+// target is the destination of a direct CALL, in a function at base; false
+// for any other instruction.
+func (in inst) target(base uint64) (uint64, bool) {
+	rel, ok := in.Args[0].(x86asm.Rel)
+	if in.Op != x86asm.CALL || !ok {
+		return 0, false
+	}
+	return uint64(int64(base) + int64(in.off) + int64(in.Len) + int64(rel)), true
+}
+
+// callAfter returns the indexes of the first direct CALL to callee and of
+// the first direct CALL after it, refusing a path between them that may
+// not reach the second: a jump, conditional branch, RET, and (unless
+// allowIndirect) an indirect call.
+func callAfter(insts []inst, base, callee uint64, allowIndirect bool) (call, site int, err error) {
+	call = -1
+	for i, in := range insts {
+		t, direct := in.target(base)
+		switch {
+		case direct && call >= 0:
+			return call, i, nil
+		case direct && t == callee:
+			call = i
+		case call >= 0 && in.Op == x86asm.CALL && allowIndirect:
+		case call >= 0 && (in.Op == x86asm.CALL || in.Op == x86asm.RET || in.Op.String()[0] == 'J' || in.Op == x86asm.LOOP):
+			return 0, 0, fmt.Errorf("%w: %v at +%#x between the calls", ErrNoCallSite, in.Op, in.off)
+		}
 	}
 	return 0, 0, ErrNoCallSite
+}
+
+func countCalls(insts []inst, base, callee uint64) int {
+	n := 0
+	for _, in := range insts {
+		if t, ok := in.target(base); ok && t == callee {
+			n++
+		}
+	}
+	return n
+}
+
+func callsTo(insts []inst, base, callee uint64) bool { return countCalls(insts, base, callee) > 0 }
+
+// takesAddress reports whether code at base loads addr with a RIP-relative
+// LEAQ (how a function takes a closure's address, say to defer it).
+func takesAddress(insts []inst, base, addr uint64) bool {
+	for _, in := range insts {
+		m, ok := in.Args[1].(x86asm.Mem)
+		if in.Op != x86asm.LEA || !ok || m.Base != x86asm.RIP {
+			continue
+		}
+		if uint64(int64(base)+int64(in.off)+int64(in.Len)+m.Disp) == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// carries reports whether the value in register from at the start of
+// insts is in register to after them. Only moves between registers carry
+// it; any other write to a register that holds it loses it. Instructions
+// whose effect on registers this does not model refuse the whole path,
+// so a true answer is never a guess.
+func carries(insts []inst, from, to x86asm.Reg) bool {
+	holds := map[x86asm.Reg]bool{from: true}
+	for _, in := range insts {
+		switch in.Op {
+		case x86asm.NOP, x86asm.CMP, x86asm.TEST:
+			continue // no register written
+		case x86asm.MOV, x86asm.LEA, x86asm.XOR, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD:
+		default:
+			return false
+		}
+		dst, ok := in.Args[0].(x86asm.Reg)
+		if !ok {
+			if _, mem := in.Args[0].(x86asm.Mem); mem && in.Op == x86asm.MOV {
+				continue // a store: no register written
+			}
+			return false
+		}
+		full, ok := reg64(dst)
+		if !ok {
+			return false
+		}
+		src, isReg := in.Args[1].(x86asm.Reg)
+		holds[full] = in.Op == x86asm.MOV && isReg && src == full64(src) && holds[src] && dst == full
+	}
+	return holds[to]
+}
+
+// full64 returns r when it is a 64-bit general register, else 0.
+func full64(r x86asm.Reg) x86asm.Reg {
+	if r >= x86asm.RAX && r <= x86asm.R15 {
+		return r
+	}
+	return 0
+}
+
+// reg64 returns the 64-bit general register that r is part of.
+func reg64(r x86asm.Reg) (x86asm.Reg, bool) {
+	switch {
+	case r >= x86asm.RAX && r <= x86asm.R15:
+		return r, true
+	case r >= x86asm.EAX && r <= x86asm.R15L:
+		return x86asm.RAX + (r - x86asm.EAX), true
+	case r >= x86asm.AX && r <= x86asm.R15W:
+		return x86asm.RAX + (r - x86asm.AX), true
+	case r >= x86asm.AL && r <= x86asm.BL:
+		return x86asm.RAX + (r - x86asm.AL), true
+	case r >= x86asm.SPB && r <= x86asm.R15B:
+		return x86asm.RSP + (r - x86asm.SPB), true
+	}
+	return 0, false
+}
+
+// funcAt names the function whose entry is addr.
+func (b *Binary) funcAt(addr uint64) (string, bool) {
+	for name, fn := range b.funcs {
+		if fn.Entry == addr && !strings.HasSuffix(name, ".abi0") {
+			return name, true
+		}
+	}
+	return "", false
 }

@@ -2,7 +2,15 @@ package probes
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+
+	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/tcagent/tcagent/internal/gotoolchain"
 )
 
 // callRel32 encodes CALL rel32 at address at to target.
@@ -33,5 +41,255 @@ func TestCallAfterRefusesBranch(t *testing.T) {
 	}
 	if _, _, err := CallAfter([]byte{0x90, 0xc3}, base, callee); !errors.Is(err, ErrNoCallSite) {
 		t.Fatalf("pattern-less: err = %v, want ErrNoCallSite", err)
+	}
+}
+
+func TestCallAfterIndirectCall(t *testing.T) {
+	const base, callee, next = 0x1000, 0x5000, 0x6000
+	code := callRel32(base, callee)
+	code = append(code, 0xff, 0xd6) // CALL SI
+	code = append(code, callRel32(base+uint64(len(code)), next)...)
+	insts, err := disassemble(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := callAfter(insts, base, callee, false); !errors.Is(err, ErrNoCallSite) {
+		t.Fatalf("strict: err = %v, want ErrNoCallSite", err)
+	}
+	call, site, err := callAfter(insts, base, callee, true)
+	if err != nil || call != 0 || site != 2 {
+		t.Fatalf("indirect allowed: %d, %d, %v; want 0, 2, nil", call, site, err)
+	}
+}
+
+func TestCarries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code []byte
+		want bool
+	}{
+		{"moved", []byte{0x48, 0x89, 0xc3}, true},                                                    // MOVQ AX, BX
+		{"moved then AX reused", []byte{0x48, 0x89, 0xc3, 0x48, 0x89, 0xd0}, true},                   // MOVQ AX, BX; MOVQ DX, AX
+		{"stored", []byte{0x48, 0x89, 0xc3, 0x48, 0x89, 0x5c, 0x24, 0x08}, true},                     // MOVQ AX, BX; MOVQ BX, 8(SP)
+		{"through CX", []byte{0x48, 0x89, 0xc1, 0x48, 0x89, 0xcb}, true},                             // MOVQ AX, CX; MOVQ CX, BX
+		{"never moved", []byte{0x90}, false},                                                         // NOP
+		{"clobbered", []byte{0x48, 0x89, 0xc3, 0x31, 0xdb}, false},                                   // MOVQ AX, BX; XORL BX, BX
+		{"low half only", []byte{0x89, 0xc3}, false},                                                 // MOVL AX, BX
+		{"AX clobbered first", []byte{0x48, 0x8b, 0x42, 0x08, 0x48, 0x89, 0xc3}, false},              // MOVQ 8(DX), AX; MOVQ AX, BX
+		{"unmodelled write", []byte{0x48, 0x89, 0xc3, 0x48, 0xff, 0xc3}, false},                      // MOVQ AX, BX; INCQ BX
+		{"byte write", []byte{0x48, 0x89, 0xc3, 0xb3, 0x01}, false},                                  // MOVQ AX, BX; MOVB $1, BL
+		{"other registers written", []byte{0x48, 0x89, 0xc3, 0xb9, 0x01, 0, 0, 0, 0x31, 0xc0}, true}, // MOVQ AX, BX; MOVL $1, CX; XORL AX, AX
+	} {
+		insts, err := disassemble(tc.code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := carries(insts, x86asm.RAX, x86asm.RBX); got != tc.want {
+			t.Errorf("%s: carries = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+var (
+	siteMu   sync.Mutex
+	siteDir  string
+	siteBins = map[string]string{}
+)
+
+// siteBinary builds (once per test binary) a net/http server that starts
+// goroutines, as every release's toolchain makes it with args added to go
+// build; the build cache makes later runs quick.
+func siteBinary(t *testing.T, toolchain string, args ...string) string {
+	t.Helper()
+	siteMu.Lock()
+	defer siteMu.Unlock()
+	key := toolchain + " " + strings.Join(args, " ")
+	if p, ok := siteBins[key]; ok {
+		return p
+	}
+	if siteDir == "" {
+		d, err := os.MkdirTemp("", "tcagent-sitebins-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		siteDir = d
+		src := "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\nfunc main() {\n\tif len(os.Args) > 5 {\n\t\thttp.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {\n\t\t\tgo w.Write(nil)\n\t\t}))\n\t}\n}\n"
+		if err := os.WriteFile(filepath.Join(d, "main.go"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "go.mod"), []byte("module site\n\ngo 1.19\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(siteDir, strings.NewReplacer(" ", "_", "=", "_", "/", "_").Replace(key))
+	if err := gotoolchain.Build(toolchain, siteDir, bin, filepath.Join(siteDir, "modcache"), append(args, ".")...); err != nil {
+		t.Fatal(err)
+	}
+	siteBins[key] = bin
+	return bin
+}
+
+// checkCall asserts that the instruction at s is a direct CALL to callee.
+func checkCall(t *testing.T, b *Binary, s Site, callee string) {
+	t.Helper()
+	if s.Callee != callee {
+		t.Fatalf("site in %s calls %q, want %q", s.Func.Name, s.Callee, callee)
+	}
+	code, err := b.Code(s.Func)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := x86asm.Decode(code[s.Off:], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, ok := in.Args[0].(x86asm.Rel)
+	want, found := b.Func(callee)
+	if in.Op != x86asm.CALL || !ok || !found || s.Func.Entry+s.Off+uint64(in.Len)+uint64(int64(rel)) != want.Entry {
+		t.Fatalf("%s+%#x is %v, not a direct CALL %s", s.Func.Name, s.Off, x86asm.GoSyntax(in, s.Func.Entry+s.Off, nil), callee)
+	}
+}
+
+// TestCallSitesEveryRelease finds the three sites in a net/http server
+// built by every supported release, and by the newest stripped and as a
+// PIE, and checks each is the instruction it stands for.
+func TestCallSitesEveryRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program with every supported Go release")
+	}
+	newest := supportedToolchains[len(supportedToolchains)-1]
+	type build struct {
+		toolchain string
+		args      []string
+	}
+	var builds []build
+	for _, tc := range supportedToolchains {
+		builds = append(builds, build{tc, nil})
+	}
+	builds = append(builds, build{newest, []string{"-ldflags=-s -w"}}, build{newest, []string{"-buildmode=pie"}})
+	for _, bd := range builds {
+		t.Run(strings.Join(append([]string{bd.toolchain}, bd.args...), " "), func(t *testing.T) {
+			b, err := Open(siteBinary(t, bd.toolchain, bd.args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+
+			s, err := GoCreateSite(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCall(t, b, s, "runtime.runqput")
+			t.Logf("newproc.func1+%#x CALL runtime.runqput after: %s", s.Off, strings.Join(s.Between, "; "))
+
+			// newproc1's other callers, which the site does not cover.
+			calls, err := CallsTo(b, "runtime.newproc1", "runtime.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var callers []string
+			for _, c := range calls {
+				callers = append(callers, c.Func.Name)
+				// The return address follows a 5-byte CALL rel32 to newproc1.
+				checkCall(t, b, Site{Func: c.Func, Off: c.Off - 5, Callee: c.Callee}, "runtime.newproc1")
+			}
+			if got := strings.Join(callers, " "); got != "runtime.debugCallWrap.func1 runtime.newproc.func1" {
+				t.Errorf("callers of newproc1: %s", got)
+			}
+
+			s, err = HTTPServeEndSite(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCall(t, b, s, "net/http.(*conn).hijacked")
+			indirect := 0
+			for _, in := range s.Between {
+				if strings.HasPrefix(in, "CALL ") {
+					indirect++
+				}
+			}
+			if indirect != 1 { // w.cancelCtx()
+				t.Errorf("(*conn).serve: %d indirect calls between ServeHTTP and hijacked, want 1: %q", indirect, s.Between)
+			}
+			t.Logf("(*conn).serve+%#x CALL hijacked after: %s", s.Off, strings.Join(s.Between, "; "))
+
+			// Every direct caller of serverHandler.ServeHTTP is one whose
+			// end the two HTTP sites cover, or one known to need more: a
+			// release adding a caller fails here.
+			calls, err = CallsTo(b, "net/http.serverHandler.ServeHTTP", "net/http.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			known := map[string]string{
+				"net/http.(*conn).serve":                     "HTTP/1: HTTPServeEndSite",
+				"net/http.initALPNRequest.ServeHTTP":         "HTTP/2 over TLS, from runHandler: HTTP2HandlerDoneSite",
+				"net/http.unencryptedHTTP2Request.ServeHTTP": "HTTP/2 without TLS (Go 1.24+), from runHandler: HTTP2HandlerDoneSite",
+				"net/http.(*serverHandler).ServeHTTP":        "the autogenerated pointer-receiver wrapper (for method tables)",
+				"net/http.(*http3ServerHandler).ServeHTTP":   "HTTP/3 hook for x/net (Go 1.27+), not yet open to users: not covered",
+			}
+			seen := map[string]bool{}
+			for _, c := range calls {
+				if _, ok := known[c.Func.Name]; !ok {
+					t.Errorf("serverHandler.ServeHTTP has an unknown caller %s", c.Func.Name)
+				}
+				seen[c.Func.Name] = true
+			}
+			if !seen["net/http.(*conn).serve"] || !seen["net/http.initALPNRequest.ServeHTTP"] {
+				t.Errorf("callers of serverHandler.ServeHTTP: %v, want (*conn).serve and initALPNRequest.ServeHTTP among them", seen)
+			}
+			for name := range seen {
+				t.Logf("serverHandler.ServeHTTP called by %s: %s", name, known[name])
+			}
+
+			s, err = HTTP2HandlerDoneSite(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(s.Func.Name, "serverConn).runHandler.func1") {
+				t.Fatalf("HTTP/2 site in %s", s.Func.Name)
+			}
+			code, err := b.Code(s.Func)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := x86asm.Decode(code[s.Off:], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if old := bd.toolchain < "go1.21"; old {
+				// No PUSHQ BP in these releases' frames: the entry.
+				if s.Off != 0 || !s.Dedup {
+					t.Fatalf("%s: site +%#x (dedup %v), want the entry with dedup", s.Func.Name, s.Off, s.Dedup)
+				}
+			} else if !isPushBP(in) || s.Dedup {
+				t.Fatalf("%s+%#x is %v (dedup %v), not PUSHQ BP", s.Func.Name, s.Off, x86asm.GoSyntax(in, 0, nil), s.Dedup)
+			}
+			t.Logf("%s+%#x %s", s.Func.Name, s.Off, x86asm.GoSyntax(in, s.Func.Entry+s.Off, nil))
+		})
+	}
+}
+
+// TestCallSitesNotFound: a program without net/http has neither HTTP site,
+// and a function without a call to the callee gives "not found".
+func TestCallSitesNotFound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	b, err := Open(refBinary(t, supportedToolchains[len(supportedToolchains)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := HTTPServeEndSite(b); !errors.Is(err, ErrNoCallSite) {
+		t.Errorf("HTTPServeEndSite without net/http: err = %v, want ErrNoCallSite", err)
+	}
+	if _, err := HTTP2HandlerDoneSite(b); !errors.Is(err, ErrNoCallSite) {
+		t.Errorf("HTTP2HandlerDoneSite without net/http: err = %v, want ErrNoCallSite", err)
+	}
+	if _, _, err := siteAfter(b, "main.main", "runtime.newproc1", false); !errors.Is(err, ErrNoCallSite) {
+		t.Errorf("main.main has no CALL runtime.newproc1: err = %v, want ErrNoCallSite", err)
+	}
+	if _, err := GoCreateSite(b); err != nil {
+		t.Errorf("GoCreateSite: %v", err)
 	}
 }

@@ -28,7 +28,9 @@ func (fakeShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.
 	return "", 0, nil
 }
 
-func (fakeShape) End(span trace.Span, _ *channel.Payload) { span.SetAttributes(attribute.Bool("done", true)) }
+func (fakeShape) End(span trace.Span, _ *channel.Payload) {
+	span.SetAttributes(attribute.Bool("done", true))
+}
 
 func (s fakeShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool, int) {
 	for _, a := range p.Attributes {

@@ -1,7 +1,10 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
 // `http` (net/http servers and clients), `sql` (database/sql), `redis`
 // (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
-// SDK, whose traces tcagent's join). Each probe reads the
+// SDK, whose traces tcagent's join): their kernel side. Each set's file
+// says what its probes capture, under exported capture keys, and gives
+// each probe a probes.Role; its span side, which reads those keys, is the
+// file of the same name in binder/semconv. Each probe reads the
 // library's structs through field paths whose offsets come from the target's
 // DWARF, whatever release built it, or, for binaries without it, from a
 // table generated for every supported Go release (offsets_table.go, `make

@@ -163,7 +163,7 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 		capture(p, false, GRPCIP, field(grpcServerT, 0, laddr+8, f.ip))
 		p.EntryAttrs[len(p.EntryAttrs)-1].Type = "bytes" // a net.IP: bytes, not text
 		capture(p, false, GRPCPort, field(grpcServerT, 8, laddr+8, f.port))
-		p.Spec.Name, p.Spec.Kind = "grpc.server", "server"
+		p.Spec.Name = RoleGRPCServer
 		p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleGRPCServer}
 	}
 	if f.hasStatus {
@@ -176,8 +176,7 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 		} else if p != nil {
 			capture(p, false, GRPCCode, field(grpcStatusArg, 4, f.statusS, f.code))
 			capture(p, false, GRPCMessage, field(grpcStatusArg, 0, f.statusS, f.message))
-			span := false
-			p.Spec.Name, p.Spec.Span = "grpc.status", &span
+			p.Spec.Name = RoleGRPCStatus
 			p.Role = probes.Role{Kind: probes.RoleEnrich, Name: RoleGRPCStatus}
 		}
 	}
@@ -210,7 +209,7 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: GRPCMethod, Type: "string", MaxLen: bpf.StringSlotSize})
 		capture(p, false, GRPCTarget, field(grpcInvokeCC, 0, f.target))
 		errorOf(p, 0, 1)
-		p.Spec.Name, p.Spec.Kind = "grpc.client", "client"
+		p.Spec.Name = "grpc.client"
 		p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleGRPCClient}
 	}
 	if sym := grpcPkg + ".(*clientStream).finish"; hasFunc(b, sym) {
@@ -240,7 +239,7 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 			p.Recipe.Return = append(p.Recipe.Return, handle)
 			p.Spec.Async = &probes.Async{Completion: finish.Spec.Symbol, Handle: "result0"}
 			p.Completion = finish
-			p.Spec.Name, p.Spec.Kind = "grpc.client", "client"
+			p.Spec.Name = "grpc.client"
 			p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleGRPCStream}
 		}
 	}

@@ -246,7 +246,6 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 		}
 	}
 	p.Spec.Name = "http.server"
-	p.Spec.Kind = "server"
 	p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleHTTPServer, Arg: h2Type}
 	return nil
 }
@@ -267,7 +266,6 @@ func httpClient(o *offsets, p *probes.Probe) error {
 	p.ErrorCapture = len(p.Recipe.Return)
 	p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: clientErrItab, Reg2: clientErrData, Slot: 0, MaxLen: bpf.StringSlotSize})
 	p.Spec.Name = "http.client"
-	p.Spec.Kind = "client"
 	p.Outgoing = true
 	p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleHTTPClient}
 	return nil

@@ -61,8 +61,7 @@ func otelProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, i
 		}
 		p.Recipe.Adopt, p.Recipe.WantType = true, typ+b.LoadBias
 	}
-	span := false
-	p.Spec.Name, p.Spec.Span = RoleOTelStart, &span
+	p.Spec.Name = RoleOTelStart
 	p.Role = probes.Role{Kind: probes.RoleJoin, Name: RoleOTelStart}
 	return []*probes.Probe{p}, nil
 }

@@ -64,7 +64,7 @@ func redisProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		capture(p, false, RedisAddr, field(redisClient, 0, f.opt, f.addr))
 		p.ErrorCapture = len(p.Recipe.Return)
 		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: redisErrItab, Reg2: redisErrData, MaxLen: bpf.StringSlotSize})
-		p.Spec.Name, p.Spec.Kind = "redis", "client"
+		p.Spec.Name = "redis"
 		p.Role = probes.Role{Kind: probes.RoleSemconv, Name: m.role}
 		out = append(out, p)
 	}

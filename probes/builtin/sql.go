@@ -107,7 +107,7 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 			p.Spec.Async = &probes.Async{Completion: closer.Spec.Symbol, Handle: "result0"}
 			p.Completion = closer
 		}
-		p.Spec.Name, p.Spec.Kind = "db.query", "client"
+		p.Spec.Name = "db.query"
 		p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleSQLQuery, Arg: opts.SQLQueryText}
 		out = append(out, p)
 		return nil
@@ -137,7 +137,7 @@ func sqlProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id
 		p.ErrorCapture = 0
 		p.Recipe.Return = []bpf.Capture{{Kind: bpf.CapError, Reg: t.errRegs[0], Reg2: t.errRegs[1], MaxLen: bpf.StringSlotSize}}
 		driverTypes(p, t.symbol)
-		p.Spec.Name, p.Spec.Kind = t.role, "client"
+		p.Spec.Name = t.role
 		p.Role = probes.Role{Kind: probes.RoleSemconv, Name: t.role}
 		out = append(out, p)
 	}
@@ -217,7 +217,7 @@ func rollbackProbe(b *probes.Binary, o *offsets, id uint32, rt probes.Runtime) (
 	// done is an atomic.Bool (an int32 before Go 1.20): a uint32 at its
 	// offset, 0 or 1.
 	capture(p, false, SQLTxDone, field(0, 4, done))
-	p.Spec.Name, p.Spec.Kind = RoleSQLRollback, "client"
+	p.Spec.Name = RoleSQLRollback
 	p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleSQLRollback}
 	return p, nil
 }

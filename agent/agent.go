@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/binder"
+	"github.com/tcagent/tcagent/binder/semconv"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/channel"
 	"github.com/tcagent/tcagent/internal/proc"
@@ -112,12 +113,14 @@ type Session struct {
 	// the links are closed.
 	lock *ProcessLock
 
-	// joins moves tcagent's traces into the program's own (see traceJoin).
-	joins *traceJoin
-	// traceMismatches counts spans whose parent's trace is not the one the
-	// kernel made for them (--propagate).
-	traceMismatches atomic.Uint64
-	invalidContext  atomic.Uint64
+	// factories made the spans of the probes' roles and count what their
+	// trace contexts say; joins moves tcagent's traces into the program's
+	// own (binder.TraceJoin), nil without the otel set.
+	factories *binder.Factories
+	joins     *binder.TraceJoin
+	// errorOf says, by probe id, what the probe's returned errors mean
+	// (semconv.ErrorOf); nil where they mean what they say.
+	errorOf []func(*channel.Error, []attribute.KeyValue) error
 	// unreadable counts the values read from the process that failed a
 	// sanity check (probes.Unreadable).
 	unreadable  probes.Unreadable
@@ -201,14 +204,17 @@ func (s *Session) Builtins() []builtin.Report { return s.img.reports }
 // AttachMode says how probes were attached: "uprobe_multi" or "uprobe".
 func (s *Session) AttachMode() string { return s.img.attachMode }
 
-func (s *Session) setupPipeline() {
+// setupPipeline makes the session's TracerProvider and binds each probe's
+// channel to the spans its role asks for: binder makes them, with the
+// built-in sets' span code from semconv.
+func (s *Session) setupPipeline() error {
 	res := s.resource()
 	// Spans go through the trace join only where the otel set applies: it
 	// takes a lock per span.
 	var export sdktrace.SpanProcessor = s.cfg.Processor
 	for _, p := range s.img.probes {
-		if p.Joins != nil {
-			s.joins = newTraceJoin(s.cfg.Processor)
+		if p.Role.Kind == probes.RoleJoin {
+			s.joins = binder.NewTraceJoin(s.cfg.Processor)
 			export = s.joins
 			break
 		}
@@ -225,9 +231,14 @@ func (s *Session) setupPipeline() {
 	}
 	s.tp = sdktrace.NewTracerProvider(opts...)
 	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
+	s.factories = &binder.Factories{Tracer: tracer, Side: semconv.New(s.img.bin), Join: s.joins}
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
+	s.errorOf = make([]func(*channel.Error, []attribute.KeyValue) error, len(s.img.probes))
 	for _, p := range s.img.probes {
+		if int(p.ID) < len(s.errorOf) {
+			s.errorOf[p.ID] = semconv.ErrorOf(p.Role)
+		}
 		if p.IsCompletion {
 			byID[p.ID] = &lifecycle.Probe{Name: p.Spec.Symbol}
 			continue
@@ -236,25 +247,13 @@ func (s *Session) setupPipeline() {
 			continue // sends no events
 		}
 		ch := channel.New(p.Spec.SpanName())
-		var opts binder.Options
-		if p.Spec.CaptureError {
-			opts.CaptureError = binder.CaptureAll
-		}
-		var get binder.GetSpan
-		if p.Joins != nil {
-			get = enrichEnclosing(ch, nil, s.joinFunc(p.Joins))
-		} else if p.Enrich != nil {
-			get = enrichEnclosing(ch, p.Enrich, setEndAttributes)
-		} else if p.Shape != nil {
-			get = shapedFactory(tracer, p.Shape, s.checkTrace, &s.invalidContext)
-			opts.BeforeSpanEnd = p.Shape.End
-		} else if p.Spec.OpensSpan() {
-			get = binder.SpanFactory(tracer, spanKind(p.Spec.Kind))
-			opts.BeforeSpanEnd = func(span trace.Span, p *channel.Payload) {
-				span.SetAttributes(p.EndAttributes...)
+		get, opts, err := s.factories.For(ch, p)
+		if err != nil {
+			for _, h := range s.handles {
+				h.Unbind()
 			}
-		} else {
-			get = enrichEnclosing(ch, func(span trace.Span, p *channel.Payload) { span.SetAttributes(p.Attributes...) }, setEndAttributes)
+			s.tp.Shutdown(context.Background())
+			return err
 		}
 		s.handles = append(s.handles, b.Bind(ch, get, opts))
 		lp := &lifecycle.Probe{Channel: ch, Name: p.Spec.SpanName()}
@@ -267,12 +266,13 @@ func (s *Session) setupPipeline() {
 		byID[p.ID] = lp
 	}
 	s.tracker = lifecycle.New(byID, s.cfg.Limits)
+	return nil
 }
 
 // traced makes, for --propagate, the kernel make the trace context of every
 // span-opening probe: a CapTrace last among its entry captures.
 func traced(p *probes.Probe) error {
-	if p.IsCompletion || p.Enrich != nil || p.Recipe.Inject || p.Shape == nil && !p.Spec.OpensSpan() {
+	if k := p.Role.Kind; k != probes.RoleSpan && k != probes.RoleSemconv {
 		return nil
 	}
 	if len(p.Recipe.Entry) >= bpf.MaxCaptures {
@@ -288,96 +288,6 @@ func traced(p *probes.Probe) error {
 	p.Recipe.Entry = append(p.Recipe.Entry, c)
 	p.Recipe.Trace = true
 	return nil
-}
-
-// checkTrace counts, with --propagate, a span whose parent is in another
-// trace than the one the kernel made for it (and a request may have carried
-// out): the two disagree. A parent whose trace joined the program's own,
-// which the kernel adopted, agrees.
-func (s *Session) checkTrace(p *channel.Payload, parent trace.TraceID) {
-	if p.TraceID.IsValid() && parent.IsValid() && parent != p.TraceID && (s.joins == nil || s.joins.joinedTo(parent) != p.TraceID) {
-		s.traceMismatches.Add(1)
-	}
-}
-
-// shapedFactory opens the span of a built-in probe: its shaper names it and
-// gives its semantic-convention attributes, or opts the call out with no
-// name.
-func shapedFactory(tracer trace.Tracer, shape probes.Shaper, checkTrace func(*channel.Payload, trace.TraceID), invalid *atomic.Uint64) binder.GetSpan {
-	return func(parent trace.Span, p *channel.Payload) trace.Span {
-		name, kind, attrs := shape.Start(p)
-		if name == "" {
-			return nil
-		}
-		ctx := binder.WithPayloadIDs(context.Background(), p)
-		var parentTrace trace.TraceID
-		if parent != nil {
-			ctx = trace.ContextWithSpan(ctx, parent)
-			parentTrace = parent.SpanContext().TraceID()
-		} else if rp, ok := shape.(probes.RemoteParenter); ok {
-			sc, ok, bad := rp.RemoteParent(p)
-			invalid.Add(uint64(bad))
-			if !ok && p.Caller.IsValid() {
-				sc, ok = p.Caller, true
-			}
-			if ok {
-				ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
-				parentTrace = sc.TraceID()
-			}
-		}
-		checkTrace(p, parentTrace)
-		_, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(p.Time))
-		return span
-	}
-}
-
-type enclosingKey struct{}
-
-// enrichEnclosing is the GetSpan of span:false probes: no span of their own;
-// enrich puts their entry captures onto the span active where they were
-// called, and the return's captures follow at the end.
-func enrichEnclosing(ch *channel.TracingChannel, atStart, atEnd func(trace.Span, *channel.Payload)) binder.GetSpan {
-	ch.Subscribe(&channel.Handlers{End: func(p *channel.Payload) {
-		if span, ok := p.Value(enclosingKey{}).(trace.Span); ok {
-			atEnd(span, p)
-		}
-	}})
-	return func(parent trace.Span, p *channel.Payload) trace.Span {
-		if parent != nil {
-			if atStart != nil {
-				atStart(parent, p)
-			}
-			p.SetValue(enclosingKey{}, parent)
-		}
-		return nil
-	}
-}
-
-func setEndAttributes(span trace.Span, p *channel.Payload) { span.SetAttributes(p.EndAttributes...) }
-
-// joinFunc makes the end of a probe on the program's own OpenTelemetry SDK
-// join the trace of the enclosing span to the trace of the span the
-// program started (see traceJoin).
-func (s *Session) joinFunc(spanOf func(*channel.Payload) (trace.SpanContext, bool)) func(trace.Span, *channel.Payload) {
-	return func(enclosing trace.Span, p *channel.Payload) {
-		if sc, ok := spanOf(p); ok {
-			s.joins.join(enclosing.SpanContext().TraceID(), sc.TraceID())
-		}
-	}
-}
-
-func spanKind(k string) trace.SpanKind {
-	switch k {
-	case "server":
-		return trace.SpanKindServer
-	case "client":
-		return trace.SpanKindClient
-	case "producer":
-		return trace.SpanKindProducer
-	case "consumer":
-		return trace.SpanKindConsumer
-	}
-	return trace.SpanKindInternal
 }
 
 // resource describes the traced process. Precedence for service.name: the
@@ -489,9 +399,9 @@ func (s *Session) Stats() Stats {
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: im.nuser, ProbesFailed: s.failedSets(), Uprobes: im.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending(),
-		TraceMismatches: s.traceMismatches.Load(), InvalidTraceContext: s.invalidContext.Load(), Unreadable: s.unreadable.Counts()}
+		TraceMismatches: s.factories.TraceMismatches.Load(), InvalidTraceContext: s.factories.InvalidContext.Load(), Unreadable: s.unreadable.Counts()}
 	if s.joins != nil {
-		st.TracesJoined = s.joins.joined.Load()
+		st.TracesJoined = s.joins.Joined()
 	}
 	if im.shared {
 		return st
@@ -633,9 +543,9 @@ func (s *Session) handle(ev *bpf.Event) {
 			le.Attributes = p.Attributes(ev, false, s.scratch[:0], im.bin, &s.unreadable)
 		}
 		if e := p.Error(ev, im.bin, &s.unreadable); e != nil {
-			if p.ErrorOf == nil {
+			if of := s.errorOf[ev.Probe]; of == nil {
 				le.Err = e
-			} else if err := p.ErrorOf(e, le.Attributes); err != nil {
+			} else if err := of(e, le.Attributes); err != nil {
 				le.Err = err
 			}
 		}

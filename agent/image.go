@@ -245,7 +245,7 @@ func (im *Image) compile(rt probes.Runtime) error {
 			c = p.Completion // a built-in brings its own
 			if c == nil {
 				var err error
-				if c, err = probes.CompileCompletion(im.bin, a.Completion, rt); err != nil {
+				if c, err = probes.CompileCompletion(im.bin, a.Completion, rt, nil); err != nil {
 					return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
 				}
 			}
@@ -387,7 +387,9 @@ func (im *Image) Add(cfg Config) (*Session, error) {
 		cfg.Logger = im.log
 	}
 	s := &Session{cfg: cfg, log: cfg.Logger, img: im, pidfd: -1}
-	s.setupPipeline()
+	if err := s.setupPipeline(); err != nil {
+		return nil, err
+	}
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	cur := *im.sessions.Load()

@@ -49,7 +49,11 @@ func record(kind bpf.Kind, goid, depth uint64, probe uint32, vals [][3]uint64, s
 // benchSession is a Session with one probe (an int and a string captured at
 // entry) and no kernel: records are fed to handle directly.
 func benchSession(b *testing.B, span bool) (*Image, *Session) {
-	p := &probes.Probe{ID: 0, Spec: probes.Spec{Symbol: "main.f", Name: "f", Span: &span},
+	role := probes.Role{Kind: probes.RoleSpan}
+	if !span {
+		role.Kind = probes.RoleEnrich
+	}
+	p := &probes.Probe{ID: 0, Spec: probes.Spec{Symbol: "main.f", Name: "f", Span: &span}, Role: role,
 		ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1,
 		EntryAttrs: []probes.CapturedAttr{{Key: "n", Type: "int", Size: 8}, {Key: "s", Type: "string", MaxLen: 128}},
 		Recipe:     bpf.Recipe{Entry: []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}, {Kind: bpf.CapString, Reg: 1, Reg2: 2, MaxLen: 128}}}}
@@ -59,7 +63,9 @@ func benchSession(b *testing.B, span bool) (*Image, *Session) {
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		img: im, pidfd: -1,
 	}
-	s.setupPipeline()
+	if err := s.setupPipeline(); err != nil {
+		b.Fatal(err)
+	}
 	im.sessions.Store(&map[uint32]*Session{0: s}) // the records' pid
 	return im, s
 }

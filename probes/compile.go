@@ -4,11 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/tcagent/tcagent/bpf"
-	"github.com/tcagent/tcagent/channel"
 )
 
 // DefaultMaxString is how many bytes of a string are captured by default.
@@ -41,16 +37,10 @@ type Probe struct {
 	// IsCompletion marks the internal probes of completion functions: they
 	// open no span and only settle the calls whose handle they receive.
 	IsCompletion bool
-	// Shape, for built-in probes, makes the span from the raw captures
-	// (whose attribute keys are then internal names).
-	Shape Shaper
+	// Role says what the span side makes of the probe's calls.
+	Role Role
 	// Set is the built-in set the probe belongs to, "" for custom probes.
 	Set string
-	// ErrorOf, when set, says what a returned error means: nil when it
-	// reports a result rather than a failure (go-redis's redis.Nil for a
-	// missing key), or a richer error made with the return's other captures,
-	// ret (a gRPC status and its code).
-	ErrorOf func(e *channel.Error, ret []attribute.KeyValue) error
 	// IncomingTrace is, for a server probe whose span may continue a
 	// caller's trace, 1 + the index of the entry capture holding the
 	// incoming traceparent; 0 for none. With --propagate the kernel reads
@@ -59,32 +49,6 @@ type Probe struct {
 	// Outgoing marks a client probe whose request --propagate may carry
 	// the span's trace context in.
 	Outgoing bool
-	// Enrich, set on built-in probes that open no span, puts what the call
-	// captured at entry on the span active where it was called (a gRPC
-	// status on its server span).
-	Enrich func(span trace.Span, p *channel.Payload)
-	// Joins, set on the built-in probe of the program's own OpenTelemetry
-	// SDK (it opens no span), reads at the call's end the span the program
-	// started: the trace of the tcagent span open around the call joins
-	// its trace.
-	Joins func(p *channel.Payload) (trace.SpanContext, bool)
-}
-
-// Shaper turns a built-in probe's raw captures into its span: name, kind
-// and semantic-convention attributes at start, and what only the end knows
-// (a status code, a route) before it ends. A Start that returns no name
-// opts the call out: it gets no span, and the enclosing one stays active.
-type Shaper interface {
-	Start(p *channel.Payload) (name string, kind trace.SpanKind, attrs []attribute.KeyValue)
-	End(span trace.Span, p *channel.Payload)
-}
-
-// RemoteParenter is a Shaper that can continue a trace begun elsewhere: an
-// incoming request's trace context.
-type RemoteParenter interface {
-	// RemoteParent also says how many trace context values it ignored as
-	// malformed or oversized: the caller counts them for its process.
-	RemoteParent(p *channel.Payload) (sc trace.SpanContext, ok bool, invalid int)
 }
 
 // CapturedAttr is how one capture becomes an attribute.
@@ -117,7 +81,7 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Probe{ID: id, Spec: spec, Func: fn, Sig: sig, Placement: pl, ErrorCapture: -1,
+	p := &Probe{ID: id, Spec: spec, Func: fn, Sig: sig, Placement: pl, ErrorCapture: -1, Role: specRole(spec),
 		Recipe: bpf.Recipe{Dedup: pl.Dedup, EntryIsReturn: pl.EntryIsReturn, GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset}, HandleCapture: -1, ReceiverCapture: -1}
 
 	if sig == nil {
@@ -262,16 +226,43 @@ func captureFor(sym string, a Attribute, prm Param) (bpf.Capture, CapturedAttr, 
 	return bpf.Capture{}, ca, bad()
 }
 
+// ErrorFrom says where a completion function's error is, for the
+// built-in sets, which know their functions' registers without DWARF.
+type ErrorFrom struct {
+	// Regs are the error interface's two words (its itab and data) under
+	// Go's ABI.
+	Regs [2]uint8
+	// Arg marks an argument (a finish(err) method): the registers are kept
+	// at entry and read at the return. Else they are results.
+	Arg bool
+}
+
 // CompileCompletion builds the internal probe of an async probe's completion
-// function: it captures the receiver (arg0) at entry and the returned error.
-// Without DWARF the receiver is taken to be a pointer in RAX and no error is
-// read. The caller numbers it.
-func CompileCompletion(b *Binary, symbol string, rt Runtime) (*Probe, error) {
-	p, err := Compile(b, Spec{Symbol: symbol}, 0, rt)
-	if err != nil {
-		return nil, fmt.Errorf("async completion: %w", err)
+// function: it captures the receiver at entry and the returned error. With
+// from nil (a spec's completion) the receiver and the error come from the
+// function's DWARF; without DWARF the receiver is taken to be a pointer in
+// RAX and no error is read. With from set the receiver is RAX (a method on
+// a pointer) and the error is where from says, DWARF or not. The caller
+// numbers it. It opens no span: its role is RoleNone, which a built-in may
+// name for the meaning of the error.
+func CompileCompletion(b *Binary, symbol string, rt Runtime, from *ErrorFrom) (*Probe, error) {
+	var p *Probe
+	if from == nil {
+		var err error
+		if p, err = Compile(b, Spec{Symbol: symbol}, 0, rt); err != nil {
+			return nil, fmt.Errorf("async completion: %w", err)
+		}
+	} else {
+		var ok bool
+		var err error
+		if p, ok, err = NewProbe(b, symbol, 0, rt); err != nil {
+			return nil, fmt.Errorf("async completion: %w", err)
+		} else if !ok {
+			return nil, fmt.Errorf("async completion: %s: no such function", symbol)
+		}
 	}
 	p.IsCompletion = true
+	p.Role = Role{Kind: RoleNone}
 	reg := uint8(0)
 	if p.Sig != nil {
 		if len(p.Sig.Params) == 0 || p.Sig.Params[0].Kind != KindPointer || len(p.Sig.Params[0].Regs) != 1 {
@@ -281,6 +272,15 @@ func CompileCompletion(b *Binary, symbol string, rt Runtime) (*Probe, error) {
 	}
 	p.ReceiverCapture = len(p.Recipe.Entry)
 	p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapReg, Reg: reg})
+	if from != nil {
+		regs := from.Regs
+		if from.Arg {
+			p.Recipe.Save = []uint8{regs[0], regs[1]}
+			regs = [2]uint8{bpf.BaseSaved, bpf.BaseSaved + 1}
+		}
+		p.ErrorCapture = len(p.Recipe.Return)
+		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: regs[0], Reg2: regs[1], MaxLen: bpf.StringSlotSize})
+	}
 	return p, nil
 }
 

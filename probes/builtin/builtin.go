@@ -1,7 +1,10 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
 // `http` (net/http servers and clients), `sql` (database/sql), `redis`
 // (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
-// SDK, whose traces tcagent's join). Each probe reads the
+// SDK, whose traces tcagent's join): their kernel side. Each set's file
+// says what its probes capture, under exported capture keys, and gives
+// each probe a probes.Role; its span side, which reads those keys, is the
+// file of the same name in binder/semconv. Each probe reads the
 // library's structs through field paths whose offsets come from the target's
 // DWARF, whatever release built it, or, for binaries without it, from a
 // table generated for every supported Go release (offsets_table.go, `make
@@ -230,14 +233,19 @@ func field(reg uint8, size uint8, hopsAndField ...uint16) bpf.Capture {
 }
 
 // capture adds c to p at entry or return under the internal key, keeping
-// string slots numbered.
+// string slots numbered. The captures that decode to attributes come
+// first: c goes after them, before an error, handle or receiver capture
+// already there (a completion probe's, made by probes.CompileCompletion),
+// whose indices move on.
 func capture(p *probes.Probe, atReturn bool, key string, c bpf.Capture) {
 	isString := func(c bpf.Capture) bool {
 		return c.Kind == bpf.CapPath && c.Size == 0 || c.Kind == bpf.CapMapStr || c.Kind == bpf.CapString || c.Kind == bpf.CapError
 	}
 	caps, attrs := &p.Recipe.Entry, &p.EntryAttrs
+	moved := []*int{&p.ReceiverCapture}
 	if atReturn {
 		caps, attrs = &p.Recipe.Return, &p.ReturnAttrs
+		moved = []*int{&p.ErrorCapture, &p.HandleCapture}
 	}
 	a := probes.CapturedAttr{Key: key, Type: "int", Size: int(c.Size), MaxLen: int(c.MaxLen)}
 	if isString(c) {
@@ -248,8 +256,20 @@ func capture(p *probes.Probe, atReturn bool, key string, c bpf.Capture) {
 			}
 		}
 	}
-	*caps = append(*caps, c)
+	at := len(*attrs)
+	for _, i := range moved {
+		if *i >= at {
+			*i++
+		}
+	}
+	*caps = slices.Insert(*caps, at, c)
 	*attrs = append(*attrs, a)
+}
+
+// hasFunc reports whether b has the function symbol.
+func hasFunc(b *probes.Binary, symbol string) bool {
+	_, ok := b.Func(symbol)
+	return ok
 }
 
 // TableOffsets returns the committed offsets of a release ("go1.26"), nil

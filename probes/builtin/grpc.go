@@ -1,17 +1,31 @@
 package builtin
 
 import (
-	"net"
-	"strconv"
-	"strings"
-
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/tcagent/tcagent/bpf"
-	"github.com/tcagent/tcagent/channel"
 	"github.com/tcagent/tcagent/probes"
+)
+
+// The roles and capture keys of the grpc set: its span side
+// (binder/semconv/grpc.go) reads the captures under these keys.
+const (
+	RoleGRPCServer = "grpc.server"
+	RoleGRPCStatus = "grpc.status" // the status a server wrote, on its span
+	RoleGRPCClient = "grpc.client" // a unary call
+	RoleGRPCStream = "grpc.client.stream"
+	RoleGRPCFinish = "grpc.finish" // a stream's completion: its error's meaning
+
+	GRPCMethod        = "method"
+	GRPCTraceparent   = "traceparent"
+	GRPCMDKeyType     = "md_key_type"    // the incoming metadata's context key's type word
+	GRPCTransportType = "transport_type" // the server transport's type word
+	GRPCAddrType      = "addr_type"      // the local address's type word
+	GRPCIP            = "ip"             // bytes
+	GRPCPort          = "port"
+	GRPCCode          = "code"
+	GRPCMessage       = "message"
+	GRPCTarget        = "target"
+	GRPCServerStreams = "server_streams"
+	GRPCClientStreams = "client_streams"
 )
 
 const (
@@ -130,26 +144,27 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 			}
 			return fieldAndMore
 		}
-		capture(p, false, "method", field(grpcServerStream, 0, stream(f.method)...))
+		capture(p, false, GRPCMethod, field(grpcServerStream, 0, stream(f.method)...))
 		// The incoming metadata: the transport makes the stream's context
 		// a context.WithValue(ctx, mdIncomingKey{}, md), md a
 		// map[string][]string; the key's type is checked in userspace.
 		md := field(grpcServerStream, layoutOf(b), stream(f.ctx+8, f.ctxVal+8)...)
 		md.Kind, md.Reg2 = bpf.CapMapStr, 0
 		p.Recipe.Keys = []string{"traceparent"}
-		capture(p, false, "traceparent", md)
+		capture(p, false, GRPCTraceparent, md)
 		p.IncomingTrace = len(p.Recipe.Entry) // 1 + its index
-		capture(p, false, "md_key_type", field(grpcServerStream, 8, stream(f.ctx+8, f.ctxKey)...))
+		capture(p, false, GRPCMDKeyType, field(grpcServerStream, 8, stream(f.ctx+8, f.ctxKey)...))
 		// The local address: the transport's peer.LocalAddr, when the
 		// transport is an *http2Server and the address a *net.TCPAddr (the
 		// types are checked in userspace: itab words lead to them).
 		laddr := f.peer + f.localAddr
-		capture(p, false, "transport_type", field(grpcServerItab, 8, 8))
-		capture(p, false, "addr_type", field(grpcServerT, 8, laddr, 8))
-		capture(p, false, "ip", field(grpcServerT, 0, laddr+8, f.ip))
+		capture(p, false, GRPCTransportType, field(grpcServerItab, 8, 8))
+		capture(p, false, GRPCAddrType, field(grpcServerT, 8, laddr, 8))
+		capture(p, false, GRPCIP, field(grpcServerT, 0, laddr+8, f.ip))
 		p.EntryAttrs[len(p.EntryAttrs)-1].Type = "bytes" // a net.IP: bytes, not text
-		capture(p, false, "port", field(grpcServerT, 8, laddr+8, f.port))
-		p.Spec.Name, p.Spec.Kind, p.Shape = "grpc.server", "server", &grpcServerShape{typeName: b.TypeName}
+		capture(p, false, GRPCPort, field(grpcServerT, 8, laddr+8, f.port))
+		p.Spec.Name = RoleGRPCServer
+		p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleGRPCServer}
 	}
 	if f.hasStatus {
 		sym := grpcTransport + ".(*http2Server).writeStatus"
@@ -159,55 +174,61 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 		if p, err := add(sym); err != nil {
 			return nil, err
 		} else if p != nil {
-			capture(p, false, "code", field(grpcStatusArg, 4, f.statusS, f.code))
-			capture(p, false, "message", field(grpcStatusArg, 0, f.statusS, f.message))
-			span := false
-			p.Spec.Name, p.Spec.Span, p.Enrich = "grpc.status", &span, enrichGRPCServer
+			capture(p, false, GRPCCode, field(grpcStatusArg, 4, f.statusS, f.code))
+			capture(p, false, GRPCMessage, field(grpcStatusArg, 0, f.statusS, f.message))
+			p.Spec.Name = RoleGRPCStatus
+			p.Role = probes.Role{Kind: probes.RoleEnrich, Name: RoleGRPCStatus}
 		}
 	}
 
 	// Client: a span per unary call, and per stream until it finishes.
 	// The captures that decode to attributes come first: the error (and a
-	// handle) after them have none.
+	// handle) after them have none. A returned error's status code and
+	// message are read through the *status.Error in its data word (reg2):
+	// the span side makes the status of them (RoleGRPCFinish and the
+	// client roles).
+	statusOf := func(p *probes.Probe, reg2 uint8) {
+		if f.hasStatus {
+			capture(p, true, GRPCCode, field(reg2, 4, f.errorS, f.statusS, f.code))
+			capture(p, true, GRPCMessage, field(reg2, 0, f.errorS, f.statusS, f.message))
+		}
+	}
 	errorOf := func(p *probes.Probe, reg, reg2 uint8) {
+		statusOf(p, reg2)
 		slot := uint8(0)
 		if f.hasStatus {
-			capture(p, true, "code", field(reg2, 4, f.errorS, f.statusS, f.code))
-			capture(p, true, "message", field(reg2, 0, f.errorS, f.statusS, f.message))
 			slot = 1
 		}
 		p.ErrorCapture = len(p.Recipe.Return)
 		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: reg, Reg2: reg2, MaxLen: bpf.StringSlotSize, Slot: slot})
-		p.ErrorOf = grpcError
 	}
 	if p, err := add(grpcPkg + ".(*ClientConn).Invoke"); err != nil {
 		return nil, err
 	} else if p != nil {
 		p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapString, Reg: grpcInvokeM, Reg2: grpcInvokeM + 1, MaxLen: bpf.StringSlotSize})
-		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: "method", Type: "string", MaxLen: bpf.StringSlotSize})
-		capture(p, false, "target", field(grpcInvokeCC, 0, f.target))
+		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: GRPCMethod, Type: "string", MaxLen: bpf.StringSlotSize})
+		capture(p, false, GRPCTarget, field(grpcInvokeCC, 0, f.target))
 		errorOf(p, 0, 1)
-		p.Spec.Name, p.Spec.Kind, p.Shape = "grpc.client", "client", grpcClientShape{}
+		p.Spec.Name = "grpc.client"
+		p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleGRPCClient}
 	}
-	finish, ok, err := probes.NewProbe(b, grpcPkg+".(*clientStream).finish", 0, rt)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		finish.IsCompletion = true
-		finish.ReceiverCapture = 0
-		finish.Recipe.Entry = []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}}
-		// The error is an argument: kept from the entry for the return.
-		finish.Recipe.Save = []uint8{1, 2}
-		errorOf(finish, bpf.BaseSaved, bpf.BaseSaved+1)
+	if sym := grpcPkg + ".(*clientStream).finish"; hasFunc(b, sym) {
+		// finish(err error): the error is an argument, kept from the entry
+		// for the return.
+		finish, err := probes.CompileCompletion(b, sym, rt, &probes.ErrorFrom{Regs: [2]uint8{1, 2}, Arg: true})
+		if err != nil {
+			return nil, err
+		}
+		statusOf(finish, bpf.BaseSaved+1)
+		finish.Role.Name = RoleGRPCFinish
 		if p, err := add(grpcPkg + ".newClientStream"); err != nil {
 			return nil, err
 		} else if p != nil {
 			p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapString, Reg: grpcStreamM, Reg2: grpcStreamM + 1, MaxLen: bpf.StringSlotSize})
-			p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: "method", Type: "string", MaxLen: bpf.StringSlotSize})
-			capture(p, false, "target", field(grpcStreamCC, 0, f.target))
-			capture(p, false, "server_streams", field(grpcStreamDesc, 1, f.serverStreams))
-			capture(p, false, "client_streams", field(grpcStreamDesc, 1, f.clientStreams))
+			p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: GRPCMethod, Type: "string", MaxLen: bpf.StringSlotSize})
+			capture(p, false, GRPCTarget, field(grpcStreamCC, 0, f.target))
+			capture(p, false, GRPCServerStreams, field(grpcStreamDesc, 1, f.serverStreams))
+			capture(p, false, GRPCClientStreams, field(grpcStreamDesc, 1, f.clientStreams))
 			errorOf(p, 2, 3)
 			// The span lasts until the stream finishes.
 			p.HandleCapture = len(p.Recipe.Return)
@@ -218,156 +239,9 @@ func grpcProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id u
 			p.Recipe.Return = append(p.Recipe.Return, handle)
 			p.Spec.Async = &probes.Async{Completion: finish.Spec.Symbol, Handle: "result0"}
 			p.Completion = finish
-			p.Spec.Name, p.Spec.Kind, p.Shape = "grpc.client", "client", grpcClientShape{stream: true}
+			p.Spec.Name = "grpc.client"
+			p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleGRPCStream}
 		}
 	}
 	return out, nil
-}
-
-// grpcCodes are the status codes' names, by code.
-var grpcCodes = []string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-	"PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-	"UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
-
-func codeName(c int64) string {
-	if c >= 0 && c < int64(len(grpcCodes)) {
-		return grpcCodes[c]
-	}
-	return strconv.FormatInt(c, 10)
-}
-
-// grpcStatus is a non-OK status an RPC ended with; code is -1 when it could
-// not be read.
-type grpcStatus struct {
-	code int64
-	msg  string
-}
-
-func (s *grpcStatus) Error() string    { return s.msg }
-func (s *grpcStatus) TypeName() string { return "*status.Error" }
-
-// grpcError makes the status of a returned error: none for io.EOF, which
-// ends a stream well; the code and message of a *status.Error (grpc returns
-// nothing else to its callers).
-func grpcError(e *channel.Error, ret []attribute.KeyValue) error {
-	if e.Type == "*errors.errorString" && e.Message == "EOF" {
-		return nil
-	}
-	r := raw(ret)
-	code, ok := r.int("code")
-	if e.Type != "*status.Error" || !ok {
-		return e
-	}
-	msg, _ := r.str("message")
-	return &grpcStatus{code: code, msg: msg}
-}
-
-// splitMethod splits "/package.Service/Method".
-func splitMethod(m string) (name, service, method string) {
-	name = strings.TrimPrefix(m, "/")
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		return name, name[:i], name[i+1:]
-	}
-	return name, "", name
-}
-
-func rpcAttrs(m string) (string, []attribute.KeyValue) {
-	name, service, method := splitMethod(m)
-	return name, []attribute.KeyValue{attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", service),
-		attribute.String("rpc.method", method)}
-}
-
-type grpcServerShape struct {
-	typeName func(uint64) string
-}
-
-func (s *grpcServerShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
-	r := raw(p.Attributes)
-	m, _ := r.str("method")
-	name, attrs := rpcAttrs(m)
-	tt, _ := r.int("transport_type")
-	at, _ := r.int("addr_type")
-	ip, _ := r.str("ip")
-	port, _ := r.int("port")
-	if s.typeName(uint64(tt)) == "*transport.http2Server" && s.typeName(uint64(at)) == "*net.TCPAddr" && (len(ip) == 4 || len(ip) == 16) {
-		attrs = append(attrs, attribute.String("server.address", net.IP(ip).String()), attribute.Int64("server.port", port))
-	}
-	return name, trace.SpanKindServer, attrs
-}
-
-func (*grpcServerShape) End(trace.Span, *channel.Payload) {}
-
-// RemoteParent continues the caller's trace when the RPC's metadata carries
-// a valid W3C traceparent; a malformed one is ignored and counted.
-func (s *grpcServerShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool, int) {
-	r := raw(p.Attributes)
-	if kt, _ := r.int("md_key_type"); s.typeName(uint64(kt)) != "metadata.mdIncomingKey" {
-		return trace.SpanContext{}, false, 0
-	}
-	return remoteParent(r)
-}
-
-// grpcServerErrors are the codes that make a server span an error, as the
-// RPC conventions say: the server's own failures, not the caller's.
-var grpcServerErrors = map[int64]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
-
-// enrichGRPCServer puts the status an RPC's server wrote on its span.
-func enrichGRPCServer(span trace.Span, p *channel.Payload) {
-	r := raw(p.Attributes)
-	code, ok := r.int("code")
-	if !ok {
-		return
-	}
-	span.SetAttributes(attribute.Int64("rpc.grpc.status_code", code))
-	if grpcServerErrors[code] {
-		msg, _ := r.str("message")
-		span.SetStatus(codes.Error, msg)
-		span.SetAttributes(attribute.String("error.type", codeName(code)))
-	}
-}
-
-type grpcClientShape struct{ stream bool }
-
-func (s grpcClientShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
-	r := raw(p.Attributes)
-	if s.stream {
-		ss, _ := r.int("server_streams")
-		cs, _ := r.int("client_streams")
-		if ss == 0 && cs == 0 {
-			return "", 0, nil // Invoke's own stream: its span is Invoke's
-		}
-	}
-	m, _ := r.str("method")
-	name, attrs := rpcAttrs(m)
-	if t, ok := r.str("target"); ok && t != "" {
-		host, port := hostPort(grpcEndpoint(t), 443)
-		attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
-	}
-	return name, trace.SpanKindClient, attrs
-}
-
-// grpcEndpoint takes the address out of a dial target: "dns:///host:port",
-// "passthrough:///host:port" or a plain "host:port".
-func grpcEndpoint(target string) string {
-	if i := strings.Index(target, "://"); i >= 0 {
-		rest := target[i+3:]
-		if j := strings.IndexByte(rest, '/'); j >= 0 {
-			return rest[j+1:]
-		}
-		return rest
-	}
-	return target
-}
-
-func (grpcClientShape) End(span trace.Span, p *channel.Payload) {
-	if !p.HasError() {
-		span.SetAttributes(attribute.Int64("rpc.grpc.status_code", 0))
-		return
-	}
-	switch e := p.Err().(type) {
-	case *grpcStatus:
-		span.SetAttributes(attribute.Int64("rpc.grpc.status_code", e.code), attribute.String("error.type", codeName(e.code)))
-	case *channel.Error: // no status could be read
-		span.SetAttributes(attribute.String("error.type", e.Type))
-	}
 }

@@ -2,17 +2,32 @@ package builtin
 
 import (
 	"errors"
-	"net"
-	"strconv"
-	"strings"
-
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/bpf"
-	"github.com/tcagent/tcagent/channel"
 	"github.com/tcagent/tcagent/probes"
+)
+
+// The roles and capture keys of the http set: its span side
+// (binder/semconv/http.go) reads the captures under these keys.
+const (
+	RoleHTTPServer = "http.server"
+	RoleHTTPClient = "http.client"
+
+	HTTPMethod      = "method"
+	HTTPPath        = "path"
+	HTTPTraceparent = "traceparent"
+	HTTPTracestate  = "tracestate"
+	HTTPTLS         = "tls"    // the request's *tls.ConnectionState, non-zero over TLS
+	HTTPWriterType  = "rwtype" // the response writer's type word
+	HTTPStatus      = "status" // HTTP/1's (*response).status; the client's Response.StatusCode
+	HTTPStatusH2    = "status_h2"
+	HTTPHost        = "host"
+	HTTPRemote      = "remote"
+	HTTPUserAgent   = "user_agent"
+	HTTPMajor       = "major"
+	HTTPMinor       = "minor"
+	HTTPPattern     = "pattern"
+	HTTPScheme      = "scheme"
 )
 
 // Registers under Go's ABI (0=RAX, 1=RBX, 2=RCX, 3=RDI).
@@ -188,34 +203,34 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 		return c
 	}
 	p.Recipe.Keys = []string{"User-Agent", "Traceparent", "Tracestate"}
-	capture(p, false, "method", field(serverReq, 0, f.method))
-	capture(p, false, "path", field(serverReq, 0, f.url, f.path))
-	capture(p, false, "traceparent", mapStr(serverReq, 1))
+	capture(p, false, HTTPMethod, field(serverReq, 0, f.method))
+	capture(p, false, HTTPPath, field(serverReq, 0, f.url, f.path))
+	capture(p, false, HTTPTraceparent, mapStr(serverReq, 1))
 	p.IncomingTrace = len(p.Recipe.Entry) // 1 + its index
-	capture(p, false, "tracestate", mapStr(serverReq, 2))
-	capture(p, false, "tls", field(serverReq, 8, f.tls))
-	capture(p, false, "rwtype", field(serverRWItab, 8, 8)) // itab._type
+	capture(p, false, HTTPTracestate, mapStr(serverReq, 2))
+	capture(p, false, HTTPTLS, field(serverReq, 8, f.tls))
+	capture(p, false, HTTPWriterType, field(serverRWItab, 8, 8)) // itab._type
 	// At return the request and the response writer are read again from
 	// their entry values: the handler has set the route and the status.
 	p.Recipe.Save = []uint8{serverReq, serverRWData}
 	req, rw := uint8(bpf.BaseSaved), uint8(bpf.BaseSaved+1)
 	// The status: HTTP/1's *response has it; HTTP/2's writer keeps it in its
 	// state. Which one applies is told by the writer's type.
-	capture(p, true, "status", field(rw, 8, f.status))
+	capture(p, true, HTTPStatus, field(rw, 8, f.status))
 	if h2Type != "" {
-		capture(p, true, "status_h2", field(rw, 8, f.h2rws, f.h2status))
+		capture(p, true, HTTPStatusH2, field(rw, 8, f.h2rws, f.h2status))
 	}
-	capture(p, true, "host", field(req, 0, f.host))
-	capture(p, true, "remote", field(req, 0, f.remote))
-	capture(p, true, "user_agent", mapStr(req, 0))
-	capture(p, true, "major", field(req, 8, f.major))
-	capture(p, true, "minor", field(req, 8, f.minor))
+	capture(p, true, HTTPHost, field(req, 0, f.host))
+	capture(p, true, HTTPRemote, field(req, 0, f.remote))
+	capture(p, true, HTTPUserAgent, mapStr(req, 0))
+	capture(p, true, HTTPMajor, field(req, 8, f.major))
+	capture(p, true, HTTPMinor, field(req, 8, f.minor))
 	// The ServeMux pattern: Request.Pattern from Go 1.23, the unexported
 	// Request.pat.str in Go 1.22, nothing before.
 	if off, ok, err := o.get("net/http.Request.Pattern"); err != nil {
 		return err
 	} else if ok {
-		capture(p, true, "pattern", field(req, 0, uint16(off)))
+		capture(p, true, HTTPPattern, field(req, 0, uint16(off)))
 	} else if pat, ok, err := o.get("net/http.Request.pat"); err != nil {
 		return err
 	} else if ok {
@@ -223,7 +238,7 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 		if err != nil {
 			return err
 		}
-		capture(p, true, "pattern", field(req, 0, uint16(pat), str))
+		capture(p, true, HTTPPattern, field(req, 0, uint16(pat), str))
 	}
 	if opts.Propagate {
 		if err := serverConn(b, o, p); err != nil {
@@ -231,8 +246,7 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 		}
 	}
 	p.Spec.Name = "http.server"
-	p.Spec.Kind = "server"
-	p.Shape = &serverShape{typeName: b.TypeName, h2Type: h2Type}
+	p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleHTTPServer, Arg: h2Type}
 	return nil
 }
 
@@ -244,286 +258,15 @@ func httpClient(o *offsets, p *probes.Probe) error {
 	); err != nil {
 		return err
 	}
-	capture(p, false, "method", field(clientReq, 0, f.method))
-	capture(p, false, "scheme", field(clientReq, 0, f.url, f.scheme))
-	capture(p, false, "host", field(clientReq, 0, f.url, f.host))
-	capture(p, false, "path", field(clientReq, 0, f.url, f.path))
-	capture(p, true, "status", field(clientResp, 8, f.status))
+	capture(p, false, HTTPMethod, field(clientReq, 0, f.method))
+	capture(p, false, HTTPScheme, field(clientReq, 0, f.url, f.scheme))
+	capture(p, false, HTTPHost, field(clientReq, 0, f.url, f.host))
+	capture(p, false, HTTPPath, field(clientReq, 0, f.url, f.path))
+	capture(p, true, HTTPStatus, field(clientResp, 8, f.status))
 	p.ErrorCapture = len(p.Recipe.Return)
 	p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: clientErrItab, Reg2: clientErrData, Slot: 0, MaxLen: bpf.StringSlotSize})
 	p.Spec.Name = "http.client"
-	p.Spec.Kind = "client"
 	p.Outgoing = true
-	p.Shape = clientShape{}
+	p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleHTTPClient}
 	return nil
-}
-
-// raw reads the internal attributes of a built-in probe.
-type raw []attribute.KeyValue
-
-func (r raw) str(key string) (string, bool) {
-	for _, a := range r {
-		if string(a.Key) == key {
-			return a.Value.AsString(), true
-		}
-	}
-	return "", false
-}
-
-// unreadable says whether the capture key could not be read or trusted
-// (probes.Attributes marked it key.unreadable), and gives the attribute that
-// says so under the exported name as: as.unreadable, with the reason.
-func (r raw) unreadable(key, as string) (attribute.KeyValue, bool) {
-	why, ok := r.str(key + probes.UnreadableSuffix)
-	return attribute.String(as+probes.UnreadableSuffix, why), ok
-}
-
-func (r raw) int(key string) (int64, bool) {
-	for _, a := range r {
-		if string(a.Key) == key {
-			return a.Value.AsInt64(), true
-		}
-	}
-	return 0, false
-}
-
-// methodOf is method for a probe's raw "method" capture; one that could not
-// be read names the span HTTP, as an unknown method does, and says so.
-func methodOf(r raw) (string, []attribute.KeyValue) {
-	if u, ok := r.unreadable("method", "http.request.method"); ok {
-		return "HTTP", []attribute.KeyValue{u}
-	}
-	m, _ := r.str("method")
-	return method(m)
-}
-
-var knownMethods = map[string]bool{"CONNECT": true, "DELETE": true, "GET": true, "HEAD": true, "OPTIONS": true,
-	"PATCH": true, "POST": true, "PUT": true, "TRACE": true, "QUERY": true}
-
-// method returns the semantic-convention method attributes and the name to
-// use in span names.
-func method(m string) (string, []attribute.KeyValue) {
-	if m == "" {
-		m = "GET" // net/http: an empty method means GET
-	}
-	if knownMethods[m] {
-		return m, []attribute.KeyValue{attribute.String("http.request.method", m)}
-	}
-	return "HTTP", []attribute.KeyValue{attribute.String("http.request.method", "_OTHER"), attribute.String("http.request.method_original", m)}
-}
-
-func hostPort(hostport string, defaultPort int) (string, int) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return strings.Trim(hostport, "[]"), defaultPort
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return host, defaultPort
-	}
-	return host, p
-}
-
-type serverShape struct {
-	typeName func(uint64) string
-	// h2Type names net/http's HTTP/2 response writer type in this
-	// binary's release, "" when it has none.
-	h2Type string
-}
-
-func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
-	r := raw(p.Attributes)
-	name, attrs := methodOf(r)
-	scheme := "http"
-	if tls, _ := r.int("tls"); tls != 0 {
-		scheme = "https"
-	}
-	if u, ok := r.unreadable("path", "url.path"); ok {
-		attrs = append(attrs, u)
-	} else {
-		path, _ := r.str("path")
-		attrs = append(attrs, attribute.String("url.path", path))
-	}
-	attrs = append(attrs, attribute.String("url.scheme", scheme))
-	return name, trace.SpanKindServer, attrs
-}
-
-// RemoteParent continues the caller's trace when the request carries a
-// valid W3C traceparent (and keeps its tracestate when that is valid too).
-// Anything malformed or oversized is ignored and counted.
-func (s *serverShape) RemoteParent(p *channel.Payload) (trace.SpanContext, bool, int) {
-	return remoteParent(raw(p.Attributes))
-}
-
-// remoteParent reads the captured traceparent and tracestate, and says how
-// many of them were malformed or oversized.
-func remoteParent(r raw) (sc trace.SpanContext, ok bool, invalid int) {
-	tp, ok := r.str("traceparent")
-	if !ok {
-		return trace.SpanContext{}, false, 0
-	}
-	sc, ok = ParseTraceparent(tp)
-	if !ok {
-		return trace.SpanContext{}, false, 1
-	}
-	if ts, ok := r.str("tracestate"); ok && ts != "" {
-		state, err := trace.ParseTraceState(ts)
-		if err != nil || strings.HasSuffix(ts, probes.TruncatedSuffix) {
-			invalid++
-		} else {
-			sc = sc.WithTraceState(state)
-		}
-	}
-	return sc, true, invalid
-}
-
-// ParseTraceparent parses a W3C traceparent header strictly.
-func ParseTraceparent(h string) (trace.SpanContext, bool) {
-	// version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2.
-	if len(h) < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-' || !isHex(h[:2]) || h[:2] == "ff" {
-		return trace.SpanContext{}, false
-	}
-	if h[:2] == "00" && len(h) != 55 || len(h) > 55 && h[55] != '-' {
-		return trace.SpanContext{}, false // version 00 has no more fields; later ones separate theirs
-	}
-	if !isHex(h[3:35]) || !isHex(h[36:52]) || !isHex(h[53:55]) {
-		return trace.SpanContext{}, false
-	}
-	tid, err1 := trace.TraceIDFromHex(h[3:35])
-	sid, err2 := trace.SpanIDFromHex(h[36:52])
-	if err1 != nil || err2 != nil {
-		return trace.SpanContext{}, false // all zeros
-	}
-	flags, _ := strconv.ParseUint(h[53:55], 16, 8)
-	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid,
-		TraceFlags: trace.TraceFlags(flags) & trace.FlagsSampled, Remote: true}), true
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *serverShape) End(span trace.Span, p *channel.Payload) {
-	start, end := raw(p.Attributes), raw(p.EndAttributes)
-	// One SetAttributes call: the SDK de-duplicates on every call.
-	attrs := make([]attribute.KeyValue, 0, 8)
-	defer func() { span.SetAttributes(attrs...) }()
-	name, _ := methodOf(start)
-	if pattern, ok := end.str("pattern"); ok && pattern != "" {
-		// "[METHOD ][HOST]/PATH": the route is the path.
-		if i := strings.Index(pattern, "/"); i >= 0 {
-			route := pattern[i:]
-			attrs = append(attrs, attribute.String("http.route", route))
-			span.SetName(name + " " + route)
-		}
-	}
-	if ra, ok := end.str("remote"); ok && ra != "" {
-		host, _ := hostPort(ra, 0)
-		attrs = append(attrs, attribute.String("client.address", host))
-	}
-	if h, ok := end.str("host"); ok && h != "" {
-		def := 80
-		if tls, _ := start.int("tls"); tls != 0 {
-			def = 443
-		}
-		host, port := hostPort(h, def)
-		attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
-	}
-	if ua, ok := end.str("user_agent"); ok {
-		attrs = append(attrs, attribute.String("user_agent.original", ua))
-	} else if u, ok := end.unreadable("user_agent", "user_agent.original"); ok {
-		attrs = append(attrs, u)
-	}
-	major, _ := end.int("major")
-	minor, _ := end.int("minor")
-	switch {
-	case major == 1:
-		attrs = append(attrs, attribute.String("network.protocol.version", "1."+strconv.FormatInt(minor, 10)))
-	case major > 1:
-		attrs = append(attrs, attribute.String("network.protocol.version", strconv.FormatInt(major, 10)))
-	}
-	if p.HasError() {
-		return // a panic: the response is not what the handler meant to write
-	}
-	// The status is known when the writer is net/http's own, for HTTP/1 or
-	// HTTP/2: 0 means the handler wrote nothing, and net/http then sends 200.
-	rwType, _ := start.int("rwtype")
-	var status int64
-	var ok bool
-	switch t := s.typeName(uint64(rwType)); {
-	case t == "*http.response":
-		status, ok = end.int("status")
-	case t != "" && t == s.h2Type:
-		status, ok = end.int("status_h2")
-	}
-	if !ok {
-		return
-	}
-	if status == 0 {
-		status = 200
-	}
-	attrs = append(attrs, attribute.Int64("http.response.status_code", status))
-	if t := statusErrorType(status, true); t != "" {
-		span.SetStatus(codes.Error, "")
-		attrs = append(attrs, attribute.String("error.type", t))
-	}
-}
-
-// statusErrorType is the error.type of a response status, "" when it is no
-// error: the semantic conventions count 4xx and 5xx as a client's failure
-// but only 5xx as a server's (a 404 is the client's mistake), and name the
-// error by the status code as a string ("503").
-func statusErrorType(status int64, server bool) string {
-	if status >= 500 || status >= 400 && !server {
-		return strconv.FormatInt(status, 10)
-	}
-	return ""
-}
-
-type clientShape struct{}
-
-func (clientShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
-	r := raw(p.Attributes)
-	name, attrs := methodOf(r)
-	scheme, _ := r.str("scheme")
-	h, _ := r.str("host")
-	path, _ := r.str("path")
-	for _, k := range []string{"scheme", "host", "path"} {
-		if u, ok := r.unreadable(k, "url.full"); ok {
-			return name, trace.SpanKindClient, append(attrs, u) // nor server.address: the host is in the URL
-		}
-	}
-	// url.full without credentials (never read) nor query (not read).
-	attrs = append(attrs, attribute.String("url.full", scheme+"://"+h+path))
-	def := 80
-	if scheme == "https" {
-		def = 443
-	}
-	host, port := hostPort(h, def)
-	attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", port))
-	return name, trace.SpanKindClient, attrs
-}
-
-func (clientShape) End(span trace.Span, p *channel.Payload) {
-	if p.HasError() {
-		if e, ok := p.Err().(*channel.Error); ok {
-			span.SetAttributes(attribute.String("error.type", e.Type))
-		}
-		return
-	}
-	status, ok := raw(p.EndAttributes).int("status")
-	if !ok {
-		return
-	}
-	if t := statusErrorType(status, false); t != "" {
-		span.SetStatus(codes.Error, "")
-		span.SetAttributes(attribute.Int64("http.response.status_code", status), attribute.String("error.type", t))
-		return
-	}
-	span.SetAttributes(attribute.Int64("http.response.status_code", status))
 }

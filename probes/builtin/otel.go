@@ -1,13 +1,22 @@
 package builtin
 
 import (
-	"encoding/binary"
 	"errors"
 
-	"go.opentelemetry.io/otel/trace"
-
-	"github.com/tcagent/tcagent/channel"
 	"github.com/tcagent/tcagent/probes"
+)
+
+// The role and capture keys of the otel set: its span side
+// (binder/semconv/otel.go) reads the program's span under these keys.
+const (
+	RoleOTelStart = "otel.start"
+
+	OTelSpanType     = "span_type" // the returned span's type word
+	OTelTraceHi      = "trace_hi"  // the trace id's first 8 bytes, as a little-endian word
+	OTelTraceLo      = "trace_lo"
+	OTelSpanID       = "span_id"
+	OTelFlags        = "flags"
+	OTelParentSpanID = "parent_span_id"
 )
 
 const (
@@ -22,7 +31,7 @@ const (
 // otelProbes traces the program's own OpenTelemetry SDK, when it links one:
 // the span each (*tracer).Start makes. It opens no span of tcagent's: at the
 // call's return, the trace of the tcagent span open around it joins the
-// trace of the program's span (see Probe.Joins), so that one request is one
+// trace of the program's span (RoleJoin: binder.TraceJoin), so that one request is one
 // trace whoever made its spans.
 func otelProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
 	p, ok, err := probes.NewProbe(b, otelSDK+".(*tracer).Start", id, rt)
@@ -37,12 +46,12 @@ func otelProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, i
 	); err != nil {
 		return nil, err
 	}
-	capture(p, true, "span_type", field(otelSpanItab, 8, 8)) // itab._type
-	capture(p, true, "trace_hi", field(otelSpanData, 8, f.sc+f.traceID))
-	capture(p, true, "trace_lo", field(otelSpanData, 8, f.sc+f.traceID+8))
-	capture(p, true, "span_id", field(otelSpanData, 8, f.sc+f.spanID))
-	capture(p, true, "flags", field(otelSpanData, 1, f.sc+f.flags))
-	capture(p, true, "parent_span_id", field(otelSpanData, 8, f.parent+f.spanID))
+	capture(p, true, OTelSpanType, field(otelSpanItab, 8, 8)) // itab._type
+	capture(p, true, OTelTraceHi, field(otelSpanData, 8, f.sc+f.traceID))
+	capture(p, true, OTelTraceLo, field(otelSpanData, 8, f.sc+f.traceID+8))
+	capture(p, true, OTelSpanID, field(otelSpanData, 8, f.sc+f.spanID))
+	capture(p, true, OTelFlags, field(otelSpanData, 1, f.sc+f.flags))
+	capture(p, true, OTelParentSpanID, field(otelSpanData, 8, f.parent+f.spanID))
 	// With --propagate the kernel adopts the program's trace as well, so
 	// that requests sent under the program's span carry its trace.
 	if opts.Propagate {
@@ -52,33 +61,7 @@ func otelProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, i
 		}
 		p.Recipe.Adopt, p.Recipe.WantType = true, typ+b.LoadBias
 	}
-	span := false
-	p.Spec.Name, p.Spec.Span = "otel.start", &span
-	p.Joins = (&otelSpan{typeName: b.TypeName}).context
+	p.Spec.Name = RoleOTelStart
+	p.Role = probes.Role{Kind: probes.RoleJoin, Name: RoleOTelStart}
 	return []*probes.Probe{p}, nil
-}
-
-type otelSpan struct{ typeName func(uint64) string }
-
-// context reads the span the program's SDK started: only a recording one
-// (*trace.recordingSpan) is exported, and so worth joining.
-func (s *otelSpan) context(p *channel.Payload) (trace.SpanContext, bool) {
-	r := raw(p.EndAttributes)
-	typ, _ := r.int("span_type")
-	if s.typeName(uint64(typ)) != "*trace.recordingSpan" {
-		return trace.SpanContext{}, false
-	}
-	hi, _ := r.int("trace_hi")
-	lo, _ := r.int("trace_lo")
-	sid, _ := r.int("span_id")
-	flags, _ := r.int("flags")
-	var cfg trace.SpanContextConfig
-	// The ids are byte arrays: read as little-endian words, written back
-	// as they were.
-	binary.LittleEndian.PutUint64(cfg.TraceID[:8], uint64(hi))
-	binary.LittleEndian.PutUint64(cfg.TraceID[8:], uint64(lo))
-	binary.LittleEndian.PutUint64(cfg.SpanID[:], uint64(sid))
-	cfg.TraceFlags = trace.TraceFlags(flags)
-	sc := trace.NewSpanContext(cfg)
-	return sc, sc.IsValid()
 }

@@ -1,4 +1,4 @@
-package agent
+package binder
 
 import (
 	"context"
@@ -12,17 +12,18 @@ import (
 // maxJoins bounds the traces a session remembers having joined.
 const maxJoins = 65536
 
-// traceJoin stands in front of a session's exporter and moves the spans of
+// TraceJoin stands in front of a session's exporter and moves the spans of
 // a trace tcagent began into the trace the program's own OpenTelemetry SDK
 // began for the same work, so that one request is one trace, whoever made
 // its spans. tcagent cannot change the program's spans (it never writes
 // into the program), so its own follow: a trace whose root span tcagent
 // started without a caller's context joins the trace of the first
-// recording span the program starts while it is open (Session.join), and
+// recording span the program starts while it is open (a RoleJoin probe's
+// end, see Factories), and
 // its spans that end from then on are exported in that trace, their own
 // parents kept. A trace that continues a caller's context is never moved:
 // the caller's trace wins.
-type traceJoin struct {
+type TraceJoin struct {
 	next   sdktrace.SpanProcessor
 	joined atomic.Uint64
 
@@ -37,13 +38,14 @@ type traceJoin struct {
 	pos  int
 }
 
-func newTraceJoin(next sdktrace.SpanProcessor) *traceJoin {
-	return &traceJoin{next: next, own: map[trace.TraceID]trace.SpanID{}, to: map[trace.TraceID]trace.TraceID{}}
+// NewTraceJoin returns the join in front of next, the session's exporter.
+func NewTraceJoin(next sdktrace.SpanProcessor) *TraceJoin {
+	return &TraceJoin{next: next, own: map[trace.TraceID]trace.SpanID{}, to: map[trace.TraceID]trace.TraceID{}}
 }
 
 // join moves trace from into trace to, when from was begun here, is still
 // open, and has joined no other; it reports whether it did.
-func (j *traceJoin) join(from, to trace.TraceID) bool {
+func (j *TraceJoin) join(from, to trace.TraceID) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, own := j.own[from]; !own || from == to || !to.IsValid() {
@@ -65,13 +67,17 @@ func (j *traceJoin) join(from, to trace.TraceID) bool {
 }
 
 // joinedTo returns the trace from joined, the zero id for none.
-func (j *traceJoin) joinedTo(from trace.TraceID) trace.TraceID {
+func (j *TraceJoin) joinedTo(from trace.TraceID) trace.TraceID {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.to[from]
 }
 
-func (j *traceJoin) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
+// Joined returns how many traces begun here joined one of the program's.
+func (j *TraceJoin) Joined() uint64 { return j.joined.Load() }
+
+// OnStart implements sdktrace.SpanProcessor: it notes the roots begun here.
+func (j *TraceJoin) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
 	if !s.Parent().IsValid() {
 		sc := s.SpanContext()
 		j.mu.Lock()
@@ -81,7 +87,9 @@ func (j *traceJoin) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
 	j.next.OnStart(ctx, s)
 }
 
-func (j *traceJoin) OnEnd(s sdktrace.ReadOnlySpan) {
+// OnEnd implements sdktrace.SpanProcessor: a span of a joined trace is
+// exported in the program's trace.
+func (j *TraceJoin) OnEnd(s sdktrace.ReadOnlySpan) {
 	sc := s.SpanContext()
 	j.mu.Lock()
 	if root, ok := j.own[sc.TraceID()]; ok && root == sc.SpanID() {
@@ -95,8 +103,11 @@ func (j *traceJoin) OnEnd(s sdktrace.ReadOnlySpan) {
 	j.next.OnEnd(s)
 }
 
-func (j *traceJoin) Shutdown(ctx context.Context) error   { return j.next.Shutdown(ctx) }
-func (j *traceJoin) ForceFlush(ctx context.Context) error { return j.next.ForceFlush(ctx) }
+// Shutdown implements sdktrace.SpanProcessor.
+func (j *TraceJoin) Shutdown(ctx context.Context) error { return j.next.Shutdown(ctx) }
+
+// ForceFlush implements sdktrace.SpanProcessor.
+func (j *TraceJoin) ForceFlush(ctx context.Context) error { return j.next.ForceFlush(ctx) }
 
 // joinedSpan is an ended span moved into another trace.
 type joinedSpan struct {

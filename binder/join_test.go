@@ -1,4 +1,4 @@
-package agent
+package binder
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // context, a trace already joined, and a trace whose root ended do not.
 func TestTraceJoin(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
-	j := newTraceJoin(rec)
+	j := NewTraceJoin(rec)
 	tr := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(j)).Tracer("test")
 	program := trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	other := trace.TraceID{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}

@@ -222,7 +222,13 @@ static __always_inline int read_str(char *dst, __u64 ptr, __u64 len, __u16 max)
 static __always_inline int key_eq(__u64 ptr, __u64 len, __u64 k0, __u64 k1, __u64 klen)
 {
 	__u64 buf[2] = {0, 0};
-	if (len != klen || len == 0 || len > MAX_KEY)
+	if (len != klen || len == 0)
+		return 0;
+	// Two checks the compiler keeps apart: it would fold them into one
+	// unsigned compare of len - 17, from which the verifiers before 6.6
+	// learn no bound on len.
+	asm volatile("" : "+r"(len));
+	if (len > MAX_KEY)
 		return 0;
 	if (bpf_probe_read_user(buf, len, (void *)ptr) < 0)
 		return 0;
@@ -663,12 +669,12 @@ static __always_inline void submit(struct event *ev)
 	bpf_ringbuf_submit(ev, flags);
 }
 
-static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
-				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings,
-				const __u64 *saved)
+// emit_as emits one event; big is a constant at each call (see emit).
+static __always_inline int emit_as(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
+				   __u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps,
+				   const __u64 *saved, const int big)
 {
 	struct event *ev;
-	int big = strings != 0;
 
 	if (big)
 		ev = bpf_ringbuf_reserve(&events, sizeof(struct event_big), 0);
@@ -703,6 +709,19 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 	}
 	submit(ev);
 	return 0;
+}
+
+// emit reserves a record with string slots only for a recipe that has
+// strings. The two sizes are two copies of emit_as, each knowing its size:
+// with one copy and a flag, the verifiers before 6.6 lose which size was
+// reserved and refuse the string reads.
+static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
+				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings,
+				const __u64 *saved)
+{
+	if (strings)
+		return emit_as(ctx, r, probe, kind, goid, depth, caps, ncaps, saved, 1);
+	return emit_as(ctx, r, probe, kind, goid, depth, caps, ncaps, saved, 0);
 }
 
 static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r, __u64 *goid, __u64 *depth)

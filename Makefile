@@ -3,7 +3,7 @@
 # (kernel tests load real eBPF and need root: it refuses to run without).
 GO ?= go
 
-.PHONY: build generate test demo lint bench offsets manifest
+.PHONY: build generate test test-vm demo lint bench offsets manifest
 build:
 	$(GO) build -o bin/tcagent ./cmd/tcagent
 
@@ -15,6 +15,12 @@ test:
 	@test "$$(id -u)" = 0 || { echo "make test: run as root (the kernel tests load eBPF programs; unit tests alone: go test \$$(go list ./... | grep -v kernel-tests))"; exit 1; }
 	@./scripts/test-setup.sh
 	$(GO) test -count=1 -timeout 40m ./...
+	./scripts/test-vm.sh amd64
+
+# The lifecycle and built-in kernel tests inside a guest on Debian 12's
+# kernel (6.1, no uprobe_multi) under qemu; part of make test.
+test-vm:
+	./scripts/test-vm.sh amd64
 
 demo: build
 	cd examples/demo && $(GO) build -o ../../bin/demo .

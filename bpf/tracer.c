@@ -222,7 +222,13 @@ static __always_inline int read_str(char *dst, __u64 ptr, __u64 len, __u16 max)
 static __always_inline int key_eq(__u64 ptr, __u64 len, __u64 k0, __u64 k1, __u64 klen)
 {
 	__u64 buf[2] = {0, 0};
-	if (len != klen || len == 0 || len > MAX_KEY)
+	if (len != klen || len == 0)
+		return 0;
+	// Two checks the compiler keeps apart: it would fold them into one
+	// unsigned compare of len - 17, from which the verifiers before 6.6
+	// learn no bound on len.
+	asm volatile("" : "+r"(len));
+	if (len > MAX_KEY)
 		return 0;
 	if (bpf_probe_read_user(buf, len, (void *)ptr) < 0)
 		return 0;
@@ -663,12 +669,12 @@ static __always_inline void submit(struct event *ev)
 	bpf_ringbuf_submit(ev, flags);
 }
 
-static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
-				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings,
-				const __u64 *saved)
+// emit_as emits one event; big is a constant at each call (see emit).
+static __always_inline int emit_as(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
+				   __u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps,
+				   const __u64 *saved, const int big)
 {
 	struct event *ev;
-	int big = strings != 0;
 
 	if (big)
 		ev = bpf_ringbuf_reserve(&events, sizeof(struct event_big), 0);
@@ -705,6 +711,19 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 	return 0;
 }
 
+// emit reserves a record with string slots only for a recipe that has
+// strings. The two sizes are two copies of emit_as, each knowing its size:
+// with one copy and a flag, the verifiers before 6.6 lose which size was
+// reserved and refuse the string reads.
+static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u32 probe, __u16 kind,
+				__u64 goid, __u64 depth, const struct capture *caps, __u8 ncaps, __u8 strings,
+				const __u64 *saved)
+{
+	if (strings)
+		return emit_as(ctx, r, probe, kind, goid, depth, caps, ncaps, saved, 1);
+	return emit_as(ctx, r, probe, kind, goid, depth, caps, ncaps, saved, 0);
+}
+
 static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r, __u64 *goid, __u64 *depth)
 {
 	__u64 g = ctx->r14;
@@ -717,6 +736,41 @@ static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r
 	}
 	*depth = hi - ctx->sp;
 	return 0;
+}
+
+// A hit of one of the programs: the probe that fired (its attach cookie)
+// and, for the programs that run on the traced goroutine, the call it is
+// in: goroutine, depth and process, the key of calls.
+struct hit {
+	__u32 probe;
+	struct call_key call;
+};
+
+// Where a program runs: on the traced goroutine (R14 is its g, SP its
+// frame), or on the system stack (runtime.newproc1), with no call of its
+// own.
+enum {
+	ON_SYSTEM_STACK = 0,
+	ON_GOROUTINE = 1,
+};
+
+// enter is how every program starts: it returns the recipe of the probe
+// that fired and fills h, or returns NULL when the hit is to be ignored:
+// no recipe for its cookie, a process not admitted, or (ON_GOROUTINE) a
+// goroutine that could not be read (counted). on_g is a constant at each
+// call, so each program keeps only the checks it needs.
+static __always_inline const struct recipe *enter(struct pt_regs *ctx, struct hit *h, int on_g)
+{
+	h->probe = bpf_get_attach_cookie(ctx);
+	const struct recipe *r = bpf_map_lookup_elem(&recipes, &h->probe);
+	if (!r || !admitted())
+		return 0;
+	if (on_g) {
+		h->call.tgid = current_tgid();
+		if (goroutine(ctx, r, &h->call.goid, &h->call.depth) < 0)
+			return 0;
+	}
+	return r;
 }
 
 // save_regs keeps, for the return, the registers the recipe names: the
@@ -807,17 +861,13 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 SEC("uprobe.multi")
 int tc_entry(struct pt_regs *ctx)
 {
-	__u32 probe = bpf_get_attach_cookie(ctx);
-	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r || !admitted())
-		return 0;
-
-	struct call_key k = {.tgid = current_tgid()};
-	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
+	struct hit h;
+	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
+	if (!r)
 		return 0;
 
 	if (r->flags & RECIPE_INJECT) {
-		inject(ctx, r, k.goid);
+		inject(ctx, r, h.call.goid);
 		return 0;
 	}
 
@@ -827,8 +877,8 @@ int tc_entry(struct pt_regs *ctx)
 		// the registers already hold its results.
 		__u64 saved[MAX_SAVED] = {0, 0};
 		save_regs(ctx, r, saved);
-		emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings, 0);
-		emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings, saved);
+		emit(ctx, r, h.probe, EV_START, h.call.goid, h.call.depth, r->entry, r->n_entry, r->entry_strings, 0);
+		emit(ctx, r, h.probe, EV_END, h.call.goid, h.call.depth, r->ret, r->n_ret, r->ret_strings, saved);
 		return 0;
 	}
 
@@ -836,17 +886,17 @@ int tc_entry(struct pt_regs *ctx)
 		// Entry at offset 0 runs again after morestack grew the stack:
 		// the same goroutine and depth with the call still open is that
 		// re-run, not a new call.
-		struct call_val *open = bpf_map_lookup_elem(&calls, &k);
-		if (open && open->probe == probe) {
+		struct call_val *open = bpf_map_lookup_elem(&calls, &h.call);
+		if (open && open->probe == h.probe) {
 			count(COUNTER_DEDUP);
 			return 0;
 		}
 	}
-	struct call_val v = {.probe = probe};
+	struct call_val v = {.probe = h.probe};
 	save_regs(ctx, r, v.saved);
-	if (bpf_map_update_elem(&calls, &k, &v, BPF_ANY) < 0)
+	if (bpf_map_update_elem(&calls, &h.call, &v, BPF_ANY) < 0)
 		count(COUNTER_CALLS_EVICTED);
-	emit(ctx, r, probe, EV_START, k.goid, k.depth, r->entry, r->n_entry, r->entry_strings, 0);
+	emit(ctx, r, h.probe, EV_START, h.call.goid, h.call.depth, r->entry, r->n_entry, r->entry_strings, 0);
 	return 0;
 }
 
@@ -893,28 +943,24 @@ static __always_inline void trace_end(__u64 goid, __u64 depth)
 SEC("uprobe.multi")
 int tc_return(struct pt_regs *ctx)
 {
-	__u32 probe = bpf_get_attach_cookie(ctx);
-	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r || !admitted())
+	struct hit h;
+	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
+	if (!r)
 		return 0;
 
-	struct call_key k = {.tgid = current_tgid()};
-	if (goroutine(ctx, r, &k.goid, &k.depth) < 0)
-		return 0;
-
-	struct call_val *open = bpf_map_lookup_elem(&calls, &k);
-	if (!open || open->probe != probe) {
+	struct call_val *open = bpf_map_lookup_elem(&calls, &h.call);
+	if (!open || open->probe != h.probe) {
 		// Started before we attached, or its entry was evicted.
 		count(COUNTER_UNMATCHED_RETURN);
 		return 0;
 	}
 	__u64 saved[MAX_SAVED] = {open->saved[0], open->saved[1]};
-	bpf_map_delete_elem(&calls, &k);
-	emit(ctx, r, probe, EV_END, k.goid, k.depth, r->ret, r->n_ret, r->ret_strings, saved);
+	bpf_map_delete_elem(&calls, &h.call);
+	emit(ctx, r, h.probe, EV_END, h.call.goid, h.call.depth, r->ret, r->n_ret, r->ret_strings, saved);
 	if (r->flags & RECIPE_TRACE)
-		trace_end(k.goid, k.depth);
+		trace_end(h.call.goid, h.call.depth);
 	if (r->flags & RECIPE_ADOPT)
-		adopt(ctx, r, k.goid);
+		adopt(ctx, r, h.call.goid);
 	return 0;
 }
 
@@ -939,9 +985,9 @@ struct {
 SEC("uprobe.multi")
 int tc_go_create_entry(struct pt_regs *ctx)
 {
-	__u32 probe = bpf_get_attach_cookie(ctx);
-	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r || !admitted())
+	struct hit h;
+	const struct recipe *r = enter(ctx, &h, ON_SYSTEM_STACK);
+	if (!r)
 		return 0;
 	__u64 tid = bpf_get_current_pid_tgid(), parent = 0;
 	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ctx->bx + r->goid_off)) < 0) {
@@ -958,9 +1004,9 @@ int tc_go_create_entry(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int tc_go_create(struct pt_regs *ctx)
 {
-	__u32 probe = bpf_get_attach_cookie(ctx);
-	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r || !admitted())
+	struct hit h;
+	const struct recipe *r = enter(ctx, &h, ON_SYSTEM_STACK);
+	if (!r)
 		return 0;
 	__u64 newg = ctx->ax;
 	__u64 child = 0, parent = 0;
@@ -1001,7 +1047,7 @@ int tc_go_create(struct pt_regs *ctx)
 		bpf_map_update_elem(&gtrace, &ck, &t, BPF_ANY);
 	}
 	__builtin_memset(ev, 0, sizeof(struct event));
-	header(ev, probe, EV_GO_CREATE, parent, 0);
+	header(ev, h.probe, EV_GO_CREATE, parent, 0);
 	ev->ncaps = 1;
 	ev->vals[0].a = child;
 	submit(ev);
@@ -1013,15 +1059,12 @@ int tc_go_create(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int tc_go_exit(struct pt_regs *ctx)
 {
-	__u32 probe = bpf_get_attach_cookie(ctx);
-	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r || !admitted())
+	struct hit h;
+	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
+	if (!r)
 		return 0;
-	__u64 goid, depth;
-	if (goroutine(ctx, r, &goid, &depth) < 0)
-		return 0;
-	emit(ctx, r, probe, EV_GO_EXIT, goid, depth, r->entry, 0, 0, 0);
-	struct gkey gk = gkey_of(goid);
+	emit(ctx, r, h.probe, EV_GO_EXIT, h.call.goid, h.call.depth, r->entry, 0, 0, 0);
+	struct gkey gk = {.goid = h.call.goid, .tgid = h.call.tgid};
 	bpf_map_delete_elem(&lost, &gk);
 	bpf_map_delete_elem(&gtrace, &gk);
 	bpf_map_delete_elem(&outgoing, &gk);
@@ -1032,13 +1075,10 @@ int tc_go_exit(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int tc_panic(struct pt_regs *ctx)
 {
-	__u32 probe = bpf_get_attach_cookie(ctx);
-	const struct recipe *r = bpf_map_lookup_elem(&recipes, &probe);
-	if (!r || !admitted())
+	struct hit h;
+	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
+	if (!r)
 		return 0;
-	__u64 goid, depth;
-	if (goroutine(ctx, r, &goid, &depth) < 0)
-		return 0;
-	emit(ctx, r, probe, EV_PANIC, goid, depth, r->entry, r->n_entry, r->entry_strings, 0);
+	emit(ctx, r, h.probe, EV_PANIC, h.call.goid, h.call.depth, r->entry, r->n_entry, r->entry_strings, 0);
 	return 0;
 }

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
@@ -379,9 +382,18 @@ func TestDetachLeavesNoGoroutine(t *testing.T) {
 	tg := startTarget(t, newest(t, false).path)
 	before := runtime.NumGoroutine()
 	for i := 0; i < 3; i++ {
-		ss := attach(t, tg.pid(), nestedYAML)
+		// Each cycle once with uprobe_multi (where the kernel has it) and
+		// once through single links: neither leaves a link behind.
+		ss := attachWith(t, tg.pid(), nestedYAML, func(c *agent.Config) { c.SingleUprobes = i%2 == 1 })
+		progs := programIDs(t, ss.s)
+		if n := linksTo(t, progs); n == 0 {
+			t.Fatalf("cycle %d: no link attached to the session's %d programs", i, len(progs))
+		}
 		tg.run(t, "nested")
 		ss.stop(t)
+		if n := linksTo(t, progs); n != 0 {
+			t.Errorf("cycle %d (%s): %d links left after detaching", i, ss.s.AttachMode(), n)
+		}
 	}
 	// A goroutine that has been told to stop may take a moment to return:
 	// wait for the count to come back, failing only if it never does.
@@ -413,9 +425,16 @@ func TestSingleUprobeFallback(t *testing.T) {
 
 func testSingleUprobes(t *testing.T, b build) {
 	tg := startTarget(t, b.path)
+	// The default takes uprobe_multi where the kernel has it (6.6 on) and
+	// falls back to one link per offset where it has not (Debian 12's 6.1,
+	// under scripts/test-vm.sh).
+	want := "uprobe_multi"
+	if features.HaveBPFLinkUprobeMulti() != nil {
+		want = "uprobe"
+	}
 	multi := attach(t, tg.pid(), nestedYAML)
-	if m := multi.s.AttachMode(); m != "uprobe_multi" {
-		t.Fatalf("attach mode %q by default, want uprobe_multi on this kernel", m)
+	if m := multi.s.AttachMode(); m != want {
+		t.Fatalf("attach mode %q by default, want %s on this kernel", m, want)
 	}
 	wantUprobes := multi.s.Stats().Uprobes
 	multi.stop(t)
@@ -446,4 +465,42 @@ func testSingleUprobes(t *testing.T, b build) {
 	if n := len(again.stop(t)); n != 3 {
 		t.Errorf("%d spans after re-attaching, want 3: the single links were not all detached", n)
 	}
+}
+
+func programIDs(t *testing.T, s *agent.Session) map[ebpf.ProgramID]bool {
+	t.Helper()
+	ids := map[ebpf.ProgramID]bool{}
+	for _, p := range s.Programs() {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatalf("program info: %v", err)
+		}
+		id, ok := info.ID()
+		if !ok {
+			t.Fatal("program info has no id")
+		}
+		ids[id] = true
+	}
+	return ids
+}
+
+// linksTo counts the links in the kernel, of any type, that run one of
+// progs: the count works on kernels whose link info says nothing of a
+// uprobe's file (before 6.6).
+func linksTo(t *testing.T, progs map[ebpf.ProgramID]bool) int {
+	t.Helper()
+	n := 0
+	it := new(link.Iterator)
+	defer it.Close()
+	for it.Next() {
+		l := it.Take()
+		if info, err := l.Info(); err == nil && progs[info.Program] {
+			n++
+		}
+		l.Close()
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("iterate links: %v", err)
+	}
+	return n
 }

@@ -6,8 +6,10 @@ package kerneltests
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,14 +87,41 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// goBuild builds a fixture (or the CLI) into out. With TCAGENT_FIXTURES
+// set to a directory, a binary already there under out's name is taken
+// instead, and one built is saved there: a guest kernel with no Go
+// toolchain (scripts/test-vm.sh) runs the tests on the binaries its host
+// built.
 func goBuild(dir, out, toolchain string, args ...string) error {
+	saved := ""
+	if d := os.Getenv("TCAGENT_FIXTURES"); d != "" {
+		saved = filepath.Join(d, filepath.Base(out))
+		if err := copyFile(saved, out); err == nil {
+			return nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("prebuilt %s: %w", saved, err)
+		}
+	}
 	cmd := exec.Command("go", append([]string{"build", "-o", out}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s with %s: %v\n%s", out, toolchain, err, b)
 	}
+	if saved != "" {
+		if err := copyFile(out, saved); err != nil {
+			return fmt.Errorf("save %s: %w", saved, err)
+		}
+	}
 	return nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
 }
 
 // fixtures builds (once) the main fixture with every toolchain, normal and

@@ -49,8 +49,28 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
+// oneLine puts an error on the one line tcagent prints: its lines (a
+// joined error's, a library's or a tool's multi-line message), trimmed,
+// without the blank ones, joined with "; ", or with a space after a line
+// that ends in a colon (the heading of what follows). It is the only place
+// a message is squeezed: the packages return errors as they are.
 func oneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", " ")
+	var b strings.Builder
+	for line := range strings.Lines(err.Error()) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

@@ -71,7 +71,7 @@ func syntaxError(err error) error {
 		n, _ := strconv.Atoi(m[1])
 		return &Error{Line: n, Msg: "invalid YAML: " + m[2]}
 	}
-	return errors.New("invalid YAML: " + strings.ReplaceAll(msg, "\n", "; "))
+	return errors.New("invalid YAML: " + msg) // the CLI puts a message of several lines on one
 }
 
 type checker struct{ names Names }

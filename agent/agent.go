@@ -61,6 +61,10 @@ type Config struct {
 	// without uprobe_multi, even where the kernel has it (bpf.Options).
 	// For the tests of that path: no flag sets it.
 	SingleUprobes bool
+	// RetGoCreate keeps goroutine creation on runtime.newproc1's RETs
+	// even where the emulated site is found (probes.RuntimeOptions). For
+	// the tests of that fallback: no flag sets it.
+	RetGoCreate bool
 	// PollInterval bounds how long an event waits in the ring buffer
 	// before it is read (default 50ms).
 	PollInterval time.Duration
@@ -367,6 +371,12 @@ type Stats struct {
 	// program's own OpenTelemetry SDK began.
 	TracesJoined uint64
 	Uprobes      int
+	// GoCreateSite names where goroutine creation is probed (the emulated
+	// CALL in runtime.newproc.func1, or "runtime.newproc1 RET");
+	// RetFallbacks counts the hot-path probes left on single-stepped RETs
+	// because their emulated site was not found (logged at attach).
+	GoCreateSite string
+	RetFallbacks int
 	Programs     []ProgramStats
 	Time         time.Time // when the counts were taken
 	Kernel       bpf.Counters
@@ -399,7 +409,8 @@ func (s *Session) Stats() Stats {
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: im.nuser, ProbesFailed: s.failedSets(), Uprobes: im.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending(),
-		TraceMismatches: s.factories.TraceMismatches.Load(), InvalidTraceContext: s.factories.InvalidContext.Load(), Unreadable: s.unreadable.Counts()}
+		TraceMismatches: s.factories.TraceMismatches.Load(), InvalidTraceContext: s.factories.InvalidContext.Load(), Unreadable: s.unreadable.Counts(),
+		GoCreateSite: im.rt.GoCreateSite, RetFallbacks: im.retFallbacks()}
 	if s.joins != nil {
 		st.TracesJoined = s.joins.Joined()
 	}
@@ -428,7 +439,8 @@ func (s *Session) Snapshot() Stats {
 	if st := s.snapshot.Load(); st != nil {
 		return *st
 	}
-	return Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.img.nuser, Uprobes: s.img.uprobes, Time: time.Now()}
+	return Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: s.img.nuser, Uprobes: s.img.uprobes, Time: time.Now(),
+		GoCreateSite: s.img.rt.GoCreateSite, RetFallbacks: s.img.retFallbacks()}
 }
 
 func (s *Session) publish() {

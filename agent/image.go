@@ -256,8 +256,11 @@ func (im *Image) compile(rt probes.Runtime) error {
 		p.Completion = c
 	}
 	var err error
-	if im.rt, err = probes.CompileRuntime(im.bin, rt); err != nil {
+	if im.rt, err = probes.CompileRuntime(im.bin, rt, probes.RuntimeOptions{RetGoCreate: cfg.RetGoCreate}); err != nil {
 		return err
+	}
+	if im.rt.GoCreateFallback != "" {
+		im.log.Warn("goroutine creation probed at runtime.newproc1's RETs, single-stepped on every go statement", "reason", im.rt.GoCreateFallback)
 	}
 	im.rtBase = uint32(len(im.probes))
 	return nil
@@ -299,11 +302,13 @@ func (im *Image) attach(exe string) error {
 	if err != nil {
 		return fmt.Errorf("runtime.newproc1: %w", err)
 	}
-	var createEntryOff []uint64
-	if im.rt.GoCreateEntry != 0 {
-		if createEntryOff, err = file(im.rt.GoCreateEntry); err != nil {
-			return fmt.Errorf("runtime.newproc1: %w", err)
-		}
+	createCallOff, err := file(im.rt.GoCreateCall...)
+	if err != nil {
+		return fmt.Errorf("runtime.newproc1: %w", err)
+	}
+	createEntryOff, err := file(im.rt.GoCreateEntry...)
+	if err != nil {
+		return fmt.Errorf("runtime.newproc1: %w", err)
 	}
 	exitOff, err := file(im.rt.GoExit)
 	if err != nil {
@@ -336,9 +341,10 @@ func (im *Image) attach(exe string) error {
 	}{
 		{im.tracer.EntryProgram(), entryOff, entryCookie},
 		{im.tracer.ReturnProgram(), retOff, retCookie},
-		// Go 1.19/1.20: newproc1's entry before its RETs, which pair with it.
+		// Go 1.19/1.20: before newproc1 runs, for its returns to pair with.
 		{im.tracer.GoCreateEntryProgram(), createEntryOff, cookies(len(createEntryOff), im.rtBase)},
 		{im.tracer.GoCreateProgram(), createOff, cookies(len(createOff), im.rtBase)},
+		{im.tracer.GoCreateCallProgram(), createCallOff, cookies(len(createCallOff), im.rtBase)},
 		{im.tracer.GoExitProgram(), exitOff, cookies(1, im.rtBase)},
 		{im.tracer.PanicProgram(), panicOff, cookies(1, im.rtBase+1)},
 	} {
@@ -449,6 +455,15 @@ func (im *Image) Sessions() int { return len(*im.sessions.Load()) }
 
 // Uprobes returns how many uprobe offsets the image attached.
 func (im *Image) Uprobes() int { return im.uprobes }
+
+// retFallbacks counts the hot-path probes on single-stepped RETs for want
+// of their emulated site: today goroutine creation's.
+func (im *Image) retFallbacks() int {
+	if im.rt.GoCreateFallback != "" {
+		return 1
+	}
+	return 0
+}
 
 // Unattributed counts events read that belonged to no traced process.
 func (im *Image) Unattributed() uint64 { return im.unattributed.Load() }
@@ -656,7 +671,7 @@ func (im *Image) release() {
 // Programs returns the loaded BPF programs.
 func (im *Image) Programs() []*ebpf.Program {
 	t := im.tracer
-	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoExitProgram(), t.PanicProgram()}
+	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoCreateCallProgram(), t.GoExitProgram(), t.PanicProgram()}
 }
 
 // loadBias finds where a PIE binary's text was mapped.

@@ -128,8 +128,8 @@ type Recipe struct {
 	Adopt bool
 	// Creator marks the runtime probes of a release whose g has no
 	// parentGoid (Go 1.19, 1.20): the creating goroutine is read at
-	// runtime.newproc1's entry (GoCreateEntryProgram) and paired with the
-	// new g at its RET by thread.
+	// runtime.newproc1's entry or its CALL sites (GoCreateEntryProgram) and
+	// paired with the new g at its return by thread.
 	Creator bool
 	// WantType is the address in the process of the type descriptor the
 	// value an Inject or Adopt probe, or a server probe's chains, reads
@@ -336,8 +336,13 @@ func (t *Tracer) EntryProgram() *ebpf.Program { return t.objs.TcEntry }
 // ReturnProgram is the program for RET instructions.
 func (t *Tracer) ReturnProgram() *ebpf.Program { return t.objs.TcReturn }
 
-// GoCreateProgram is the program for runtime.newproc1's RETs.
+// GoCreateProgram is the program for where runtime.newproc1's result is
+// in RAX: its RETs, or the return address in one of its callers.
 func (t *Tracer) GoCreateProgram() *ebpf.Program { return t.objs.TcGoCreate }
+
+// GoCreateCallProgram is the program for runtime.newproc.func1's CALL
+// runtime.runqput, where the new g is in RBX (probes.GoCreateSite).
+func (t *Tracer) GoCreateCallProgram() *ebpf.Program { return t.objs.TcGoCreateCall }
 
 // GoCreateEntryProgram is the program for runtime.newproc1's entry, where
 // the runtime has no g.parentGoid (Recipe.Creator).

@@ -977,11 +977,13 @@ struct {
 	__type(value, __u64);
 } creators SEC(".maps");
 
-// Entry of runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr) *g,
-// attached only when g has no parentGoid: callergp (RBX) is the creator.
+// Before runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr) *g
+// runs, attached only when g has no parentGoid: callergp (RBX) is the
+// creator. The probe is at newproc1's entry, or at each direct CALL of it
+// (emulated by the kernel; the arguments are in their registers there).
 // newproc1 runs on the system stack with preemption disabled (acquirem), so
-// its RET runs on this same thread before any other newproc1 does: the
-// thread keys the pair.
+// its return reaches the creation probe on this same thread before any other
+// newproc1 runs: the thread keys the pair.
 SEC("uprobe.multi")
 int tc_go_create_entry(struct pt_regs *ctx)
 {
@@ -992,23 +994,22 @@ int tc_go_create_entry(struct pt_regs *ctx)
 	__u64 tid = bpf_get_current_pid_tgid(), parent = 0;
 	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ctx->bx + r->goid_off)) < 0) {
 		bpf_map_delete_elem(&creators, &tid);
-		return 0; // counted at the RET, which finds no creator
+		return 0; // counted at the return, which finds no creator
 	}
 	bpf_map_update_elem(&creators, &tid, &parent, BPF_ANY);
 	return 0;
 }
 
-// At each RET of runtime.newproc1, RAX is the new g. It runs on the system
-// stack, so R14 is not the creator: the new g's parentGoid names it, or,
-// without one (RECIPE_CREATOR), the entry's record of callergp.
-SEC("uprobe.multi")
-int tc_go_create(struct pt_regs *ctx)
+// go_create emits the creation of the goroutine whose g is newg, once
+// runtime.newproc1 returned it. It runs on the system stack, so R14 is not
+// the creator: the new g's parentGoid names it, or, without one
+// (RECIPE_CREATOR), the record tc_go_create_entry made of callergp.
+static __always_inline int go_create(struct pt_regs *ctx, __u64 newg)
 {
 	struct hit h;
 	const struct recipe *r = enter(ctx, &h, ON_SYSTEM_STACK);
 	if (!r)
 		return 0;
-	__u64 newg = ctx->ax;
 	__u64 child = 0, parent = 0;
 	if (r->flags & RECIPE_CREATOR) {
 		__u64 tid = bpf_get_current_pid_tgid();
@@ -1052,6 +1053,24 @@ int tc_go_create(struct pt_regs *ctx)
 	ev->vals[0].a = child;
 	submit(ev);
 	return 0;
+}
+
+// Where runtime.newproc1's result is in RAX: its RETs (the fallback, single-
+// stepped), or the return address in a caller without an emulated site.
+SEC("uprobe.multi")
+int tc_go_create(struct pt_regs *ctx)
+{
+	return go_create(ctx, ctx->ax);
+}
+
+// At runtime.newproc.func1's CALL runtime.runqput(pp, newg, true), right
+// after newproc1 returned: the new g is in RBX, runqput's second argument
+// (probes.GoCreateSite proves the code between carries it there). The
+// kernel emulates the CALL: no single-step on a go statement.
+SEC("uprobe.multi")
+int tc_go_create_call(struct pt_regs *ctx)
+{
+	return go_create(ctx, ctx->bx);
 }
 
 // Entry of runtime.goexit1, on the exiting goroutine: normal exits and

@@ -151,6 +151,7 @@ const (
 	tracerMapTuples           = "tuples"
 	tracerProgTcEntry         = "tc_entry"
 	tracerProgTcGoCreate      = "tc_go_create"
+	tracerProgTcGoCreateCall  = "tc_go_create_call"
 	tracerProgTcGoCreateEntry = "tc_go_create_entry"
 	tracerProgTcGoExit        = "tc_go_exit"
 	tracerProgTcPanic         = "tc_panic"
@@ -206,6 +207,7 @@ type tracerSpecs struct {
 type tracerProgramSpecs struct {
 	TcEntry         *ebpf.ProgramSpec `ebpf:"tc_entry"`
 	TcGoCreate      *ebpf.ProgramSpec `ebpf:"tc_go_create"`
+	TcGoCreateCall  *ebpf.ProgramSpec `ebpf:"tc_go_create_call"`
 	TcGoCreateEntry *ebpf.ProgramSpec `ebpf:"tc_go_create_entry"`
 	TcGoExit        *ebpf.ProgramSpec `ebpf:"tc_go_exit"`
 	TcPanic         *ebpf.ProgramSpec `ebpf:"tc_panic"`
@@ -312,6 +314,7 @@ type tracerVariables struct {
 type tracerPrograms struct {
 	TcEntry         *ebpf.Program `ebpf:"tc_entry"`
 	TcGoCreate      *ebpf.Program `ebpf:"tc_go_create"`
+	TcGoCreateCall  *ebpf.Program `ebpf:"tc_go_create_call"`
 	TcGoCreateEntry *ebpf.Program `ebpf:"tc_go_create_entry"`
 	TcGoExit        *ebpf.Program `ebpf:"tc_go_exit"`
 	TcPanic         *ebpf.Program `ebpf:"tc_panic"`
@@ -322,6 +325,7 @@ func (p *tracerPrograms) Close() error {
 	return _TracerClose(
 		p.TcEntry,
 		p.TcGoCreate,
+		p.TcGoCreateCall,
 		p.TcGoCreateEntry,
 		p.TcGoExit,
 		p.TcPanic,

@@ -31,36 +31,45 @@ const childProbe = `
 `
 
 func TestGoroutineLineage(t *testing.T) {
-	yaml := `
+	forEachBuild(t, func(t *testing.T, b build) {
+		tg := startTarget(t, b.path)
+		ss := attach(t, tg.pid(), lineageYAML)
+		tg.run(t, "fanout")
+		tg.run(t, "fanout3")
+		checkLineage(t, ss.stop(t))
+	})
+}
+
+// lineageYAML probes the fixture's fanout and fanout3: Parent starts three
+// goroutines calling Child, Parent3 one three go statements down.
+const lineageYAML = `
 probes:
   - {symbol: main.Parent, name: parent, signature: "func() int"}
   - {symbol: main.Parent3, name: parent3, signature: "func() int"}
 ` + childProbe
-	forEachBuild(t, func(t *testing.T, b build) {
-		tg := startTarget(t, b.path)
-		ss := attach(t, tg.pid(), yaml)
-		tg.run(t, "fanout")
-		tg.run(t, "fanout3")
-		spans := ss.stop(t)
-		parent, parent3 := named(spans, "parent"), named(spans, "parent3")
-		children := named(spans, "child")
-		if len(parent) != 1 || len(parent3) != 1 || len(children) != 4 {
-			t.Fatalf("spans %s", spanNames(spans))
+
+// checkLineage checks the spans of fanout and fanout3 under lineageYAML:
+// each child span is a child of the span of the goroutine that started it.
+func checkLineage(t *testing.T, spans []sdktrace.ReadOnlySpan) {
+	t.Helper()
+	parent, parent3 := named(spans, "parent"), named(spans, "parent3")
+	children := named(spans, "child")
+	if len(parent) != 1 || len(parent3) != 1 || len(children) != 4 {
+		t.Fatalf("spans %s", spanNames(spans))
+	}
+	for _, c := range children {
+		id := attrs(c)["id"].(int64)
+		want := parent[0]
+		if id == 100 {
+			want = parent3[0] // three go statements down
 		}
-		for _, c := range children {
-			id := attrs(c)["id"].(int64)
-			want := parent[0]
-			if id == 100 {
-				want = parent3[0] // three go statements down
-			}
-			if !isChildOf(c, want) {
-				t.Errorf("child %d is not a child of %s", id, want.Name())
-			}
-			if r := endReason(c); r != "" {
-				t.Errorf("child %d ended by the agent (%s), not by its return", id, r)
-			}
+		if !isChildOf(c, want) {
+			t.Errorf("child %d is not a child of %s", id, want.Name())
 		}
-	})
+		if r := endReason(c); r != "" {
+			t.Errorf("child %d ended by the agent (%s), not by its return", id, r)
+		}
+	}
 }
 
 func TestAsyncGoroutinesProbe(t *testing.T) {

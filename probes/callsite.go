@@ -46,6 +46,9 @@ type Site struct {
 	// for up to the site, one instruction a line (Go assembler syntax):
 	// what runs after that return and before the probe fires.
 	Between []string
+	// Call is, for a site of CallsTo, the offset of the CALL itself (Off
+	// is its return address).
+	Call uint64
 	// Dedup is set for an entry site at offset 0 (a function without the
 	// PUSHQ BP after its stack check, as Go 1.19 and 1.20 make them): a
 	// stack growth re-runs the entry and hits it twice (see Placement).
@@ -175,7 +178,7 @@ func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
 		}
 		for _, in := range insts {
 			if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
-				sites = append(sites, Site{Func: fn, Off: uint64(in.off + in.Len), Callee: callee})
+				sites = append(sites, Site{Func: fn, Off: uint64(in.off + in.Len), Call: uint64(in.off), Callee: callee})
 			}
 		}
 	}

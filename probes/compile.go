@@ -287,19 +287,33 @@ func CompileCompletion(b *Binary, symbol string, rt Runtime, from *ErrorFrom) (*
 // RuntimeProbes are the probes on the Go runtime that give goroutine lineage
 // and panics: where they go and their recipes.
 type RuntimeProbes struct {
-	// GoCreate are the RETs of runtime.newproc1; GoExit the entry of
-	// runtime.goexit1; Panic the entry of runtime.gopanic. Virtual
-	// addresses. GoCreateEntry is newproc1's entry where g has no
-	// parentGoid (Go 1.19, 1.20; Recipe.Creator), else 0.
-	GoCreate      []uint64
-	GoCreateEntry uint64
-	GoExit, Panic uint64
-	Recipe        bpf.Recipe // GoExit's and GoCreate's
-	PanicRecipe   bpf.Recipe
+	// GoCreate, GoCreateCall and GoCreateEntry see goroutine creation
+	// (see placeGoCreate): GoCreate where newproc1's result (the new g)
+	// is in RAX, GoCreateCall where it is in RBX, GoCreateEntry where
+	// newproc1's callergp is in RBX, for releases whose g has no
+	// parentGoid (Go 1.19, 1.20; Recipe.Creator), else none. GoExit is
+	// the entry of runtime.goexit1; Panic the entry of runtime.gopanic.
+	// Virtual addresses.
+	GoCreate, GoCreateCall, GoCreateEntry []uint64
+	GoExit, Panic                         uint64
+	// GoCreateSite names where goroutine creation is seen, for the
+	// session's stats; GoCreateFallback says why it is on newproc1's
+	// single-stepped RETs, "" when it is on the emulated site.
+	GoCreateSite, GoCreateFallback string
+	Recipe                         bpf.Recipe // GoExit's and GoCreate's
+	PanicRecipe                    bpf.Recipe
+}
+
+// RuntimeOptions change where the runtime probes go, for tests.
+type RuntimeOptions struct {
+	// RetGoCreate keeps goroutine creation on runtime.newproc1's RETs
+	// (single-stepped) even where the emulated site is found: for the
+	// tests of that fallback. No flag sets it.
+	RetGoCreate bool
 }
 
 // CompileRuntime finds the runtime probes in b.
-func CompileRuntime(b *Binary, rt Runtime) (*RuntimeProbes, error) {
+func CompileRuntime(b *Binary, rt Runtime, opts RuntimeOptions) (*RuntimeProbes, error) {
 	place := func(sym string) (Func, Placement, error) {
 		fn, ok := b.Func(sym)
 		if !ok {
@@ -316,21 +330,16 @@ func CompileRuntime(b *Binary, rt Runtime) (*RuntimeProbes, error) {
 		return fn, pl, nil
 	}
 	rp := &RuntimeProbes{Recipe: bpf.Recipe{GoidOffset: rt.GoidOffset, StackHiOffset: rt.StackHiOffset, ParentGoidOffset: rt.ParentGoidOffset}}
+	// newproc1(fn *funcval, callergp *g, callerpc uintptr) *g: without
+	// g.parentGoid, callergp's goid (RBX) is read before it runs, for its
+	// return to pair with.
+	rp.Recipe.Creator = !rt.HasParentGoid()
 	fn, pl, err := place("runtime.newproc1")
 	if err != nil {
 		return nil, err
 	}
-	if len(pl.Returns) == 0 {
-		return nil, fmt.Errorf("%s: runtime.newproc1 has no RET", b.Path)
-	}
-	for _, r := range pl.Returns {
-		rp.GoCreate = append(rp.GoCreate, fn.Entry+r)
-	}
-	if !rt.HasParentGoid() {
-		// newproc1(fn *funcval, callergp *g, callerpc uintptr) *g: the
-		// entry reads callergp's goid (RBX) for the RET to pair.
-		rp.GoCreateEntry = fn.Entry + pl.Entry
-		rp.Recipe.Creator = true
+	if err := rp.placeGoCreate(b, fn, pl, opts); err != nil {
+		return nil, err
 	}
 	if fn, pl, err = place("runtime.goexit1"); err != nil {
 		return nil, err

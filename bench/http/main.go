@@ -2,7 +2,7 @@
 // net/http server and a program that starts goroutines (issue #20's
 // baseline). Run as root from the repository root, with wrk installed:
 //
-//	go run ./bench/http [-go go1.24.13,go1.27.3] [-rounds 3] [-duration 5s]
+//	go run ./bench/http [-go go1.24.13,go1.27.3] [-rounds 3] [-duration 5s] [-before AGENT]
 //
 // For each Go release it builds bench/testdata/hello (a hello server) and
 // bench/testdata/churn (a goroutine-churn target) and measures:
@@ -18,7 +18,10 @@
 //     only the runtime's goroutine probes fire.
 //
 // Modes alternate for the given rounds on one process per build; medians are
-// printed. Every ratio compares figures of the same run.
+// printed. Every ratio compares figures of the same run. With -before, an
+// agent binary built elsewhere (say, from an earlier commit) runs every
+// traced mode too, in rows marked "(before)": a change's effect measured
+// in one run.
 package main
 
 import (
@@ -46,16 +49,22 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds of every mode (medians are reported)")
 	duration := flag.Duration("duration", 5*time.Second, "wrk load per measurement")
 	churnN := flag.Int("goroutines", 50000, "goroutines started per churn measurement")
+	before := flag.String("before", "", "a tcagent binary measured beside this tree's in every traced mode, in rows marked (before)")
 	flag.Parse()
-	if err := run(strings.Split(*toolchains, ","), *rounds, *duration, *churnN); err != nil {
+	if err := run(strings.Split(*toolchains, ","), *rounds, *duration, *churnN, *before); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/http:", err)
 		os.Exit(1)
 	}
 }
 
-func run(toolchains []string, rounds int, d time.Duration, churnN int) error {
+func run(toolchains []string, rounds int, d time.Duration, churnN int, before string) error {
 	if rounds < 1 || d < time.Second || churnN < 1 {
 		return errors.New("-rounds and -goroutines must be positive and -duration at least 1s")
+	}
+	if before != "" {
+		if _, err := exec.LookPath(before); err != nil {
+			return fmt.Errorf("-before: %w", err)
+		}
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk not found (apt-get install -y wrk)")
@@ -86,12 +95,12 @@ func run(toolchains []string, rounds int, d time.Duration, churnN int) error {
 		if err := gotoolchain.Build(tc, "bench/testdata/churn", churn, modcache, "."); err != nil {
 			return err
 		}
-		rows, err := httpBench(tcagent, hello, dir, tc, rounds, d)
+		rows, err := httpBench(tcagent, before, hello, dir, tc, rounds, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", tc, err)
 		}
 		httpRows = append(httpRows, rows...)
-		rows, err = churnBench(tcagent, churn, dir, tc, rounds, churnN)
+		rows, err = churnBench(tcagent, before, churn, dir, tc, rounds, churnN)
 		if err != nil {
 			return fmt.Errorf("%s churn: %w", tc, err)
 		}
@@ -116,15 +125,38 @@ func run(toolchains []string, rounds int, d time.Duration, churnN int) error {
 // mode is one way of running a target: untraced (no agent) or with an
 // agent started with args.
 type mode struct {
-	name string
-	args []string // nil: untraced
+	name  string
+	args  []string // nil: untraced
+	agent string   // the tcagent binary; "" for this tree's
+}
+
+// withBefore adds to modes, when before names an agent binary, each traced
+// mode run by that binary.
+func withBefore(modes []mode, before string) []mode {
+	if before == "" {
+		return modes
+	}
+	for _, m := range modes {
+		if m.args != nil {
+			modes = append(modes, mode{m.name + " (before)", m.args, before})
+		}
+	}
+	return modes
+}
+
+// agentOf is the binary that runs mode m.
+func (m mode) agentOf(tcagent string) string {
+	if m.agent != "" {
+		return m.agent
+	}
+	return tcagent
 }
 
 type httpSample struct {
 	rps, serverUS, agentUS, agentHWM, spansPerReq float64
 }
 
-func httpBench(tcagent, hello, dir, tc string, rounds int, d time.Duration) ([]string, error) {
+func httpBench(tcagent, before, hello, dir, tc string, rounds int, d time.Duration) ([]string, error) {
 	srv := exec.Command(hello)
 	out, _ := srv.StdoutPipe()
 	srv.Stderr = os.Stderr
@@ -139,17 +171,18 @@ func httpBench(tcagent, hello, dir, tc string, rounds int, d time.Duration) ([]s
 	url := "http://" + sc.Text() + "/"
 	spans := filepath.Join(dir, "spans.jsonl")
 	modes := []mode{
-		{"untraced", nil},
-		{"traced", []string{"--builtin", "http"}},
-		{"traced --propagate", []string{"--builtin", "http", "--propagate"}},
+		{"untraced", nil, ""},
+		{"traced", []string{"--builtin", "http"}, ""},
+		{"traced --propagate", []string{"--builtin", "http", "--propagate"}, ""},
 	}
+	modes = withBefore(modes, before)
 	samples := make([][]httpSample, len(modes))
 	for r := 0; r < rounds; r++ {
 		for i, m := range modes {
 			var agent *exec.Cmd
 			if m.args != nil {
 				var err error
-				if agent, err = startAgent(tcagent, srv.Process.Pid, spans, m.args...); err != nil {
+				if agent, err = startAgent(m.agentOf(tcagent), srv.Process.Pid, spans, m.args...); err != nil {
 					return nil, fmt.Errorf("%s: %w", m.name, err)
 				}
 			}
@@ -201,7 +234,7 @@ func httpBench(tcagent, hello, dir, tc string, rounds int, d time.Duration) ([]s
 	return rows, nil
 }
 
-func churnBench(tcagent, churn, dir, tc string, rounds, n int) ([]string, error) {
+func churnBench(tcagent, before, churn, dir, tc string, rounds, n int) ([]string, error) {
 	target := exec.Command(churn)
 	in, _ := target.StdinPipe()
 	out, _ := target.StdoutPipe()
@@ -226,7 +259,7 @@ func churnBench(tcagent, churn, dir, tc string, rounds, n int) ([]string, error)
 		return nil, err
 	}
 	spans := filepath.Join(dir, "churn-spans.jsonl")
-	modes := []mode{{"untraced", nil}, {"goroutine probes only", []string{"--builtin", "none", "--probes", probesFile}}}
+	modes := withBefore([]mode{{"untraced", nil, ""}, {"goroutine probes only", []string{"--builtin", "none", "--probes", probesFile}, ""}}, before)
 	samples := make([][]float64, len(modes))
 	if _, err := measure(); err != nil { // warm-up: the scheduler's free g list
 		return nil, err
@@ -236,7 +269,7 @@ func churnBench(tcagent, churn, dir, tc string, rounds, n int) ([]string, error)
 			var agent *exec.Cmd
 			if m.args != nil {
 				var err error
-				if agent, err = startAgent(tcagent, target.Process.Pid, spans, m.args...); err != nil {
+				if agent, err = startAgent(m.agentOf(tcagent), target.Process.Pid, spans, m.args...); err != nil {
 					return nil, fmt.Errorf("%s: %w", m.name, err)
 				}
 			}

@@ -41,3 +41,14 @@ func TestMedian(t *testing.T) {
 		t.Errorf("median of the recorded rounds = %v", m)
 	}
 }
+
+func TestWithBefore(t *testing.T) {
+	modes := []mode{{"untraced", nil, ""}, {"traced", []string{"--builtin", "http"}, ""}}
+	if got := withBefore(modes, ""); len(got) != 2 {
+		t.Fatalf("without -before: %d modes, want 2", len(got))
+	}
+	got := withBefore(modes, "/tmp/old-tcagent")
+	if len(got) != 3 || got[2].name != "traced (before)" || got[2].agentOf("new") != "/tmp/old-tcagent" || got[1].agentOf("new") != "new" || got[2].args[1] != "http" {
+		t.Fatalf("with -before: %+v, want the traced mode again run by the old agent", got)
+	}
+}

@@ -549,7 +549,7 @@ func startTraced(args []string, pl *pipeline, flags *traceFlags, specs []probes.
 func logAttached(log *slog.Logger, s *agent.Session, metricsAddr string) {
 	st := s.Snapshot()
 	log.Info("attached", "pid", st.PID, "service", st.Service, "probes", st.ProbesAttached, "uprobes", st.Uprobes,
-		"mode", s.AttachMode(), "go", s.Binary().GoVersion, "metrics", metricsAddr)
+		"ret_fallbacks", st.RetFallbacks, "mode", s.AttachMode(), "go", s.Binary().GoVersion, "metrics", metricsAddr)
 }
 
 func inspectCmd(stdout io.Writer) *cobra.Command {

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"debug/dwarf"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -234,9 +235,21 @@ func (b *Binary) Lookup(name string) (Func, error) {
 		return b.funcs[shaped], nil
 	case exact:
 		return fn, nil
+	case err == errNoInstance:
+		// The suggestions cost a distance to every name: only for the
+		// error the user sees (a method of a generic type found exactly
+		// comes here too, for every probe).
+		msg := fmt.Sprintf("unknown symbol %s in %s", name, b.Path)
+		if s := b.Suggest(name); len(s) > 0 {
+			msg += " (did you mean " + strings.Join(s, ", ") + "?)"
+		}
+		return Func{}, errors.New(msg)
 	}
 	return Func{}, err
 }
+
+// errNoInstance: no shape instantiation has the name's skeleton.
+var errNoInstance = errors.New("no instantiation")
 
 // resolveGeneric maps a name without shapes to the binary's one shape
 // instantiation it can mean.
@@ -252,11 +265,7 @@ func (b *Binary) resolveGeneric(name string) (string, error) {
 		}
 	}
 	if len(cands) == 0 {
-		msg := fmt.Sprintf("unknown symbol %s in %s", name, b.Path)
-		if s := b.Suggest(name); len(s) > 0 {
-			msg += " (did you mean " + strings.Join(s, ", ") + "?)"
-		}
-		return "", fmt.Errorf("%s", msg)
+		return "", errNoInstance
 	}
 	list := strings.Join(cands, ", ")
 	if len(args) == 0 {

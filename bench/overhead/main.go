@@ -371,7 +371,7 @@ service:
 	measure := func(name string, pid int, specs []probes.Spec, builtins []string) (*row, error) {
 		r := &row{name: name}
 		for i := 0; i < 5; i++ {
-			sess, err := agent.Attach(agent.Config{PID: pid, Specs: specs, Builtin: builtins, Processor: sdktrace.NewSimpleSpanProcessor(discard{})})
+			sess, err := agent.Attach(agent.Config{ImageConfig: agent.ImageConfig{Specs: specs, Builtin: builtins}, SessionConfig: agent.SessionConfig{PID: pid, Processor: sdktrace.NewSimpleSpanProcessor(discard{})}})
 			if err != nil {
 				return nil, err
 			}

@@ -1,15 +1,14 @@
 // Package agent wires the tracing of processes: an Image analyzes an
-// executable, loads and attaches the BPF programs, and reads their ring
-// buffer; each traced process's Session feeds its events through
-// lifecycle → binder → spans → exporter until told to stop or the process
-// exits. Attach makes an image for one process; the daemon shares one
+// executable, loads and attaches the BPF programs, and gives their ring
+// buffer to a reader, which routes each process's decoded events to its
+// Session; a Session feeds them through lifecycle → binder → spans →
+// exporter until told to stop or the process exits. Attach makes an image for one process; the daemon shares one
 // among the processes of an executable (LoadShared).
 package agent
 
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,20 +34,23 @@ import (
 	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
+	"github.com/tcagent/tcagent/reader"
 )
 
 // Version is tcagent's version, reported in telemetry.distro.version.
 var Version = "0.1.0-dev"
 
-// Config describes one attach: the image's probes and programs, and the
-// process's pipeline (Image.Add reads only the latter).
-type Config struct {
-	PID   int
+// ImageConfig is what an executable's Image is made with: what to trace in
+// it, the kernel programs' sizes, and how its ring buffer is read. One
+// image serves every process of it that is traced.
+type ImageConfig struct {
 	Specs []probes.Spec
-	// Processor receives the spans; it is shut down (flushed) on Close.
-	Processor   sdktrace.SpanProcessor
-	ServiceName string
-	Logger      *slog.Logger
+	// Builtin names the built-in probe sets to apply: nil for every set
+	// that applies to the binary, empty for none.
+	Builtin        []string
+	BuiltinOptions builtin.Options
+	// Logger receives the image's and its sessions' logs.
+	Logger *slog.Logger
 	// RingBufferSize in bytes (power of two); 0 for the default.
 	RingBufferSize uint32
 	// MapEntries bounds the kernel's per-goroutine maps (bpf.Options); 0
@@ -68,34 +70,47 @@ type Config struct {
 	// PollInterval bounds how long an event waits in the ring buffer
 	// before it is read (default 50ms).
 	PollInterval time.Duration
-	// Limits bound the calls, goroutines and async calls held in memory,
-	// and how long a span may stay open.
-	Limits lifecycle.Limits
-	// Sampler decides which traces are recorded; nil means the SDK's
-	// default, which follows OTEL_TRACES_SAMPLER and _ARG.
-	Sampler sdktrace.Sampler
-	// SpanProcessors also see every span (metrics taken from spans).
-	SpanProcessors []sdktrace.SpanProcessor
-	// Builtin names the built-in probe sets to apply: nil for every set
-	// that applies to the binary, empty for none.
-	Builtin        []string
-	BuiltinOptions builtin.Options
 	// Propagator, when set (--propagate), is the agent's socket side: the
 	// spans' trace contexts are made in the kernel, and outgoing HTTP/1
 	// requests carry their client span's. One serves every session.
 	Propagator *bpf.Propagator
-	// Attributes are added to the process's resource (the daemon's
-	// Kubernetes metadata, say).
-	Attributes []attribute.KeyValue
+	// RootSampleRatio is, when set, the share of new traces the sessions'
+	// Sampler (or the SDK's default) samples at their root: the traces
+	// --propagate makes in the kernel carry the same decision out. Unset:
+	// all.
+	RootSampleRatio *float64
 	// OnUnknownPID is called, for a shared image, from its reader with the
 	// first event of a process the image was not told to trace or ignore:
 	// the caller decides now (Image.Add or Image.Ignore), so that a
 	// process is traced from its exec on.
 	OnUnknownPID func(pid int)
-	// RootSampleRatio is, when set, the share of new traces Sampler (or the
-	// SDK's default) samples at their root: the traces --propagate makes in
-	// the kernel carry the same decision out. Unset: all.
-	RootSampleRatio *float64
+}
+
+// SessionConfig is what one traced process's Session is made with: where
+// its spans go and how they are described, sampled and bounded.
+type SessionConfig struct {
+	PID int
+	// Processor receives the spans; it is shut down (flushed) on Close.
+	Processor sdktrace.SpanProcessor
+	// SpanProcessors also see every span (metrics taken from spans).
+	SpanProcessors []sdktrace.SpanProcessor
+	ServiceName    string
+	// Attributes are added to the process's resource (the daemon's
+	// Kubernetes metadata, say).
+	Attributes []attribute.KeyValue
+	// Sampler decides which traces are recorded; nil means the SDK's
+	// default, which follows OTEL_TRACES_SAMPLER and _ARG.
+	Sampler sdktrace.Sampler
+	// Limits bound the calls, goroutines and async calls held in memory,
+	// and how long a span may stay open.
+	Limits lifecycle.Limits
+}
+
+// Config is one Attach: an image for one process, and that process's
+// session.
+type Config struct {
+	ImageConfig
+	SessionConfig
 	// LockDir is where Attach marks the process traced, so that a second
 	// agent refuses it (LockProcess); empty for holds.DefaultDir.
 	LockDir string
@@ -105,7 +120,7 @@ type Config struct {
 // spans and its counts. Its Image holds the probes and the programs,
 // alone (Attach) or shared with the other processes of the executable.
 type Session struct {
-	cfg     Config
+	cfg     SessionConfig
 	log     *slog.Logger
 	img     *Image
 	slot    uint32 // its kernel counters' slot in a shared image
@@ -122,21 +137,15 @@ type Session struct {
 	// own (binder.TraceJoin), nil without the otel set.
 	factories *binder.Factories
 	joins     *binder.TraceJoin
-	// errorOf says, by probe id, what the probe's returned errors mean
-	// (semconv.ErrorOf); nil where they mean what they say.
-	errorOf []func(*channel.Error, []attribute.KeyValue) error
-	// unreadable counts the values read from the process that failed a
-	// sanity check (probes.Unreadable).
-	unreadable  probes.Unreadable
+	// dec decodes the process's records; it counts the values read from
+	// the process that failed a sanity check.
+	dec         *reader.Decoder
 	serviceName string
 	// final holds the kernel counters read just before the process left
 	// the image or the maps were released, so that Stats stays true after.
 	final    *bpf.Counters
 	finalErr error
 	snapshot atomic.Pointer[Stats]
-	// scratch receives each event's decoded attributes; the lifecycle
-	// copies them into the call's payload.
-	scratch [2 * bpf.MaxCaptures]attribute.KeyValue
 }
 
 // Timings are how long attaching and detaching took.
@@ -165,12 +174,12 @@ func Attach(cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	im, err := load(cfg, false, nil)
+	im, err := load(cfg.PID, cfg.ImageConfig, false, nil)
 	if err != nil {
 		lock.Release()
 		return nil, err
 	}
-	s, err := im.Add(im.cfg)
+	s, err := im.Add(cfg.SessionConfig)
 	if err == nil {
 		s.pidfd, err = unix.PidfdOpen(cfg.PID, 0)
 		if err != nil {
@@ -230,7 +239,7 @@ func (s *Session) setupPipeline() error {
 	if s.cfg.Sampler != nil {
 		opts = append(opts, sdktrace.WithSampler(s.cfg.Sampler))
 	}
-	if s.cfg.Propagator != nil {
+	if s.img.cfg.Propagator != nil {
 		opts = append(opts, sdktrace.WithIDGenerator(binder.NewPayloadIDs()))
 	}
 	s.tp = sdktrace.NewTracerProvider(opts...)
@@ -238,11 +247,7 @@ func (s *Session) setupPipeline() error {
 	s.factories = &binder.Factories{Tracer: tracer, Side: semconv.New(s.img.bin), Join: s.joins}
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
-	s.errorOf = make([]func(*channel.Error, []attribute.KeyValue) error, len(s.img.probes))
 	for _, p := range s.img.probes {
-		if int(p.ID) < len(s.errorOf) {
-			s.errorOf[p.ID] = semconv.ErrorOf(p.Role)
-		}
 		if p.IsCompletion {
 			byID[p.ID] = &lifecycle.Probe{Name: p.Spec.Symbol}
 			continue
@@ -387,7 +392,7 @@ type Stats struct {
 	DecodeErrors uint64
 	// Unreadable counts the strings, headers, error messages and panic
 	// values read from the process that could not be read or trusted.
-	Unreadable probes.UnreadableCounts
+	Unreadable reader.UnreadableCounts
 	OpenCalls  int
 	Goroutines int
 	Pending    int
@@ -409,7 +414,7 @@ func (s *Session) Stats() Stats {
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: im.nuser, ProbesFailed: s.failedSets(), Uprobes: im.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(),
 		OpenCalls: s.tracker.OpenCalls(), Goroutines: s.tracker.Goroutines(), Pending: s.tracker.Pending(),
-		TraceMismatches: s.factories.TraceMismatches.Load(), InvalidTraceContext: s.factories.InvalidContext.Load(), Unreadable: s.unreadable.Counts(),
+		TraceMismatches: s.factories.TraceMismatches.Load(), InvalidTraceContext: s.factories.InvalidContext.Load(), Unreadable: s.dec.Unreadable(),
 		GoCreateSite: im.rt.GoCreateSite, RetFallbacks: im.retFallbacks()}
 	if s.joins != nil {
 		st.TracesJoined = s.joins.Joined()
@@ -417,7 +422,7 @@ func (s *Session) Stats() Stats {
 	if im.shared {
 		return st
 	}
-	st.DecodeErrors = im.decodeErrors.Load()
+	st.DecodeErrors = im.rd.DecodeErrors()
 	if !im.released {
 		for _, p := range im.Programs() {
 			if ps, err := p.Stats(); err == nil {
@@ -483,11 +488,15 @@ func (s *Session) Run(ctx context.Context) error {
 		<-waiterDone
 		unix.Close(wake)
 	}()
-	reason, err := s.img.loop(ctx, exited)
+	err = s.img.rd.Run(ctx, exited)
+	reason := lifecycle.EndDetach
+	if err == nil && ctx.Err() == nil {
+		reason = lifecycle.EndExit
+	}
 	s.log.Info("detaching", "pid", s.cfg.PID, "reason", reason)
 	// No new events once the links are gone; then drain what is buffered.
 	s.img.closeLinks()
-	s.img.drain()
+	s.img.rd.Drain()
 	s.tracker.EndAll(reason, time.Now())
 	s.publish()
 	s.logDetached(reason)
@@ -503,72 +512,6 @@ func (s *Session) logDetached(reason string) {
 		"goroutines_reset_for_lost_events", st.Lifecycle.LostGoroutines, "expired", st.Lifecycle.Expired,
 		"overflow_calls", st.Lifecycle.OverflowCalls, "overflow_goroutines", st.Lifecycle.OverflowGoroutines,
 		"overflow_pending", st.Lifecycle.OverflowPending, "unreadable_values", st.Unreadable)
-}
-
-// handle takes one decoded event through the lifecycle.
-func (s *Session) handle(ev *bpf.Event) {
-	im := s.img
-	le := lifecycle.Event{Time: im.clock.wall(ev.Time), Goroutine: ev.Goroutine, Depth: ev.Depth, Probe: ev.Probe, Lost: ev.Lost}
-	switch ev.Kind {
-	case bpf.KindGoCreate:
-		le.Kind, le.Child = lifecycle.GoCreate, ev.Values[0].A
-		s.tracker.Handle(&le)
-		return
-	case bpf.KindGoExit:
-		le.Kind = lifecycle.GoExit
-		s.tracker.Handle(&le)
-		return
-	case bpf.KindPanic:
-		le.Kind, le.PanicMessage = lifecycle.Panic, "panic: "+probes.PanicValue(ev, im.bin, &s.unreadable)
-		s.tracker.Handle(&le)
-		return
-	}
-	if int(ev.Probe) >= len(im.probes) {
-		im.decodeErrors.Add(1)
-		return
-	}
-	p := im.probes[ev.Probe]
-	switch ev.Kind {
-	case bpf.KindStart:
-		le.Kind = lifecycle.Start
-		if len(p.EntryAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, true, s.scratch[:0], im.bin, &s.unreadable)
-		}
-		if i := len(p.Recipe.Entry) - 1; p.Recipe.Trace && i < ev.NValues {
-			v := ev.Values[i]
-			binary.BigEndian.PutUint64(le.TraceID[:8], v.A)
-			binary.BigEndian.PutUint64(le.TraceID[8:], v.B)
-			binary.BigEndian.PutUint64(le.SpanID[:], v.C)
-			if v.D != 0 { // the client span the kernel matched by connection
-				var caller trace.SpanContextConfig
-				caller.TraceID, caller.TraceFlags, caller.Remote = le.TraceID, trace.TraceFlags(ev.TraceFlags), true
-				binary.BigEndian.PutUint64(caller.SpanID[:], v.D)
-				le.Caller = trace.NewSpanContext(caller)
-			}
-		}
-		if p.ReceiverCapture >= 0 && p.ReceiverCapture < ev.NValues {
-			le.Handle = ev.Values[p.ReceiverCapture].A
-		}
-	case bpf.KindEnd:
-		le.Kind = lifecycle.End
-		if len(p.ReturnAttrs) > 0 {
-			le.Attributes = p.Attributes(ev, false, s.scratch[:0], im.bin, &s.unreadable)
-		}
-		if e := p.Error(ev, im.bin, &s.unreadable); e != nil {
-			if of := s.errorOf[ev.Probe]; of == nil {
-				le.Err = e
-			} else if err := of(e, le.Attributes); err != nil {
-				le.Err = err
-			}
-		}
-		if p.HandleCapture >= 0 && p.HandleCapture < ev.NValues {
-			le.Handle = ev.Values[p.HandleCapture].A
-		}
-	default:
-		im.decodeErrors.Add(1)
-		return
-	}
-	s.tracker.Handle(&le)
 }
 
 // Close ends the session's spans and flushes them; for a session made by
@@ -594,17 +537,6 @@ func (s *Session) Close() error {
 	}
 	return err
 }
-
-// clock converts the kernel's CLOCK_MONOTONIC event times to wall time.
-type clock struct{ offset int64 }
-
-func newClock() clock {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return clock{offset: time.Now().UnixNano() - ts.Nano()}
-}
-
-func (c clock) wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+c.offset) }
 
 // Programs returns the loaded BPF programs.
 func (s *Session) Programs() []*ebpf.Program { return s.img.Programs() }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -16,11 +15,13 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcagent/tcagent/binder/semconv"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
+	"github.com/tcagent/tcagent/reader"
 )
 
 // Image is one executable analysed, its programs loaded and its uprobes
@@ -35,7 +36,8 @@ import (
 // (OnUnknownPID), so that a process is traced from its exec on even before
 // the daemon heard of the exec.
 type Image struct {
-	cfg    Config
+	cfg    ImageConfig
+	pid    int // the process the image was loaded from (Attach: the only one)
 	shared bool
 	log    *slog.Logger
 	bin    *probes.Binary
@@ -46,36 +48,28 @@ type Image struct {
 	rt      *probes.RuntimeProbes
 	rtBase  uint32 // probe ids of the runtime probes: rtBase (go create/exit), rtBase+1 (panic)
 	reports []builtin.Report
+	// errorOf says, by probe id, what a probe's returned errors mean (a
+	// built-in's rule); the reader's decoders apply it.
+	errorOf []reader.ErrorMeaning
 	tracer  *bpf.Tracer
 	links   []link.Link
-	reader  *ringbuf.Reader
-	clock   clock
+	rd      *reader.Reader
+	clock   reader.Clock
 
 	attachMode string
 	uprobes    int
 	timings    Timings
 
-	// sessions maps pids to their Session; copied on write, so that the
-	// reader looks one up without a lock.
-	sessions atomic.Pointer[map[uint32]*Session]
-	mu       sync.Mutex // serialises writers of sessions and slots
-	slots    []uint32   // free counter slots (shared)
+	// sessions maps pids to their Session (the reader routes each pid's
+	// records to its session's lifecycle); guarded by mu, with slots.
+	sessions map[uint32]*Session
+	mu       sync.Mutex
+	slots    []uint32 // free counter slots (shared)
 	nextSlot uint32
-	// removals hands exited processes to the reader, which ends their
-	// spans once their last events are read (guarded by mu; nremovals
-	// tells the reader there are some).
-	removals  []removal
-	nremovals atomic.Int32
-	// asked holds, in the reader, the pids OnUnknownPID was asked about.
-	asked map[uint32]bool
 	// closing sessions flush in the background; Close waits for them.
 	closing sync.WaitGroup
 
-	decodeErrors atomic.Uint64
-	// unattributed counts events of no traced process: in flight from a
-	// process just ignored or gone.
-	unattributed atomic.Uint64
-	released     bool
+	released bool
 }
 
 type removal struct {
@@ -86,41 +80,36 @@ type removal struct {
 	done func(*Session)
 }
 
-// LoadShared analyses the executable of process cfg.PID and attaches one
-// set of uprobes to the file for every process of it the caller admits
-// with Add. bin, when not nil, is that executable already analysed (by
-// a cache the caller keeps; the image does not close it). Run reads the
-// events.
-func LoadShared(cfg Config, bin *probes.Binary) (*Image, error) {
-	return load(cfg, true, bin)
+// LoadShared analyses the executable of process pid and attaches one set
+// of uprobes to the file for every process of it the caller admits with
+// Add. bin, when not nil, is that executable already analysed (by a cache
+// the caller keeps; the image does not close it). Run reads the events.
+func LoadShared(pid int, cfg ImageConfig, bin *probes.Binary) (*Image, error) {
+	return load(pid, cfg, true, bin)
 }
 
-func load(cfg Config, shared bool, bin *probes.Binary) (*Image, error) {
+func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = 50 * time.Millisecond
-	}
-	im := &Image{cfg: cfg, shared: shared, log: cfg.Logger, bin: bin, asked: map[uint32]bool{}, nextSlot: 1}
-	im.sessions.Store(&map[uint32]*Session{})
+	im := &Image{cfg: cfg, pid: pid, shared: shared, log: cfg.Logger, bin: bin, sessions: map[uint32]*Session{}, nextSlot: 1}
 	ok := false
 	defer func() {
 		if !ok {
 			im.release()
 		}
 	}()
-	if cfg.PID <= 0 {
-		return nil, fmt.Errorf("invalid pid %d", cfg.PID)
+	if pid <= 0 {
+		return nil, fmt.Errorf("invalid pid %d", pid)
 	}
 	t0 := time.Now()
-	if err := unix.Kill(cfg.PID, 0); errors.Is(err, unix.ESRCH) {
-		return nil, fmt.Errorf("no such process: %d", cfg.PID)
+	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+		return nil, fmt.Errorf("no such process: %d", pid)
 	}
-	exe := fmt.Sprintf("/proc/%d/exe", cfg.PID)
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	var err error
 	if im.bin == nil {
-		if im.bin, err = OpenBinary(cfg.PID); err != nil {
+		if im.bin, err = OpenBinary(pid); err != nil {
 			return nil, err
 		}
 		im.ownBin = true
@@ -157,10 +146,16 @@ func load(cfg Config, shared bool, bin *probes.Binary) (*Image, error) {
 	if err := im.tracer.SetRecipe(im.rtBase+1, im.rt.PanicRecipe); err != nil {
 		return nil, err
 	}
-	if im.reader, err = ringbuf.NewReader(im.tracer.Events()); err != nil {
+	rb, err := ringbuf.NewReader(im.tracer.Events())
+	if err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
-	im.clock = newClock()
+	ropts := reader.Options{PollInterval: cfg.PollInterval, Tick: im.tick}
+	if shared && cfg.OnUnknownPID != nil {
+		ropts.OnUnknownPID = func(pid uint32) { cfg.OnUnknownPID(int(pid)) }
+	}
+	im.rd = reader.New(rb, ropts)
+	im.clock = reader.NewClock()
 	t2 := time.Now()
 	im.timings.Load = t2.Sub(t1)
 	if err := im.attach(exe); err != nil {
@@ -263,7 +258,22 @@ func (im *Image) compile(rt probes.Runtime) error {
 		im.log.Warn("goroutine creation probed at runtime.newproc1's RETs, single-stepped on every go statement", "reason", im.rt.GoCreateFallback)
 	}
 	im.rtBase = uint32(len(im.probes))
+	im.errorOf = errorMeanings(im.probes)
 	return nil
+}
+
+// errorMeanings lists, by probe id, what the span side of each probe's
+// role says a returned error means (nil: an error is a failure, as read).
+func errorMeanings(ps []*probes.Probe) []reader.ErrorMeaning {
+	m := make([]reader.ErrorMeaning, len(ps))
+	for _, p := range ps {
+		if int(p.ID) < len(m) {
+			if of := semconv.ErrorOf(p.Role); of != nil {
+				m[p.ID] = of
+			}
+		}
+	}
+	return m
 }
 
 func (im *Image) attach(exe string) error {
@@ -331,7 +341,7 @@ func (im *Image) attach(exe string) error {
 	}
 	// A private image's links fire in its process only; a shared image's
 	// in every process of the file.
-	pid := im.cfg.PID
+	pid := im.pid
 	if im.shared {
 		pid = 0
 	}
@@ -377,29 +387,25 @@ func (im *Image) target() string {
 	if im.shared {
 		return im.bin.Path
 	}
-	return "pid " + strconv.Itoa(im.cfg.PID)
+	return "pid " + strconv.Itoa(im.pid)
 }
 
 // Add starts tracing process cfg.PID, which runs the image's executable
 // (the caller checked): from now on its events become spans through
-// cfg.Processor. Of cfg only the per-process fields count (PID,
-// Processor, ServiceName, Attributes, Sampler, SpanProcessors, Limits,
-// Logger).
-func (im *Image) Add(cfg Config) (*Session, error) {
+// cfg.Processor.
+func (im *Image) Add(cfg SessionConfig) (*Session, error) {
 	if cfg.Processor == nil {
 		return nil, errors.New("no span processor")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = im.log
-	}
-	s := &Session{cfg: cfg, log: cfg.Logger, img: im, pidfd: -1}
+	s := &Session{cfg: cfg, log: im.log, img: im, pidfd: -1}
 	if err := s.setupPipeline(); err != nil {
 		return nil, err
 	}
+	s.dec = reader.NewDecoder(reader.DecoderConfig{Probes: im.probes, Target: im.bin, Clock: im.clock, ErrorOf: im.errorOf})
+	pid := uint32(cfg.PID)
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	cur := *im.sessions.Load()
-	if _, dup := cur[uint32(cfg.PID)]; dup {
+	if _, dup := im.sessions[pid]; dup {
 		return nil, fmt.Errorf("pid %d: already traced", cfg.PID)
 	}
 	if im.shared {
@@ -412,17 +418,13 @@ func (im *Image) Add(cfg Config) (*Session, error) {
 		default:
 			return nil, fmt.Errorf("pid %d: %s already serves %d processes", cfg.PID, im.bin.Path, im.tracer.Slots()-1)
 		}
-		if err := im.tracer.AdmitPID(uint32(cfg.PID), s.slot); err != nil {
+		if err := im.tracer.AdmitPID(pid, s.slot); err != nil {
 			im.slots = append(im.slots, s.slot)
 			return nil, err
 		}
 	}
-	next := make(map[uint32]*Session, len(cur)+1)
-	for k, v := range cur {
-		next[k] = v
-	}
-	next[uint32(cfg.PID)] = s
-	im.sessions.Store(&next)
+	im.sessions[pid] = s
+	im.rd.Route(pid, s.dec, s.tracker)
 	return s, nil
 }
 
@@ -433,25 +435,45 @@ func (im *Image) Ignore(pid int) error { return im.tracer.IgnorePID(uint32(pid))
 // Forget drops what a shared image knows of a process that exited and was
 // never traced (once the reader is past its last events). Run must be
 // running. It does not block.
-func (im *Image) Forget(pid int) { im.queue(removal{pid: uint32(pid)}) }
+func (im *Image) Forget(pid int) {
+	im.rd.Later(func() { im.finish(removal{pid: uint32(pid)}, lifecycle.EndExit) })
+}
 
 // Remove ends session s, whose process exited: once the events it left in
 // the ring buffer are read its open spans end, then its spans are flushed
 // and done is called (from another goroutine) with the session. Run must
 // be running. It does not block.
 func (im *Image) Remove(s *Session, done func(*Session)) {
-	im.queue(removal{pid: uint32(s.cfg.PID), s: s, done: done})
-}
-
-func (im *Image) queue(r removal) {
-	im.mu.Lock()
-	im.removals = append(im.removals, r)
-	im.nremovals.Store(int32(len(im.removals)))
-	im.mu.Unlock()
+	r := removal{pid: uint32(s.cfg.PID), s: s, done: done}
+	im.rd.Later(func() { im.finish(r, lifecycle.EndExit) })
 }
 
 // Sessions returns how many processes the image traces.
-func (im *Image) Sessions() int { return len(*im.sessions.Load()) }
+func (im *Image) Sessions() int {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return len(im.sessions)
+}
+
+// current returns the sessions traced now.
+func (im *Image) current() []*Session {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	ss := make([]*Session, 0, len(im.sessions))
+	for _, s := range im.sessions {
+		ss = append(ss, s)
+	}
+	return ss
+}
+
+// tick, from the reader about once a second, ends the sessions' calls that
+// waited too long and publishes their counts.
+func (im *Image) tick(now time.Time) {
+	for _, s := range im.current() {
+		s.tracker.Expire(now)
+		s.publish()
+	}
+}
 
 // Uprobes returns how many uprobe offsets the image attached.
 func (im *Image) Uprobes() int { return im.uprobes }
@@ -466,23 +488,16 @@ func (im *Image) retFallbacks() int {
 }
 
 // Unattributed counts events read that belonged to no traced process.
-func (im *Image) Unattributed() uint64 { return im.unattributed.Load() }
+func (im *Image) Unattributed() uint64 { return im.rd.Unattributed() }
 
 // Run reads a shared image's events until ctx is done, then detaches its
 // uprobes and ends every session's open spans.
 func (im *Image) Run(ctx context.Context) error {
-	_, err := im.loop(ctx, nil)
+	err := im.rd.Run(ctx, nil)
 	im.closeLinks()
-	im.drain()
-	im.mu.Lock()
-	rs := im.removals
-	im.removals = nil
-	im.mu.Unlock()
-	for _, r := range rs {
-		im.finish(r, lifecycle.EndExit)
-	}
-	for pid, s := range *im.sessions.Load() {
-		im.finish(removal{pid: pid, s: s}, lifecycle.EndDetach)
+	im.rd.Drain() // and ends the processes removed meanwhile
+	for _, s := range im.current() {
+		im.finish(removal{pid: uint32(s.cfg.PID), s: s}, lifecycle.EndDetach)
 	}
 	return err
 }
@@ -495,86 +510,13 @@ func (im *Image) Close() error {
 	return nil
 }
 
-// loop reads and dispatches events until ctx is done or exited is closed.
-func (im *Image) loop(ctx context.Context, exited <-chan struct{}) (string, error) {
-	var rec ringbuf.Record
-	var ev bpf.Event
-	nextExpire := time.Now().Add(time.Second)
-	for {
-		if now := time.Now(); now.After(nextExpire) {
-			for _, s := range *im.sessions.Load() {
-				s.tracker.Expire(now)
-				s.publish()
-			}
-			nextExpire = now.Add(time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return lifecycle.EndDetach, nil
-		case <-exited:
-			return lifecycle.EndExit, nil
-		default:
-		}
-		if im.nremovals.Load() > 0 {
-			im.mu.Lock()
-			rs := im.removals
-			im.removals = nil
-			im.nremovals.Store(0)
-			im.mu.Unlock()
-			im.drain()
-			for _, r := range rs {
-				im.finish(r, lifecycle.EndExit)
-			}
-			continue
-		}
-		im.reader.SetDeadline(time.Now().Add(im.cfg.PollInterval))
-		if err := im.reader.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			return lifecycle.EndDetach, fmt.Errorf("read ring buffer: %w", err)
-		}
-		im.dispatch(rec.RawSample, &ev)
-	}
-}
-
-// drain reads what the ring buffer holds now.
-func (im *Image) drain() {
-	var rec ringbuf.Record
-	var ev bpf.Event
-	im.reader.SetDeadline(time.Now())
-	for im.reader.ReadInto(&rec) == nil {
-		im.dispatch(rec.RawSample, &ev)
-	}
-}
-
-// dispatch takes one ring-buffer record to its process's session; ev is
-// reused from record to record.
-func (im *Image) dispatch(raw []byte, ev *bpf.Event) {
-	if err := ev.Decode(raw); err != nil {
-		im.decodeErrors.Add(1)
-		return
-	}
-	s := (*im.sessions.Load())[ev.Pid]
-	if s == nil && im.shared && im.cfg.OnUnknownPID != nil && !im.asked[ev.Pid] {
-		im.asked[ev.Pid] = true
-		im.cfg.OnUnknownPID(int(ev.Pid))
-		s = (*im.sessions.Load())[ev.Pid]
-	}
-	if s == nil {
-		im.unattributed.Add(1)
-		return
-	}
-	s.handle(ev)
-}
-
-// finish ends a removed process's session: its open spans end for reason,
-// its counters are kept, the kernel forgets it, and its spans are flushed
-// in the background.
+// finish ends a removed process's session, from the reader's goroutine
+// once its last records are read: its open spans end for reason, its
+// counters are kept, the kernel and the reader forget it, and its spans
+// are flushed in the background.
 func (im *Image) finish(r removal, reason string) {
 	im.mu.Lock()
-	cur := *im.sessions.Load()
-	s := cur[r.pid]
+	s := im.sessions[r.pid]
 	if s != r.s {
 		// A new process with the pid, admitted meanwhile: it stays.
 		im.mu.Unlock()
@@ -583,16 +525,8 @@ func (im *Image) finish(r removal, reason string) {
 		}
 		return
 	}
-	delete(im.asked, r.pid)
-	if s != nil {
-		next := make(map[uint32]*Session, len(cur))
-		for k, v := range cur {
-			if k != r.pid {
-				next[k] = v
-			}
-		}
-		im.sessions.Store(&next)
-	}
+	delete(im.sessions, r.pid)
+	im.rd.Forget(r.pid)
 	im.mu.Unlock()
 	if im.shared {
 		im.tracer.ForgetPID(r.pid)
@@ -651,11 +585,11 @@ func (im *Image) release() {
 	}
 	im.released = true
 	im.closeLinks()
-	if im.reader != nil {
-		im.reader.Close()
+	if im.rd != nil {
+		im.rd.Close()
 	}
 	if im.tracer != nil {
-		for _, s := range *im.sessions.Load() {
+		for _, s := range im.sessions {
 			if s.final == nil {
 				k, err := im.tracer.Counters(s.slot)
 				s.final, s.finalErr = &k, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/reader"
 )
 
 type discard struct{}
@@ -21,7 +22,7 @@ func (discard) Shutdown(context.Context) error                             { ret
 
 // record encodes a ring-buffer record as tracer.c lays it out (tracer.h):
 // a 48-byte header, 8 values of 32 bytes, and for strings 4 slots of 256.
-func record(kind bpf.Kind, goid, depth uint64, probe uint32, vals [][3]uint64, str string) []byte {
+func record(kind reader.Kind, goid, depth uint64, probe uint32, vals [][3]uint64, str string) []byte {
 	size := 48 + 8*32
 	if str != "" {
 		size += 4 * 256
@@ -47,7 +48,7 @@ func record(kind bpf.Kind, goid, depth uint64, probe uint32, vals [][3]uint64, s
 }
 
 // benchSession is a Session with one probe (an int and a string captured at
-// entry) and no kernel: records are fed to handle directly.
+// entry) and no kernel: records are fed to the reader's Dispatch directly.
 func benchSession(b *testing.B, span bool) (*Image, *Session) {
 	role := probes.Role{Kind: probes.RoleSpan}
 	if !span {
@@ -57,16 +58,12 @@ func benchSession(b *testing.B, span bool) (*Image, *Session) {
 		ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1,
 		EntryAttrs: []probes.CapturedAttr{{Key: "n", Type: "int", Size: 8}, {Key: "s", Type: "string", MaxLen: 128}},
 		Recipe:     bpf.Recipe{Entry: []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}, {Kind: bpf.CapString, Reg: 1, Reg2: 2, MaxLen: 128}}}}
-	im := &Image{bin: &probes.Binary{GoVersion: "go1.26.8"}, probes: []*probes.Probe{p}, nuser: 1, clock: newClock()}
-	s := &Session{
-		cfg: Config{Processor: sdktrace.NewSimpleSpanProcessor(discard{})},
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		img: im, pidfd: -1,
-	}
-	if err := s.setupPipeline(); err != nil {
+	im := &Image{bin: &probes.Binary{GoVersion: "go1.26.8"}, probes: []*probes.Probe{p}, nuser: 1, clock: reader.NewClock(),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), sessions: map[uint32]*Session{}, rd: reader.New(nil, reader.Options{})}
+	s, err := im.Add(SessionConfig{PID: 0, Processor: sdktrace.NewSimpleSpanProcessor(discard{})}) // the records' pid
+	if err != nil {
 		b.Fatal(err)
 	}
-	im.sessions.Store(&map[uint32]*Session{0: s}) // the records' pid
 	return im, s
 }
 
@@ -85,22 +82,21 @@ func BenchmarkPipeline(b *testing.B) {
 			// 64 goroutines in turn, so the tracker's maps are exercised.
 			var starts, ends [64][]byte
 			for g := range starts {
-				starts[g] = record(bpf.KindStart, uint64(g+1), 4096, 0, [][3]uint64{{uint64(g), 0, 0}, {11, 0xc000100000, 0}}, "benchmark-key")
-				ends[g] = record(bpf.KindEnd, uint64(g+1), 4096, 0, nil, "")
+				starts[g] = record(reader.Start, uint64(g+1), 4096, 0, [][3]uint64{{uint64(g), 0, 0}, {11, 0xc000100000, 0}}, "benchmark-key")
+				ends[g] = record(reader.End, uint64(g+1), 4096, 0, nil, "")
 			}
-			var ev bpf.Event
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
 				g := i & 63
-				im.dispatch(starts[g], &ev)
-				im.dispatch(ends[g], &ev)
+				im.rd.Dispatch(starts[g])
+				im.rd.Dispatch(ends[g])
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(2*b.N)/elapsed.Seconds(), "events/s")
-			if st := s.tracker.Stats(); st.UnmatchedEnds != 0 || im.decodeErrors.Load() != 0 || im.unattributed.Load() != 0 {
-				b.Fatalf("pipeline lost track: %+v, decode errors %d, unattributed %d", st, im.decodeErrors.Load(), im.unattributed.Load())
+			if st := s.tracker.Stats(); st.UnmatchedEnds != 0 || im.rd.DecodeErrors() != 0 || im.rd.Unattributed() != 0 {
+				b.Fatalf("pipeline lost track: %+v, decode errors %d, unattributed %d", st, im.rd.DecodeErrors(), im.rd.Unattributed())
 			}
 		})
 	}

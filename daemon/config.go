@@ -189,7 +189,7 @@ func (c *Config) Defaults(specs []probes.Spec, builtin []string, serviceName str
 	}
 }
 
-// BuiltinSets is the selector's built-in sets as agent.Config wants them:
+// BuiltinSets is the selector's built-in sets as agent.ImageConfig wants them:
 // nil for all, empty for none.
 func (s *Selector) BuiltinSets() []string {
 	if s.Builtin == nil {

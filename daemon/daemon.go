@@ -33,9 +33,11 @@ const (
 // Options configure a Daemon.
 type Options struct {
 	Config *Config
-	// Base is the agent configuration every process starts from: the span
-	// processor, sampler, limits, socket side, logger. Its PID, Specs,
-	// Builtin and ServiceName are set per process.
+	// Base is the agent configuration every process starts from: its
+	// image part (sizes, socket side, logger) for each executable's image,
+	// its session part (span processor, sampler, limits) for each
+	// process, and its LockDir. Specs and Builtin are set per selector,
+	// PID and ServiceName per process.
 	Base agent.Config
 	// Pods finds processes' pods; nil outside a cluster.
 	Pods Pods
@@ -444,7 +446,7 @@ func (d *Daemon) trace(pid int, st *procState, selIdx int) {
 			return
 		}
 	}
-	cfg := d.opts.Base
+	cfg := d.opts.Base.SessionConfig
 	cfg.PID = pid
 	cfg.ServiceName = serviceName(sel, st)
 	cfg.Attributes = append(append([]attribute.KeyValue(nil), cfg.Attributes...), podAttributes(st.pod)...)
@@ -488,10 +490,10 @@ func (d *Daemon) load(pid int, exe string, key imageKey, sel *Selector) (*imageE
 		be = &binEntry{bin: bin}
 		d.bins[key.bin] = be
 	}
-	cfg := d.opts.Base
-	cfg.PID, cfg.Specs, cfg.Builtin = pid, sel.Specs(), sel.BuiltinSets()
+	cfg := d.opts.Base.ImageConfig
+	cfg.Specs, cfg.Builtin = sel.Specs(), sel.BuiltinSets()
 	cfg.OnUnknownPID = func(pid int) { d.unknown(key, pid) }
-	im, err := agent.LoadShared(cfg, be.bin)
+	im, err := agent.LoadShared(pid, cfg, be.bin)
 	if err != nil {
 		d.trimBins()
 		return nil, err

@@ -114,7 +114,7 @@ func TestDaemonKubernetes(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &pidSpans{seen: map[int64]*pidSeen{}}
-	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Pods: pods, Base: agent.Config{Processor: rec, PollInterval: 10 * time.Millisecond}})
+	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Pods: pods, Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()

@@ -207,7 +207,7 @@ func TestDaemonChurn(t *testing.T) {
 	rec := &pidSpans{seen: map[int64]*pidSeen{}}
 	var sessions sync.Map
 	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), MaxIdleBinaries: 1,
-		Base: agent.Config{Processor: rec, PollInterval: 10 * time.Millisecond},
+		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}},
 		OnSession: func(s *agent.Session, started bool) {
 			if started {
 				sessions.Store(s, true)
@@ -385,7 +385,7 @@ func TestDaemonPortSelector(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &pidSpans{seen: map[int64]*pidSeen{}}
-	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Base: agent.Config{Processor: rec, PollInterval: 10 * time.Millisecond}})
+	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()

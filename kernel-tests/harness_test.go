@@ -289,7 +289,8 @@ func attachWith(t *testing.T, pid int, yaml string, adjust func(*agent.Config)) 
 	}
 	rec := tracetest.NewSpanRecorder()
 	// Built-in sets only where a test asks for them.
-	cfg := agent.Config{PID: pid, Specs: specs, Processor: rec, PollInterval: 10 * time.Millisecond, Builtin: []string{}}
+	cfg := agent.Config{ImageConfig: agent.ImageConfig{Specs: specs, PollInterval: 10 * time.Millisecond, Builtin: []string{}},
+		SessionConfig: agent.SessionConfig{PID: pid, Processor: rec}}
 	if adjust != nil {
 		adjust(&cfg)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
+	"github.com/tcagent/tcagent/reader"
 )
 
 // oldToolchains are the releases before runtime.g.parentGoid (Go 1.21),
@@ -443,7 +444,7 @@ probes:
 			if len(fails) != 4 || fails[3].Status().Description != "*main.codeError" || fails[0].Status().Description != "plain failure" {
 				t.Fatalf("fail spans %s", spanNames(fails))
 			}
-			want := probes.UnreadableCounts{Capture: 1, Error: 1}
+			want := reader.UnreadableCounts{Capture: 1, Error: 1}
 			if got := ss.s.Stats().Unreadable; got != want {
 				t.Errorf("counted %+v, want %+v", got, want)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/tcagent/tcagent/binder"
 	"github.com/tcagent/tcagent/channel"
 	"github.com/tcagent/tcagent/lifecycle"
+	"github.com/tcagent/tcagent/reader"
 )
 
 // world runs synthetic streams through the tracker and a real binder.
@@ -46,15 +47,15 @@ func newWorld(t *testing.T, limits lifecycle.Limits) *world {
 func ms(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
 
 func (w *world) start(g uint64, depth uint64, probe uint32, at int) {
-	w.tr.Handle(&lifecycle.Event{Kind: lifecycle.Start, Goroutine: g, Depth: depth, Probe: probe, Time: ms(at),
+	w.tr.Handle(&reader.Event{Kind: reader.Start, Goroutine: g, Depth: depth, Probe: probe, Time: ms(at),
 		Attributes: []attribute.KeyValue{attribute.Int("g", int(g))}})
 }
 
 func (w *world) end(g uint64, depth uint64, probe uint32, at int) {
-	w.tr.Handle(&lifecycle.Event{Kind: lifecycle.End, Goroutine: g, Depth: depth, Probe: probe, Time: ms(at)})
+	w.tr.Handle(&reader.Event{Kind: reader.End, Goroutine: g, Depth: depth, Probe: probe, Time: ms(at)})
 }
 
-func (w *world) send(e lifecycle.Event, at int) {
+func (w *world) send(e reader.Event, at int) {
 	e.Time = ms(at)
 	w.tr.Handle(&e)
 }
@@ -85,19 +86,19 @@ func TestLineage(t *testing.T) {
 	w.start(1, 100, 0, 1)
 	// depth 1: three goroutines started by the traced call
 	for g := uint64(2); g <= 4; g++ {
-		w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: g}, 2)
+		w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: g}, 2)
 	}
 	// depth 3: 1 → 5 → 6 → 7
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: 5}, 2)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: 5}, 2)
 	w.end(1, 100, 0, 3)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 5, Child: 6}, 4)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 6, Child: 7}, 5)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 5, Child: 6}, 4)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 6, Child: 7}, 5)
 	for _, g := range []uint64{2, 3, 4, 7} {
 		w.start(g, 50, 1, 6)
 		w.end(g, 50, 1, 7)
 	}
 	// A goroutine created by an untraced one inherits nothing.
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 99, Child: 8}, 8)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 99, Child: 8}, 8)
 	w.start(8, 50, 2, 9)
 	w.end(8, 50, 2, 10)
 	sp := w.spans()
@@ -114,7 +115,7 @@ func TestLineage(t *testing.T) {
 		t.Error("span on a goroutine of an untraced creator has a parent")
 	}
 	for _, g := range []uint64{2, 3, 4, 5, 6, 7} {
-		w.send(lifecycle.Event{Kind: lifecycle.GoExit, Goroutine: g}, 11)
+		w.send(reader.Event{Kind: reader.GoExit, Goroutine: g}, 11)
 	}
 	if n := w.tr.Goroutines(); n != 0 {
 		t.Errorf("%d goroutines tracked after all exited", n)
@@ -124,22 +125,22 @@ func TestLineage(t *testing.T) {
 func TestAsyncGoroutines(t *testing.T) {
 	w := newWorld(t, lifecycle.Limits{})
 	w.start(1, 100, 4, 1)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: 2}, 2)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: 3}, 2)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: 2}, 2)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: 3}, 2)
 	w.end(1, 100, 4, 3)
 	if len(w.rec.Ended()) != 0 {
 		t.Fatal("spawn ended at return while its goroutines run")
 	}
 	// goroutine 2 starts goroutine 4 (transitively under spawn) and exits.
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 2, Child: 4}, 10)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 2, Child: 4}, 10)
 	w.start(2, 50, 0, 11)
 	w.end(2, 50, 0, 12)
-	w.send(lifecycle.Event{Kind: lifecycle.GoExit, Goroutine: 2}, 20)
-	w.send(lifecycle.Event{Kind: lifecycle.GoExit, Goroutine: 3}, 30)
+	w.send(reader.Event{Kind: reader.GoExit, Goroutine: 2}, 20)
+	w.send(reader.Event{Kind: reader.GoExit, Goroutine: 3}, 30)
 	if len(w.spans()["spawn"]) != 0 {
 		t.Fatal("spawn ended while a grandchild goroutine runs")
 	}
-	w.send(lifecycle.Event{Kind: lifecycle.GoExit, Goroutine: 4}, 53)
+	w.send(reader.Event{Kind: reader.GoExit, Goroutine: 4}, 53)
 	sp := w.spans()
 	s := sp["spawn"]
 	if len(s) != 1 || !s[0].EndTime().Equal(ms(53)) {
@@ -160,13 +161,13 @@ func TestAsyncGoroutines(t *testing.T) {
 	}
 	// A failed call ends at end, goroutines or not.
 	w.start(1, 100, 4, 70)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: 9}, 71)
-	w.send(lifecycle.Event{Kind: lifecycle.End, Goroutine: 1, Depth: 100, Probe: 4, Err: errors.New("no")}, 72)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: 9}, 71)
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 100, Probe: 4, Err: errors.New("no")}, 72)
 	s = w.spans()["spawn"]
 	if len(s) != 3 || !s[2].EndTime().Equal(ms(72)) || s[2].Status().Code != codes.Error {
 		t.Fatalf("failed spawn: %v", s)
 	}
-	w.send(lifecycle.Event{Kind: lifecycle.GoExit, Goroutine: 9}, 80)
+	w.send(reader.Event{Kind: reader.GoExit, Goroutine: 9}, 80)
 	if len(w.rec.Ended()) != 4 {
 		t.Errorf("late goroutine exit changed spans: %d", len(w.rec.Ended()))
 	}
@@ -176,22 +177,22 @@ func TestCompletionHandle(t *testing.T) {
 	w := newWorld(t, lifecycle.Limits{MaxSpanAge: time.Second})
 	// completed after 30ms on another goroutine
 	w.start(1, 100, 5, 0)
-	w.send(lifecycle.Event{Kind: lifecycle.End, Goroutine: 1, Depth: 100, Probe: 5, Handle: 0xA0}, 1)
-	w.send(lifecycle.Event{Kind: lifecycle.Start, Goroutine: 2, Depth: 100, Probe: 6, Handle: 0xB0}, 10) // other handle
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 100, Probe: 5, Handle: 0xA0}, 1)
+	w.send(reader.Event{Kind: reader.Start, Goroutine: 2, Depth: 100, Probe: 6, Handle: 0xB0}, 10) // other handle
 	w.end(2, 100, 6, 11)
-	w.send(lifecycle.Event{Kind: lifecycle.Start, Goroutine: 2, Depth: 100, Probe: 6, Handle: 0xA0}, 29)
+	w.send(reader.Event{Kind: reader.Start, Goroutine: 2, Depth: 100, Probe: 6, Handle: 0xA0}, 29)
 	w.end(2, 100, 6, 30)
 	// completion fails
 	w.start(1, 100, 5, 40)
-	w.send(lifecycle.Event{Kind: lifecycle.End, Goroutine: 1, Depth: 100, Probe: 5, Handle: 0xC0}, 41)
-	w.send(lifecycle.Event{Kind: lifecycle.Start, Goroutine: 1, Depth: 100, Probe: 6, Handle: 0xC0}, 50)
-	w.send(lifecycle.Event{Kind: lifecycle.End, Goroutine: 1, Depth: 100, Probe: 6, Err: errors.New("close failed")}, 51)
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 100, Probe: 5, Handle: 0xC0}, 41)
+	w.send(reader.Event{Kind: reader.Start, Goroutine: 1, Depth: 100, Probe: 6, Handle: 0xC0}, 50)
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 100, Probe: 6, Err: errors.New("close failed")}, 51)
 	// fails immediately
 	w.start(1, 100, 5, 60)
-	w.send(lifecycle.Event{Kind: lifecycle.End, Goroutine: 1, Depth: 100, Probe: 5, Err: errors.New("open failed")}, 61)
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 100, Probe: 5, Err: errors.New("open failed")}, 61)
 	// never completed
 	w.start(1, 100, 5, 70)
-	w.send(lifecycle.Event{Kind: lifecycle.End, Goroutine: 1, Depth: 100, Probe: 5, Handle: 0xD0}, 71)
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 100, Probe: 5, Handle: 0xD0}, 71)
 	w.tr.Expire(ms(500))
 	if n := len(w.spans()["open"]); n != 3 {
 		t.Fatalf("%d open spans ended before the maximum age, want 3", n)
@@ -221,7 +222,7 @@ func TestWorkerPool(t *testing.T) {
 	w := newWorld(t, lifecycle.Limits{})
 	w.start(1, 100, 0, 0) // "a": the pool is started inside a
 	for g := uint64(10); g < 18; g++ {
-		w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: g}, 1)
+		w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: g}, 1)
 	}
 	w.end(1, 100, 0, 2)
 	at := 3
@@ -259,7 +260,7 @@ func TestPanics(t *testing.T) {
 	w.start(1, 100, 0, 0)
 	w.start(1, 200, 1, 1)
 	w.start(1, 300, 2, 2)
-	w.send(lifecycle.Event{Kind: lifecycle.Panic, Goroutine: 1, Depth: 400, PanicMessage: "panic: boom"}, 3)
+	w.send(reader.Event{Kind: reader.Panic, Goroutine: 1, Depth: 400, PanicMessage: "panic: boom"}, 3)
 	w.start(1, 500, 3, 4) // deferred call, deeper than gopanic
 	w.end(1, 500, 3, 5)
 	w.end(1, 100, 0, 6) // a returns: recovered
@@ -280,14 +281,14 @@ func TestPanics(t *testing.T) {
 	// An unrecovered panic on a goroutine that then exits (a server that
 	// recovers it in an untraced frame and closes the connection).
 	w.start(2, 100, 0, 10)
-	w.send(lifecycle.Event{Kind: lifecycle.Panic, Goroutine: 2, Depth: 200, PanicMessage: "panic: handler"}, 11)
-	w.send(lifecycle.Event{Kind: lifecycle.GoExit, Goroutine: 2}, 12)
+	w.send(reader.Event{Kind: reader.Panic, Goroutine: 2, Depth: 200, PanicMessage: "panic: handler"}, 11)
+	w.send(reader.Event{Kind: reader.GoExit, Goroutine: 2}, 12)
 	if s := w.spans()["a"][1]; s.Status().Description != "panic: handler" {
 		t.Errorf("handler span: %v", s.Status())
 	}
 	// runtime.Goexit: frames unwound without a panic.
 	w.start(3, 100, 2, 20)
-	w.send(lifecycle.Event{Kind: lifecycle.GoExit, Goroutine: 3}, 21)
+	w.send(reader.Event{Kind: reader.GoExit, Goroutine: 3}, 21)
 	if s := w.spans()["c"][1]; s.Status().Code != codes.Unset || reason(s) != lifecycle.EndGoroutineExit {
 		t.Errorf("Goexit span: %v %q", s.Status(), reason(s))
 	}
@@ -301,8 +302,8 @@ func TestLostEventsNeverMisparent(t *testing.T) {
 	w.start(1, 100, 0, 0)
 	// The return of a and the start of b were lost (the kernel's count for
 	// goroutine 1 moved to 2); c starts deeper than a was.
-	w.send(lifecycle.Event{Kind: lifecycle.Start, Goroutine: 1, Depth: 300, Probe: 2, Lost: 2}, 5)
-	w.send(lifecycle.Event{Kind: lifecycle.End, Goroutine: 1, Depth: 300, Probe: 2, Lost: 2}, 6)
+	w.send(reader.Event{Kind: reader.Start, Goroutine: 1, Depth: 300, Probe: 2, Lost: 2}, 5)
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 300, Probe: 2, Lost: 2}, 6)
 	sp := w.spans()
 	if reason(sp["a"][0]) != lifecycle.EndEventsLost {
 		t.Errorf("a: reason %q", reason(sp["a"][0]))
@@ -316,7 +317,7 @@ func TestLostEventsNeverMisparent(t *testing.T) {
 	// Reordered: an end before its start is dropped and counted; a create
 	// from an unknown goroutine is ignored.
 	w.end(5, 100, 0, 10)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 77, Child: 78}, 11)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 77, Child: 78}, 11)
 	if w.tr.Stats().UnmatchedEnds != 1 || w.tr.Goroutines() != 0 {
 		t.Errorf("stats %+v, %d goroutines", w.tr.Stats(), w.tr.Goroutines())
 	}
@@ -329,8 +330,8 @@ func TestLimits(t *testing.T) {
 	w.start(1, 300, 2, 2) // over the limit
 	w.end(1, 300, 2, 3)
 	w.end(1, 200, 1, 4)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: 2}, 5)
-	w.send(lifecycle.Event{Kind: lifecycle.GoCreate, Goroutine: 1, Child: 3}, 5) // over the limit
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: 2}, 5)
+	w.send(reader.Event{Kind: reader.GoCreate, Goroutine: 1, Child: 3}, 5) // over the limit
 	w.end(1, 100, 0, 6)
 	st := w.tr.Stats()
 	if st.OverflowCalls != 1 || st.UnmatchedEnds != 1 || st.OverflowGoroutines != 1 {

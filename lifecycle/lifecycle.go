@@ -17,54 +17,9 @@ package lifecycle
 import (
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/tcagent/tcagent/channel"
+	"github.com/tcagent/tcagent/reader"
 )
-
-// Kind is an event's kind.
-type Kind uint8
-
-// Event kinds.
-const (
-	Start Kind = iota + 1
-	End
-	GoCreate // Goroutine created Child
-	GoExit   // Goroutine exited
-	Panic    // Goroutine started panicking with PanicMessage
-)
-
-// Event is one decoded kernel event.
-type Event struct {
-	Kind      Kind
-	Time      time.Time
-	Goroutine uint64
-	Depth     uint64
-	Probe     uint32
-	// Lost is the kernel's count of this goroutine's lost events so far.
-	Lost uint32
-	// Attributes captured by the event (arguments at start, results at
-	// end). The tracker copies them: the caller may reuse the slice.
-	Attributes []attribute.KeyValue
-	// Err is the error the call returned, nil for none.
-	Err error
-	// TraceID and SpanID are, at a start, the ids the kernel made for the
-	// call's span (--propagate); zero otherwise.
-	TraceID trace.TraceID
-	SpanID  trace.SpanID
-	// Caller is, at the start of a server span whose request carried no
-	// trace context, the client span the kernel matched it with by
-	// connection (--propagate); invalid otherwise.
-	Caller trace.SpanContext
-	// Handle is, at the end of a completion-handle probe, the handle it
-	// returned; at the start of a completion probe, its receiver.
-	Handle uint64
-	// Child is the goroutine a GoCreate created.
-	Child uint64
-	// PanicMessage is what a Panic panicked with, e.g. "panic: boom".
-	PanicMessage string
-}
 
 // Async says when a probe's span ends.
 type Async uint8
@@ -221,16 +176,16 @@ func (t *Tracker) Goroutines() int { return len(t.goroutines) }
 func (t *Tracker) Pending() int { return len(t.handles) + len(t.waiting) }
 
 // Handle feeds one event.
-func (t *Tracker) Handle(ev *Event) {
+func (t *Tracker) Handle(ev *reader.Event) {
 	t.stats.Events++
 	switch ev.Kind {
-	case GoCreate:
+	case reader.GoCreate:
 		t.goCreate(ev)
 		return
-	case GoExit:
+	case reader.GoExit:
 		t.goExit(ev)
 		return
-	case Panic:
+	case reader.Panic:
 		if g := t.goroutines[ev.Goroutine]; g != nil && t.current(g, ev) {
 			if g.panicking == "" || ev.Depth < g.panicDepth {
 				g.panicDepth = ev.Depth
@@ -245,9 +200,9 @@ func (t *Tracker) Handle(ev *Event) {
 		return
 	}
 	switch ev.Kind {
-	case Start:
+	case reader.Start:
 		t.start(pr, ev)
-	case End:
+	case reader.End:
 		t.end(pr, ev)
 	}
 }
@@ -256,7 +211,7 @@ func (t *Tracker) Handle(ev *Event) {
 // lost since the last one seen, what the tracker knows of g is stale, and it
 // ends g's calls and forgets what g inherited rather than risk parenting new
 // spans wrongly. It reports whether g is still tracked.
-func (t *Tracker) current(g *goroutine, ev *Event) bool {
+func (t *Tracker) current(g *goroutine, ev *reader.Event) bool {
 	g.lastSeen = ev.Time
 	if ev.Lost == g.lost {
 		return true
@@ -269,7 +224,7 @@ func (t *Tracker) current(g *goroutine, ev *Event) bool {
 	return true
 }
 
-func (t *Tracker) goroutine(id uint64, ev *Event) *goroutine {
+func (t *Tracker) goroutine(id uint64, ev *reader.Event) *goroutine {
 	g := t.goroutines[id]
 	if g != nil {
 		t.current(g, ev)
@@ -305,7 +260,7 @@ func (t *Tracker) recycle(g *goroutine) {
 	t.free = append(t.free, g)
 }
 
-func (t *Tracker) start(pr *Probe, ev *Event) {
+func (t *Tracker) start(pr *Probe, ev *reader.Event) {
 	g := t.goroutine(ev.Goroutine, ev)
 	if g == nil {
 		return
@@ -352,7 +307,7 @@ func (t *Tracker) unwind(g *goroutine, depth uint64, reason string, at time.Time
 	}
 }
 
-func (t *Tracker) end(pr *Probe, ev *Event) {
+func (t *Tracker) end(pr *Probe, ev *reader.Event) {
 	g := t.goroutines[ev.Goroutine]
 	if g != nil {
 		t.current(g, ev)
@@ -390,7 +345,7 @@ func (t *Tracker) end(pr *Probe, ev *Event) {
 	t.release(ev.Goroutine, g)
 }
 
-func (t *Tracker) publishEnd(g *goroutine, f frame, ev *Event) {
+func (t *Tracker) publishEnd(g *goroutine, f frame, ev *reader.Event) {
 	p, ch := f.p, f.probe.Channel
 	p.Time = ev.Time
 	p.SetEndAttributes(ev.Attributes)
@@ -438,7 +393,7 @@ func (t *Tracker) publishEnd(g *goroutine, f frame, ev *Event) {
 
 // complete handles the return of a completion probe: the call whose handle
 // is its receiver settles, with the completion's error if it failed.
-func (t *Tracker) complete(f frame, ev *Event) {
+func (t *Tracker) complete(f frame, ev *reader.Event) {
 	k := handleKey{f.id, f.handle}
 	pd := t.handles[k]
 	if pd == nil {
@@ -503,7 +458,7 @@ func (t *Tracker) abandon(g *goroutine, reason string, at time.Time) {
 	}
 }
 
-func (t *Tracker) goCreate(ev *Event) {
+func (t *Tracker) goCreate(ev *reader.Event) {
 	pg := t.goroutines[ev.Goroutine]
 	if pg == nil {
 		return // nothing to inherit
@@ -536,7 +491,7 @@ func (t *Tracker) goCreate(ev *Event) {
 	t.goroutines[ev.Child] = &goroutine{exec: pg.exec.Fork(), async: async, lastSeen: ev.Time}
 }
 
-func (t *Tracker) goExit(ev *Event) {
+func (t *Tracker) goExit(ev *reader.Event) {
 	g := t.goroutines[ev.Goroutine]
 	if g == nil {
 		return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tcagent/tcagent/channel"
 	"github.com/tcagent/tcagent/lifecycle"
+	"github.com/tcagent/tcagent/reader"
 )
 
 // recorder logs every published event as "kind:name[:detail]".
@@ -36,67 +37,67 @@ func (r *recorder) probe(name string) *lifecycle.Probe {
 
 var t0 = time.Unix(1000, 0)
 
-func ev(kind lifecycle.Kind, g, depth uint64, probe uint32) *lifecycle.Event {
-	return &lifecycle.Event{Kind: kind, Goroutine: g, Depth: depth, Probe: probe, Time: t0}
+func ev(kind reader.Kind, g, depth uint64, probe uint32) *reader.Event {
+	return &reader.Event{Kind: kind, Goroutine: g, Depth: depth, Probe: probe, Time: t0}
 }
 
 func TestStreams(t *testing.T) {
-	S, E := lifecycle.Start, lifecycle.End
+	S, E := reader.Start, reader.End
 	cases := []struct {
 		name   string
-		events []*lifecycle.Event
+		events []*reader.Event
 		want   string
 		stats  lifecycle.Stats
 		open   int
 	}{
 		{
 			name:   "nested",
-			events: []*lifecycle.Event{ev(S, 1, 100, 0), ev(S, 1, 200, 1), ev(E, 1, 200, 1), ev(E, 1, 100, 0)},
+			events: []*reader.Event{ev(S, 1, 100, 0), ev(S, 1, 200, 1), ev(E, 1, 200, 1), ev(E, 1, 100, 0)},
 			want:   "start:a start:b end:b:result end:a:result",
 			stats:  lifecycle.Stats{Events: 4},
 		},
 		{
 			name: "recursion of one probe is kept apart by depth",
-			events: []*lifecycle.Event{ev(S, 1, 100, 0), ev(S, 1, 150, 0), ev(S, 1, 200, 0),
+			events: []*reader.Event{ev(S, 1, 100, 0), ev(S, 1, 150, 0), ev(S, 1, 200, 0),
 				ev(E, 1, 200, 0), ev(E, 1, 150, 0), ev(E, 1, 100, 0)},
 			want:  "start:a start:a start:a end:a:result end:a:result end:a:result",
 			stats: lifecycle.Stats{Events: 6},
 		},
 		{
 			name:   "interleaved goroutines",
-			events: []*lifecycle.Event{ev(S, 1, 100, 0), ev(S, 2, 100, 1), ev(E, 1, 100, 0), ev(E, 2, 100, 1)},
+			events: []*reader.Event{ev(S, 1, 100, 0), ev(S, 2, 100, 1), ev(E, 1, 100, 0), ev(E, 2, 100, 1)},
 			want:   "start:a start:b end:a:result end:b:result",
 			stats:  lifecycle.Stats{Events: 4},
 		},
 		{
 			name:   "end without start is dropped and counted",
-			events: []*lifecycle.Event{ev(E, 1, 100, 0), ev(S, 1, 100, 0), ev(E, 1, 100, 1), ev(E, 1, 100, 0)},
+			events: []*reader.Event{ev(E, 1, 100, 0), ev(S, 1, 100, 0), ev(E, 1, 100, 1), ev(E, 1, 100, 0)},
 			want:   "start:a end:a:result",
 			stats:  lifecycle.Stats{Events: 4, UnmatchedEnds: 2},
 		},
 		{
 			name: "a lost return is ended when its caller returns",
-			events: []*lifecycle.Event{ev(S, 1, 100, 0), ev(S, 1, 200, 1), /* return of b lost */
+			events: []*reader.Event{ev(S, 1, 100, 0), ev(S, 1, 200, 1), /* return of b lost */
 				ev(E, 1, 100, 0)},
 			want:  "start:a start:b end:b:return_lost end:a:result",
 			stats: lifecycle.Stats{Events: 3, LostEnds: 1},
 		},
 		{
 			name: "a start at the depth of an open call ends that call",
-			events: []*lifecycle.Event{ev(S, 1, 100, 0), ev(S, 1, 200, 1), ev(S, 1, 200, 1),
+			events: []*reader.Event{ev(S, 1, 100, 0), ev(S, 1, 200, 1), ev(S, 1, 200, 1),
 				ev(E, 1, 200, 1), ev(E, 1, 100, 0)},
 			want:  "start:a start:b end:b:return_lost start:b end:b:result end:a:result",
 			stats: lifecycle.Stats{Events: 5, LostEnds: 1},
 		},
 		{
 			name:   "unknown probe",
-			events: []*lifecycle.Event{ev(S, 1, 100, 9)},
+			events: []*reader.Event{ev(S, 1, 100, 9)},
 			want:   "",
 			stats:  lifecycle.Stats{Events: 1, UnknownProbe: 1},
 		},
 		{
 			name:   "open calls stay open",
-			events: []*lifecycle.Event{ev(S, 1, 100, 0), ev(S, 2, 100, 1)},
+			events: []*reader.Event{ev(S, 1, 100, 0), ev(S, 2, 100, 1)},
 			want:   "start:a start:b",
 			stats:  lifecycle.Stats{Events: 2},
 			open:   2,
@@ -128,13 +129,13 @@ func TestStreams(t *testing.T) {
 func TestErrorAndEndAll(t *testing.T) {
 	r := &recorder{}
 	tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: r.probe("a"), 1: r.probe("b")}, lifecycle.Limits{})
-	tr.Handle(ev(lifecycle.Start, 1, 100, 0))
-	failed := ev(lifecycle.End, 1, 100, 0)
+	tr.Handle(ev(reader.Start, 1, 100, 0))
+	failed := ev(reader.End, 1, 100, 0)
 	failed.Err = errors.New("boom")
 	tr.Handle(failed)
-	tr.Handle(ev(lifecycle.Start, 1, 100, 0))
-	tr.Handle(ev(lifecycle.Start, 1, 200, 1))
-	tr.Handle(ev(lifecycle.Start, 2, 100, 1))
+	tr.Handle(ev(reader.Start, 1, 100, 0))
+	tr.Handle(ev(reader.Start, 1, 200, 1))
+	tr.Handle(ev(reader.Start, 2, 100, 1))
 	tr.EndAll(lifecycle.EndDetach, t0)
 	got := strings.Join(r.log, " ")
 	for _, want := range []string{"start:a error:a end:a:err=boom", "end:b:agent_detach end:a:agent_detach"} {
@@ -153,7 +154,7 @@ func TestErrorAndEndAll(t *testing.T) {
 func BenchmarkTracker(b *testing.B) {
 	ch := channel.New("a")
 	tr := lifecycle.New(map[uint32]*lifecycle.Probe{0: {Channel: ch, Name: "a"}}, lifecycle.Limits{})
-	start, end := ev(lifecycle.Start, 1, 100, 0), ev(lifecycle.End, 1, 100, 0)
+	start, end := ev(reader.Start, 1, 100, 0), ev(reader.End, 1, 100, 0)
 	b.ReportAllocs()
 	for b.Loop() {
 		tr.Handle(start)

@@ -376,7 +376,7 @@ service:
 		}
 		r := &row{name: name}
 		for i := 0; i < 5; i++ {
-			sess, err := agent.Attach(agent.Config{PID: pid, Specs: specs, Builtin: builtins, SingleUprobes: single, Processor: sdktrace.NewSimpleSpanProcessor(discard{})})
+			sess, err := agent.Attach(agent.Config{ImageConfig: agent.ImageConfig{Specs: specs, Builtin: builtins, SingleUprobes: single}, SessionConfig: agent.SessionConfig{PID: pid, Processor: sdktrace.NewSimpleSpanProcessor(discard{})}})
 			if err != nil {
 				return nil, err
 			}

@@ -198,7 +198,7 @@ probes:
 	if err != nil {
 		return nil, err
 	}
-	s, err := agent.Attach(agent.Config{PID: pid, Specs: specs, Processor: sdktrace.NewBatchSpanProcessor(discard{})})
+	s, err := agent.Attach(agent.Config{ImageConfig: agent.ImageConfig{Specs: specs}, SessionConfig: agent.SessionConfig{PID: pid, Processor: sdktrace.NewBatchSpanProcessor(discard{})}})
 	if err != nil {
 		return nil, err
 	}

@@ -298,10 +298,12 @@ func (pl *pipeline) serveMetrics(ctx context.Context, addr string, explicit bool
 
 // config returns the agent configuration for the pipeline.
 func (pl *pipeline) config(specs []probes.Spec, f *traceFlags, log *slog.Logger) agent.Config {
-	return agent.Config{Specs: specs, Processor: shared{pl.processor}, ServiceName: f.serviceName, Logger: log,
-		Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Builtin: f.builtinSets(),
-		BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText}, Limits: f.limits, Propagator: pl.propagator,
-		RootSampleRatio: &pl.rootRatio, LockDir: f.lockDir}
+	return agent.Config{
+		ImageConfig: agent.ImageConfig{Specs: specs, Builtin: f.builtinSets(), BuiltinOptions: builtin.Options{SQLQueryText: f.sqlText},
+			Logger: log, Propagator: pl.propagator, RootSampleRatio: &pl.rootRatio},
+		SessionConfig: agent.SessionConfig{Processor: shared{pl.processor}, ServiceName: f.serviceName,
+			Sampler: pl.sampler, SpanProcessors: []sdktrace.SpanProcessor{pl.metrics.SpanProcessor()}, Limits: f.limits},
+		LockDir: f.lockDir}
 }
 
 // builtinSets parses --builtin: nil for all, empty for none.

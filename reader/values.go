@@ -1,4 +1,4 @@
-package probes
+package reader
 
 import (
 	"sync/atomic"
@@ -8,28 +8,7 @@ import (
 
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/channel"
-)
-
-// TruncatedSuffix ends a captured string that was longer than its bound.
-const TruncatedSuffix = "…"
-
-// UnreadableSuffix is appended to a capture's key for the attribute that
-// replaces a value tcagent could not read or trust (KEY.unreadable); its
-// value says why: ReasonReadFailed, ReasonLength or ReasonNotText.
-const UnreadableSuffix = ".unreadable"
-
-// Why a value read from the target is not exported.
-const (
-	// ReasonReadFailed: the memory could not be read (and is not a
-	// literal in the binary's read-only data).
-	ReasonReadFailed = "read_failed"
-	// ReasonLength: a string header whose length or pointer no Go string
-	// has (negative, beyond MaxStringLen, a nil pointer with a length, an
-	// address outside user space).
-	ReasonLength = "length"
-	// ReasonNotText: the bytes are not text (invalid UTF-8, or control
-	// characters other than tab, newline and carriage return).
-	ReasonNotText = "not_text"
+	"github.com/tcagent/tcagent/probes"
 )
 
 // MaxStringLen bounds the length of a string header read from the target:
@@ -39,6 +18,15 @@ const MaxStringLen = 1 << 30
 
 // maxUserAddr is the end of x86-64 user space (47-bit addresses).
 const maxUserAddr = 1 << 47
+
+// Target is what decoding reads from the traced executable itself rather
+// than from the record: the names of the types an error or a panic value
+// has, and string literals in read-only data that the kernel could not
+// read because their page was not resident yet. *probes.Binary is one.
+type Target interface {
+	TypeName(addr uint64) string
+	ReadOnlyString(addr, n uint64) (string, bool)
+}
 
 // Unreadable counts the values read from the target that failed a sanity
 // check and were replaced by KEY.unreadable or a typed placeholder, by what
@@ -105,50 +93,51 @@ func text(s string, full uint64) (string, string) {
 		}
 	}
 	if !isText(s) {
-		return "", ReasonNotText
+		return "", probes.ReasonNotText
 	}
 	if cut {
-		s += TruncatedSuffix
+		s += probes.TruncatedSuffix
 	}
 	return s, ""
 }
 
 // readString reads a string value a capture holds: its bytes from the
-// event (or, for a literal the kernel could not read, from the binary),
+// record (or, for a literal the kernel could not read, from the binary),
 // checked. ptr and n are the string header, slot its string slot, max the
 // bound; wantText asks for text (see text), else any bytes do.
-func readString(ev *bpf.Event, v bpf.Value, ptr, n uint64, slot uint8, max int, b *Binary, wantText bool) (string, string) {
+func readString(rec *Record, v Value, ptr, n uint64, slot uint8, max int, t Target, wantText bool) (string, string) {
 	if !saneHeader(ptr, n) {
-		return "", ReasonLength
+		return "", probes.ReasonLength
 	}
 	m := min(n, uint64(max), bpf.StringSlotSize)
 	var s string
 	if v.ReadFailed {
 		var ok bool
-		if b != nil {
-			s, ok = b.ReadOnlyString(ptr, m)
+		if t != nil {
+			s, ok = t.ReadOnlyString(ptr, m)
 		}
 		if !ok {
-			return "", ReasonReadFailed
+			return "", probes.ReasonReadFailed
 		}
 	} else {
-		s = string(ev.String(slot, m))
+		s = string(rec.String(slot, m))
 	}
 	if !wantText {
 		if n > uint64(len(s)) {
-			s += TruncatedSuffix
+			s += probes.TruncatedSuffix
 		}
 		return s, "" // bytes, as they are
 	}
 	return text(s, n)
 }
 
-// Attributes appends to dst the attributes decoded from ev's captures at
-// entry (when entry) or at return. b, when not nil, supplies strings the
-// kernel could not read because their page was not resident yet: literals
-// in the binary's read-only data. A string that cannot be read or trusted
-// becomes KEY.unreadable, with the reason, counted in u (which may be nil).
-func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, b *Binary, u *Unreadable) []attribute.KeyValue {
+// attributes appends to dst the attributes decoded from rec's captures,
+// probe p's at entry (when entry) or at return. t, when not nil, supplies
+// strings the kernel could not read because their page was not resident
+// yet: literals in the binary's read-only data. A string that cannot be
+// read or trusted becomes KEY.unreadable, with the reason, counted in u
+// (which may be nil).
+func attributes(p *probes.Probe, rec *Record, entry bool, dst []attribute.KeyValue, t Target, u *Unreadable) []attribute.KeyValue {
 	attrs := p.ReturnAttrs
 	if entry {
 		attrs = p.EntryAttrs
@@ -158,16 +147,16 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, 
 		caps = p.Recipe.Entry
 	}
 	for i, a := range attrs {
-		if i >= ev.NValues || i >= len(caps) {
+		if i >= rec.NValues || i >= len(caps) {
 			break
 		}
-		v := ev.Values[i]
+		v := rec.Values[i]
 		if v.Nil {
 			continue // a field behind a nil pointer: there is nothing to say
 		}
 		if v.ReadFailed && (a.Type == "int" || a.Type == "uint" || a.Type == "bool") {
 			// The kernel could not read the word: its 0 is no value.
-			dst = append(dst, attribute.String(a.Key+UnreadableSuffix, ReasonReadFailed))
+			dst = append(dst, attribute.String(a.Key+probes.UnreadableSuffix, probes.ReasonReadFailed))
 			u.count(&u.Capture)
 			continue
 		}
@@ -181,9 +170,9 @@ func (p *Probe) Attributes(ev *bpf.Event, entry bool, dst []attribute.KeyValue, 
 		case "string", "bytes":
 			// Every string capture holds its length in A and its address
 			// in B.
-			s, why := readString(ev, v, v.B, v.A, caps[i].Slot, a.MaxLen, b, a.Type == "string")
+			s, why := readString(rec, v, v.B, v.A, caps[i].Slot, a.MaxLen, t, a.Type == "string")
 			if why != "" {
-				dst = append(dst, attribute.String(a.Key+UnreadableSuffix, why))
+				dst = append(dst, attribute.String(a.Key+probes.UnreadableSuffix, why))
 				if caps[i].Kind == bpf.CapMapStr {
 					u.count(&u.Header)
 				} else {
@@ -221,6 +210,15 @@ func zeroExtend(v uint64, size int) uint64 {
 	return v
 }
 
+// typeName is the name of the type at addr in the target, "" when there
+// is no target to ask.
+func typeName(t Target, addr uint64) string {
+	if t == nil {
+		return ""
+	}
+	return t.TypeName(addr)
+}
+
 // messageTypes are the error types whose first field is their message, so
 // the BPF side's read of it can be trusted.
 var messageTypes = map[string]bool{
@@ -230,21 +228,22 @@ var messageTypes = map[string]bool{
 	"proto.RedisError":    true, // go-redis: a string type
 }
 
-// Error decodes the returned error from a return event, nil when the call
-// returned a nil error. The type is the dynamic type's name ("error" when it
-// cannot be read); the message is read only for the common types. Where the
-// message cannot be read — another type, or a read that fails a check —
-// the type name stands for it, and u (which may be nil) counts it.
-func (p *Probe) Error(ev *bpf.Event, b *Binary, u *Unreadable) *channel.Error {
+// returnedError decodes the error probe p's call returned from its return
+// record, nil when the call returned a nil error. The type is the dynamic
+// type's name ("error" when it cannot be read); the message is read only
+// for the common types. Where the message cannot be read — another type,
+// or a read that fails a check — the type name stands for it, and u (which
+// may be nil) counts it.
+func returnedError(p *probes.Probe, rec *Record, t Target, u *Unreadable) *channel.Error {
 	i := p.ErrorCapture
-	if i < 0 || i >= ev.NValues || i >= len(p.Recipe.Return) {
+	if i < 0 || i >= rec.NValues || i >= len(p.Recipe.Return) {
 		return nil
 	}
-	v := ev.Values[i]
+	v := rec.Values[i]
 	if v.A == 0 {
 		return nil
 	}
-	e := &channel.Error{Type: b.TypeName(v.B), Message: ""}
+	e := &channel.Error{Type: typeName(t, v.B), Message: ""}
 	if e.Type == "" || !isText(e.Type) {
 		e.Type = "error" // a name read at a wrong address is no name
 	}
@@ -253,7 +252,7 @@ func (p *Probe) Error(ev *bpf.Event, b *Binary, u *Unreadable) *channel.Error {
 		u.count(&u.Error)
 		return e
 	}
-	s, why := readString(ev, v, v.D, v.C, p.Recipe.Return[i].Slot, bpf.StringSlotSize, b, true)
+	s, why := readString(rec, v, v.D, v.C, p.Recipe.Return[i].Slot, bpf.StringSlotSize, t, true)
 	if why != "" {
 		u.count(&u.Error)
 		return e
@@ -262,17 +261,17 @@ func (p *Probe) Error(ev *bpf.Event, b *Binary, u *Unreadable) *channel.Error {
 	return e
 }
 
-// PanicValue renders the value a panic event captured: the string for a
+// panicValue renders the value a panic record captured: the string for a
 // string panic, the message for the common error types, else — or when the
 // message cannot be read or trusted — the type name ("?" when even that
 // cannot be read), counted in u (which may be nil).
-func PanicValue(ev *bpf.Event, b *Binary, u *Unreadable) string {
-	if ev.NValues < 1 {
+func panicValue(rec *Record, t Target, u *Unreadable) string {
+	if rec.NValues < 1 {
 		u.count(&u.Panic)
 		return "?"
 	}
-	v := ev.Values[0]
-	typ := b.TypeName(v.B)
+	v := rec.Values[0]
+	typ := typeName(t, v.B)
 	if typ == "" || !isText(typ) {
 		typ = "?"
 	}
@@ -280,7 +279,7 @@ func PanicValue(ev *bpf.Event, b *Binary, u *Unreadable) string {
 		u.count(&u.Panic)
 		return typ
 	}
-	s, why := readString(ev, v, v.D, v.C, 0, bpf.StringSlotSize, b, true)
+	s, why := readString(rec, v, v.D, v.C, 0, bpf.StringSlotSize, t, true)
 	if why != "" {
 		u.count(&u.Panic)
 		return typ

@@ -1,12 +1,12 @@
-package probes
+package reader
 
 import (
 	"encoding/binary"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/probes"
 )
 
 // rawValue is one capture of a synthetic event.
@@ -18,7 +18,7 @@ type rawValue struct {
 
 // event builds a ring-buffer record as tracer.c lays it out (tracer.h),
 // with one string slot per value, and decodes it.
-func event(t *testing.T, vals ...rawValue) *bpf.Event {
+func event(t *testing.T, vals ...rawValue) *Record {
 	t.Helper()
 	const header, value, slots, slot = 48, 32, 4, 256
 	raw := make([]byte, header+bpf.MaxCaptures*value+slots*slot)
@@ -35,7 +35,7 @@ func event(t *testing.T, vals ...rawValue) *bpf.Event {
 		}
 		copy(raw[header+bpf.MaxCaptures*value+i*slot:], v.str)
 	}
-	var ev bpf.Event
+	var ev Record
 	if err := ev.Decode(raw); err != nil {
 		t.Fatal(err)
 	}
@@ -59,19 +59,19 @@ func TestStringCaptures(t *testing.T) {
 		{"text", rawValue{a: 5, b: ptr, str: "hello"}, bpf.CapString, "k", "hello", false},
 		{"empty", rawValue{a: 0, b: 0}, bpf.CapString, "k", "", false},
 		{"tabs and newlines", rawValue{a: 4, b: ptr, str: "a\tb\n"}, bpf.CapString, "k", "a\tb\n", false},
-		{"cut in a rune", rawValue{a: 300, b: ptr, str: cut}, bpf.CapString, "k", strings.Repeat("a", 127) + TruncatedSuffix, false},
-		{"invalid UTF-8", rawValue{a: 4, b: ptr, str: "ab\xffc"}, bpf.CapString, "k.unreadable", ReasonNotText, true},
-		{"NUL bytes", rawValue{a: 4, b: ptr, str: "A\x00\x00\x00"}, bpf.CapString, "k.unreadable", ReasonNotText, true},
-		{"control byte", rawValue{a: 2, b: ptr, str: "\x1b["}, bpf.CapString, "k.unreadable", ReasonNotText, true},
-		{"invalid before the cut", rawValue{a: 300, b: ptr, str: "\xff" + strings.Repeat("a", 127)}, bpf.CapString, "k.unreadable", ReasonNotText, true},
-		{"huge length", rawValue{a: MaxStringLen + 1, b: ptr, str: "hello"}, bpf.CapString, "k.unreadable", ReasonLength, true},
-		{"negative length", rawValue{a: 1 << 63, b: ptr}, bpf.CapString, "k.unreadable", ReasonLength, true},
-		{"nil pointer with a length", rawValue{a: 3, b: 0}, bpf.CapString, "k.unreadable", ReasonLength, true},
-		{"kernel address", rawValue{a: 3, b: 0xffff888000000000}, bpf.CapString, "k.unreadable", ReasonLength, true},
-		{"read failed", rawValue{a: 3, b: ptr, failed: true}, bpf.CapString, "k.unreadable", ReasonReadFailed, true},
+		{"cut in a rune", rawValue{a: 300, b: ptr, str: cut}, bpf.CapString, "k", strings.Repeat("a", 127) + probes.TruncatedSuffix, false},
+		{"invalid UTF-8", rawValue{a: 4, b: ptr, str: "ab\xffc"}, bpf.CapString, "k.unreadable", probes.ReasonNotText, true},
+		{"NUL bytes", rawValue{a: 4, b: ptr, str: "A\x00\x00\x00"}, bpf.CapString, "k.unreadable", probes.ReasonNotText, true},
+		{"control byte", rawValue{a: 2, b: ptr, str: "\x1b["}, bpf.CapString, "k.unreadable", probes.ReasonNotText, true},
+		{"invalid before the cut", rawValue{a: 300, b: ptr, str: "\xff" + strings.Repeat("a", 127)}, bpf.CapString, "k.unreadable", probes.ReasonNotText, true},
+		{"huge length", rawValue{a: MaxStringLen + 1, b: ptr, str: "hello"}, bpf.CapString, "k.unreadable", probes.ReasonLength, true},
+		{"negative length", rawValue{a: 1 << 63, b: ptr}, bpf.CapString, "k.unreadable", probes.ReasonLength, true},
+		{"nil pointer with a length", rawValue{a: 3, b: 0}, bpf.CapString, "k.unreadable", probes.ReasonLength, true},
+		{"kernel address", rawValue{a: 3, b: 0xffff888000000000}, bpf.CapString, "k.unreadable", probes.ReasonLength, true},
+		{"read failed", rawValue{a: 3, b: ptr, failed: true}, bpf.CapString, "k.unreadable", probes.ReasonReadFailed, true},
 		{"bytes, not text", rawValue{a: 4, b: ptr, str: "\x7f\x00\x00\x01"}, bpf.CapPath, "k", "\x7f\x00\x00\x01", false},
-		{"bytes with a huge length", rawValue{a: 1 << 40, b: ptr}, bpf.CapPath, "k.unreadable", ReasonLength, true},
-		{"header not text", rawValue{a: 3, b: ptr, str: "\x01\x02\x03"}, bpf.CapMapStr, "k.unreadable", ReasonNotText, true},
+		{"bytes with a huge length", rawValue{a: 1 << 40, b: ptr}, bpf.CapPath, "k.unreadable", probes.ReasonLength, true},
+		{"header not text", rawValue{a: 3, b: ptr, str: "\x01\x02\x03"}, bpf.CapMapStr, "k.unreadable", probes.ReasonNotText, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,10 +79,10 @@ func TestStringCaptures(t *testing.T) {
 			if strings.HasPrefix(c.name, "bytes") {
 				typ = "bytes"
 			}
-			p := &Probe{EntryAttrs: []CapturedAttr{{Key: "k", Type: typ, MaxLen: DefaultMaxString}},
+			p := &probes.Probe{EntryAttrs: []probes.CapturedAttr{{Key: "k", Type: typ, MaxLen: probes.DefaultMaxString}},
 				Recipe: bpf.Recipe{Entry: []bpf.Capture{{Kind: c.kind, Slot: 0}}}}
 			var u Unreadable
-			got := p.Attributes(event(t, c.v), true, nil, nil, &u)
+			got := attributes(p, event(t, c.v), true, nil, nil, &u)
 			if len(got) != 1 || string(got[0].Key) != c.key || got[0].Value.AsString() != c.want {
 				t.Fatalf("attributes %v, want %s=%q", got, c.key, c.want)
 			}
@@ -100,22 +100,12 @@ func TestStringCaptures(t *testing.T) {
 	}
 }
 
-// typed is the test's own executable, with the type names of the
-// synthetic events known without reading them.
-func typed(t *testing.T, names map[uint64]string) *Binary {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	b.typeNames = names
-	return b
-}
+// typed is a target whose type names are known (any other address names
+// no type) and whose read-only data holds no literal.
+type typed map[uint64]string
+
+func (ty typed) TypeName(addr uint64) string               { return ty[addr] }
+func (typed) ReadOnlyString(addr, n uint64) (string, bool) { return "", false }
 
 const (
 	typErrorString = 0x1000
@@ -148,12 +138,12 @@ func TestErrorMessages(t *testing.T) {
 		{"garbage length", "*errors.errorString", "*errors.errorString", rawValue{a: 1, b: typErrorString, c: 0xc000034000, d: ptr}, true},
 		{"read failed", "*errors.errorString", "*errors.errorString", rawValue{a: 1, b: typErrorString, c: 4, d: ptr, failed: true}, true},
 	}
-	b := typed(t, names)
+	b := typed(names)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := &Probe{ErrorCapture: 0, Recipe: bpf.Recipe{Return: []bpf.Capture{{Kind: bpf.CapError}}}}
+			p := &probes.Probe{ErrorCapture: 0, Recipe: bpf.Recipe{Return: []bpf.Capture{{Kind: bpf.CapError}}}}
 			var u Unreadable
-			e := p.Error(event(t, c.v), b, &u)
+			e := returnedError(p, event(t, c.v), b, &u)
 			if e == nil || e.Type != c.typ || e.Message != c.msg {
 				t.Fatalf("error %+v, want %s %q", e, c.typ, c.msg)
 			}
@@ -162,8 +152,8 @@ func TestErrorMessages(t *testing.T) {
 			}
 		})
 	}
-	p := &Probe{ErrorCapture: 0, Recipe: bpf.Recipe{Return: []bpf.Capture{{Kind: bpf.CapError}}}}
-	if e := p.Error(event(t, rawValue{}), b, nil); e != nil {
+	p := &probes.Probe{ErrorCapture: 0, Recipe: bpf.Recipe{Return: []bpf.Capture{{Kind: bpf.CapError}}}}
+	if e := returnedError(p, event(t, rawValue{}), b, nil); e != nil {
 		t.Errorf("a nil error decoded as %+v", e)
 	}
 }
@@ -185,11 +175,11 @@ func TestPanicValues(t *testing.T) {
 		{"garbage string", "string", rawValue{a: typString, b: typString, c: 4, d: ptr, str: "\xfe\xff\x00\x01"}, true},
 		{"garbage length", "string", rawValue{a: typString, b: typString, c: 1 << 62, d: ptr}, true},
 	}
-	b := typed(t, names)
+	b := typed(names)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var u Unreadable
-			if got := PanicValue(event(t, c.v), b, &u); got != c.want {
+			if got := panicValue(event(t, c.v), b, &u); got != c.want {
 				t.Fatalf("panic value %q, want %q", got, c.want)
 			}
 			if n := u.Counts(); n != (UnreadableCounts{Panic: map[bool]uint64{true: 1}[c.counted]}) {
@@ -203,18 +193,18 @@ func TestPanicValues(t *testing.T) {
 // read is KEY.unreadable=read_failed and counted, never decoded as the 0 it
 // left; one that was read is decoded, sign-extended to its size.
 func TestFailedIntegerReadIsUnreadable(t *testing.T) {
-	p := &Probe{EntryAttrs: []CapturedAttr{{Key: "done", Type: "int", Size: 4}, {Key: "n", Type: "int", Size: 4}, {Key: "ok", Type: "bool"}}}
+	p := &probes.Probe{EntryAttrs: []probes.CapturedAttr{{Key: "done", Type: "int", Size: 4}, {Key: "n", Type: "int", Size: 4}, {Key: "ok", Type: "bool"}}}
 	p.Recipe.Entry = make([]bpf.Capture, 3)
-	ev := &bpf.Event{NValues: 3}
-	ev.Values[0] = bpf.Value{ReadFailed: true}
-	ev.Values[1] = bpf.Value{A: 0xffffffff}
-	ev.Values[2] = bpf.Value{A: 1, ReadFailed: true}
+	ev := &Record{NValues: 3}
+	ev.Values[0] = Value{ReadFailed: true}
+	ev.Values[1] = Value{A: 0xffffffff}
+	ev.Values[2] = Value{A: 1, ReadFailed: true}
 	var u Unreadable
 	got := map[string]any{}
-	for _, a := range p.Attributes(ev, true, nil, nil, &u) {
+	for _, a := range attributes(p, ev, true, nil, nil, &u) {
 		got[string(a.Key)] = a.Value.AsInterface()
 	}
-	want := map[string]any{"done.unreadable": ReasonReadFailed, "n": int64(-1), "ok.unreadable": ReasonReadFailed}
+	want := map[string]any{"done.unreadable": probes.ReasonReadFailed, "n": int64(-1), "ok.unreadable": probes.ReasonReadFailed}
 	if len(got) != len(want) {
 		t.Fatalf("attributes %v, want %v", got, want)
 	}

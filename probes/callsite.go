@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -172,9 +173,20 @@ func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
 			continue
 		}
 		fn, _ := b.Func(name)
-		insts, err := b.disassemble(fn)
+		code, err := b.Code(fn)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", fn.Name, err)
+		}
+		// Most functions call no such callee: a scan of the bytes for a
+		// CALL rel32 that could reach it spares disassembling them (the
+		// runtime has some 1,500 functions); a hit is then checked on the
+		// real instructions.
+		if !mayCall(code, fn.Entry, cf.Entry) {
+			continue
+		}
+		insts, err := disassemble(code)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name, err)
 		}
 		for _, in := range insts {
 			if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
@@ -375,4 +387,19 @@ func (b *Binary) funcAt(addr uint64) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// mayCall reports whether code, at base, holds the bytes of a direct
+// CALL rel32 (E8) to target at any offset: a superset of its real CALLs.
+func mayCall(code []byte, base, target uint64) bool {
+	for i := 0; i+5 <= len(code); i++ {
+		if code[i] != 0xe8 {
+			continue
+		}
+		rel := int32(binary.LittleEndian.Uint32(code[i+1:]))
+		if base+uint64(i)+5+uint64(int64(rel)) == target {
+			return true
+		}
+	}
+	return false
 }

@@ -293,3 +293,19 @@ func TestCallSitesNotFound(t *testing.T) {
 		t.Errorf("GoCreateSite: %v", err)
 	}
 }
+
+func TestMayCall(t *testing.T) {
+	// At base 0x1000: NOP; CALL rel32 to 0x1006+0x10 = 0x1016.
+	code := []byte{0x90, 0xe8, 0x10, 0x00, 0x00, 0x00, 0xc3}
+	if !mayCall(code, 0x1000, 0x1016) {
+		t.Error("the CALL to 0x1016 not seen")
+	}
+	if mayCall(code, 0x1000, 0x1017) || mayCall(code[:5], 0x1000, 0x1016) {
+		t.Error("a CALL seen that is not there (other target, cut short)")
+	}
+	// Backwards: rel32 -0x20 from 0x1006 is 0xfe6.
+	back := []byte{0x90, 0xe8, 0xe0, 0xff, 0xff, 0xff}
+	if !mayCall(back, 0x1000, 0xfe6) {
+		t.Error("a backward CALL not seen")
+	}
+}

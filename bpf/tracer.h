@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 //
-// The layout shared by the BPF programs and the Go decoder (bpf/event.go).
+// The layout shared by the BPF programs and the Go decoder (reader/record.go; the sizes bpf/layout.go checks).
 // Change both together; bpf's tests compare the sizes.
 #ifndef TCAGENT_TRACER_H
 #define TCAGENT_TRACER_H

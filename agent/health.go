@@ -19,7 +19,7 @@ func (s *Session) Health() prometheus.Process {
 		},
 		Unreadable: map[string]uint64{"capture": u.Capture, "header": u.Header, "error": u.Error, "panic": u.Panic},
 		OpenCalls:  st.OpenCalls, Goroutines: st.Goroutines, Pending: st.Pending,
-		ProbesAttached: st.ProbesAttached, ProbesFailed: st.ProbesFailed, Uprobes: st.Uprobes,
+		ProbesAttached: st.ProbesAttached, ProbesFailed: st.ProbesFailed, Uprobes: st.Uprobes, RetFallbacks: st.RetFallbacks,
 		InvalidTraceContext: st.InvalidTraceContext, TracesJoined: st.TracesJoined,
 		TraceMismatches: st.TraceMismatches, PropMatched: k.PropMatched,
 	}

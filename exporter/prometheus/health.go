@@ -22,10 +22,13 @@ type Process struct {
 	Anomalies map[string]uint64
 	// Unreadable are the values that could not be read or trusted, by what
 	// (capture, header, error, panic).
-	Unreadable                        map[string]uint64
-	OpenCalls, Goroutines, Pending    int
-	ProbesAttached, ProbesFailed      int
-	Uprobes                           int
+	Unreadable                     map[string]uint64
+	OpenCalls, Goroutines, Pending int
+	ProbesAttached, ProbesFailed   int
+	Uprobes                        int
+	// RetFallbacks are the hot-path probes left on single-stepped RETs
+	// because their emulated site was not found.
+	RetFallbacks                      int
 	InvalidTraceContext, TracesJoined uint64
 	// Propagation is, with --propagate, what became of the HTTP/1 client
 	// requests' trace context, by outcome; nil without --propagate.

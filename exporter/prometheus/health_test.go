@@ -26,10 +26,10 @@ func (d fakeDaemon) Stats() tcprom.DaemonStats {
 func TestHealthFromStats(t *testing.T) {
 	m := tcprom.New(10)
 	s := &fakeSession{Service: "svc", PID: 42, Events: 9, DecodeErrors: 1,
-		Lost:        map[string]uint64{"ringbuf_full": 4},
-		Anomalies:   map[string]uint64{"expired": 2},
-		Unreadable:  map[string]uint64{"panic": 5},
-		OpenCalls:   6,
+		Lost:       map[string]uint64{"ringbuf_full": 4},
+		Anomalies:  map[string]uint64{"expired": 2},
+		Unreadable: map[string]uint64{"panic": 5},
+		OpenCalls:  6, RetFallbacks: 1,
 		Propagation: map[string]uint64{"handed": 8},
 		Programs:    []tcprom.Program{{Name: "uprobe_entry", Runs: 11, Runtime: 1500 * time.Millisecond}}}
 	m.AddSession(s)
@@ -41,6 +41,9 @@ tcagent_events_read_total{pid="42",service="svc"} 9
 # HELP tcagent_open_calls Traced calls open now.
 # TYPE tcagent_open_calls gauge
 tcagent_open_calls{pid="42",service="svc"} 6
+# HELP tcagent_ret_fallback_probes Hot-path probes (goroutine creation) left on single-stepped RET instructions because their emulated call site was not found in the binary (the agent's log says why).
+# TYPE tcagent_ret_fallback_probes gauge
+tcagent_ret_fallback_probes{pid="42",service="svc"} 1
 # HELP tcagent_spans_exported_total Spans the exporter accepted.
 # TYPE tcagent_spans_exported_total counter
 tcagent_spans_exported_total 12
@@ -48,7 +51,7 @@ tcagent_spans_exported_total 12
 # TYPE tcagent_ready gauge
 tcagent_ready 1
 `
-	names := []string{"tcagent_events_read_total", "tcagent_open_calls", "tcagent_spans_exported_total", "tcagent_ready"}
+	names := []string{"tcagent_events_read_total", "tcagent_open_calls", "tcagent_ret_fallback_probes", "tcagent_spans_exported_total", "tcagent_ready"}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}

@@ -249,6 +249,7 @@ var (
 	badContext         = desc("tcagent_trace_context_invalid_total", "Incoming traceparent/tracestate headers ignored as malformed or oversized.", "service", "pid")
 	probesFailed       = desc("tcagent_probes_failed", "Built-in probe sets that apply to the binary but could not be attached (see the agent's log).", "service", "pid")
 	uprobes            = desc("tcagent_uprobes_attached", "Uprobe offsets attached (entries, returns and runtime probes).", "service", "pid")
+	retFallbacks       = desc("tcagent_ret_fallback_probes", "Hot-path probes (goroutine creation) left on single-stepped RET instructions because their emulated call site was not found in the binary (the agent's log says why).", "service", "pid")
 	progRuns           = desc("tcagent_bpf_program_runs_total", "Runs of each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
 	progTime           = desc("tcagent_bpf_program_run_seconds_total", "Time spent in each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
 	spansExported      = desc("tcagent_spans_exported_total", "Spans the exporter accepted.")
@@ -271,7 +272,7 @@ var (
 )
 
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes,
+	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes, retFallbacks,
 		probesFailed, badContext, unreadable, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
 		propRequests, propMismatch, propSocket, joinedTraces, propMatched,
 		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecisions} {
@@ -329,6 +330,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(joinedTraces, st.TracesJoined, l...)
 		gauge(uprobes, float64(st.Uprobes), l...)
+		gauge(retFallbacks, float64(st.RetFallbacks), l...)
 		if socket != nil {
 			for _, outcome := range []string{"handed", "tls", "traceparent_present", "no_tcp_connection", "connection_predates_agent", "not_http1_connection"} {
 				counter(propRequests, st.Propagation[outcome], with(outcome)...)

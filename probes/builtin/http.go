@@ -247,6 +247,16 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 	}
 	p.Spec.Name = "http.server"
 	p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleHTTPServer, Arg: h2Type}
+	// The span ends in (*conn).serve at the CALL right after ServeHTTP
+	// returns (emulated, where the RET is single-stepped on every request);
+	// the return captures read the saved request and writer, so they see
+	// there what they saw at the RET. HTTP/2 requests reach ServeHTTP from
+	// initALPNRequest.ServeHTTP, whose return address ends them: no
+	// emulated site can stand for it (runHandler's deferred func1 runs
+	// frames above ServeHTTP, at a depth that differs by frame sizes and,
+	// after a panic, by the runtime's), so HTTP/2 stays single-stepped.
+	site, err := probes.HTTPServeEndSite(b)
+	probes.EndInCallers(b, p, "net/http.", site, err, opts.RetProbes)
 	return nil
 }
 

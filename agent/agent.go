@@ -63,10 +63,12 @@ type ImageConfig struct {
 	// without uprobe_multi, even where the kernel has it (bpf.Options).
 	// For the tests of that path: no flag sets it.
 	SingleUprobes bool
-	// RetGoCreate keeps goroutine creation on runtime.newproc1's RETs
-	// even where the emulated site is found (probes.RuntimeOptions). For
-	// the tests of that fallback: no flag sets it.
-	RetGoCreate bool
+	// RetProbes keeps the hot-path probes on the RETs they replace even
+	// where their emulated sites are found: goroutine creation on
+	// runtime.newproc1's (probes.RuntimeOptions), the http server span's
+	// end on serverHandler.ServeHTTP's (builtin.Options). For the tests of
+	// that fallback: no flag sets it.
+	RetProbes bool
 	// PollInterval bounds how long an event waits in the ring buffer
 	// before it is read (default 50ms).
 	PollInterval time.Duration

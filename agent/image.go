@@ -202,6 +202,7 @@ func (im *Image) compile(rt probes.Runtime) error {
 	if cfg.Builtin == nil || len(cfg.Builtin) > 0 {
 		opts := cfg.BuiltinOptions
 		opts.Propagate = cfg.Propagator != nil
+		opts.RetProbes = cfg.RetProbes
 		bps, reports, err := builtin.Resolve(im.bin, cfg.Builtin, opts, rt, uint32(len(im.probes)))
 		if err != nil {
 			return err
@@ -215,6 +216,11 @@ func (im *Image) compile(rt probes.Runtime) error {
 			}
 		}
 		im.probes = append(im.probes, bps...)
+		for _, p := range bps {
+			if p.EndFallback != "" {
+				im.log.Warn("call ends probed at the RETs, single-stepped on every call", "probe", p.Spec.Symbol, "reason", p.EndFallback)
+			}
+		}
 	}
 	im.nuser = len(im.probes)
 	if im.nuser == 0 {
@@ -251,7 +257,7 @@ func (im *Image) compile(rt probes.Runtime) error {
 		p.Completion = c
 	}
 	var err error
-	if im.rt, err = probes.CompileRuntime(im.bin, rt, probes.RuntimeOptions{RetGoCreate: cfg.RetGoCreate}); err != nil {
+	if im.rt, err = probes.CompileRuntime(im.bin, rt, probes.RuntimeOptions{RetGoCreate: cfg.RetProbes}); err != nil {
 		return err
 	}
 	if im.rt.GoCreateFallback != "" {
@@ -281,22 +287,6 @@ func (im *Image) attach(exe string) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", exe, err)
 	}
-	var entryOff, entryCookie, retOff, retCookie []uint64
-	for _, p := range im.probes {
-		base, err := im.bin.FileOffset(p.Func.Entry)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
-		}
-		entryOff = append(entryOff, base+p.Placement.Entry)
-		entryCookie = append(entryCookie, uint64(p.ID))
-		if p.Recipe.Inject {
-			continue // entry only, no call to follow
-		}
-		for _, r := range p.Placement.Returns {
-			retOff = append(retOff, base+r)
-			retCookie = append(retCookie, uint64(p.ID))
-		}
-	}
 	file := func(addrs ...uint64) ([]uint64, error) {
 		var offs []uint64
 		for _, a := range addrs {
@@ -307,6 +297,38 @@ func (im *Image) attach(exe string) error {
 			offs = append(offs, off)
 		}
 		return offs, nil
+	}
+	cookies := func(n int, id uint32) []uint64 {
+		cs := make([]uint64, n)
+		for i := range cs {
+			cs[i] = uint64(id)
+		}
+		return cs
+	}
+	var entryOff, entryCookie, retOff, retCookie, endOff, endCookie []uint64
+	for _, p := range im.probes {
+		base, err := im.bin.FileOffset(p.Func.Entry)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+		}
+		entryOff = append(entryOff, base+p.Placement.Entry)
+		entryCookie = append(entryCookie, uint64(p.ID))
+		if p.Recipe.Inject {
+			continue // entry only, no call to follow
+		}
+		if len(p.Ends) > 0 {
+			ends, err := file(p.Ends...)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
+			}
+			endOff = append(endOff, ends...)
+			endCookie = append(endCookie, cookies(len(ends), p.ID)...)
+			continue
+		}
+		for _, r := range p.Placement.Returns {
+			retOff = append(retOff, base+r)
+			retCookie = append(retCookie, uint64(p.ID))
+		}
 	}
 	createOff, err := file(im.rt.GoCreate...)
 	if err != nil {
@@ -328,13 +350,6 @@ func (im *Image) attach(exe string) error {
 	if err != nil {
 		return fmt.Errorf("runtime.gopanic: %w", err)
 	}
-	cookies := func(n int, id uint32) []uint64 {
-		cs := make([]uint64, n)
-		for i := range cs {
-			cs[i] = uint64(id)
-		}
-		return cs
-	}
 	im.attachMode = "uprobe"
 	if im.tracer.Multi {
 		im.attachMode = "uprobe_multi"
@@ -351,6 +366,7 @@ func (im *Image) attach(exe string) error {
 	}{
 		{im.tracer.EntryProgram(), entryOff, entryCookie},
 		{im.tracer.ReturnProgram(), retOff, retCookie},
+		{im.tracer.CallEndProgram(), endOff, endCookie},
 		// Go 1.19/1.20: before newproc1 runs, for its returns to pair with.
 		{im.tracer.GoCreateEntryProgram(), createEntryOff, cookies(len(createEntryOff), im.rtBase)},
 		{im.tracer.GoCreateProgram(), createOff, cookies(len(createOff), im.rtBase)},
@@ -479,12 +495,19 @@ func (im *Image) tick(now time.Time) {
 func (im *Image) Uprobes() int { return im.uprobes }
 
 // retFallbacks counts the hot-path probes on single-stepped RETs for want
-// of their emulated site: today goroutine creation's.
+// of their emulated site: goroutine creation's, and the built-in probes'
+// that have one (the http server's end).
 func (im *Image) retFallbacks() int {
+	n := 0
 	if im.rt.GoCreateFallback != "" {
-		return 1
+		n++
 	}
-	return 0
+	for _, p := range im.probes {
+		if p.EndFallback != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // Unattributed counts events read that belonged to no traced process.
@@ -605,7 +628,7 @@ func (im *Image) release() {
 // Programs returns the loaded BPF programs.
 func (im *Image) Programs() []*ebpf.Program {
 	t := im.tracer
-	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoCreateCallProgram(), t.GoExitProgram(), t.PanicProgram()}
+	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.CallEndProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoCreateCallProgram(), t.GoExitProgram(), t.PanicProgram()}
 }
 
 // loadBias finds where a PIE binary's text was mapped.

@@ -336,6 +336,11 @@ func (t *Tracer) EntryProgram() *ebpf.Program { return t.objs.TcEntry }
 // ReturnProgram is the program for RET instructions.
 func (t *Tracer) ReturnProgram() *ebpf.Program { return t.objs.TcReturn }
 
+// CallEndProgram is the program for a call's end in its caller, past the
+// callee's return (probes.Probe.Ends): it matches the call 8 bytes above
+// the SP it sees.
+func (t *Tracer) CallEndProgram() *ebpf.Program { return t.objs.TcCallEnd }
+
 // GoCreateProgram is the program for where runtime.newproc1's result is
 // in RAX: its RETs, or the return address in one of its callers.
 func (t *Tracer) GoCreateProgram() *ebpf.Program { return t.objs.TcGoCreate }

@@ -940,13 +940,22 @@ static __always_inline void trace_end(__u64 goid, __u64 depth)
 	}
 }
 
-SEC("uprobe.multi")
-int tc_return(struct pt_regs *ctx)
+// Where a call's end is seen: at the callee's RET, or in its caller, past
+// the return (a CALL there, which the kernel emulates where it single-steps
+// a RET, or the return address), where SP is above the return address that
+// the callee's entry and RET saw: the call's depth is 8 more than SP's.
+enum {
+	AT_RET = 0,
+	IN_CALLER = 8,
+};
+
+static __always_inline int call_end(struct pt_regs *ctx, __u64 adjust)
 {
 	struct hit h;
 	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
 	if (!r)
 		return 0;
+	h.call.depth += adjust;
 
 	struct call_val *open = bpf_map_lookup_elem(&calls, &h.call);
 	if (!open || open->probe != h.probe) {
@@ -962,6 +971,19 @@ int tc_return(struct pt_regs *ctx)
 	if (r->flags & RECIPE_ADOPT)
 		adopt(ctx, r, h.call.goid);
 	return 0;
+}
+
+SEC("uprobe.multi")
+int tc_return(struct pt_regs *ctx)
+{
+	return call_end(ctx, AT_RET);
+}
+
+// tc_call_end: a call's end in its caller (probes.EndInCallers).
+SEC("uprobe.multi")
+int tc_call_end(struct pt_regs *ctx)
+{
+	return call_end(ctx, IN_CALLER);
 }
 
 // The runtime probes: goroutine lineage and panics. They use the recipe of

@@ -149,6 +149,7 @@ const (
 	tracerMapRecipes          = "recipes"
 	tracerMapTpScratch        = "tp_scratch"
 	tracerMapTuples           = "tuples"
+	tracerProgTcCallEnd       = "tc_call_end"
 	tracerProgTcEntry         = "tc_entry"
 	tracerProgTcGoCreate      = "tc_go_create"
 	tracerProgTcGoCreateCall  = "tc_go_create_call"
@@ -205,6 +206,7 @@ type tracerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerProgramSpecs struct {
+	TcCallEnd       *ebpf.ProgramSpec `ebpf:"tc_call_end"`
 	TcEntry         *ebpf.ProgramSpec `ebpf:"tc_entry"`
 	TcGoCreate      *ebpf.ProgramSpec `ebpf:"tc_go_create"`
 	TcGoCreateCall  *ebpf.ProgramSpec `ebpf:"tc_go_create_call"`
@@ -312,6 +314,7 @@ type tracerVariables struct {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerPrograms struct {
+	TcCallEnd       *ebpf.Program `ebpf:"tc_call_end"`
 	TcEntry         *ebpf.Program `ebpf:"tc_entry"`
 	TcGoCreate      *ebpf.Program `ebpf:"tc_go_create"`
 	TcGoCreateCall  *ebpf.Program `ebpf:"tc_go_create_call"`
@@ -323,6 +326,7 @@ type tracerPrograms struct {
 
 func (p *tracerPrograms) Close() error {
 	return _TracerClose(
+		p.TcCallEnd,
 		p.TcEntry,
 		p.TcGoCreate,
 		p.TcGoCreateCall,

@@ -15,7 +15,7 @@ import (
 // goroutine creation is seen at runtime.newproc.func1's emulated CALL
 // runtime.runqput — that program runs, newproc1's RET program never does —
 // and gives the lineage TestGoroutineLineage checks; with the RET probes
-// forced (agent.Config.RetGoCreate) the same lineage comes from newproc1's
+// forced (agent.Config.RetProbes) the same lineage comes from newproc1's
 // RETs alone, and the session counts and logs the fallback.
 func TestGoroutineCreateSites(t *testing.T) {
 	// Program run counts, read from the session's stats.
@@ -29,7 +29,7 @@ func TestGoroutineCreateSites(t *testing.T) {
 			logs := &lockedBuffer{}
 			tg := startTarget(t, b.path)
 			ss := attachWith(t, tg.pid(), lineageYAML, func(c *agent.Config) {
-				c.RetGoCreate = forced
+				c.RetProbes = forced
 				c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 			})
 			tg.run(t, "fanout")

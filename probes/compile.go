@@ -49,6 +49,13 @@ type Probe struct {
 	// Outgoing marks a client probe whose request --propagate may carry
 	// the span's trace context in.
 	Outgoing bool
+	// Ends, when set, are where the return program goes instead of the
+	// RETs of Placement: sites in the callers (EndInCallers), addresses in
+	// the binary. EndSite names the main one ("F RET" on the RETs);
+	// EndFallback, for a probe that tried to leave its RETs, says why it
+	// stayed (logged once, counted in RetFallbacks).
+	Ends                 []uint64
+	EndSite, EndFallback string
 }
 
 // CapturedAttr is how one capture becomes an attribute.

@@ -170,6 +170,10 @@ type Options struct {
 	// Propagate (--propagate) adds the probe that hands outgoing HTTP/1
 	// requests to the socket programs.
 	Propagate bool
+	// RetProbes keeps the server span's end on ServeHTTP's RETs even
+	// where the emulated site in its caller is found. For the tests of
+	// that fallback.
+	RetProbes bool
 }
 
 // Resolve compiles the built-in sets named in sets (nil: every set) that

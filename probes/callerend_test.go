@@ -1,0 +1,146 @@
+package probes
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// httpOf is a synthetic net/http whose (*conn).serve calls ServeHTTP then,
+// straight after, hijacked, and whose initALPNRequest.ServeHTTP calls
+// ServeHTTP too; extra is appended as function 6.
+func httpOf(extra ...synthFunc) *Binary {
+	return synthBinary(append([]synthFunc{
+		fixed("net/http.serverHandler.ServeHTTP", twoRets...),                              // 1
+		fixed("net/http.(*conn).hijacked", ret...),                                         // 2
+		calling("net/http.(*conn).serve", frame, uint64(1), movCX1, uint64(2), unframeRet), // 3
+		calling("net/http.initALPNRequest.ServeHTTP", frame, uint64(1), unframeRet),        // 4
+		calling("main.main", frame, uint64(3), unframeRet),                                 // 5
+	}, extra...)...)
+}
+
+// serverProbe compiles the synthetic ServeHTTP's probe and moves its end
+// into its callers.
+func serverProbe(t *testing.T, b *Binary, force bool) *Probe {
+	t.Helper()
+	p, ok, err := NewProbe(b, "net/http.serverHandler.ServeHTTP", 0, Runtime{})
+	if err != nil || !ok {
+		t.Fatalf("NewProbe: %v %v", ok, err)
+	}
+	site, err := HTTPServeEndSite(b)
+	EndInCallers(b, p, "net/http.", site, err, force)
+	return p
+}
+
+func TestEndInCallers(t *testing.T) {
+	p := serverProbe(t, httpOf(), false)
+	// serve at 0x3000: PUSHQ BP, MOVQ SP, BP (4), CALL ServeHTTP (5),
+	// MOVL $1, CX (5): CALL hijacked at +0xe. initALPNRequest.ServeHTTP at
+	// 0x4000: the return address of its CALL at +4 is +9.
+	if want := []uint64{0x300e, 0x4009}; !slices.Equal(p.Ends, want) || p.EndFallback != "" {
+		t.Fatalf("ends %#x, fallback %q; want %#x, none", p.Ends, p.EndFallback, want)
+	}
+	if p.EndSite != "net/http.(*conn).serve+0xe CALL net/http.(*conn).hijacked" {
+		t.Errorf("end site %q", p.EndSite)
+	}
+}
+
+// TestEndInCallersFallback: where a caller's end cannot be seen, or when
+// forced, the probe stays on its RETs and says why.
+func TestEndInCallersFallback(t *testing.T) {
+	jmpTo1 := synthFunc{"net/http.(*serverHandler).ServeHTTP", func(entry uint64) []byte {
+		c := callRel32(entry, 0x1000)
+		c[0] = 0xe9 // JMP rel32
+		return c
+	}}
+	for _, tc := range []struct {
+		name   string
+		b      *Binary
+		force  bool
+		reason string
+	}{
+		{"forced", httpOf(), true, "forced"},
+		{"tail call", httpOf(jmpTo1), false, "tail call"},
+		{"no hijacked", synthBinary(
+			fixed("net/http.serverHandler.ServeHTTP", twoRets...),
+			fixed("net/http.(*conn).other", ret...),
+			calling("net/http.(*conn).serve", frame, uint64(1), uint64(2), unframeRet),
+		), false, "not (*conn).hijacked"},
+		{"branch between", synthBinary(
+			fixed("net/http.serverHandler.ServeHTTP", twoRets...),
+			fixed("net/http.(*conn).hijacked", ret...),
+			calling("net/http.(*conn).serve", frame, uint64(1), []byte{0x74, 0x00}, uint64(2), unframeRet), // JEQ +0
+		), false, "between the calls"},
+		{"called twice", synthBinary(
+			fixed("net/http.serverHandler.ServeHTTP", twoRets...),
+			fixed("net/http.(*conn).hijacked", ret...),
+			calling("net/http.(*conn).serve", frame, uint64(1), uint64(2), uint64(1), unframeRet),
+		), false, "2 times"},
+	} {
+		p := serverProbe(t, tc.b, tc.force)
+		if len(p.Ends) != 0 || !strings.Contains(p.EndFallback, tc.reason) || p.EndSite != "net/http.serverHandler.ServeHTTP RET" {
+			t.Errorf("%s: ends %#x at %q, fallback %q; want the RETs, a reason with %q", tc.name, p.Ends, p.EndSite, p.EndFallback, tc.reason)
+		}
+		if len(p.Placement.Returns) != 2 {
+			t.Errorf("%s: RETs %#x, want both", tc.name, p.Placement.Returns)
+		}
+	}
+}
+
+// TestEndInCallersEveryRelease: in the net/http server every supported
+// release builds, the server span ends at HTTPServeEndSite's CALL and at
+// the return address of every other direct CALL of ServeHTTP, each just
+// past a CALL serverHandler.ServeHTTP in net/http.
+func TestEndInCallersEveryRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program with every supported Go release")
+	}
+	for _, tc := range supportedToolchains {
+		t.Run(tc, func(t *testing.T) {
+			b, err := Open(siteBinary(t, tc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			p := serverProbe(t, b, false)
+			if p.EndFallback != "" {
+				t.Fatalf("fallback: %s", p.EndFallback)
+			}
+			site, err := HTTPServeEndSite(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Ends) < 2 || p.Ends[0] != site.Func.Entry+site.Off {
+				t.Fatalf("ends %#x, want the site %#x first and initALPNRequest's return", p.Ends, site.Func.Entry+site.Off)
+			}
+			var in []string
+			for _, a := range p.Ends[1:] {
+				name, ok := b.funcOf(a)
+				if !ok || !strings.HasPrefix(name, "net/http.") || name == site.Func.Name {
+					t.Fatalf("end %#x in %q", a, name)
+				}
+				fn, _ := b.Func(name)
+				checkCall(t, b, Site{Func: fn, Off: a - 5 - fn.Entry, Callee: "net/http.serverHandler.ServeHTTP"}, "net/http.serverHandler.ServeHTTP")
+				in = append(in, name)
+			}
+			if !slices.Contains(in, "net/http.initALPNRequest.ServeHTTP") {
+				t.Errorf("ends in %v, want initALPNRequest.ServeHTTP among them", in)
+			}
+			forced := serverProbe(t, b, true)
+			if len(forced.Ends) != 0 || forced.EndFallback == "" {
+				t.Fatalf("forced: ends %#x, fallback %q", forced.Ends, forced.EndFallback)
+			}
+			t.Logf("%s; also %v", p.EndSite, in)
+		})
+	}
+}
+
+// funcOf names the function holding addr.
+func (b *Binary) funcOf(addr uint64) (string, bool) {
+	for name, fn := range b.funcs {
+		if addr > fn.Entry && addr < fn.End {
+			return name, true
+		}
+	}
+	return "", false
+}

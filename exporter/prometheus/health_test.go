@@ -41,7 +41,7 @@ tcagent_events_read_total{pid="42",service="svc"} 9
 # HELP tcagent_open_calls Traced calls open now.
 # TYPE tcagent_open_calls gauge
 tcagent_open_calls{pid="42",service="svc"} 6
-# HELP tcagent_ret_fallback_probes Hot-path probes (goroutine creation) left on single-stepped RET instructions because their emulated call site was not found in the binary (the agent's log says why).
+# HELP tcagent_ret_fallback_probes Hot-path probes (goroutine creation, the net/http server span's end) left on single-stepped RET instructions because their emulated call site was not found in the binary (the agent's log says why).
 # TYPE tcagent_ret_fallback_probes gauge
 tcagent_ret_fallback_probes{pid="42",service="svc"} 1
 # HELP tcagent_spans_exported_total Spans the exporter accepted.

@@ -249,7 +249,7 @@ var (
 	badContext         = desc("tcagent_trace_context_invalid_total", "Incoming traceparent/tracestate headers ignored as malformed or oversized.", "service", "pid")
 	probesFailed       = desc("tcagent_probes_failed", "Built-in probe sets that apply to the binary but could not be attached (see the agent's log).", "service", "pid")
 	uprobes            = desc("tcagent_uprobes_attached", "Uprobe offsets attached (entries, returns and runtime probes).", "service", "pid")
-	retFallbacks       = desc("tcagent_ret_fallback_probes", "Hot-path probes (goroutine creation) left on single-stepped RET instructions because their emulated call site was not found in the binary (the agent's log says why).", "service", "pid")
+	retFallbacks       = desc("tcagent_ret_fallback_probes", "Hot-path probes (goroutine creation, the net/http server span's end) left on single-stepped RET instructions because their emulated call site was not found in the binary (the agent's log says why).", "service", "pid")
 	progRuns           = desc("tcagent_bpf_program_runs_total", "Runs of each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
 	progTime           = desc("tcagent_bpf_program_run_seconds_total", "Time spent in each BPF program (needs kernel.bpf_stats_enabled=1).", "service", "pid", "program")
 	spansExported      = desc("tcagent_spans_exported_total", "Spans the exporter accepted.")

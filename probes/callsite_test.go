@@ -2,15 +2,10 @@ package probes
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/arch/x86/x86asm"
-
-	"github.com/tcagent/tcagent/internal/gotoolchain"
 )
 
 // callRel32 encodes CALL rel32 at address at to target.
@@ -90,43 +85,11 @@ func TestCarries(t *testing.T) {
 	}
 }
 
-var (
-	siteMu   sync.Mutex
-	siteDir  string
-	siteBins = map[string]string{}
-)
-
 // siteBinary builds (once per test binary) a net/http server that starts
-// goroutines, as every release's toolchain makes it with args added to go
-// build; the build cache makes later runs quick.
+// goroutines, as toolchain makes it with args added to go build.
 func siteBinary(t *testing.T, toolchain string, args ...string) string {
 	t.Helper()
-	siteMu.Lock()
-	defer siteMu.Unlock()
-	key := toolchain + " " + strings.Join(args, " ")
-	if p, ok := siteBins[key]; ok {
-		return p
-	}
-	if siteDir == "" {
-		d, err := os.MkdirTemp("", "tcagent-sitebins-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		siteDir = d
-		src := "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\nfunc main() {\n\tif len(os.Args) > 5 {\n\t\thttp.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {\n\t\t\tgo w.Write(nil)\n\t\t}))\n\t}\n}\n"
-		if err := os.WriteFile(filepath.Join(d, "main.go"), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "go.mod"), []byte("module site\n\ngo 1.19\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(siteDir, strings.NewReplacer(" ", "_", "=", "_", "/", "_").Replace(key))
-	if err := gotoolchain.Build(toolchain, siteDir, bin, filepath.Join(siteDir, "modcache"), append(args, ".")...); err != nil {
-		t.Fatal(err)
-	}
-	siteBins[key] = bin
-	return bin
+	return program(t, "site", "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\nfunc main() {\n\tif len(os.Args) > 5 {\n\t\thttp.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {\n\t\t\tgo w.Write(nil)\n\t\t}))\n\t}\n}\n", toolchain, args...)
 }
 
 // checkCall asserts that the instruction at s is a direct CALL to callee.

@@ -3,14 +3,10 @@ package probes
 import (
 	"bytes"
 	"debug/elf"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
-
-	"github.com/tcagent/tcagent/internal/gotoolchain"
 )
 
 // synthBinary lays the functions' code out one per 0x1000 bytes from
@@ -243,18 +239,8 @@ func TestGoCreateCoroutines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program")
 	}
-	d := t.TempDir()
-	src := "package main\n\nimport (\n\t\"fmt\"\n\t\"iter\"\n\t\"slices\"\n)\n\nfunc main() {\n\tnext, stop := iter.Pull(slices.Values([]int{1, 2}))\n\tdefer stop()\n\tfmt.Println(next())\n}\n"
-	if err := os.WriteFile(filepath.Join(d, "main.go"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "go.mod"), []byte("module coro\n\ngo 1.23\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(d, "coro")
-	if err := gotoolchain.Build(supportedToolchains[len(supportedToolchains)-1], d, bin, filepath.Join(d, "modcache"), "."); err != nil {
-		t.Fatal(err)
-	}
+	// iter needs Go 1.23; the module's go line (1.19) lets the newest build it.
+	bin := program(t, "coro", "package main\n\nimport (\n\t\"fmt\"\n\t\"iter\"\n\t\"slices\"\n)\n\nfunc main() {\n\tnext, stop := iter.Pull(slices.Values([]int{1, 2}))\n\tdefer stop()\n\tfmt.Println(next())\n}\n", supportedToolchains[len(supportedToolchains)-1])
 	b, err := Open(bin)
 	if err != nil {
 		t.Fatal(err)

@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/arch/x86/x86asm"
-
-	"github.com/tcagent/tcagent/internal/gotoolchain"
 )
 
 // supportedToolchains are the newest patch of every release the agent
@@ -18,43 +14,11 @@ import (
 var supportedToolchains = []string{"go1.19.13", "go1.20.14", "go1.21.13", "go1.22.12", "go1.23.12",
 	"go1.24.13", "go1.25.8", "go1.26.8", "go1.27.0", "go1.27.3"}
 
-var (
-	refMu   sync.Mutex
-	refDir  string
-	refBins = map[string]string{}
-)
-
 // refBinary builds (once per test binary) a small program that starts a
-// goroutine with toolchain, with args added to go build, and returns its
-// path (gotoolchain.Build, with a module cache of its own).
+// goroutine with toolchain, with args added to go build.
 func refBinary(t *testing.T, toolchain string, args ...string) string {
 	t.Helper()
-	refMu.Lock()
-	defer refMu.Unlock()
-	key := toolchain + " " + strings.Join(args, " ")
-	if p, ok := refBins[key]; ok {
-		return p
-	}
-	if refDir == "" {
-		d, err := os.MkdirTemp("", "tcagent-refbins-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		refDir = d
-		src := "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tdone := make(chan int)\n\tgo func() { done <- 1 }()\n\tfmt.Println(<-done)\n}\n"
-		if err := os.WriteFile(filepath.Join(d, "main.go"), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "go.mod"), []byte("module ref\n\ngo 1.19\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(refDir, strings.NewReplacer(" ", "_", "=", "_", "/", "_").Replace(key))
-	if err := gotoolchain.Build(toolchain, refDir, bin, filepath.Join(refDir, "modcache"), append(args, ".")...); err != nil {
-		t.Fatal(err)
-	}
-	refBins[key] = bin
-	return bin
+	return program(t, "ref", "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tdone := make(chan int)\n\tgo func() { done <- 1 }()\n\tfmt.Println(<-done)\n}\n", toolchain, args...)
 }
 
 // TestGFromCode recovers runtime.g's offsets from the machine code of

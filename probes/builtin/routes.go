@@ -1,0 +1,161 @@
+package builtin
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// The role and capture keys of the routes set: its span side
+// (binder/semconv/routes.go) reads the captures under these keys and puts
+// the router's matched route on the enclosing http.server span. The role's
+// Arg names the router (one of the Router* names), whose syntax the span
+// side composes the route by.
+const (
+	RoleHTTPRoute = "http.route"
+
+	RouterGin, RouterChi, RouterEcho, RouterMux = "gin", "chi", "echo", "gorilla/mux"
+
+	RouteTemplate = "route"    // gin's fullPath, echo's path, gorilla/mux's path template, chi's routePattern
+	RouteCtxType  = "ctx_type" // the type word of the context a pool gets back (gin, echo)
+	RoutePatterns = "patterns" // chi: how many route patterns the request's Context holds
+	RouteOuter    = "outer"    // chi: the first of them, the outermost router's
+	ginPkg        = "github.com/gin-gonic/gin"
+	chiPkg        = "github.com/go-chi/chi/v5"
+	echoPkg       = "github.com/labstack/echo/v4"
+	muxPkg        = "github.com/gorilla/mux"
+)
+
+// Each router's route is read at a direct CALL its own code makes after
+// the match, with the router's state in that call's argument registers:
+// the kernel emulates a probe on a CALL, where a RET probe (after the
+// match function returned) is single-stepped. The probe opens no span.
+//
+//   - gin: (*Engine).ServeHTTP returns its *Context to the pool,
+//     engine.pool.Put(c), after handleHTTPRequest: c (x's data word, RCX)
+//     still holds fullPath, the matched route, "" when none matched (the
+//     pool's next Get resets it). A panic no gin recovery stops never
+//     gets there: that request has no route.
+//   - echo v4: (*Echo).ServeHTTP puts its *context back the same way after
+//     the handler chain: c.path is the route Find matched ("" when none).
+//   - chi: (*Mux).routeHTTP, once FindRoute found the handler, calls
+//     setPathValue(rctx, r) (v5.2.x) or rctx.RoutePattern() (later): rctx
+//     in RAX, its routePattern this router's pattern, appended to
+//     RoutePatterns. A router mounted in another passes there again, one
+//     pattern more: the route of two nested routers is read whole, a
+//     deeper one's is not (the span side says so).
+//   - gorilla/mux (v1.7.4 on): (*Router).ServeHTTP, when Match found a
+//     route, calls requestWithRoute(req, match.Route): the *Route in RBX,
+//     whose path template (regexp.path.template) is the route.
+const (
+	regPoolData = 2 // sync.(*Pool).Put(p, x any): x's type in RBX, data in RCX
+	regPoolType = 1
+	regChiCtx   = 0
+	regMuxRoute = 1
+)
+
+// router says where one router's route is read.
+type router struct {
+	name, caller string
+	callees      []string // the first the caller calls directly is the site
+	fields       []string
+	capture      func(p *probes.Probe, offs []uint16)
+	typeName     string // the type the pool hands back, "" for none
+}
+
+var routers = []router{
+	{RouterGin, ginPkg + ".(*Engine).ServeHTTP", []string{"sync.(*Pool).Put"}, []string{ginPkg + ".Context.fullPath"},
+		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*gin.Context"},
+	{RouterEcho, echoPkg + ".(*Echo).ServeHTTP", []string{"sync.(*Pool).Put"}, []string{echoPkg + ".context.path"},
+		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*echo.context"},
+	{RouterChi, chiPkg + ".(*Mux).routeHTTP", []string{chiPkg + ".setPathValue", chiPkg + ".(*Context).RoutePattern"},
+		[]string{chiPkg + ".Context.RoutePatterns", chiPkg + ".Context.routePattern"}, func(p *probes.Probe, o []uint16) {
+			// This router's pattern (routePattern), how many the routers
+			// it is mounted in added before it, and the outermost's:
+			// every read stays within the slice's length (a pooled
+			// Context keeps stale strings past it, and a fresh one has
+			// nothing there).
+			capture(p, false, RoutePatterns, field(regChiCtx, 8, o[0]+8))
+			capture(p, false, RouteTemplate, field(regChiCtx, 0, o[1]))
+			capture(p, false, RouteOuter, field(regChiCtx, 0, o[0], 0))
+		}, ""},
+	{RouterMux, muxPkg + ".(*Router).ServeHTTP", []string{muxPkg + ".requestWithRoute"},
+		[]string{muxPkg + ".Route.routeConf", muxPkg + ".routeConf.regexp", muxPkg + ".routeRegexpGroup.path", muxPkg + ".routeRegexp.template"},
+		func(p *probes.Probe, o []uint16) {
+			// Route embeds routeConf, which holds the routeRegexpGroup
+			// by value; its path is a *routeRegexp.
+			capture(p, false, RouteTemplate, field(regMuxRoute, 0, o[0]+o[1]+o[2], o[3]))
+		}, ""},
+}
+
+// routesProbes places one probe per router the binary uses. A router whose
+// site or fields cannot be found is left out and said so in the report;
+// the others still apply.
+func routesProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+	var out []*probes.Probe
+	var missing []string
+	for _, r := range routers {
+		if !hasFunc(b, r.caller) {
+			continue // not used
+		}
+		ps, err := routeProbes(b, o, r, rt, id+uint32(len(out)))
+		if err != nil {
+			missing = append(missing, r.name+": "+err.Error())
+			continue
+		}
+		out = append(out, ps...)
+	}
+	if len(missing) > 0 {
+		if len(out) == 0 {
+			return nil, errors.New(strings.Join(missing, "; "))
+		}
+		o.partial = "no route from " + strings.Join(missing, "; ")
+	}
+	return out, nil
+}
+
+func routeProbes(b *probes.Binary, o *offsets, r router, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+	offs := make([]uint16, len(r.fields))
+	for i, f := range r.fields {
+		off, err := o.must(f)
+		if err != nil {
+			return nil, err
+		}
+		offs[i] = off
+	}
+	var sites []probes.Site
+	var err error
+	for _, callee := range r.callees {
+		if sites, err = probes.CallSites(b, r.caller, callee); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*probes.Probe
+	for _, s := range sites {
+		p := probes.NewSiteProbe(s, id+uint32(len(out)), rt)
+		r.capture(p, offs)
+		if r.typeName != "" {
+			capture(p, false, RouteCtxType, bpf.Capture{Kind: bpf.CapReg, Reg: regPoolType, Size: 8})
+		}
+		p.Spec.Name = RoleHTTPRoute
+		p.Role = probes.Role{Kind: probes.RoleEnrich, Name: RoleHTTPRoute, Arg: r.name}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// RouteCtxTypeOf is the type the routes set's probe for router checks its
+// captured context against ("" when it reads no pooled context).
+func RouteCtxTypeOf(name string) string {
+	for _, r := range routers {
+		if r.name == name {
+			return r.typeName
+		}
+	}
+	return ""
+}

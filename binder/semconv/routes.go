@@ -60,7 +60,7 @@ func routeAttr(router string, r raw) (attribute.KeyValue, bool) {
 		return u, true
 	}
 	route, _ := r.str(builtin.RouteTemplate)
-	if router == builtin.RouterChi {
+	if router == builtin.RouterChi && route != "" { // "": the innermost router matched nothing
 		n, _ := r.int(builtin.RoutePatterns)
 		switch {
 		case n > 2:

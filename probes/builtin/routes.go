@@ -19,7 +19,7 @@ const (
 	RouterGin, RouterChi, RouterEcho, RouterMux = "gin", "chi", "echo", "gorilla/mux"
 
 	RouteTemplate = "route"    // gin's fullPath, echo's path, gorilla/mux's path template, chi's routePattern
-	RouteCtxType  = "ctx_type" // the type word of the context a pool gets back (gin, echo)
+	RouteCtxType  = "ctx_type" // the type word of the context given back to a pool (gin, echo, chi)
 	RoutePatterns = "patterns" // chi: how many route patterns the request's Context holds
 	RouteOuter    = "outer"    // chi: the first of them, the outermost router's
 	ginPkg        = "github.com/gin-gonic/gin"
@@ -40,48 +40,46 @@ const (
 //     gets there: that request has no route.
 //   - echo v4: (*Echo).ServeHTTP puts its *context back the same way after
 //     the handler chain: c.path is the route Find matched ("" when none).
-//   - chi: (*Mux).routeHTTP, once FindRoute found the handler, calls
-//     setPathValue(rctx, r) (v5.2.x) or rctx.RoutePattern() (later): rctx
-//     in RAX, its routePattern this router's pattern, appended to
-//     RoutePatterns. A router mounted in another passes there again, one
-//     pattern more: the route of two nested routers is read whole, a
-//     deeper one's is not (the span side says so).
+//   - chi: the top (*Mux).ServeHTTP puts its *Context back the same way
+//     after the routers below it ran: RoutePatterns holds the pattern
+//     each router (a mounted one too) matched, routePattern the
+//     innermost's, "" when the innermost router matched nothing. The
+//     route of up to two nested routers is read whole, a deeper one's is
+//     not (the span side says so).
 //   - gorilla/mux (v1.7.4 on): (*Router).ServeHTTP, when Match found a
 //     route, calls requestWithRoute(req, match.Route): the *Route in RBX,
 //     whose path template (regexp.path.template) is the route.
 const (
 	regPoolData = 2 // sync.(*Pool).Put(p, x any): x's type in RBX, data in RCX
 	regPoolType = 1
-	regChiCtx   = 0
-	regMuxRoute = 1
+	regMuxRoute = 1 // requestWithRoute(r, route): route in RBX
 )
 
 // router says where one router's route is read.
 type router struct {
 	name, caller string
-	callees      []string // the first the caller calls directly is the site
+	callee       string // the caller's direct CALLs to it are the sites
 	fields       []string
 	capture      func(p *probes.Probe, offs []uint16)
 	typeName     string // the type the pool hands back, "" for none
 }
 
 var routers = []router{
-	{RouterGin, ginPkg + ".(*Engine).ServeHTTP", []string{"sync.(*Pool).Put"}, []string{ginPkg + ".Context.fullPath"},
+	{RouterGin, ginPkg + ".(*Engine).ServeHTTP", "sync.(*Pool).Put", []string{ginPkg + ".Context.fullPath"},
 		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*gin.Context"},
-	{RouterEcho, echoPkg + ".(*Echo).ServeHTTP", []string{"sync.(*Pool).Put"}, []string{echoPkg + ".context.path"},
+	{RouterEcho, echoPkg + ".(*Echo).ServeHTTP", "sync.(*Pool).Put", []string{echoPkg + ".context.path"},
 		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*echo.context"},
-	{RouterChi, chiPkg + ".(*Mux).routeHTTP", []string{chiPkg + ".setPathValue", chiPkg + ".(*Context).RoutePattern"},
+	{RouterChi, chiPkg + ".(*Mux).ServeHTTP", "sync.(*Pool).Put",
 		[]string{chiPkg + ".Context.RoutePatterns", chiPkg + ".Context.routePattern"}, func(p *probes.Probe, o []uint16) {
-			// This router's pattern (routePattern), how many the routers
-			// it is mounted in added before it, and the outermost's:
-			// every read stays within the slice's length (a pooled
-			// Context keeps stale strings past it, and a fresh one has
-			// nothing there).
-			capture(p, false, RoutePatterns, field(regChiCtx, 8, o[0]+8))
-			capture(p, false, RouteTemplate, field(regChiCtx, 0, o[1]))
-			capture(p, false, RouteOuter, field(regChiCtx, 0, o[0], 0))
-		}, ""},
-	{RouterMux, muxPkg + ".(*Router).ServeHTTP", []string{muxPkg + ".requestWithRoute"},
+			// How many patterns the routers matched, the innermost's
+			// (routePattern) and the outermost's: every read stays
+			// within the slice's length (a pooled Context keeps stale
+			// strings past it, and a fresh one has nothing there).
+			capture(p, false, RoutePatterns, field(regPoolData, 8, o[0]+8))
+			capture(p, false, RouteTemplate, field(regPoolData, 0, o[1]))
+			capture(p, false, RouteOuter, field(regPoolData, 0, o[0], 0))
+		}, "*chi.Context"},
+	{RouterMux, muxPkg + ".(*Router).ServeHTTP", muxPkg + ".requestWithRoute",
 		[]string{muxPkg + ".Route.routeConf", muxPkg + ".routeConf.regexp", muxPkg + ".routeRegexpGroup.path", muxPkg + ".routeRegexp.template"},
 		func(p *probes.Probe, o []uint16) {
 			// Route embeds routeConf, which holds the routeRegexpGroup
@@ -125,13 +123,7 @@ func routeProbes(b *probes.Binary, o *offsets, r router, rt probes.Runtime, id u
 		}
 		offs[i] = off
 	}
-	var sites []probes.Site
-	var err error
-	for _, callee := range r.callees {
-		if sites, err = probes.CallSites(b, r.caller, callee); err == nil {
-			break
-		}
-	}
+	sites, err := probes.CallSites(b, r.caller, r.callee)
 	if err != nil {
 		return nil, err
 	}

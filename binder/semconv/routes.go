@@ -14,7 +14,7 @@ import (
 
 // routerModules are the modules the routes set reads: a binary that links
 // none has no router's route to prefer over ServeMux's pattern.
-var routerModules = []string{"github.com/gin-gonic/gin", "github.com/go-chi/chi/v5", "github.com/labstack/echo/v4", "github.com/gorilla/mux"}
+var routerModules = []string{"github.com/gin-gonic/gin", "github.com/go-chi/chi/v5", "github.com/labstack/echo/v4", "github.com/labstack/echo/v5", "github.com/gorilla/mux"}
 
 func linksRouter(b *probes.Binary) bool {
 	for _, m := range b.Modules {

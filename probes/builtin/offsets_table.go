@@ -451,6 +451,27 @@ var moduleOffsetsTable = map[string]map[string]int64{
 	"github.com/labstack/echo/v4@v4.16.6": {
 		"github.com/labstack/echo/v4.context.path": 88,
 	},
+	"github.com/labstack/echo/v5@v5.3.1": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.2": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.3": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.4": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.5": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.6": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.7": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
 	"github.com/redis/go-redis/v9@v9.0.0": {
 		"github.com/redis/go-redis/v9.Options.Addr":   16,
 		"github.com/redis/go-redis/v9.baseClient.opt": 0,

@@ -16,7 +16,7 @@ import (
 const (
 	RoleHTTPRoute = "http.route"
 
-	RouterGin, RouterChi, RouterEcho, RouterMux = "gin", "chi", "echo", "gorilla/mux"
+	RouterGin, RouterChi, RouterEcho, RouterEcho5, RouterMux = "gin", "chi", "echo", "echo/v5", "gorilla/mux"
 
 	RouteTemplate = "route"    // gin's fullPath, echo's path, gorilla/mux's path template, chi's routePattern
 	RouteCtxType  = "ctx_type" // the type word of the context given back to a pool (gin, echo, chi)
@@ -25,6 +25,7 @@ const (
 	ginPkg        = "github.com/gin-gonic/gin"
 	chiPkg        = "github.com/go-chi/chi/v5"
 	echoPkg       = "github.com/labstack/echo/v4"
+	echo5Pkg      = "github.com/labstack/echo/v5"
 	muxPkg        = "github.com/gorilla/mux"
 )
 
@@ -40,6 +41,9 @@ const (
 //     gets there: that request has no route.
 //   - echo v4: (*Echo).ServeHTTP puts its *context back the same way after
 //     the handler chain: c.path is the route Find matched ("" when none).
+//   - echo v5: (*Echo).serveHTTP defers that Put, which Go compiles into
+//     its deferwrap1 closure: there the route is read on every return,
+//     a panic's unwinding too.
 //   - chi: the top (*Mux).ServeHTTP puts its *Context back the same way
 //     after the routers below it ran: RoutePatterns holds the pattern
 //     each router (a mounted one too) matched, routePattern the
@@ -69,6 +73,8 @@ var routers = []router{
 		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*gin.Context"},
 	{RouterEcho, echoPkg + ".(*Echo).ServeHTTP", "sync.(*Pool).Put", []string{echoPkg + ".context.path"},
 		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*echo.context"},
+	{RouterEcho5, echo5Pkg + ".(*Echo).serveHTTP.deferwrap1", "sync.(*Pool).Put", []string{echo5Pkg + ".Context.path"},
+		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*echo.Context"},
 	{RouterChi, chiPkg + ".(*Mux).ServeHTTP", "sync.(*Pool).Put",
 		[]string{chiPkg + ".Context.RoutePatterns", chiPkg + ".Context.routePattern"}, func(p *probes.Probe, o []uint16) {
 			// How many patterns the routers matched, the innermost's

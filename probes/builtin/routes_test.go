@@ -18,8 +18,9 @@ import (
 func TestRouterCaptures(t *testing.T) {
 	offs := []uint16{10, 20, 30, 40}
 	want := map[string][]bpf.Capture{
-		RouterGin:  {{Kind: bpf.CapPath, Reg: 2, Hops: []uint16{}, Field: 10}},
-		RouterEcho: {{Kind: bpf.CapPath, Reg: 2, Hops: []uint16{}, Field: 10}},
+		RouterGin:   {{Kind: bpf.CapPath, Reg: 2, Hops: []uint16{}, Field: 10}},
+		RouterEcho:  {{Kind: bpf.CapPath, Reg: 2, Hops: []uint16{}, Field: 10}},
+		RouterEcho5: {{Kind: bpf.CapPath, Reg: 2, Hops: []uint16{}, Field: 10}},
 		RouterChi: {{Kind: bpf.CapPath, Reg: 2, Hops: []uint16{}, Field: 18, Size: 8},
 			{Kind: bpf.CapPath, Reg: 2, Hops: []uint16{}, Field: 20}, {Kind: bpf.CapPath, Reg: 2, Hops: []uint16{10}, Field: 0, Slot: 1}},
 		RouterMux: {{Kind: bpf.CapPath, Reg: 1, Hops: []uint16{60}, Field: 40}},

@@ -94,6 +94,7 @@ var modules = []struct {
 		"github.com/go-chi/chi/v5.Context.RoutePatterns", "github.com/go-chi/chi/v5.Context.routePattern",
 	}},
 	{"github.com/labstack/echo/v4", "reference-echo", "v4.13.4", []string{"github.com/labstack/echo/v4.context.path"}},
+	{"github.com/labstack/echo/v5", "reference-echo5", "v5.3.1", []string{"github.com/labstack/echo/v5.Context.path"}},
 	{"github.com/gorilla/mux", "reference-mux", "v1.7.4", []string{
 		"github.com/gorilla/mux.Route.routeConf", "github.com/gorilla/mux.routeConf.regexp",
 		"github.com/gorilla/mux.routeRegexpGroup.path", "github.com/gorilla/mux.routeRegexp.template",

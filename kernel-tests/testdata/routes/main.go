@@ -1,6 +1,6 @@
 // Command routesfixture serves one parameterised route, a panicking route
 // and nothing else with each router the routes set reads (gin, chi, echo
-// v4, gorilla/mux), each on its own listener, plus gin behind a ServeMux
+// v4 and, built by Go 1.25 on, v5, gorilla/mux), each on its own listener, plus gin behind a ServeMux
 // catch-all "/" (whose pattern must not win over gin's route). Each command
 // on stdin names a router: the fixture sends that router's requests to
 // itself — a matched route, an unmatched path, a panicking handler — and
@@ -26,6 +26,7 @@ import (
 
 func ginEngine() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
+	gin.DefaultErrorWriter = io.Discard
 	r := gin.New()
 	r.Use(gin.CustomRecovery(func(c *gin.Context, _ any) { c.AbortWithStatus(http.StatusInternalServerError) }))
 	r.GET("/users/:id", func(c *gin.Context) { c.String(http.StatusOK, "user "+c.Param("id")) })
@@ -47,7 +48,8 @@ func chiRouter() http.Handler {
 func echoServer() http.Handler {
 	e := echo.New()
 	e.HideBanner = true
-	e.Use(echomw.Recover())
+	e.Logger.SetOutput(io.Discard) // stdout answers the test
+	e.Use(echomw.RecoverWithConfig(echomw.RecoverConfig{DisablePrintStack: true}))
 	e.GET("/users/:id", func(c echo.Context) error { return c.String(http.StatusOK, "user "+c.Param("id")) })
 	e.GET("/panic", func(echo.Context) error { panic("echo handler") })
 	return e
@@ -60,6 +62,9 @@ func gorillaRouter() http.Handler {
 	r.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("mux handler") })
 	return r
 }
+
+// extra are the routers only some builds link (echo5.go), by command.
+var extra = map[string]func() http.Handler{}
 
 // serve serves h on a new listener and returns its base URL.
 func serve(h http.Handler) string {
@@ -80,12 +85,18 @@ func main() {
 		"gin": serve(ginEngine()), "chi": serve(chiRouter()), "echo": serve(echoServer()),
 		"mux": serve(gorillaRouter()), "outer": serve(outer),
 	}
+	for cmd, h := range extra {
+		base[cmd] = serve(h())
+	}
 	paths := map[string][]string{
 		"gin":   {"/users/7", "/nope", "/panic"},
 		"chi":   {"/users/7", "/api/items/3", "/nope", "/panic"},
 		"echo":  {"/users/7", "/nope", "/panic"},
 		"mux":   {"/users/7", "/nope", "/panic"},
 		"outer": {"/users/7"},
+	}
+	if _, ok := extra["echo5"]; ok {
+		paths["echo5"] = paths["echo"]
 	}
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	fmt.Println("ready")

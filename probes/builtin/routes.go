@@ -68,13 +68,19 @@ type router struct {
 	typeName     string // the type the pool hands back, "" for none
 }
 
+// pooledRoute reads the route, a string field of the context given back to
+// a pool.
+func pooledRoute(p *probes.Probe, o []uint16) {
+	capture(p, false, RouteTemplate, field(regPoolData, 0, o[0]))
+}
+
 var routers = []router{
 	{RouterGin, ginPkg + ".(*Engine).ServeHTTP", "sync.(*Pool).Put", []string{ginPkg + ".Context.fullPath"},
-		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*gin.Context"},
+		pooledRoute, "*gin.Context"},
 	{RouterEcho, echoPkg + ".(*Echo).ServeHTTP", "sync.(*Pool).Put", []string{echoPkg + ".context.path"},
-		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*echo.context"},
+		pooledRoute, "*echo.context"},
 	{RouterEcho5, echo5Pkg + ".(*Echo).serveHTTP.deferwrap1", "sync.(*Pool).Put", []string{echo5Pkg + ".Context.path"},
-		func(p *probes.Probe, o []uint16) { capture(p, false, RouteTemplate, field(regPoolData, 0, o[0])) }, "*echo.Context"},
+		pooledRoute, "*echo.Context"},
 	{RouterChi, chiPkg + ".(*Mux).ServeHTTP", "sync.(*Pool).Put",
 		[]string{chiPkg + ".Context.RoutePatterns", chiPkg + ".Context.routePattern"}, func(p *probes.Probe, o []uint16) {
 			// How many patterns the routers matched, the innermost's

@@ -132,11 +132,13 @@ func run(toolchains []string, rounds int, d time.Duration, churnN int, before, s
 	for _, r := range httpRows {
 		fmt.Println(r)
 	}
-	fmt.Println()
-	fmt.Println("| churn target | mode | ns per go statement | vs untraced |")
-	fmt.Println("|---|---|---|---|")
-	for _, r := range churnRows {
-		fmt.Println(r)
+	if len(churnRows) > 0 {
+		fmt.Println()
+		fmt.Println("| churn target | mode | ns per go statement | vs untraced |")
+		fmt.Println("|---|---|---|---|")
+		for _, r := range churnRows {
+			fmt.Println(r)
+		}
 	}
 	load, _ = os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nload average after: %s\n", strings.Join(strings.Fields(string(load))[:3], " "))

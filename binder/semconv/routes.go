@@ -12,21 +12,6 @@ import (
 	"github.com/tcagent/tcagent/probes/builtin"
 )
 
-// routerModules are the modules the routes set reads: a binary that links
-// none has no router's route to prefer over ServeMux's pattern.
-var routerModules = []string{"github.com/gin-gonic/gin", "github.com/go-chi/chi/v5", "github.com/labstack/echo/v4", "github.com/labstack/echo/v5", "github.com/gorilla/mux"}
-
-func linksRouter(b *probes.Binary) bool {
-	for _, m := range b.Modules {
-		for _, r := range routerModules {
-			if m.Path == r {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // enrichRoute puts the route a router matched on the http.server span
 // enclosing it, as http.route; the server span's end names the span by it
 // (serverShape.End), in preference to a ServeMux pattern, which for a

@@ -32,7 +32,7 @@ type Side struct {
 	// dbSystem is db.system.name by the driver modules the binary links,
 	// for statements whose driver type says nothing.
 	dbSystem string
-	// routed is set when the binary links a router the routes set reads:
+	// routed is set when the binary has a router the routes set reads:
 	// its server spans may carry a router's route.
 	routed bool
 }
@@ -41,7 +41,7 @@ var _ binder.SpanSide = (*Side)(nil)
 
 // New returns the span side of b's built-in probes.
 func New(b *probes.Binary) *Side {
-	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: linksRouter(b)}
+	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b)}
 }
 
 // Shaper implements binder.SpanSide.

@@ -153,6 +153,17 @@ func routeProbes(b *probes.Binary, o *offsets, r router, rt probes.Runtime, id u
 	return out, nil
 }
 
+// UsesRouter reports whether b has a router the routes set reads: its
+// server spans may carry a router's route.
+func UsesRouter(b *probes.Binary) bool {
+	for _, r := range routers {
+		if hasFunc(b, r.caller) {
+			return true
+		}
+	}
+	return false
+}
+
 // RouteCtxTypeOf is the type the routes set's probe for router checks its
 // captured context against ("" when it reads no pooled context).
 func RouteCtxTypeOf(name string) string {

@@ -1,7 +1,8 @@
 // Command routesfixture serves one parameterised route, a panicking route
 // and nothing else with each router the routes set reads (gin, chi, echo
-// v4 and, built by Go 1.25 on, v5, gorilla/mux), each on its own listener, plus gin behind a ServeMux
-// catch-all "/" (whose pattern must not win over gin's route). Each command
+// v4 and, built by Go 1.25 on, v5, gorilla/mux), each on its own
+// listener, plus gin behind a ServeMux catch-all "/" (whose pattern must
+// not win over gin's route). Each command
 // on stdin names a router: the fixture sends that router's requests to
 // itself — a matched route, an unmatched path, a panicking handler — and
 // answers "ok CMD".
@@ -73,7 +74,7 @@ func serve(h http.Handler) string {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv := &http.Server{Handler: h, ErrorLog: nil}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	return "http://" + ln.Addr().String()
 }

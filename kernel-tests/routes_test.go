@@ -10,25 +10,35 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/probes"
 )
 
 // routesFixtures builds (once) the routers fixture against the oldest
-// releases the routes set supports (go.mod: gin v1.7.7, chi v5.2.3, echo
-// v4.13.4, gorilla/mux v1.7.4), with Go 1.23 (echo v4.13.4 needs it), and
-// the newest (go.new.mod: gin v1.12.0, chi v5.5.0, echo v4.16.5, echo
-// v5.4.7, gorilla/mux v1.8.1), with Go 1.27; each normal and stripped (the
-// offsets then come from the module tables).
+// releases the routes set supports (gin v1.7.7, chi v5.2.3, gorilla/mux
+// v1.7.4) with Go 1.22 (go.go122.mod: without echo, whose releases here
+// need Go 1.23; normal only, its ServeMux pattern read from Request.pat),
+// and with echo v4.13.4 with Go 1.23 (go.mod); and against the newest
+// (go.new.mod: gin v1.12.0, chi v5.5.0, echo v4.16.5, echo v5.4.7,
+// gorilla/mux v1.8.1) with Go 1.27. Go 1.23's and 1.27's normal and
+// stripped (the offsets then come from the module tables).
 func routesFixtures(t *testing.T) []build {
 	t.Helper()
 	buildsMu.Lock()
 	defer buildsMu.Unlock()
 	src, _ := filepath.Abs("testdata/routes")
 	var out []build
-	for _, c := range []struct{ release, toolchain, mods, modfile string }{
-		{"go1.23", "go1.23.12", "oldest", "go.mod"},
-		{"go1.27", "go1.27.3", "newest", "go.new.mod"},
+	for _, c := range []struct {
+		release, toolchain, mods, modfile string
+		stripped                          bool
+	}{
+		{"go1.22", "go1.22.12", "oldest", "go.go122.mod", false},
+		{"go1.23", "go1.23.12", "oldest", "go.mod", true},
+		{"go1.27", "go1.27.3", "newest", "go.new.mod", true},
 	} {
 		for _, v := range variants[:2] {
+			if v.stripped && !c.stripped {
+				continue
+			}
 			b := build{name: c.release + "-" + c.mods + v.suffix, release: c.release, stripped: v.stripped}
 			b.path = filepath.Join(workDir, "routes-"+b.name)
 			if _, done := builds[b.path]; !done {
@@ -51,23 +61,24 @@ type routeWant struct {
 }
 
 // routeCmd is a fixture command and the requests it sends, in order;
-// newest: only the builds by Go 1.25 on send them (echo v5).
+// builds by a release before minGo (echo: go1.23, echo v5: go1.25) send
+// none.
 type routeCmd struct {
-	cmd    string
-	reqs   []routeWant
-	newest bool
+	cmd   string
+	reqs  []routeWant
+	minGo string
 }
 
 // routeRequests are the fixture's commands, in the order the test runs them.
 var routeRequests = []routeCmd{
-	{"gin", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, false},
+	{"gin", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, ""},
 	{"chi", []routeWant{{"/users/7", "GET /users/{id}", "/users/{id}", 200}, {"/api/items/3", "GET /api/items/{id}", "/api/items/{id}", 200},
-		{"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, false},
-	{"echo", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, false},
-	{"echo5", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, true},
-	{"mux", []routeWant{{"/users/7", "GET /users/{id}", "/users/{id}", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 0}}, false},
+		{"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, ""},
+	{"echo", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, "go1.23"},
+	{"echo5", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 500}}, "go1.25"},
+	{"mux", []routeWant{{"/users/7", "GET /users/{id}", "/users/{id}", 200}, {"/nope", "GET", "", 404}, {"/panic", "GET /panic", "/panic", 0}}, ""},
 	// gin behind a ServeMux "/": gin's route wins over the catch-all.
-	{"outer", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}}, false},
+	{"outer", []routeWant{{"/users/7", "GET /users/:id", "/users/:id", 200}}, ""},
 }
 
 // TestBuiltinRoutes: each router's matched route names the net/http server
@@ -82,10 +93,7 @@ func TestBuiltinRoutes(t *testing.T) {
 			tg := startTarget(t, b.path)
 			ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http", "routes"} })
 			r := ss.s.Builtins()[1]
-			routers := 4
-			if b.release == "go1.27" {
-				routers = 5 // echo v5 too
-			}
+			routers := map[string]int{"go1.22": 3, "go1.23": 4, "go1.27": 5}[b.release] // echo v4 from Go 1.23, v5 from 1.25
 			if r.Set != "routes" || !r.Applied || r.Reason != "" || len(r.Probes) != routers {
 				t.Fatalf("routes set: %+v", r)
 			}
@@ -100,7 +108,7 @@ func TestBuiltinRoutes(t *testing.T) {
 			}
 			var want []routeWant
 			for _, c := range routeRequests {
-				if c.newest && b.release != "go1.27" {
+				if c.minGo != "" && probes.ReleaseLess(b.release, c.minGo) {
 					continue
 				}
 				tg.run(t, c.cmd)
@@ -115,7 +123,12 @@ func TestBuiltinRoutes(t *testing.T) {
 // of the same requests have no router's route: gin's are plain "GET", and
 // gin behind a ServeMux gets the ServeMux's catch-all pattern.
 func TestBuiltinRoutesOff(t *testing.T) {
-	b := routesFixtures(t)[2] // the newest, with DWARF
+	var b build
+	for _, f := range routesFixtures(t) {
+		if f.release == "go1.27" && !f.stripped {
+			b = f // the newest, with DWARF
+		}
+	}
 	tg := startTarget(t, b.path)
 	ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http"} })
 	tg.run(t, "gin")

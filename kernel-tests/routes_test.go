@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
 )
 
 // routesFixtures builds (once) the routers fixture against the oldest
@@ -168,6 +169,39 @@ func checkServerSpans(t *testing.T, spans []sdktrace.ReadOnlySpan, want []routeW
 		}
 		if w.status == 0 && !strings.HasPrefix(s.Status().Description, "panic: ") {
 			t.Errorf("request %d %s: status %q, want the handler's panic", i, w.path, s.Status().Description)
+		}
+	}
+}
+
+// TestRoutesOffsetsNeverGuessed: in a stripped binary whose gin release is
+// not in the offsets table, gin's route is left out, saying why, and the
+// other routers still apply: an offset is never guessed.
+func TestRoutesOffsetsNeverGuessed(t *testing.T) {
+	var b build
+	for _, f := range routesFixtures(t) {
+		if f.release == "go1.27" && f.stripped {
+			b = f
+		}
+	}
+	bin, err := probes.Open(b.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	rt, _ := bin.Runtime()
+	for i, m := range bin.Modules {
+		if m.Path == "github.com/gin-gonic/gin" {
+			bin.Modules[i].Version = "v1.99.0"
+		}
+	}
+	ps, r, err := builtin.Resolve(bin, []string{"routes"}, builtin.Options{}, rt, 0)
+	if err != nil || len(r) != 1 || !r[0].Applied || len(ps) != 4 ||
+		!strings.Contains(r[0].Reason, "gin: ") || !strings.Contains(r[0].Reason, "github.com/gin-gonic/gin@v1.99.0 is not in the offsets table") {
+		t.Fatalf("%d probes, reports %+v, %v: want gin left out, the other four routers applied", len(ps), r, err)
+	}
+	for _, p := range ps {
+		if p.Role.Arg == builtin.RouterGin {
+			t.Errorf("gin probed at %s", p.Spec.Symbol)
 		}
 	}
 }

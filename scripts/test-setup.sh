@@ -59,6 +59,11 @@ for tc in $(sed -n 's/^var releases = \[\]string{\(.*\)}$/\1/p' tools/offsetgen/
 	GOTOOLCHAIN=$tc go version >/dev/null
 done
 
+# The routes fixture's routers, every module set (its oldest releases, for
+# Go 1.22 and 1.23, and its newest), so that their download is not charged
+# to a test either.
+(cd kernel-tests/testdata/routes && go mod download && go mod download -modfile=go.go122.mod && go mod download -modfile=go.new.mod)
+
 # The deploy tests validate the manifest against Kubernetes' OpenAPI
 # schemas, which come with its source module.
 go mod download k8s.io/kubernetes@v1.37.2

@@ -2,7 +2,7 @@
 // net/http server and a program that starts goroutines (issue #20's
 // baseline). Run as root from the repository root, with wrk installed:
 //
-//	go run ./bench/http [-go go1.24.13,go1.27.3] [-rounds 3] [-duration 5s] [-before AGENT]
+//	go run ./bench/http [-go go1.24.13,go1.27.3] [-rounds 3] [-duration 5s] [-before AGENT] [-server gin]
 //
 // For each Go release it builds bench/testdata/hello (a hello server) and
 // bench/testdata/churn (a goroutine-churn target) and measures:
@@ -16,6 +16,11 @@
 //   - ns per `go` statement in the churn target untraced and traced by an
 //     agent whose only custom probe is on a function never called, so that
 //     only the runtime's goroutine probes fire.
+//
+// With -server gin the server is bench/testdata/gin (the same body from a
+// gin route, /hello/:id), traced by `--builtin http` and by `--builtin
+// http,routes` (what the routes set's probe adds per request), and the
+// churn target is not run.
 //
 // Modes alternate for the given rounds on one process per build; medians are
 // printed. Every ratio compares figures of the same run. With -before, an
@@ -50,14 +55,19 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "wrk load per measurement")
 	churnN := flag.Int("goroutines", 50000, "goroutines started per churn measurement")
 	before := flag.String("before", "", "a tcagent binary measured beside this tree's in every traced mode, in rows marked (before)")
+	server := flag.String("server", "hello", "the server: hello (net/http), or gin (a gin route, with and without the routes set)")
 	flag.Parse()
-	if err := run(strings.Split(*toolchains, ","), *rounds, *duration, *churnN, *before); err != nil {
+	if *server != "hello" && *server != "gin" {
+		fmt.Fprintln(os.Stderr, "bench/http: -server: want hello or gin")
+		os.Exit(2)
+	}
+	if err := run(strings.Split(*toolchains, ","), *rounds, *duration, *churnN, *before, *server); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/http:", err)
 		os.Exit(1)
 	}
 }
 
-func run(toolchains []string, rounds int, d time.Duration, churnN int, before string) error {
+func run(toolchains []string, rounds int, d time.Duration, churnN int, before, server string) error {
 	if rounds < 1 || d < time.Second || churnN < 1 {
 		return errors.New("-rounds and -goroutines must be positive and -duration at least 1s")
 	}
@@ -87,19 +97,30 @@ func run(toolchains []string, rounds int, d time.Duration, churnN int, before st
 
 	var httpRows, churnRows []string
 	for _, tc := range toolchains {
-		hello, churn := filepath.Join(dir, "hello-"+tc), filepath.Join(dir, "churn-"+tc)
+		hello, churn := filepath.Join(dir, server+"-"+tc), filepath.Join(dir, "churn-"+tc)
 		modcache := filepath.Join(dir, "modcache")
-		if err := gotoolchain.Build(tc, "bench/testdata/hello", hello, modcache, "."); err != nil {
+		if err := gotoolchain.Build(tc, "bench/testdata/"+server, hello, modcache, "."); err != nil {
 			return err
 		}
-		if err := gotoolchain.Build(tc, "bench/testdata/churn", churn, modcache, "."); err != nil {
-			return err
+		modes, path := []mode{
+			{"untraced", nil, ""},
+			{"traced", []string{"--builtin", "http"}, ""},
+			{"traced --propagate", []string{"--builtin", "http", "--propagate"}, ""},
+		}, "/"
+		if server == "gin" {
+			modes[2], path = mode{"traced +routes", []string{"--builtin", "http,routes"}, ""}, "/hello/7"
 		}
-		rows, err := httpBench(tcagent, before, hello, dir, tc, rounds, d)
+		rows, err := httpBench(tcagent, withBefore(modes, before), hello, path, dir, tc, rounds, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", tc, err)
 		}
 		httpRows = append(httpRows, rows...)
+		if server == "gin" {
+			continue
+		}
+		if err := gotoolchain.Build(tc, "bench/testdata/churn", churn, modcache, "."); err != nil {
+			return err
+		}
 		rows, err = churnBench(tcagent, before, churn, dir, tc, rounds, churnN)
 		if err != nil {
 			return fmt.Errorf("%s churn: %w", tc, err)
@@ -111,11 +132,13 @@ func run(toolchains []string, rounds int, d time.Duration, churnN int, before st
 	for _, r := range httpRows {
 		fmt.Println(r)
 	}
-	fmt.Println()
-	fmt.Println("| churn target | mode | ns per go statement | vs untraced |")
-	fmt.Println("|---|---|---|---|")
-	for _, r := range churnRows {
-		fmt.Println(r)
+	if len(churnRows) > 0 {
+		fmt.Println()
+		fmt.Println("| churn target | mode | ns per go statement | vs untraced |")
+		fmt.Println("|---|---|---|---|")
+		for _, r := range churnRows {
+			fmt.Println(r)
+		}
 	}
 	load, _ = os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nload average after: %s\n", strings.Join(strings.Fields(string(load))[:3], " "))
@@ -156,7 +179,7 @@ type httpSample struct {
 	rps, serverUS, agentUS, agentHWM, spansPerReq float64
 }
 
-func httpBench(tcagent, before, hello, dir, tc string, rounds int, d time.Duration) ([]string, error) {
+func httpBench(tcagent string, modes []mode, hello, path, dir, tc string, rounds int, d time.Duration) ([]string, error) {
 	srv := exec.Command(hello)
 	out, _ := srv.StdoutPipe()
 	srv.Stderr = os.Stderr
@@ -168,14 +191,8 @@ func httpBench(tcagent, before, hello, dir, tc string, rounds int, d time.Durati
 	if !sc.Scan() {
 		return nil, errors.New("hello server printed no address")
 	}
-	url := "http://" + sc.Text() + "/"
+	url := "http://" + sc.Text() + path
 	spans := filepath.Join(dir, "spans.jsonl")
-	modes := []mode{
-		{"untraced", nil, ""},
-		{"traced", []string{"--builtin", "http"}, ""},
-		{"traced --propagate", []string{"--builtin", "http", "--propagate"}, ""},
-	}
-	modes = withBefore(modes, before)
 	samples := make([][]httpSample, len(modes))
 	for r := 0; r < rounds; r++ {
 		for i, m := range modes {

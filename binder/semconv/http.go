@@ -43,6 +43,9 @@ type serverShape struct {
 	// h2Type names net/http's HTTP/2 response writer type in this
 	// binary's release, "" when it has none.
 	h2Type string
+	// routed: the binary links a router whose route (routes.go) wins
+	// over the ServeMux pattern.
+	routed bool
 }
 
 func (s *serverShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
@@ -129,13 +132,23 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	attrs := make([]attribute.KeyValue, 0, 8)
 	defer func() { span.SetAttributes(attrs...) }()
 	name, _ := methodOf(start)
-	if pattern, ok := end.str(builtin.HTTPPattern); ok && pattern != "" {
+	// A router's matched route, already on the span, is the more specific
+	// truth: a ServeMux pattern in front of a router is its mount point
+	// ("/" for a catch-all). Without one the ServeMux pattern is the
+	// route.
+	route, routed := "", false
+	if s.routed {
+		route, routed = routerRoute(span)
+	}
+	if pattern, ok := end.str(builtin.HTTPPattern); !routed && ok && pattern != "" {
 		// "[METHOD ][HOST]/PATH": the route is the path.
 		if i := strings.Index(pattern, "/"); i >= 0 {
-			route := pattern[i:]
+			route = pattern[i:]
 			attrs = append(attrs, attribute.String("http.route", route))
-			span.SetName(name + " " + route)
 		}
+	}
+	if route != "" {
+		span.SetName(name + " " + route)
 	}
 	if ra, ok := end.str(builtin.HTTPRemote); ok && ra != "" {
 		host, _ := hostPort(ra, 0)

@@ -1,5 +1,5 @@
 // Package semconv is the span side of the built-in probe sets: for each set
-// (http, sql, redis, grpc, otel) what its captures mean as OpenTelemetry
+// (http, sql, redis, grpc, otel, routes) what its captures mean as OpenTelemetry
 // spans — span names, kinds, semantic-convention attributes, remote
 // parents, what enriches an enclosing span, which program spans a trace
 // joins, and what a returned error means. The kernel side of each set
@@ -32,20 +32,23 @@ type Side struct {
 	// dbSystem is db.system.name by the driver modules the binary links,
 	// for statements whose driver type says nothing.
 	dbSystem string
+	// routed is set when the binary has a router the routes set reads:
+	// its server spans may carry a router's route.
+	routed bool
 }
 
 var _ binder.SpanSide = (*Side)(nil)
 
 // New returns the span side of b's built-in probes.
 func New(b *probes.Binary) *Side {
-	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b)}
+	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b)}
 }
 
 // Shaper implements binder.SpanSide.
 func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 	switch r.Name {
 	case builtin.RoleHTTPServer:
-		return &serverShape{typeName: s.typeName, h2Type: r.Arg}, true
+		return &serverShape{typeName: s.typeName, h2Type: r.Arg, routed: s.routed}, true
 	case builtin.RoleHTTPClient:
 		return clientShape{}, true
 	case builtin.RoleGRPCServer:
@@ -71,8 +74,11 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 
 // Enricher implements binder.SpanSide.
 func (s *Side) Enricher(r probes.Role) (func(trace.Span, *channel.Payload), bool) {
-	if r.Name == builtin.RoleGRPCStatus {
+	switch r.Name {
+	case builtin.RoleGRPCStatus:
 		return enrichGRPCServer, true
+	case builtin.RoleHTTPRoute:
+		return s.enrichRoute(r.Arg), true
 	}
 	return nil, false
 }

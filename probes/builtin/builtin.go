@@ -1,7 +1,9 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
 // `http` (net/http servers and clients), `sql` (database/sql), `redis`
-// (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
-// SDK, whose traces tcagent's join): their kernel side. Each set's file
+// (go-redis), `grpc` (grpc-go), `otel` (the program's own OpenTelemetry
+// SDK, whose traces tcagent's join) and `routes` (the matched route of
+// gin, chi, echo and gorilla/mux, on the http server span): their kernel
+// side. Each set's file
 // says what its probes capture, under exported capture keys, and gives
 // each probe a probes.Role; its span side, which reads those keys, is the
 // file of the same name in binder/semconv. Each probe reads the
@@ -24,7 +26,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql", "redis", "grpc", "otel"}
+var Sets = []string{"http", "sql", "redis", "grpc", "otel", "routes"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -205,6 +207,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = grpcProbes
 		case "otel":
 			build = otelProbes
+		case "routes":
+			build = routesProbes
 		default:
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}

@@ -344,6 +344,134 @@ var offsetsTable = map[string]map[string]int64{
 // of the fields the built-in probes read in it, from the DWARF of a
 // reference program built against that release.
 var moduleOffsetsTable = map[string]map[string]int64{
+	"github.com/gin-gonic/gin@v1.10.0": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/gin-gonic/gin@v1.10.1": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/gin-gonic/gin@v1.11.0": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/gin-gonic/gin@v1.12.0": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/gin-gonic/gin@v1.7.7": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/gin-gonic/gin@v1.8.1": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/gin-gonic/gin@v1.9.0": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/gin-gonic/gin@v1.9.1": {
+		"github.com/gin-gonic/gin.Context.fullPath": 112,
+	},
+	"github.com/go-chi/chi/v5@v5.2.3": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/go-chi/chi/v5@v5.2.4": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/go-chi/chi/v5@v5.2.5": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/go-chi/chi/v5@v5.3.0": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/go-chi/chi/v5@v5.3.1": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/go-chi/chi/v5@v5.3.2": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/go-chi/chi/v5@v5.4.0": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/go-chi/chi/v5@v5.5.0": {
+		"github.com/go-chi/chi/v5.Context.RoutePatterns": 176,
+		"github.com/go-chi/chi/v5.Context.routePattern":  160,
+	},
+	"github.com/gorilla/mux@v1.7.4": {
+		"github.com/gorilla/mux.Route.routeConf":       64,
+		"github.com/gorilla/mux.routeConf.regexp":      8,
+		"github.com/gorilla/mux.routeRegexp.template":  0,
+		"github.com/gorilla/mux.routeRegexpGroup.path": 8,
+	},
+	"github.com/gorilla/mux@v1.8.0": {
+		"github.com/gorilla/mux.Route.routeConf":       64,
+		"github.com/gorilla/mux.routeConf.regexp":      8,
+		"github.com/gorilla/mux.routeRegexp.template":  0,
+		"github.com/gorilla/mux.routeRegexpGroup.path": 8,
+	},
+	"github.com/gorilla/mux@v1.8.1": {
+		"github.com/gorilla/mux.Route.routeConf":       64,
+		"github.com/gorilla/mux.routeConf.regexp":      8,
+		"github.com/gorilla/mux.routeRegexp.template":  0,
+		"github.com/gorilla/mux.routeRegexpGroup.path": 8,
+	},
+	"github.com/labstack/echo/v4@v4.13.4": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.14.0": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.15.0": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.15.1": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.15.4": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.16.0": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.16.1": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.16.3": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.16.4": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.16.5": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v4@v4.16.6": {
+		"github.com/labstack/echo/v4.context.path": 88,
+	},
+	"github.com/labstack/echo/v5@v5.3.1": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.2": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.3": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.4": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.5": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.6": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
+	"github.com/labstack/echo/v5@v5.4.7": {
+		"github.com/labstack/echo/v5.Context.path": 128,
+	},
 	"github.com/redis/go-redis/v9@v9.0.0": {
 		"github.com/redis/go-redis/v9.Options.Addr":   16,
 		"github.com/redis/go-redis/v9.baseClient.opt": 0,

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,12 +86,26 @@ var modules = []struct {
 		"google.golang.org/grpc.ClientConn.target", "google.golang.org/grpc.StreamDesc.ServerStreams", "google.golang.org/grpc.StreamDesc.ClientStreams",
 		"google.golang.org/genproto/googleapis/rpc/status.Status.Code", "google.golang.org/genproto/googleapis/rpc/status.Status.Message",
 	}},
+	// The routers of the routes set, each from the oldest release the
+	// proxy serves here (gorilla/mux from v1.7.4, which added
+	// requestWithRoute).
+	{"github.com/gin-gonic/gin", "reference-gin", "v1.7.7", []string{"github.com/gin-gonic/gin.Context.fullPath"}},
+	{"github.com/go-chi/chi/v5", "reference-chi", "v5.2.3", []string{
+		"github.com/go-chi/chi/v5.Context.RoutePatterns", "github.com/go-chi/chi/v5.Context.routePattern",
+	}},
+	{"github.com/labstack/echo/v4", "reference-echo", "v4.13.4", []string{"github.com/labstack/echo/v4.context.path"}},
+	{"github.com/labstack/echo/v5", "reference-echo5", "v5.3.1", []string{"github.com/labstack/echo/v5.Context.path"}},
+	{"github.com/gorilla/mux", "reference-mux", "v1.7.4", []string{
+		"github.com/gorilla/mux.Route.routeConf", "github.com/gorilla/mux.routeConf.regexp",
+		"github.com/gorilla/mux.routeRegexpGroup.path", "github.com/gorilla/mux.routeRegexp.template",
+	}},
 }
 
 func main() {
 	out := flag.String("o", "probes/builtin/offsets_table.go", "output file")
 	gOut := flag.String("g", "probes/goffsets_table.go", "output file of runtime.g's offsets")
 	keepModules := flag.Bool("keep-modules", false, "keep the committed module table instead of building every module release again (it does not depend on the Go release)")
+	only := flag.String("modules", "", "with -keep-modules: build again the releases of these modules only (comma-separated paths), for a module added to the list")
 	flag.Parse()
 	table := map[string]map[string]int64{}
 	dir, err := os.MkdirTemp("", "offsetgen-")
@@ -119,9 +134,20 @@ func main() {
 		fail(err)
 	}
 	moduleTable := builtin.ModuleTable()
-	if !*keepModules {
-		if moduleTable, err = moduleOffsets(dir); err != nil {
+	if !*keepModules || *only != "" {
+		var paths []string
+		if *only != "" {
+			paths = strings.Split(*only, ",")
+		}
+		fresh, err := moduleOffsets(dir, paths)
+		if err != nil {
 			fail(err)
+		}
+		if *only == "" {
+			moduleTable = fresh
+		}
+		for k, v := range fresh {
+			moduleTable[k] = v
 		}
 	}
 	var buf bytes.Buffer
@@ -199,11 +225,15 @@ func minor(release string) int {
 	return n
 }
 
-// moduleOffsets builds each module's reference program against every
-// release of the module (with the local Go) and reads its fields.
-func moduleOffsets(dir string) (map[string]map[string]int64, error) {
+// moduleOffsets builds each module's reference program (of the modules
+// named in only, or all when it is empty) against every release of the
+// module (with the local Go) and reads its fields.
+func moduleOffsets(dir string, only []string) (map[string]map[string]int64, error) {
 	table := map[string]map[string]int64{}
 	for _, m := range modules {
+		if len(only) > 0 && !slices.Contains(only, m.path) {
+			continue
+		}
 		out, err := exec.Command("go", "list", "-m", "-versions", m.path).Output()
 		if err != nil {
 			return nil, fmt.Errorf("list %s releases: %w", m.path, err)

@@ -1,5 +1,5 @@
 // Package semconv is the span side of the built-in probe sets: for each set
-// (http, sql, redis, grpc, otel) what its captures mean as OpenTelemetry
+// (http, sql, redis, grpc, kafka, otel) what its captures mean as OpenTelemetry
 // spans — span names, kinds, semantic-convention attributes, remote
 // parents, what enriches an enclosing span, which program spans a trace
 // joins, and what a returned error means. The kernel side of each set
@@ -65,6 +65,10 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 		return redisShape{fixed: "PIPELINE"}, true
 	case builtin.RoleRedisMulti:
 		return redisShape{fixed: "MULTI"}, true
+	case builtin.RoleKafkaSend:
+		return kafkaShape{op: "send", typeName: s.typeName}, true
+	case builtin.RoleKafkaReceive:
+		return kafkaShape{op: "receive", typeName: s.typeName}, true
 	}
 	return nil, false
 }
@@ -97,6 +101,8 @@ func ErrorOf(r probes.Role) func(e *channel.Error, ret []attribute.KeyValue) err
 		return grpcError
 	case builtin.RoleRedis, builtin.RoleRedisPipeline, builtin.RoleRedisMulti:
 		return redisError
+	case builtin.RoleKafkaSend, builtin.RoleKafkaReceive:
+		return kafkaError
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
 // `http` (net/http servers and clients), `sql` (database/sql), `redis`
-// (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
-// SDK, whose traces tcagent's join): their kernel side. Each set's file
+// (go-redis), `grpc` (grpc-go), `otel` (the program's own OpenTelemetry
+// SDK, whose traces tcagent's join) and `kafka` (kafka-go and sarama):
+// their kernel side. Each set's file
 // says what its probes capture, under exported capture keys, and gives
 // each probe a probes.Role; its span side, which reads those keys, is the
 // file of the same name in binder/semconv. Each probe reads the
@@ -24,7 +25,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql", "redis", "grpc", "otel"}
+var Sets = []string{"http", "sql", "redis", "grpc", "otel", "kafka"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -205,6 +206,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = grpcProbes
 		case "otel":
 			build = otelProbes
+		case "kafka":
+			build = kafkaProbes
 		default:
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}
@@ -243,7 +246,7 @@ func field(reg uint8, size uint8, hopsAndField ...uint16) bpf.Capture {
 // whose indices move on.
 func capture(p *probes.Probe, atReturn bool, key string, c bpf.Capture) {
 	isString := func(c bpf.Capture) bool {
-		return c.Kind == bpf.CapPath && c.Size == 0 || c.Kind == bpf.CapMapStr || c.Kind == bpf.CapString || c.Kind == bpf.CapError
+		return c.Kind == bpf.CapPath && c.Size == 0 || c.Kind == bpf.CapMapStr || c.Kind == bpf.CapHdrs || c.Kind == bpf.CapString || c.Kind == bpf.CapError
 	}
 	caps, attrs := &p.Recipe.Entry, &p.EntryAttrs
 	moved := []*int{&p.ReceiverCapture}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,12 +86,23 @@ var modules = []struct {
 		"google.golang.org/grpc.ClientConn.target", "google.golang.org/grpc.StreamDesc.ServerStreams", "google.golang.org/grpc.StreamDesc.ClientStreams",
 		"google.golang.org/genproto/googleapis/rpc/status.Status.Code", "google.golang.org/genproto/googleapis/rpc/status.Status.Message",
 	}},
+	// kafka-go releases from v0.4.42 (June 2023), the first of the Reader
+	// and Writer as they are now, and sarama's from v1.50.1.
+	{"github.com/segmentio/kafka-go", "reference-kafkago", "v0.4.42", []string{
+		"github.com/segmentio/kafka-go.Writer.Topic", "github.com/segmentio/kafka-go.Reader.config", "github.com/segmentio/kafka-go.ReaderConfig.Topic",
+		"github.com/segmentio/kafka-go.Message.Topic", "github.com/segmentio/kafka-go.Message.Partition", "github.com/segmentio/kafka-go.Message.Offset",
+		"github.com/segmentio/kafka-go.Message.Key", "github.com/segmentio/kafka-go.Message.Headers", "github.com/segmentio/kafka-go/protocol.Header.Value",
+	}},
+	{"github.com/IBM/sarama", "reference-sarama", "v1.50.1", []string{
+		"github.com/IBM/sarama.ProducerMessage.Topic", "github.com/IBM/sarama.ProducerMessage.Key",
+	}},
 }
 
 func main() {
 	out := flag.String("o", "probes/builtin/offsets_table.go", "output file")
 	gOut := flag.String("g", "probes/goffsets_table.go", "output file of runtime.g's offsets")
 	keepModules := flag.Bool("keep-modules", false, "keep the committed module table instead of building every module release again (it does not depend on the Go release)")
+	only := flag.String("modules", "", "build the releases of these modules only (comma-separated paths), keeping the committed table's other modules")
 	flag.Parse()
 	table := map[string]map[string]int64{}
 	dir, err := os.MkdirTemp("", "offsetgen-")
@@ -120,7 +132,7 @@ func main() {
 	}
 	moduleTable := builtin.ModuleTable()
 	if !*keepModules {
-		if moduleTable, err = moduleOffsets(dir); err != nil {
+		if moduleTable, err = moduleOffsets(dir, moduleTable, *only); err != nil {
 			fail(err)
 		}
 	}
@@ -201,9 +213,27 @@ func minor(release string) int {
 
 // moduleOffsets builds each module's reference program against every
 // release of the module (with the local Go) and reads its fields.
-func moduleOffsets(dir string) (map[string]map[string]int64, error) {
+func moduleOffsets(dir string, committed map[string]map[string]int64, only string) (map[string]map[string]int64, error) {
 	table := map[string]map[string]int64{}
+	rebuild := func(path string) bool { return only == "" || slices.Contains(strings.Split(only, ","), path) }
 	for _, m := range modules {
+		if !rebuild(m.path) {
+			// Kept: the committed entries of the module's releases and of
+			// the modules its fields belong to.
+			for key, offs := range committed {
+				for f := range offs {
+					for _, mf := range m.fields {
+						if f == mf {
+							if table[key] == nil {
+								table[key] = map[string]int64{}
+							}
+							table[key][f] = offs[f]
+						}
+					}
+				}
+			}
+			continue
+		}
 		out, err := exec.Command("go", "list", "-m", "-versions", m.path).Output()
 		if err != nil {
 			return nil, fmt.Errorf("list %s releases: %w", m.path, err)

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcagent/tcagent/channel"
@@ -72,10 +73,13 @@ func (s kafkaShape) key(r raw) (string, bool) {
 
 func (s kafkaShape) End(span trace.Span, p *channel.Payload) {
 	errorType(span, p)
+	r := raw(p.EndAttributes)
 	if p.HasError() {
+		if msg, ok := s.joinedMessage(p, r); ok {
+			span.SetStatus(codes.Error, msg)
+		}
 		return
 	}
-	r := raw(p.EndAttributes)
 	if part, ok := r.int(builtin.KafkaPartition); ok {
 		span.SetAttributes(attribute.String("messaging.destination.partition.id", strconv.FormatInt(part, 10)))
 	}
@@ -97,6 +101,22 @@ func (s kafkaShape) End(span trace.Span, p *channel.Payload) {
 	if sc, ok, _ := remoteParent(r, builtin.KafkaTraceparent, ""); ok {
 		span.AddLink(trace.Link{SpanContext: sc})
 	}
+}
+
+// joinedMessage is the message of an error sarama joined (errors.Join) of
+// one *fmt.wrapError, whose message the join's is.
+func (s kafkaShape) joinedMessage(p *channel.Payload, r raw) (string, bool) {
+	e, ok := p.Err().(*channel.Error)
+	if !ok || e.Type != "*errors.joinError" {
+		return "", false
+	}
+	n, _ := r.int(builtin.KafkaJoinLen)
+	t, _ := r.int(builtin.KafkaJoinType)
+	msg, ok := r.str(builtin.KafkaJoinMessage)
+	if n != 1 || s.typeName(uint64(t)) != "*fmt.wrapError" || !ok {
+		return "", false
+	}
+	return msg, true
 }
 
 // kafkaError names a broker's refusal: kafka-go's kafka.Error and sarama's

@@ -11,15 +11,18 @@ const (
 	RoleKafkaSend    = "kafka.send"    // a producer's send of one message or a batch
 	RoleKafkaReceive = "kafka.receive" // a consumer's fetch of one message
 
-	KafkaTopic       = "topic"       // the client's own topic (a Writer's, a Reader's)
-	KafkaMsgTopic    = "msg_topic"   // the (first) message's topic
-	KafkaCount       = "count"       // how many messages a send carries
-	KafkaKey         = "key"         // the (first) message's key
-	KafkaKeyType     = "key_type"    // a sarama key's Encoder type word
-	KafkaPartition   = "partition"   // where the message went or came from
-	KafkaOffset      = "offset"      // its offset there
-	KafkaTraceparent = "traceparent" // a consumed message's traceparent header
-	KafkaErrorCode   = "error_code"  // a returned error's value, read as a Kafka protocol error code
+	KafkaTopic       = "topic"        // the client's own topic (a Writer's, a Reader's)
+	KafkaMsgTopic    = "msg_topic"    // the (first) message's topic
+	KafkaCount       = "count"        // how many messages a send carries
+	KafkaKey         = "key"          // the (first) message's key
+	KafkaKeyType     = "key_type"     // a sarama key's Encoder type word
+	KafkaPartition   = "partition"    // where the message went or came from
+	KafkaOffset      = "offset"       // its offset there
+	KafkaTraceparent = "traceparent"  // a consumed message's traceparent header
+	KafkaErrorCode   = "error_code"   // a returned error's value, read as a Kafka protocol error code
+	KafkaJoinLen     = "join_len"     // a returned *errors.joinError's error count
+	KafkaJoinType    = "join_type"    // the type word of its first error
+	KafkaJoinMessage = "join_message" // its first error's message, when that type has it first
 )
 
 const (
@@ -102,8 +105,24 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 	// a protocol error (the span side checks the type).
 	errorOf := func(p *probes.Probe, itab, data uint8, codeSize uint8) {
 		capture(p, true, KafkaErrorCode, field(data, codeSize, 0))
+		if codeSize == 2 {
+			// sarama returns a failed metadata refresh as an errors.Join
+			// of fmt.Errorf("%s: %w", topic, err): a *errors.joinError
+			// whose errs slice (at 0) holds one *fmt.wrapError, its message
+			// first. The span side checks the types.
+			capture(p, true, KafkaJoinLen, field(data, 8, 8))
+			capture(p, true, KafkaJoinType, field(data, 8, 0, 0, 8))
+			capture(p, true, KafkaJoinMessage, field(data, 0, 0, 8, 0))
+		}
+		// The message goes in the string slot after the captures'.
+		slot := uint8(0)
+		for _, a := range p.ReturnAttrs {
+			if a.Type == "string" {
+				slot++
+			}
+		}
 		p.ErrorCapture = len(p.Recipe.Return)
-		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: itab, Reg2: data, MaxLen: bpf.StringSlotSize})
+		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: itab, Reg2: data, MaxLen: bpf.StringSlotSize, Slot: slot})
 	}
 	if kg {
 		if err := add(kafkaGo+".(*Writer).WriteMessages", RoleKafkaSend, func(p *probes.Probe) {

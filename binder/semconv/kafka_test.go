@@ -16,7 +16,7 @@ import (
 )
 
 // kafkaTypes are the runtime types a test's key type words point at.
-var kafkaTypes = map[uint64]string{1: "sarama.StringEncoder", 2: "sarama.ByteEncoder"}
+var kafkaTypes = map[uint64]string{1: "sarama.StringEncoder", 2: "sarama.ByteEncoder", 3: "*fmt.wrapError", 4: "*errors.errorString"}
 
 func kafkaSpan(t *testing.T, op string, start, end []attribute.KeyValue, err error) sdktrace.ReadOnlySpan {
 	t.Helper()
@@ -124,6 +124,28 @@ func TestKafkaError(t *testing.T) {
 		err := ErrorOf(probes.Role{Name: builtin.RoleKafkaSend})(c.e, c.ret)
 		if err == nil || err.Error() != c.want || err.(*channel.Error).Type != c.e.Type {
 			t.Errorf("%s %v: %v, want %q", c.e.Type, c.ret, err, c.want)
+		}
+	}
+}
+
+// TestKafkaJoinedError: sarama's errors.Join of one *fmt.wrapError has that
+// error's message; a join of several, or of another type, keeps the
+// status the error got.
+func TestKafkaJoinedError(t *testing.T) {
+	join := &channel.Error{Type: "*errors.joinError", Message: "*errors.joinError"}
+	for _, c := range []struct {
+		n, typ int64
+		want   string
+	}{
+		{1, 3, "nosuch: kafka server: no such topic"},
+		{2, 3, "*errors.joinError"},
+		{1, 4, "*errors.joinError"},
+	} {
+		end := []attribute.KeyValue{attribute.Int64(builtin.KafkaJoinLen, c.n), attribute.Int64(builtin.KafkaJoinType, c.typ),
+			attribute.String(builtin.KafkaJoinMessage, "nosuch: kafka server: no such topic")}
+		s := kafkaSpan(t, "send", []attribute.KeyValue{attribute.String(builtin.KafkaMsgTopic, "nosuch")}, end, join)
+		if s.Status().Code != codes.Error || s.Status().Description != c.want || attrMap(s.Attributes())["error.type"] != "*errors.joinError" {
+			t.Errorf("%d errors, type %s: status %v, attributes %v", c.n, kafkaTypes[uint64(c.typ)], s.Status(), attrMap(s.Attributes()))
 		}
 	}
 }

@@ -101,29 +101,6 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		out = append(out, p)
 		return nil
 	}
-	// errorOf reads a returned error, and its value as a code should it be
-	// a protocol error (the span side checks the type).
-	errorOf := func(p *probes.Probe, itab, data uint8, codeSize uint8) {
-		capture(p, true, KafkaErrorCode, field(data, codeSize, 0))
-		if codeSize == 2 {
-			// sarama returns a failed metadata refresh as an errors.Join
-			// of fmt.Errorf("%s: %w", topic, err): a *errors.joinError
-			// whose errs slice (at 0) holds one *fmt.wrapError, its message
-			// first. The span side checks the types.
-			capture(p, true, KafkaJoinLen, field(data, 8, 8))
-			capture(p, true, KafkaJoinType, field(data, 8, 0, 0, 8))
-			capture(p, true, KafkaJoinMessage, field(data, 0, 0, 8, 0))
-		}
-		// The message goes in the string slot after the captures'.
-		slot := uint8(0)
-		for _, a := range p.ReturnAttrs {
-			if a.Type == "string" {
-				slot++
-			}
-		}
-		p.ErrorCapture = len(p.Recipe.Return)
-		p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: itab, Reg2: data, MaxLen: bpf.StringSlotSize, Slot: slot})
-	}
 	if kg {
 		if err := add(kafkaGo+".(*Writer).WriteMessages", RoleKafkaSend, func(p *probes.Probe) {
 			capture(p, false, KafkaTopic, field(kgWriter, 0, f.writerTopic))
@@ -131,7 +108,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			capture(p, false, KafkaKey, field(kgMsgs, 0, f.msgKey))
 			p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapReg, Reg: kgCount})
 			p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: KafkaCount, Type: "int", Size: 8})
-			errorOf(p, 0, 1, 8)
+			kafkaErrorOf(p, 0, 1, 8)
 		}); err != nil {
 			return nil, err
 		}
@@ -145,7 +122,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			p.Recipe.Keys = []string{"traceparent"}
 			capture(p, true, KafkaTraceparent, bpf.Capture{Kind: bpf.CapHdrs, Reg: bpf.RegSP, Reg2: 0, Field: msg(f.msgHeaders),
 				Stride: kafkaHeader, ValueAt: f.hdrVal, MaxLen: bpf.StringSlotSize})
-			errorOf(p, 0, 1, 8)
+			kafkaErrorOf(p, 0, 1, 8)
 		}); err != nil {
 			return nil, err
 		}
@@ -159,7 +136,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			capture(p, false, KafkaKey, field(smMsg, 0, f.pmKey+8, 0))
 			capture(p, true, KafkaPartition, bpf.Capture{Kind: bpf.CapReg, Reg: 0, Size: 4})
 			capture(p, true, KafkaOffset, bpf.Capture{Kind: bpf.CapReg, Reg: 1, Size: 8})
-			errorOf(p, 2, 3, 2)
+			kafkaErrorOf(p, 2, 3, 2)
 		}); err != nil {
 			return nil, err
 		}
@@ -167,10 +144,35 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			capture(p, false, KafkaMsgTopic, field(smMsgs, 0, 0, f.pmTopic))
 			p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapReg, Reg: smCount})
 			p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: KafkaCount, Type: "int", Size: 8})
-			errorOf(p, 0, 1, 2)
+			kafkaErrorOf(p, 0, 1, 2)
 		}); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// kafkaErrorOf reads a returned error (its itab and data word in
+// registers itab and data), and its value as a code of codeSize bytes should
+// it be a protocol error (the span side checks the type). The error's
+// message goes in the string slot after the other captures'.
+func kafkaErrorOf(p *probes.Probe, itab, data uint8, codeSize uint8) {
+	capture(p, true, KafkaErrorCode, field(data, codeSize, 0))
+	if codeSize == 2 {
+		// sarama returns a failed metadata refresh as an errors.Join of
+		// fmt.Errorf("%s: %w", topic, err): a *errors.joinError whose errs
+		// slice (at 0) holds one *fmt.wrapError, its message first. The
+		// span side checks the types.
+		capture(p, true, KafkaJoinLen, field(data, 8, 8))
+		capture(p, true, KafkaJoinType, field(data, 8, 0, 0, 8))
+		capture(p, true, KafkaJoinMessage, field(data, 0, 0, 8, 0))
+	}
+	slot := uint8(0)
+	for _, a := range p.ReturnAttrs {
+		if a.Type == "string" {
+			slot++
+		}
+	}
+	p.ErrorCapture = len(p.Recipe.Return)
+	p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: itab, Reg2: data, MaxLen: bpf.StringSlotSize, Slot: slot})
 }

@@ -102,7 +102,13 @@ func (o *offsets) module(field string) (probes.Module, bool) {
 	// before genproto.
 	best := probes.Module{Path: pkg, Version: "(unknown)"}
 	found := false
-	for _, m := range o.b.Modules {
+	// The main module counts too when it has a release: a library's own
+	// tool built from the module proxy (go install module/cmd@version).
+	mods := o.b.Modules
+	if o.b.Main.Version != "" && o.b.Main.Version != "(devel)" {
+		mods = append([]probes.Module{o.b.Main}, mods...)
+	}
+	for _, m := range mods {
 		if (pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) && (!found || len(m.Path) > len(best.Path)) {
 			best, found = m, true
 		}

@@ -43,3 +43,18 @@ func TestKafkaReturnCaptures(t *testing.T) {
 		t.Errorf("kafka-go's fetch reads a joined error (it returns none): %+v", fetch.ReturnAttrs)
 	}
 }
+
+// TestModuleOfMainModule: a library's own tool (sarama's
+// kafka-console-producer, built from the module proxy) has the library as
+// its main module, with a release: its fields' table entries are found by
+// it; a main module in development has none.
+func TestModuleOfMainModule(t *testing.T) {
+	o := &offsets{b: &probes.Binary{Main: probes.Module{Path: sarama, Version: "v1.61.1"}}}
+	if m, ok := o.module(sarama + ".ProducerMessage.Topic"); !ok || m.Version != "v1.61.1" {
+		t.Errorf("sarama's own tool: %v %v", m, ok)
+	}
+	o = &offsets{b: &probes.Binary{Main: probes.Module{Path: sarama, Version: "(devel)"}}}
+	if m, _ := o.module(sarama + ".ProducerMessage.Topic"); m.Version != "(unknown)" {
+		t.Errorf("a main module in development: %v", m)
+	}
+}

@@ -592,20 +592,16 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 		}
 		addr += c->off[c->nhops & MAX_HOPS];
 		if (c->kind == CAP_HDRS) {
+			// The header found: its value is read as a string below.
 			__u8 k = c->reg2 & (MAX_KEYS - 1);
 			__u64 desc = c->off[2] | (c->size == 8 ? 1 << 16 : 0);
-			__u64 e = hdr_find(addr, desc, r->keys[k][0], r->keys[k][1], r->key_len[k]), s[2] = {0, 0};
-			if (!e || bpf_probe_read_user(s, 16, (void *)(e + c->off[3])) < 0) {
+			__u64 e = hdr_find(addr, desc, r->keys[k][0], r->keys[k][1], r->key_len[k]);
+			if (!e) {
 				ev->nil |= bit;
 				break;
 			}
-			out->a = s[1];
-			out->b = s[0];
-			if (slot && read_str(slot, s[0], s[1], c->max_len) < 0)
-				ev->failed |= bit;
-			break;
-		}
-		if (c->kind == CAP_MAPSTR) {
+			addr = e + c->off[3];
+		} else if (c->kind == CAP_MAPSTR) {
 			__u64 m = 0, val = 0, sl[2] = {0, 0}, s[2] = {0, 0};
 			if (bpf_probe_read_user(&m, 8, (void *)addr) < 0 || !m) {
 				ev->nil |= bit;
@@ -625,7 +621,7 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 				ev->failed |= bit;
 			break;
 		}
-		if (c->size) {
+		if (c->size && c->kind == CAP_PATH) {
 			__u64 v = 0;
 			__u32 size = c->size;
 			if (size > 8)

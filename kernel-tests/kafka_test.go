@@ -1,8 +1,6 @@
 package kerneltests
 
 import (
-	"bufio"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,22 +73,9 @@ func startKafka(t *testing.T) string {
 		builds[path] = nil
 	}
 	buildsMu.Unlock()
-	cmd := exec.Command(path)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("kafka broker: %v", err)
+	_, addr := startProcess(t, path, nil, nil)
+	if addr == "" {
+		t.Fatal("the kafka broker printed no address")
 	}
 	return strings.TrimSpace(addr)
 }

@@ -2,6 +2,7 @@ package semconv
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -23,6 +24,7 @@ import (
 type kafkaShape struct {
 	op       string // "send" or "receive"
 	typeName func(uint64) string
+	invalid  *atomic.Uint64 // malformed traceparents, counted
 }
 
 func (s kafkaShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
@@ -98,8 +100,12 @@ func (s kafkaShape) End(span trace.Span, p *channel.Payload) {
 	if key, ok := s.key(r); ok {
 		span.SetAttributes(attribute.String("messaging.kafka.message.key", key))
 	}
-	if sc, ok, _ := remoteParent(r, builtin.KafkaTraceparent, ""); ok {
+	sc, ok, bad := remoteParent(r, builtin.KafkaTraceparent, "")
+	if ok {
 		span.AddLink(trace.Link{SpanContext: sc})
+	}
+	if bad > 0 && s.invalid != nil {
+		s.invalid.Add(uint64(bad))
 	}
 }
 

@@ -2,6 +2,7 @@ package semconv
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -18,11 +19,14 @@ import (
 // kafkaTypes are the runtime types a test's key type words point at.
 var kafkaTypes = map[uint64]string{1: "sarama.StringEncoder", 2: "sarama.ByteEncoder", 3: "*fmt.wrapError", 4: "*errors.errorString"}
 
+// kafkaInvalid counts the malformed traceparents of the tests' spans.
+var kafkaInvalid atomic.Uint64
+
 func kafkaSpan(t *testing.T, op string, start, end []attribute.KeyValue, err error) sdktrace.ReadOnlySpan {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
 	tr := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("t")
-	shape := kafkaShape{op: op, typeName: func(a uint64) string { return kafkaTypes[a] }}
+	shape := kafkaShape{op: op, typeName: func(a uint64) string { return kafkaTypes[a] }, invalid: &kafkaInvalid}
 	p := &channel.Payload{Attributes: start}
 	name, kind, attrs := shape.Start(p)
 	_, s := tr.Start(context.Background(), name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
@@ -95,8 +99,12 @@ func TestKafkaReceive(t *testing.T) {
 		t.Error("the creation context became the parent")
 	}
 	bad := append(msg[:4:4], attribute.String(builtin.KafkaTraceparent, "00-nothex"))
+	before := kafkaInvalid.Load()
 	if s := kafkaSpan(t, "receive", []attribute.KeyValue{attribute.String(builtin.KafkaTopic, "orders")}, bad, nil); len(s.Links()) != 0 || s.Name() != "receive orders" {
 		t.Errorf("malformed traceparent: %q, links %v", s.Name(), s.Links())
+	}
+	if n := kafkaInvalid.Load() - before; n != 1 {
+		t.Errorf("a malformed traceparent counted %d times, want once", n)
 	}
 	failed := kafkaSpan(t, "receive", []attribute.KeyValue{attribute.String(builtin.KafkaTopic, "orders")}, msg, &channel.Error{Type: "*errors.errorString", Message: "context deadline exceeded"})
 	if a := attrMap(failed.Attributes()); a["messaging.kafka.offset"] != "" || len(failed.Links()) != 0 || a["error.type"] != "*errors.errorString" {

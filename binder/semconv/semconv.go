@@ -14,6 +14,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -32,13 +33,18 @@ type Side struct {
 	// dbSystem is db.system.name by the driver modules the binary links,
 	// for statements whose driver type says nothing.
 	dbSystem string
+	// invalid counts trace context values ignored as malformed where no
+	// remote parent is asked for (a received message's, made a link).
+	invalid *atomic.Uint64
 }
 
 var _ binder.SpanSide = (*Side)(nil)
 
-// New returns the span side of b's built-in probes.
-func New(b *probes.Binary) *Side {
-	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b)}
+// New returns the span side of b's built-in probes; invalid counts the
+// trace context values its spans ignore as malformed outside RemoteParent
+// (which reports its own).
+func New(b *probes.Binary, invalid *atomic.Uint64) *Side {
+	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), invalid: invalid}
 }
 
 // Shaper implements binder.SpanSide.
@@ -66,9 +72,9 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 	case builtin.RoleRedisMulti:
 		return redisShape{fixed: "MULTI"}, true
 	case builtin.RoleKafkaSend:
-		return kafkaShape{op: "send", typeName: s.typeName}, true
+		return kafkaShape{op: "send", typeName: s.typeName, invalid: s.invalid}, true
 	case builtin.RoleKafkaReceive:
-		return kafkaShape{op: "receive", typeName: s.typeName}, true
+		return kafkaShape{op: "receive", typeName: s.typeName, invalid: s.invalid}, true
 	}
 	return nil, false
 }

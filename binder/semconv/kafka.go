@@ -3,6 +3,8 @@ package semconv
 import (
 	"strconv"
 	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -70,7 +72,18 @@ func (s kafkaShape) key(r raw) (string, bool) {
 		return "", false
 	}
 	k, ok := r.str(builtin.KafkaKey)
-	return k, ok && k != ""
+	return k, ok && k != "" && isText(k)
+}
+
+// isText says whether a key read as bytes is text: valid UTF-8 without
+// control characters.
+func isText(s string) bool {
+	for _, c := range s {
+		if c == utf8.RuneError || unicode.IsControl(c) {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
 }
 
 func (s kafkaShape) End(span trace.Span, p *channel.Payload) {

@@ -56,6 +56,8 @@ func TestKafkaSend(t *testing.T) {
 		{"kafka-go, a batch, the messages' topic", []attribute.KeyValue{attribute.String(builtin.KafkaTopic, ""), attribute.String(builtin.KafkaMsgTopic, "audit"),
 			attribute.String(builtin.KafkaKey, "k1"), attribute.Int64(builtin.KafkaCount, 3)}, nil,
 			"send audit", map[string]string{"messaging.destination.name": "audit", "messaging.kafka.message.key": "", "messaging.batch.message_count": "3"}},
+		{"kafka-go, a binary key", []attribute.KeyValue{attribute.String(builtin.KafkaTopic, "orders"), attribute.String(builtin.KafkaKey, "\x00\x01\xff"), attribute.Int64(builtin.KafkaCount, 1)}, nil,
+			"send orders", map[string]string{"messaging.kafka.message.key": ""}},
 		{"kafka-go, no key", []attribute.KeyValue{attribute.String(builtin.KafkaTopic, "orders"), attribute.String(builtin.KafkaKey, ""), attribute.Int64(builtin.KafkaCount, 1)}, nil,
 			"send orders", map[string]string{"messaging.kafka.message.key": ""}},
 		{"sarama, a string key", []attribute.KeyValue{attribute.String(builtin.KafkaMsgTopic, "orders"), attribute.Int64(builtin.KafkaKeyType, 1), attribute.String(builtin.KafkaKey, "k2")},

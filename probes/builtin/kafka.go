@@ -105,7 +105,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		if err := add(kafkaGo+".(*Writer).WriteMessages", RoleKafkaSend, func(p *probes.Probe) {
 			capture(p, false, KafkaTopic, field(kgWriter, 0, f.writerTopic))
 			capture(p, false, KafkaMsgTopic, field(kgMsgs, 0, f.msgTopic))
-			capture(p, false, KafkaKey, field(kgMsgs, 0, f.msgKey))
+			kafkaKey(p, false, field(kgMsgs, 0, f.msgKey))
 			p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapReg, Reg: kgCount})
 			p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: KafkaCount, Type: "int", Size: 8})
 			kafkaErrorOf(p, 0, 1, 8)
@@ -118,7 +118,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			capture(p, true, KafkaMsgTopic, field(bpf.RegSP, 0, msg(f.msgTopic)))
 			capture(p, true, KafkaPartition, field(bpf.RegSP, 8, msg(f.msgPartition)))
 			capture(p, true, KafkaOffset, field(bpf.RegSP, 8, msg(f.msgOffset)))
-			capture(p, true, KafkaKey, field(bpf.RegSP, 0, msg(f.msgKey)))
+			kafkaKey(p, true, field(bpf.RegSP, 0, msg(f.msgKey)))
 			p.Recipe.Keys = []string{"traceparent"}
 			capture(p, true, KafkaTraceparent, bpf.Capture{Kind: bpf.CapHdrs, Reg: bpf.RegSP, Reg2: 0, Field: msg(f.msgHeaders),
 				Stride: kafkaHeader, ValueAt: f.hdrVal, MaxLen: bpf.StringSlotSize})
@@ -133,7 +133,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			// The key is an Encoder: its type word (through the itab) tells
 			// a StringEncoder, whose data word points at the string.
 			capture(p, false, KafkaKeyType, field(smMsg, 8, f.pmKey, 8))
-			capture(p, false, KafkaKey, field(smMsg, 0, f.pmKey+8, 0))
+			kafkaKey(p, false, field(smMsg, 0, f.pmKey+8, 0))
 			capture(p, true, KafkaPartition, bpf.Capture{Kind: bpf.CapReg, Reg: 0, Size: 4})
 			capture(p, true, KafkaOffset, bpf.Capture{Kind: bpf.CapReg, Reg: 1, Size: 8})
 			kafkaErrorOf(p, 2, 3, 2)
@@ -169,10 +169,21 @@ func kafkaErrorOf(p *probes.Probe, itab, data uint8, codeSize uint8) {
 	}
 	slot := uint8(0)
 	for _, a := range p.ReturnAttrs {
-		if a.Type == "string" {
+		if a.Type == "string" || a.Type == "bytes" {
 			slot++
 		}
 	}
 	p.ErrorCapture = len(p.Recipe.Return)
 	p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: itab, Reg2: data, MaxLen: bpf.StringSlotSize, Slot: slot})
+}
+
+// kafkaKey reads a message's key as bytes: a binary key is no text, and no
+// failed read either; the span side keeps the keys that are text.
+func kafkaKey(p *probes.Probe, atReturn bool, c bpf.Capture) {
+	capture(p, atReturn, KafkaKey, c)
+	attrs := p.EntryAttrs
+	if atReturn {
+		attrs = p.ReturnAttrs
+	}
+	attrs[len(attrs)-1].Type = "bytes"
 }

@@ -15,7 +15,7 @@ func TestKafkaReturnCaptures(t *testing.T) {
 	fetch := &probes.Probe{ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1}
 	capture(fetch, true, KafkaMsgTopic, field(bpf.RegSP, 0, 8))
 	capture(fetch, true, KafkaPartition, field(bpf.RegSP, 8, 24))
-	capture(fetch, true, KafkaKey, field(bpf.RegSP, 0, 48))
+	kafkaKey(fetch, true, field(bpf.RegSP, 0, 48))
 	capture(fetch, true, KafkaTraceparent, bpf.Capture{Kind: bpf.CapHdrs, Reg: bpf.RegSP, Field: 96, Stride: kafkaHeader, ValueAt: 16, MaxLen: bpf.StringSlotSize})
 	kafkaErrorOf(fetch, 0, 1, 8)
 	send := &probes.Probe{ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1}

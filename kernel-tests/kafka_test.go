@@ -89,7 +89,8 @@ const (
 
 // TestBuiltinKafka sends with kafka-go's Writer (one message with a key and
 // a traceparent, a batch of three, one to a topic that does not exist) and
-// reads the four back with its Reader (partition 0); with sarama's
+// reads the four back with its Reader (partition 0), and the first again as
+// a member of a consumer group; with sarama's
 // SyncProducer, one message with a string key, a batch of two and one to
 // an unknown topic. Against a real Kafka-protocol broker, for each Go ×
 // library release × stripped build.
@@ -165,6 +166,9 @@ func TestBuiltinKafka(t *testing.T) {
 				wantReceives = append(wantReceives, map[string]any{"name": "receive orders", "messaging.destination.name": "orders",
 					"messaging.destination.partition.id": "0", "messaging.kafka.offset": off})
 			}
+			wantReceives = append(wantReceives, map[string]any{"name": "receive orders", "messaging.destination.name": "orders",
+				"messaging.consumer.group.name": "g1", "messaging.destination.partition.id": "0", "messaging.kafka.offset": int64(0),
+				"messaging.kafka.message.key": "order-1", "link": kafkaTraceID + "/" + kafkaSpanID})
 			checkKafkaSpans(t, "receive", receives, wantReceives)
 		})
 	}
@@ -185,7 +189,7 @@ func checkKafkaSpans(t *testing.T, what string, spans []sdktrace.ReadOnlySpan, w
 		if s.Name() != w["name"] {
 			t.Errorf("%s span %d: name %q, want %q", what, i, s.Name(), w["name"])
 		}
-		for _, k := range []string{"messaging.destination.name", "messaging.kafka.message.key", "messaging.batch.message_count",
+		for _, k := range []string{"messaging.destination.name", "messaging.consumer.group.name", "messaging.kafka.message.key", "messaging.batch.message_count",
 			"messaging.destination.partition.id", "messaging.kafka.offset", "error.type"} {
 			if a[k] != w[k] {
 				t.Errorf("%s span %d (%s): %s = %v, want %v", what, i, s.Name(), k, a[k], w[k])

@@ -45,6 +45,9 @@ func (s kafkaShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribu
 	} else if a, ok := r.unreadable(builtin.KafkaMsgTopic, "messaging.destination.name"); ok {
 		attrs = append(attrs, a)
 	}
+	if g, _ := r.str(builtin.KafkaGroup); g != "" {
+		attrs = append(attrs, attribute.String("messaging.consumer.group.name", g))
+	}
 	// The batch size, or a single message's key: the conventions set
 	// neither on the other kind of span.
 	n, batch := r.int(builtin.KafkaCount)

@@ -88,9 +88,9 @@ func TestKafkaReceive(t *testing.T) {
 	msg := []attribute.KeyValue{attribute.String(builtin.KafkaMsgTopic, "audit"), attribute.Int64(builtin.KafkaPartition, 0),
 		attribute.Int64(builtin.KafkaOffset, 7), attribute.String(builtin.KafkaKey, "k1"),
 		attribute.String(builtin.KafkaTraceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}
-	s := kafkaSpan(t, "receive", []attribute.KeyValue{attribute.String(builtin.KafkaTopic, "")}, msg, nil)
+	s := kafkaSpan(t, "receive", []attribute.KeyValue{attribute.String(builtin.KafkaTopic, ""), attribute.String(builtin.KafkaGroup, "g1")}, msg, nil)
 	a := attrMap(s.Attributes())
-	if s.Name() != "receive audit" || s.SpanKind() != trace.SpanKindConsumer || a["messaging.destination.name"] != "audit" ||
+	if s.Name() != "receive audit" || a["messaging.consumer.group.name"] != "g1" || s.SpanKind() != trace.SpanKindConsumer || a["messaging.destination.name"] != "audit" ||
 		a["messaging.destination.partition.id"] != "0" || a["messaging.kafka.offset"] != "7" || a["messaging.kafka.message.key"] != "k1" {
 		t.Errorf("%q %v %v", s.Name(), s.SpanKind(), a)
 	}

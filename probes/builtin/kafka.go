@@ -16,6 +16,7 @@ const (
 	KafkaCount       = "count"        // how many messages a send carries
 	KafkaKey         = "key"          // the (first) message's key
 	KafkaKeyType     = "key_type"     // a sarama key's Encoder type word
+	KafkaGroup       = "group"        // a Reader's consumer group
 	KafkaPartition   = "partition"    // where the message went or came from
 	KafkaOffset      = "offset"       // its offset there
 	KafkaTraceparent = "traceparent"  // a consumed message's traceparent header
@@ -57,7 +58,7 @@ const (
 
 // kafkaOffsets are the struct fields the kafka set reads.
 type kafkaOffsets struct {
-	writerTopic, readerConfig, configTopic                        uint16
+	writerTopic, readerConfig, configTopic, configGroup           uint16
 	msgTopic, msgPartition, msgOffset, msgKey, msgHeaders, hdrVal uint16
 	pmTopic, pmKey                                                uint16
 }
@@ -77,6 +78,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		if err := o.mustAll(
 			fieldOffset{&f.writerTopic, kafkaGo + ".Writer.Topic"},
 			fieldOffset{&f.readerConfig, kafkaGo + ".Reader.config"}, fieldOffset{&f.configTopic, kafkaGo + ".ReaderConfig.Topic"},
+			fieldOffset{&f.configGroup, kafkaGo + ".ReaderConfig.GroupID"},
 			fieldOffset{&f.msgTopic, kafkaGo + ".Message.Topic"}, fieldOffset{&f.msgPartition, kafkaGo + ".Message.Partition"},
 			fieldOffset{&f.msgOffset, kafkaGo + ".Message.Offset"}, fieldOffset{&f.msgKey, kafkaGo + ".Message.Key"},
 			fieldOffset{&f.msgHeaders, kafkaGo + ".Message.Headers"}, fieldOffset{&f.hdrVal, kafkaGo + "/protocol.Header.Value"},
@@ -114,6 +116,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		}
 		if err := add(kafkaGo+".(*Reader).FetchMessage", RoleKafkaReceive, func(p *probes.Probe) {
 			capture(p, false, KafkaTopic, field(kgReader, 0, f.readerConfig+f.configTopic))
+			capture(p, false, KafkaGroup, field(kgReader, 0, f.readerConfig+f.configGroup))
 			msg := func(off uint16) uint16 { return 8 + off } // the Message on the stack
 			capture(p, true, KafkaMsgTopic, field(bpf.RegSP, 0, msg(f.msgTopic)))
 			capture(p, true, KafkaPartition, field(bpf.RegSP, 8, msg(f.msgPartition)))

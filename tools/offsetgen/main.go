@@ -90,6 +90,7 @@ var modules = []struct {
 	// and Writer as they are now, and sarama's from v1.50.1.
 	{"github.com/segmentio/kafka-go", "reference-kafkago", "v0.4.42", []string{
 		"github.com/segmentio/kafka-go.Writer.Topic", "github.com/segmentio/kafka-go.Reader.config", "github.com/segmentio/kafka-go.ReaderConfig.Topic",
+		"github.com/segmentio/kafka-go.ReaderConfig.GroupID",
 		"github.com/segmentio/kafka-go.Message.Topic", "github.com/segmentio/kafka-go.Message.Partition", "github.com/segmentio/kafka-go.Message.Offset",
 		"github.com/segmentio/kafka-go.Message.Key", "github.com/segmentio/kafka-go.Message.Headers", "github.com/segmentio/kafka-go/protocol.Header.Value",
 	}},

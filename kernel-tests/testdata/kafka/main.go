@@ -39,8 +39,8 @@ func main() {
 }
 
 // kafkaGo sends one message with a key and a traceparent, then a batch of
-// three, to "orders"; one to a topic that does not exist (an error); and
-// reads the four back from partition 0.
+// three, to "orders"; one to a topic that does not exist (an error); reads
+// the four back from partition 0, and the first again in a consumer group.
 func kafkaGo(addr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -65,5 +65,9 @@ func kafkaGo(addr string) error {
 			return err
 		}
 	}
-	return nil
+	// And the first once more, as a member of consumer group g1.
+	g := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: "orders", GroupID: "g1", MaxWait: 100 * time.Millisecond})
+	defer g.Close()
+	_, err := g.ReadMessage(ctx)
+	return err
 }

@@ -64,8 +64,9 @@ type kafkaOffsets struct {
 }
 
 // kafkaHeader is the size of kafka-go's protocol.Header {Key string; Value
-// []byte}: the bytes between a message's headers.
-const kafkaHeader = 40
+// []byte} past its Value's offset: Value, a slice, is its last field, so the
+// bytes between a message's headers are that offset plus this.
+const kafkaHeader = 24
 
 func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
 	kg := hasFunc(b, kafkaGo+".(*Writer).WriteMessages") || hasFunc(b, kafkaGo+".(*Reader).FetchMessage")
@@ -124,7 +125,7 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			kafkaKey(p, true, field(bpf.RegSP, 0, msg(f.msgKey)))
 			p.Recipe.Keys = []string{"traceparent"}
 			capture(p, true, KafkaTraceparent, bpf.Capture{Kind: bpf.CapHdrs, Reg: bpf.RegSP, Reg2: 0, Field: msg(f.msgHeaders),
-				Stride: kafkaHeader, ValueAt: f.hdrVal, MaxLen: bpf.StringSlotSize})
+				Stride: f.hdrVal + kafkaHeader, ValueAt: f.hdrVal, MaxLen: bpf.StringSlotSize})
 			kafkaErrorOf(p, 0, 1, 8)
 		}); err != nil {
 			return nil, err

@@ -16,7 +16,7 @@ func TestKafkaReturnCaptures(t *testing.T) {
 	capture(fetch, true, KafkaMsgTopic, field(bpf.RegSP, 0, 8))
 	capture(fetch, true, KafkaPartition, field(bpf.RegSP, 8, 24))
 	kafkaKey(fetch, true, field(bpf.RegSP, 0, 48))
-	capture(fetch, true, KafkaTraceparent, bpf.Capture{Kind: bpf.CapHdrs, Reg: bpf.RegSP, Field: 96, Stride: kafkaHeader, ValueAt: 16, MaxLen: bpf.StringSlotSize})
+	capture(fetch, true, KafkaTraceparent, bpf.Capture{Kind: bpf.CapHdrs, Reg: bpf.RegSP, Field: 96, Stride: 16 + kafkaHeader, ValueAt: 16, MaxLen: bpf.StringSlotSize})
 	kafkaErrorOf(fetch, 0, 1, 8)
 	send := &probes.Probe{ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1}
 	capture(send, true, KafkaPartition, bpf.Capture{Kind: bpf.CapReg, Reg: 0, Size: 4})

@@ -88,8 +88,9 @@ const (
 )
 
 // TestBuiltinKafka sends with kafka-go's Writer (one message with a key and
-// a traceparent, a batch of three, one to a topic that does not exist) and
-// reads the four back with its Reader (partition 0), and the first again as
+// a traceparent, a batch of three, one through a Writer without a topic,
+// one to a topic that does not exist) and reads the five back with its
+// Reader (partition 0), and the first again as
 // a member of a consumer group; with sarama's
 // SyncProducer, one message with a string key, a batch of two and one to
 // an unknown topic. Against a real Kafka-protocol broker, for each Go ×
@@ -145,13 +146,14 @@ func TestBuiltinKafka(t *testing.T) {
 			wantSends := []map[string]any{
 				{"name": "send orders", "messaging.destination.name": "orders", "messaging.kafka.message.key": "order-1"},
 				{"name": "send orders", "messaging.destination.name": "orders", "messaging.batch.message_count": int64(3)},
+				{"name": "send orders", "messaging.destination.name": "orders"},
 				{"name": "send nosuch", "messaging.destination.name": "nosuch", "error.type": "kafka.Error",
 					"status": "kafka error 3: UNKNOWN_TOPIC_OR_PARTITION"},
 			}
 			if b.sarama != "" {
 				wantSends = append(wantSends,
 					map[string]any{"name": "send orders", "messaging.destination.name": "orders", "messaging.kafka.message.key": "order-2",
-						"messaging.destination.partition.id": "0", "messaging.kafka.offset": int64(4)},
+						"messaging.destination.partition.id": "0", "messaging.kafka.offset": int64(5)},
 					map[string]any{"name": "send orders", "messaging.destination.name": "orders", "messaging.batch.message_count": int64(2)},
 					// sarama joins the metadata refresh's error for the topic.
 					map[string]any{"name": "send nosuch", "messaging.destination.name": "nosuch", "error.type": "*errors.joinError",
@@ -162,7 +164,7 @@ func TestBuiltinKafka(t *testing.T) {
 				{"name": "receive orders", "messaging.destination.name": "orders", "messaging.destination.partition.id": "0",
 					"messaging.kafka.offset": int64(0), "messaging.kafka.message.key": "order-1", "link": kafkaTraceID + "/" + kafkaSpanID},
 			}
-			for off := int64(1); off < 4; off++ {
+			for off := int64(1); off < 5; off++ {
 				wantReceives = append(wantReceives, map[string]any{"name": "receive orders", "messaging.destination.name": "orders",
 					"messaging.destination.partition.id": "0", "messaging.kafka.offset": off})
 			}

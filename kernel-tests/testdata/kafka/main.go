@@ -39,8 +39,9 @@ func main() {
 }
 
 // kafkaGo sends one message with a key and a traceparent, then a batch of
-// three, to "orders"; one to a topic that does not exist (an error); reads
-// the four back from partition 0, and the first again in a consumer group.
+// three, to "orders", and one through a Writer without a topic; one to a
+// topic that does not exist (an error); reads the five back from partition
+// 0, and the first again in a consumer group.
 func kafkaGo(addr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -53,6 +54,12 @@ func kafkaGo(addr string) error {
 	if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("two")}, kafka.Message{Value: []byte("three")}, kafka.Message{Value: []byte("four")}); err != nil {
 		return err
 	}
+	// A Writer without a topic of its own: the message names it.
+	bare := &kafka.Writer{Addr: kafka.TCP(addr), BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne}
+	defer bare.Close()
+	if err := bare.WriteMessages(ctx, kafka.Message{Topic: "orders", Value: []byte("five")}); err != nil {
+		return err
+	}
 	bad := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "nosuch", BatchTimeout: 10 * time.Millisecond, MaxAttempts: 1}
 	defer bad.Close()
 	if err := bad.WriteMessages(ctx, kafka.Message{Value: []byte("lost")}); err == nil {
@@ -60,7 +67,7 @@ func kafkaGo(addr string) error {
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: "orders", Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 5; i++ {
 		if _, err := r.ReadMessage(ctx); err != nil {
 			return err
 		}

@@ -14,11 +14,10 @@ import (
 )
 
 // kafkaBuild is a kafka fixture build, the kafka-go release it links and
-// whether it has sarama too.
+// sarama's, "" when it has none.
 type kafkaBuild struct {
 	build
-	kafkaGo string
-	sarama  string
+	kafkaGo, sarama string
 }
 
 // kafkaFixtures builds (once) the kafka fixture: kafka-go v0.4.42 (the
@@ -26,33 +25,13 @@ type kafkaBuild struct {
 // v0.4.51 with sarama v1.61.1 (go.new.mod, the sarama tag) with Go 1.27;
 // each normal and stripped, the newest a stripped PIE too.
 func kafkaFixtures(t *testing.T) []kafkaBuild {
-	t.Helper()
-	buildsMu.Lock()
-	defer buildsMu.Unlock()
-	src, _ := filepath.Abs("testdata/kafka")
+	links := []struct{ kafkaGo, sarama string }{{"v0.4.42", ""}, {"v0.4.51", "v1.61.1"}}
 	var out []kafkaBuild
-	for _, c := range []struct{ release, toolchain, modfile, kafkaGo, sarama string }{
-		{"go1.22", "go1.22.12", "go.mod", "v0.4.42", ""},
-		{"go1.27", "go1.27.3", "go.new.mod", "v0.4.51", "v1.61.1"},
-	} {
-		for _, v := range variants {
-			if v.pie && c.sarama == "" {
-				continue
-			}
-			b := build{name: c.release + "-kafkago" + c.kafkaGo + v.suffix, release: c.release, stripped: v.stripped, pie: v.pie}
-			b.path = filepath.Join(workDir, "kafka-"+b.name)
-			if _, done := builds[b.path]; !done {
-				args := append([]string{"-modfile=" + c.modfile}, v.args...)
-				if c.sarama != "" {
-					args = append(args, "-tags=sarama")
-				}
-				if err := goBuild(src, b.path, c.toolchain, append(args, ".")...); err != nil {
-					t.Fatal(err)
-				}
-				builds[b.path] = nil
-			}
-			out = append(out, kafkaBuild{b, c.kafkaGo, c.sarama})
-		}
+	for _, f := range moduleFixtures(t, "kafka", []moduleRelease{
+		{release: "go1.22", toolchain: "go1.22.12", modfile: "go.mod", label: "kafkagov0.4.42"},
+		{release: "go1.27", toolchain: "go1.27.3", modfile: "go.new.mod", label: "kafkagov0.4.51", args: []string{"-tags=sarama"}, pie: true},
+	}) {
+		out = append(out, kafkaBuild{f.build, links[f.of].kafkaGo, links[f.of].sarama})
 	}
 	return out
 }

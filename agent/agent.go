@@ -246,7 +246,8 @@ func (s *Session) setupPipeline() error {
 	}
 	s.tp = sdktrace.NewTracerProvider(opts...)
 	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
-	s.factories = &binder.Factories{Tracer: tracer, Side: semconv.New(s.img.bin), Join: s.joins}
+	s.factories = &binder.Factories{Tracer: tracer, Join: s.joins}
+	s.factories.Side = semconv.New(s.img.bin, &s.factories.InvalidContext)
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
 	for _, p := range s.img.probes {

@@ -39,7 +39,22 @@ const (
 	// slot; Reg2 holds TraceOutgoing for client spans whose request may
 	// carry the context.
 	CapTrace CaptureKind = 7
+	// CapHdrs reads the value of the first header whose key is
+	// Recipe.Keys[Reg2] among the first MaxHeaders of a slice of {Key,
+	// Value} headers (strings or byte slices), the slice reached as a CapPath
+	// string would be, with at most one hop. Stride is the bytes between
+	// headers, ValueAt the value's offset in one; Size 8 says the slice holds
+	// pointers to the headers.
+	CapHdrs CaptureKind = 8
 )
+
+// MaxHeaders is how many headers a CapHdrs capture looks through.
+const MaxHeaders = 8
+
+// RegSP names, as a capture's Reg, the stack pointer: at a function's
+// entry or RET the first argument or result Go's ABI passes on the stack is
+// at SP+8.
+const RegSP = 9
 
 // TraceOutgoing marks, in a CapTrace's Reg2, a client span that sends a
 // request the socket programs may add its context to.
@@ -100,6 +115,8 @@ type Capture struct {
 	Hops      []uint16
 	Field     uint16
 	Size      uint8
+	// Stride and ValueAt describe a CapHdrs capture's headers.
+	Stride, ValueAt uint16
 }
 
 // Recipe is what the generic programs do for one probe.
@@ -146,8 +163,8 @@ type Recipe struct {
 	// Save are the registers kept from the entry for the return's CapPath
 	// captures (at most MaxSaved).
 	Save []uint8
-	// Keys are the map keys of CapMapStr captures (at most 4, of at most 16
-	// bytes).
+	// Keys are the keys of CapMapStr and CapHdrs captures (at most 4, of
+	// at most 16 bytes).
 	Keys []string
 }
 
@@ -411,7 +428,7 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 				}
 				strings++
 			}
-			if c.Kind == CapPath && c.Size == 0 || c.Kind == CapMapStr {
+			if c.Kind == CapPath && c.Size == 0 || c.Kind == CapMapStr || c.Kind == CapHdrs {
 				if c.Slot >= StringSlots {
 					return 0, fmt.Errorf("probe id %d: at most %d strings at entry and at return", id, StringSlots)
 				}
@@ -423,6 +440,12 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 			tc := tracerCapture{Kind: uint8(c.Kind), Reg: c.Reg, Reg2: c.Reg2, Slot: c.Slot, MaxLen: c.MaxLen,
 				Nhops: uint8(len(c.Hops)), Size: c.Size}
 			copy(tc.Off[:], c.Hops)
+			if c.Kind == CapHdrs {
+				if len(c.Hops) > 1 {
+					return 0, fmt.Errorf("probe id %d: a header capture has at most one pointer hop", id)
+				}
+				tc.Off[2], tc.Off[3] = c.Stride, c.ValueAt
+			}
 			tc.Off[len(c.Hops)] = c.Field
 			dst[i] = tc
 		}

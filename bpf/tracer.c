@@ -164,6 +164,7 @@ static __always_inline struct gkey gkey_of(__u64 goid)
 // at computed offsets.
 struct abi_regs {
 	__u64 r[ABI_REGS];
+	__u64 sp;
 	__u64 saved[MAX_SAVED]; // what the call's entry saved, at its return
 };
 
@@ -178,12 +179,15 @@ static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
 	out->r[6] = ctx->r9;
 	out->r[7] = ctx->r10;
 	out->r[8] = ctx->r11;
+	out->sp = ctx->sp;
 }
 
 static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
 {
 	if (i >= BASE_SAVED && i < BASE_SAVED + MAX_SAVED)
 		return regs->saved[i - BASE_SAVED];
+	if (i == REG_SP)
+		return regs->sp;
 	if (i >= ABI_REGS)
 		return 0;
 	return regs->r[i];
@@ -313,6 +317,34 @@ __attribute__((noinline)) __u64 map_find(__u64 m, __u64 layout, __u64 k0, __u64 
 			if (key_eq(k[0], k[1], k0, k1, klen))
 				return grp + 8 + s * 40 + 16;
 		}
+	}
+	return 0;
+}
+
+// hdr_find returns the address of the first header whose key is (k0, k1,
+// klen) among the first MAX_HDRS of the slice whose (ptr, len) header is at
+// sl, 0 when none is. desc: the bytes between headers in its low 16 bits,
+// bit 16 set when the slice holds pointers to the headers. A global
+// function, as map_find.
+__attribute__((noinline)) __u64 hdr_find(__u64 sl, __u64 desc, __u64 k0, __u64 k1, __u64 klen)
+{
+	__u64 h[2] = {0, 0};
+	if (bpf_probe_read_user(h, 16, (void *)sl) < 0 || !h[0])
+		return 0;
+	__u64 stride = desc & 0xffff;
+	for (__u64 i = 0; i < MAX_HDRS; i++) {
+		if (i >= h[1])
+			break;
+		__u64 e = h[0] + i * stride;
+		if ((desc >> 16) & 1) {
+			if (bpf_probe_read_user(&e, 8, (void *)e) < 0 || !e)
+				continue;
+		}
+		__u64 k[2];
+		if (bpf_probe_read_user(k, 16, (void *)e) < 0)
+			continue;
+		if (key_eq(k[0], k[1], k0, k1, klen))
+			return e;
 	}
 	return 0;
 }
@@ -539,6 +571,7 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 			ev->failed |= bit;
 		break;
 	case CAP_MAPSTR:
+	case CAP_HDRS:
 	case CAP_PATH: {
 		__u64 addr = a;
 		for (int h = 0; h < MAX_HOPS; h++) {
@@ -558,7 +591,17 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 			break;
 		}
 		addr += c->off[c->nhops & MAX_HOPS];
-		if (c->kind == CAP_MAPSTR) {
+		if (c->kind == CAP_HDRS) {
+			// The header found: its value is read as a string below.
+			__u8 k = c->reg2 & (MAX_KEYS - 1);
+			__u64 desc = c->off[2] | (c->size == 8 ? 1 << 16 : 0);
+			__u64 e = hdr_find(addr, desc, r->keys[k][0], r->keys[k][1], r->key_len[k]);
+			if (!e) {
+				ev->nil |= bit;
+				break;
+			}
+			addr = e + c->off[3];
+		} else if (c->kind == CAP_MAPSTR) {
 			__u64 m = 0, val = 0, sl[2] = {0, 0}, s[2] = {0, 0};
 			if (bpf_probe_read_user(&m, 8, (void *)addr) < 0 || !m) {
 				ev->nil |= bit;
@@ -578,7 +621,7 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 				ev->failed |= bit;
 			break;
 		}
-		if (c->size) {
+		if (c->size && c->kind == CAP_PATH) {
 			__u64 v = 0;
 			__u32 size = c->size;
 			if (size > 8)

@@ -18,6 +18,11 @@ struct pt_regs {
 #define MAX_PROBES 4096
 #define MAX_CAPS 8
 #define ABI_REGS 9
+// A capture's base register beyond the ABI's: the stack pointer, for values
+// Go's ABI passes on the stack (at a function's entry or RET, the first
+// stack-assigned argument or result is at SP+8).
+#define REG_SP 9
+#define MAX_HDRS 8
 #define STR_SLOTS 4
 #define STR_SLOT_SIZE 256
 
@@ -41,6 +46,11 @@ enum capture_kind {
 	CAP_TRACE = 7,  // --propagate: the span's trace context, made here (see trace_start); reg: 1 +
 			// the index of a capture holding an incoming traceparent (0: none), slot: its
 			// string slot; reg2: TRACE_* flags
+	CAP_HDRS = 8,   // the value of the first header whose key is recipe->keys[reg2] among the first
+			// MAX_HDRS of a slice of {Key, Value} headers, the slice header reached as a
+			// CAP_PATH string would be (nhops <= 1); off[2]: the bytes between headers, off[3]:
+			// the value's offset in one; size 8: the slice holds pointers to the headers.
+			// Keys and values may be strings or byte slices: both start with (ptr, len)
 };
 
 enum trace_flags {

@@ -1,7 +1,6 @@
 package kerneltests
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,48 +15,23 @@ import (
 	"github.com/tcagent/tcagent/probes/builtin"
 )
 
-// grpcBuild is a gRPC fixture build and the grpc release it links.
-type grpcBuild struct {
-	build
-	grpc string
-}
-
 // grpcFixtures builds (once) the gRPC fixture against grpc releases of each
 // internal layout the set reads: v1.68.0 (go.mod: a *transport.Stream per
 // server RPC) with Go 1.22; v1.70.0 (go.v170.mod: a ServerStream embedding
 // *Stream, the newest release Go 1.22 builds) with Go 1.22 and 1.26; v1.85.0
 // (go.v185.mod: Stream embedded by value, client streams wrapped) with Go
-// 1.26 and 1.27. Each normal and stripped, and v1.85.0 a stripped PIE too.
-func grpcFixtures(t *testing.T) []grpcBuild {
-	t.Helper()
-	buildsMu.Lock()
-	defer buildsMu.Unlock()
-	src, _ := filepath.Abs("testdata/grpc")
-	var out []grpcBuild
-	for _, c := range []struct{ release, toolchain, grpc, modfile string }{
-		{"go1.22", "go1.22.12", "v1.68.0", "go.mod"},
-		{"go1.22", "go1.22.12", "v1.70.0", "go.v170.mod"},
-		{"go1.26", "local", "v1.70.0", "go.v170.mod"},
-		{"go1.26", "local", "v1.85.0", "go.v185.mod"},
-		{"go1.27", "go1.27.3", "v1.85.0", "go.v185.mod"},
-	} {
-		for _, v := range variants {
-			// A stripped PIE of the newest grpc only: not one per
-			// layout.
-			if v.pie && c.grpc != "v1.85.0" {
-				continue
-			}
-			b := build{name: c.release + "-grpc" + c.grpc + v.suffix, release: c.release, stripped: v.stripped, pie: v.pie}
-			b.path = filepath.Join(workDir, "grpc-"+b.name)
-			if _, done := builds[b.path]; !done {
-				args := append(append([]string{"-modfile=" + c.modfile}, v.args...), ".")
-				if err := goBuild(src, b.path, c.toolchain, args...); err != nil {
-					t.Fatal(err)
-				}
-				builds[b.path] = nil
-			}
-			out = append(out, grpcBuild{b, c.grpc})
-		}
+// 1.26 and 1.27. Each normal and stripped, and v1.85.0 a stripped PIE too
+// (not one per layout).
+func grpcFixtures(t *testing.T) []build {
+	var out []build
+	for _, f := range moduleFixtures(t, "grpc", []moduleRelease{
+		{release: "go1.22", toolchain: "go1.22.12", modfile: "go.mod", label: "grpcv1.68.0"},
+		{release: "go1.22", toolchain: "go1.22.12", modfile: "go.v170.mod", label: "grpcv1.70.0"},
+		{release: "go1.26", toolchain: "local", modfile: "go.v170.mod", label: "grpcv1.70.0"},
+		{release: "go1.26", toolchain: "local", modfile: "go.v185.mod", label: "grpcv1.85.0", pie: true},
+		{release: "go1.27", toolchain: "go1.27.3", modfile: "go.v185.mod", label: "grpcv1.85.0", pie: true},
+	}) {
+		out = append(out, f.build)
 	}
 	return out
 }

@@ -161,6 +161,50 @@ func fixturesOf(t *testing.T, dir string) []build {
 	return bs
 }
 
+// moduleRelease is a build of a fixture against releases of the modules it
+// links: by a Go release (toolchain), with the go.mod requiring them
+// (modfile) and more build flags (args), named by label; normal and
+// stripped, and a stripped PIE too when pie is set.
+type moduleRelease struct {
+	release, toolchain, modfile, label string
+	args                               []string
+	pie                                bool
+}
+
+// moduleFixture is a build of a fixture and the index of the moduleRelease
+// it is a build of.
+type moduleFixture struct {
+	build
+	of int
+}
+
+// moduleFixtures builds (once) the fixture in testdata/dir as each of rs says.
+func moduleFixtures(t *testing.T, dir string, rs []moduleRelease) []moduleFixture {
+	t.Helper()
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	src, _ := filepath.Abs(filepath.Join("testdata", dir))
+	var out []moduleFixture
+	for i, r := range rs {
+		for _, v := range variants {
+			if v.pie && !r.pie {
+				continue
+			}
+			b := build{name: r.release + "-" + r.label + v.suffix, release: r.release, stripped: v.stripped, pie: v.pie}
+			b.path = filepath.Join(workDir, dir+"-"+b.name)
+			if _, done := builds[b.path]; !done {
+				args := append(append(append([]string{"-modfile=" + r.modfile}, r.args...), v.args...), ".")
+				if err := goBuild(src, b.path, r.toolchain, args...); err != nil {
+					t.Fatal(err)
+				}
+				builds[b.path] = nil
+			}
+			out = append(out, moduleFixture{b, i})
+		}
+	}
+	return out
+}
+
 // oldest builds (once) the Go 1.21 fixture, stripped: the oldest release
 // supported, with nothing but the tables to go on.
 func oldest(t *testing.T) string {

@@ -173,7 +173,7 @@ func attributes(p *probes.Probe, rec *Record, entry bool, dst []attribute.KeyVal
 			s, why := readString(rec, v, v.B, v.A, caps[i].Slot, a.MaxLen, t, a.Type == "string")
 			if why != "" {
 				dst = append(dst, attribute.String(a.Key+probes.UnreadableSuffix, why))
-				if caps[i].Kind == bpf.CapMapStr {
+				if caps[i].Kind == bpf.CapMapStr || caps[i].Kind == bpf.CapHdrs {
 					u.count(&u.Header)
 				} else {
 					u.count(&u.Capture)

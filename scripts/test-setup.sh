@@ -72,3 +72,8 @@ go mod download k8s.io/kubernetes@v1.37.2
 ./scripts/otelcol.sh >/dev/null
 # The deploy tests' helm (lint and template of the chart), likewise.
 ./scripts/helm.sh >/dev/null
+# The kafka tests' fixture (kafka-go; sarama with go.new.mod) and broker
+# (franz-go's kfake, a Kafka-wire-protocol cluster the test builds and runs
+# as a process of its own): their modules, fetched up front.
+(cd kernel-tests/testdata/kafka && go mod download && go mod download -modfile=go.new.mod)
+(cd kernel-tests/testdata/kafkabroker && go mod download)

@@ -1,5 +1,5 @@
 // Package semconv is the span side of the built-in probe sets: for each set
-// (http, sql, redis, grpc, otel, routes) what its captures mean as OpenTelemetry
+// (http, sql, redis, grpc, otel, routes, kafka) what its captures mean as OpenTelemetry
 // spans — span names, kinds, semantic-convention attributes, remote
 // parents, what enriches an enclosing span, which program spans a trace
 // joins, and what a returned error means. The kernel side of each set
@@ -14,6 +14,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -35,13 +36,18 @@ type Side struct {
 	// routed is set when the binary has a router the routes set reads:
 	// its server spans may carry a router's route.
 	routed bool
+	// invalid counts trace context values ignored as malformed where no
+	// remote parent is asked for (a received message's, made a link).
+	invalid *atomic.Uint64
 }
 
 var _ binder.SpanSide = (*Side)(nil)
 
-// New returns the span side of b's built-in probes.
-func New(b *probes.Binary) *Side {
-	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b)}
+// New returns the span side of b's built-in probes; invalid counts the
+// trace context values its spans ignore as malformed outside RemoteParent
+// (which reports its own).
+func New(b *probes.Binary, invalid *atomic.Uint64) *Side {
+	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b), invalid: invalid}
 }
 
 // Shaper implements binder.SpanSide.
@@ -68,6 +74,10 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 		return redisShape{fixed: "PIPELINE"}, true
 	case builtin.RoleRedisMulti:
 		return redisShape{fixed: "MULTI"}, true
+	case builtin.RoleKafkaSend:
+		return kafkaShape{op: "send", typeName: s.typeName, invalid: s.invalid}, true
+	case builtin.RoleKafkaReceive:
+		return kafkaShape{op: "receive", typeName: s.typeName, invalid: s.invalid}, true
 	}
 	return nil, false
 }
@@ -103,6 +113,8 @@ func ErrorOf(r probes.Role) func(e *channel.Error, ret []attribute.KeyValue) err
 		return grpcError
 	case builtin.RoleRedis, builtin.RoleRedisPipeline, builtin.RoleRedisMulti:
 		return redisError
+	case builtin.RoleKafkaSend, builtin.RoleKafkaReceive:
+		return kafkaError
 	}
 	return nil
 }

@@ -33,6 +33,8 @@ func TestRolesResolve(t *testing.T) {
 		{builtin.RoleRedis, []attribute.KeyValue{attribute.String(builtin.RedisCommand, "get"), attribute.Int64(builtin.RedisArgc, 2)}, "GET", trace.SpanKindClient},
 		{builtin.RoleRedisPipeline, nil, "PIPELINE", trace.SpanKindClient},
 		{builtin.RoleRedisMulti, nil, "MULTI", trace.SpanKindClient},
+		{builtin.RoleKafkaSend, []attribute.KeyValue{attribute.String(builtin.KafkaTopic, "orders")}, "send orders", trace.SpanKindProducer},
+		{builtin.RoleKafkaReceive, []attribute.KeyValue{attribute.String(builtin.KafkaTopic, "orders")}, "receive orders", trace.SpanKindConsumer},
 	} {
 		shape, ok := s.Shaper(probes.Role{Kind: probes.RoleSemconv, Name: c.name, Arg: "sanitized"})
 		if !ok {

@@ -40,6 +40,7 @@ type Metrics struct {
 	dbClient   *prometheus.HistogramVec
 	rpcServer  *prometheus.HistogramVec
 	rpcClient  *prometheus.HistogramVec
+	messaging  *prometheus.HistogramVec
 
 	mu       sync.Mutex
 	series   map[[2]string]bool
@@ -99,7 +100,10 @@ func New(maxSeries int) *Metrics {
 		Help: "Duration of RPCs served (rpc.server.duration).", Buckets: semconvBuckets}, rpcLabels)
 	m.rpcClient = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rpc_client_duration_seconds",
 		Help: "Duration of RPCs made (rpc.client.duration).", Buckets: semconvBuckets}, rpcLabels)
-	m.reg.MustRegister(m.httpServer, m.httpClient, m.dbClient, m.rpcServer, m.rpcClient)
+	m.messaging = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "messaging_client_operation_duration_seconds",
+		Help: "Duration of messaging operations: sends and receives (messaging.client.operation.duration).", Buckets: semconvBuckets},
+		[]string{"service", "messaging_system", "messaging_operation_name", "messaging_operation_type", "messaging_destination_name", "error_type"})
+	m.reg.MustRegister(m.httpServer, m.httpClient, m.dbClient, m.rpcServer, m.rpcClient, m.messaging)
 	m.reg.MustRegister(m.duration, m.calls, m.errs, m.started, m.ended, m.overflow, (*health)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -207,6 +211,9 @@ func (m *Metrics) semconv(service string, span sdktrace.ReadOnlySpan) bool {
 		labels = []string{service, get("rpc.system"), get("rpc.service"), get("rpc.method"), get("rpc.grpc.status_code"), errType}
 	case get("db.system.name") != "":
 		h, labels = m.dbClient, []string{service, get("db.system.name"), get("db.operation.name"), errType}
+	case get("messaging.system") != "" && (span.SpanKind() == trace.SpanKindProducer || span.SpanKind() == trace.SpanKindConsumer):
+		h, labels = m.messaging, []string{service, get("messaging.system"), get("messaging.operation.name"), get("messaging.operation.type"),
+			get("messaging.destination.name"), errType}
 	default:
 		return false
 	}

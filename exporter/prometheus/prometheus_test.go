@@ -97,6 +97,18 @@ func TestSemconvMetrics(t *testing.T) {
 	rc.SetStatus(codes.Error, "unknown service")
 	rc.SetAttributes(attribute.String("error.type", "NOT_FOUND"))
 	rc.End()
+	msg := func(name string, kind trace.SpanKind, op string) trace.Span {
+		_, s := tr.Start(context.Background(), name, trace.WithSpanKind(kind), trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.name", op),
+			attribute.String("messaging.operation.type", op), attribute.String("messaging.destination.name", "orders"),
+			attribute.Int64("messaging.kafka.offset", 7)))
+		return s
+	}
+	msg("send orders", trace.SpanKindProducer, "send").End()
+	rcv := msg("receive orders", trace.SpanKindConsumer, "receive")
+	rcv.SetStatus(codes.Error, "kafka error 3: UNKNOWN_TOPIC_OR_PARTITION")
+	rcv.SetAttributes(attribute.String("error.type", "kafka.Error"))
+	rcv.End()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr, err := m.Serve(ctx, "127.0.0.1:0")
@@ -115,12 +127,14 @@ func TestSemconvMetrics(t *testing.T) {
 		`http_client_request_duration_seconds_count{error_type="*net.OpError",http_request_method="GET",http_response_status_code="",server_address="example.com",server_port="443",service="svc"} 1`,
 		`rpc_server_duration_seconds_count{error_type="",rpc_grpc_status_code="0",rpc_method="Check",rpc_service="grpc.health.v1.Health",rpc_system="grpc",service="svc"} 1`,
 		`rpc_client_duration_seconds_count{error_type="NOT_FOUND",rpc_grpc_status_code="5",rpc_method="Check",rpc_service="grpc.health.v1.Health",rpc_system="grpc",service="svc"} 1`,
+		`messaging_client_operation_duration_seconds_count{error_type="",messaging_destination_name="orders",messaging_operation_name="send",messaging_operation_type="send",messaging_system="kafka",service="svc"} 1`,
+		`messaging_client_operation_duration_seconds_count{error_type="kafka.Error",messaging_destination_name="orders",messaging_operation_name="receive",messaging_operation_type="receive",messaging_system="kafka",service="svc"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if strings.Contains(body, "/users/42") || strings.Contains(body, `tcagent_probe_calls_total{probe="GET`) {
+	if strings.Contains(body, "/users/42") || strings.Contains(body, `offset="7"`) || strings.Contains(body, `tcagent_probe_calls_total{probe="GET`) {
 		t.Error("a built-in span leaked high-cardinality labels into the metrics")
 	}
 }

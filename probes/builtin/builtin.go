@@ -1,9 +1,9 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
 // `http` (net/http servers and clients), `sql` (database/sql), `redis`
 // (go-redis), `grpc` (grpc-go), `otel` (the program's own OpenTelemetry
-// SDK, whose traces tcagent's join) and `routes` (the matched route of
-// gin, chi, echo and gorilla/mux, on the http server span): their kernel
-// side. Each set's file
+// SDK, whose traces tcagent's join), `routes` (the matched route of
+// gin, chi, echo and gorilla/mux, on the http server span) and `kafka`
+// (kafka-go and sarama): their kernel side. Each set's file
 // says what its probes capture, under exported capture keys, and gives
 // each probe a probes.Role; its span side, which reads those keys, is the
 // file of the same name in binder/semconv. Each probe reads the
@@ -26,7 +26,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql", "redis", "grpc", "otel", "routes"}
+var Sets = []string{"http", "sql", "redis", "grpc", "otel", "routes", "kafka"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -103,7 +103,13 @@ func (o *offsets) module(field string) (probes.Module, bool) {
 	// before genproto.
 	best := probes.Module{Path: pkg, Version: "(unknown)"}
 	found := false
-	for _, m := range o.b.Modules {
+	// The main module counts too when it has a release: a library's own
+	// tool built from the module proxy (go install module/cmd@version).
+	mods := o.b.Modules
+	if o.b.Main.Version != "" && o.b.Main.Version != "(devel)" {
+		mods = append([]probes.Module{o.b.Main}, mods...)
+	}
+	for _, m := range mods {
 		if (pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) && (!found || len(m.Path) > len(best.Path)) {
 			best, found = m, true
 		}
@@ -209,6 +215,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = otelProbes
 		case "routes":
 			build = routesProbes
+		case "kafka":
+			build = kafkaProbes
 		default:
 			return nil, nil, fmt.Errorf("unknown built-in probe set %q: want %s or none", name, strings.Join(Sets, ", "))
 		}
@@ -247,7 +255,7 @@ func field(reg uint8, size uint8, hopsAndField ...uint16) bpf.Capture {
 // whose indices move on.
 func capture(p *probes.Probe, atReturn bool, key string, c bpf.Capture) {
 	isString := func(c bpf.Capture) bool {
-		return c.Kind == bpf.CapPath && c.Size == 0 || c.Kind == bpf.CapMapStr || c.Kind == bpf.CapString || c.Kind == bpf.CapError
+		return c.Kind == bpf.CapPath && c.Size == 0 || c.Kind == bpf.CapMapStr || c.Kind == bpf.CapHdrs || c.Kind == bpf.CapString || c.Kind == bpf.CapError
 	}
 	caps, attrs := &p.Recipe.Entry, &p.EntryAttrs
 	moved := []*int{&p.ReceiverCapture}

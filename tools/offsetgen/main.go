@@ -99,6 +99,17 @@ var modules = []struct {
 		"github.com/gorilla/mux.Route.routeConf", "github.com/gorilla/mux.routeConf.regexp",
 		"github.com/gorilla/mux.routeRegexpGroup.path", "github.com/gorilla/mux.routeRegexp.template",
 	}},
+	// kafka-go releases from v0.4.42 (June 2023), the first of the Reader
+	// and Writer as they are now, and sarama's from v1.50.1.
+	{"github.com/segmentio/kafka-go", "reference-kafkago", "v0.4.42", []string{
+		"github.com/segmentio/kafka-go.Writer.Topic", "github.com/segmentio/kafka-go.Reader.config", "github.com/segmentio/kafka-go.ReaderConfig.Topic",
+		"github.com/segmentio/kafka-go.ReaderConfig.GroupID",
+		"github.com/segmentio/kafka-go.Message.Topic", "github.com/segmentio/kafka-go.Message.Partition", "github.com/segmentio/kafka-go.Message.Offset",
+		"github.com/segmentio/kafka-go.Message.Key", "github.com/segmentio/kafka-go.Message.Headers", "github.com/segmentio/kafka-go/protocol.Header.Value",
+	}},
+	{"github.com/IBM/sarama", "reference-sarama", "v1.50.1", []string{
+		"github.com/IBM/sarama.ProducerMessage.Topic", "github.com/IBM/sarama.ProducerMessage.Key",
+	}},
 }
 
 func main() {

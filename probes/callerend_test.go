@@ -47,6 +47,18 @@ func TestEndInCallers(t *testing.T) {
 	if p.EndSite != "net/http.(*conn).serve+0xe CALL net/http.(*conn).hijacked" {
 		t.Errorf("end site %q", p.EndSite)
 	}
+	// An indirect call's return site (HTTPIndirectEnds) comes last.
+	b := httpOf()
+	q, _, err := NewProbe(b, "net/http.serverHandler.ServeHTTP", 0, Runtime{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, err := HTTPServeEndSite(b)
+	h2, _ := b.Func("net/http.initALPNRequest.ServeHTTP")
+	EndInCallers(b, q, "net/http.", site, []Site{{Func: h2, Off: 0x20}}, err, false)
+	if want := []uint64{0x300e, 0x4009, 0x4020}; !slices.Equal(q.Ends, want) || q.EndFallback != "" {
+		t.Errorf("with an indirect site: ends %#x, fallback %q; want %#x, none", q.Ends, q.EndFallback, want)
+	}
 }
 
 // TestEndInCallersFallback: where a caller's end cannot be seen, or when

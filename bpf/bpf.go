@@ -511,26 +511,33 @@ func (t *Tracer) ForgetPID(pid uint32) error {
 // forgetMarks deletes the marks (tracer.c's marked) of process pid's
 // goroutines, which its exit left: they would fill the map.
 func (t *Tracer) forgetMarks(pid uint32) error {
-	var (
-		k    tracerGkey
-		v    uint8
-		mine []tracerGkey
-	)
-	it := t.objs.Marked.Iterate()
-	for it.Next(&k, &v) {
-		if uint32(k.Tgid) == pid {
-			mine = append(mine, k)
-		}
-	}
-	if err := it.Err(); err != nil {
+	marks, err := t.marks()
+	if err != nil {
 		return fmt.Errorf("forget pid %d's goroutines: %w", pid, err)
 	}
-	for _, k := range mine {
+	for _, k := range marks {
+		if uint32(k.Tgid) != pid {
+			continue
+		}
 		if err := t.objs.Marked.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("forget pid %d's goroutine %d: %w", pid, k.Goid, err)
 		}
 	}
 	return nil
+}
+
+// marks lists the marked goroutines (tracer.c's marked).
+func (t *Tracer) marks() ([]tracerGkey, error) {
+	var (
+		k   tracerGkey
+		v   uint8
+		all []tracerGkey
+	)
+	it := t.objs.Marked.Iterate()
+	for it.Next(&k, &v) {
+		all = append(all, k)
+	}
+	return all, it.Err()
 }
 
 func (t *Tracer) resetCounters(slot uint32) error {

@@ -28,16 +28,8 @@ func TestForgetPIDMarks(t *testing.T) {
 	if err := tr.ForgetPID(100); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		k    tracerGkey
-		v    uint8
-		left []tracerGkey
-	)
-	it := tr.objs.Marked.Iterate()
-	for it.Next(&k, &v) {
-		left = append(left, k)
-	}
-	if err := it.Err(); err != nil {
+	left, err := tr.marks()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(left) != 1 || left[0] != (tracerGkey{Goid: 1, Tgid: 200}) {

@@ -11,7 +11,7 @@ func (s *Session) Health() prometheus.Process {
 	h := prometheus.Process{
 		Service: st.Service, PID: st.PID,
 		Events: lc.Events, DecodeErrors: st.DecodeErrors,
-		Lost: map[string]uint64{"ringbuf_full": k.RingbufFull, "goroutine_unreadable": k.ReadGFailed, "calls_map_full": k.CallsEvicted},
+		Lost: map[string]uint64{"ringbuf_full": k.RingbufFull, "goroutine_unreadable": k.ReadGFailed, "calls_map_full": k.CallsEvicted, "goroutine_marks_full": k.MarksFull},
 		Anomalies: map[string]uint64{
 			"unknown_probe": lc.UnknownProbe, "unmatched_end": lc.UnmatchedEnds, "lost_end": lc.LostEnds, "events_lost": lc.LostGoroutines,
 			"panic_unwound": lc.PanicUnwound, "expired": lc.Expired, "overflow_calls": lc.OverflowCalls,

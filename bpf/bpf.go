@@ -185,6 +185,8 @@ const (
 	CounterPropUntracked   = 12
 	CounterPropNotSent     = 13
 	CounterPropMatched     = 14
+	CounterGoUnmarked      = 15
+	CounterMarksFull       = 16
 )
 
 // Counters are the kernel side's own counts, summed over CPUs.
@@ -203,6 +205,11 @@ type Counters struct {
 	// PropMatched counts server spans whose request carried no trace
 	// context, matched by connection to the client span that sent it.
 	PropMatched uint64
+	// GoUnmarked counts goroutine creations and exits not sent because
+	// the goroutine carries no span (nothing is lost: userspace would
+	// ignore them); MarksFull, goroutines the kernel could not remember
+	// as carrying one, whose children then lose their lineage.
+	GoUnmarked, MarksFull uint64
 }
 
 // Options configure Load.
@@ -521,7 +528,39 @@ func (t *Tracer) ForgetPID(pid uint32) error {
 	if err := t.objs.Pids.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("forget pid %d: %w", pid, err)
 	}
+	return t.forgetMarks(pid)
+}
+
+// forgetMarks deletes the marks (tracer.c's marked) of process pid's
+// goroutines, which its exit left: they would fill the map.
+func (t *Tracer) forgetMarks(pid uint32) error {
+	marks, err := t.marks()
+	if err != nil {
+		return fmt.Errorf("forget pid %d's goroutines: %w", pid, err)
+	}
+	for _, k := range marks {
+		if uint32(k.Tgid) != pid {
+			continue
+		}
+		if err := t.objs.Marked.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("forget pid %d's goroutine %d: %w", pid, k.Goid, err)
+		}
+	}
 	return nil
+}
+
+// marks lists the marked goroutines (tracer.c's marked).
+func (t *Tracer) marks() ([]tracerGkey, error) {
+	var (
+		k   tracerGkey
+		v   uint8
+		all []tracerGkey
+	)
+	it := t.objs.Marked.Iterate()
+	for it.Next(&k, &v) {
+		all = append(all, k)
+	}
+	return all, it.Err()
 }
 
 func (t *Tracer) resetCounters(slot uint32) error {
@@ -535,7 +574,7 @@ func (t *Tracer) resetCounters(slot uint32) error {
 }
 
 // counterMax is tracer.h's COUNTER_MAX: the counters of one slot.
-const counterMax = 16
+const counterMax = 18
 
 // Counters reads the kernel side's counters of slot (0 without FilterPIDs).
 func (t *Tracer) Counters(slot uint32) (Counters, error) {
@@ -568,6 +607,8 @@ func (t *Tracer) Counters(slot uint32) (Counters, error) {
 		{CounterPropUntracked, &c.PropUntracked},
 		{CounterPropNotSent, &c.PropNotSent},
 		{CounterPropMatched, &c.PropMatched},
+		{CounterGoUnmarked, &c.GoUnmarked},
+		{CounterMarksFull, &c.MarksFull},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

@@ -116,6 +116,21 @@ struct {
 	__type(value, struct trace_ctx);
 } outgoing SEC(".maps");
 
+// The goroutines that may carry a span in userspace, which alone need
+// their creation and exit sent: one a traced call started on (tc_entry),
+// or one such a goroutine created. Userspace ignores the creation by, and
+// the exit of, any other goroutine (nothing to inherit, nothing open), so
+// the hot `go` statement of a goroutine outside any span sends nothing and
+// wakes no one. A mark stays until the goroutine exits, or its process
+// (Tracer.ForgetPID). Not LRU: a live mark evicted would lose lineage
+// silently; a full map is counted (COUNTER_MARKS_FULL) instead.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct gkey);
+	__type(value, __u8);
+} marked SEC(".maps");
+
 // Only here so that bpf2go emits Go types for them.
 const struct event *unused_event __attribute__((unused));
 const struct recipe *unused_recipe __attribute__((unused));
@@ -157,6 +172,16 @@ static __always_inline struct gkey gkey_of(__u64 goid)
 {
 	struct gkey k = {.goid = goid, .tgid = current_tgid()};
 	return k;
+}
+
+// mark records that goroutine k may carry a span (see marked).
+static __always_inline void mark(struct gkey *k)
+{
+	if (bpf_map_lookup_elem(&marked, k))
+		return;
+	__u8 one = 1;
+	if (bpf_map_update_elem(&marked, k, &one, BPF_NOEXIST) < 0 && !bpf_map_lookup_elem(&marked, k))
+		count(COUNTER_MARKS_FULL);
 }
 
 // The integer argument registers of Go's ABI, in assignment order. They are
@@ -908,6 +933,8 @@ int tc_entry(struct pt_regs *ctx)
 	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
 	if (!r)
 		return 0;
+	struct gkey gk = {.goid = h.call.goid, .tgid = h.call.tgid};
+	mark(&gk);
 
 	if (r->flags & RECIPE_INJECT) {
 		inject(ctx, r, h.call.goid);
@@ -1096,6 +1123,12 @@ static __always_inline int go_create(struct pt_regs *ctx, __u64 newg)
 		count(COUNTER_READ_G_FAILED);
 		return 0;
 	}
+	struct gkey pk = gkey_of(parent), ck = gkey_of(child);
+	if (!bpf_map_lookup_elem(&marked, &pk)) {
+		count(COUNTER_GO_UNMARKED);
+		return 0;
+	}
+	mark(&ck);
 	// A lost create is recorded against the child: what is unknown is the
 	// child's inheritance, not the parent's state.
 	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
@@ -1105,7 +1138,6 @@ static __always_inline int go_create(struct pt_regs *ctx, __u64 newg)
 	}
 	// The child's spans join the trace of the creator's open spans, as
 	// userspace parents them.
-	struct gkey pk = gkey_of(parent), ck = gkey_of(child);
 	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &pk);
 	if (g) {
 		struct trace_ctx t = *g;
@@ -1147,8 +1179,14 @@ int tc_go_exit(struct pt_regs *ctx)
 	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
 	if (!r)
 		return 0;
-	emit(ctx, r, h.probe, EV_GO_EXIT, h.call.goid, h.call.depth, r->entry, 0, 0, 0);
 	struct gkey gk = {.goid = h.call.goid, .tgid = h.call.tgid};
+	if (bpf_map_delete_elem(&marked, &gk) < 0) {
+		// Never marked: no span on it, and no lost event or trace
+		// context either (each needs a traced call on it or its creator).
+		count(COUNTER_GO_UNMARKED);
+		return 0;
+	}
+	emit(ctx, r, h.probe, EV_GO_EXIT, h.call.goid, h.call.depth, r->entry, 0, 0, 0);
 	bpf_map_delete_elem(&lost, &gk);
 	bpf_map_delete_elem(&gtrace, &gk);
 	bpf_map_delete_elem(&outgoing, &gk);

@@ -108,7 +108,13 @@ enum counter {
 	// A server span whose request carried no trace context, matched by its
 	// connection to the client span that sent it.
 	COUNTER_PROP_MATCHED = 14,
-	COUNTER_MAX = 16,
+	// Goroutine creations and exits not sent: the goroutine carries no
+	// span (see marked in tracer.c). A saving, not a loss.
+	COUNTER_GO_UNMARKED = 15,
+	// Goroutines that could not be marked (the map was full): their
+	// children's creations are then not sent, so they lose their lineage.
+	COUNTER_MARKS_FULL = 16,
+	COUNTER_MAX = 18,
 };
 
 // The host-wide daemon shares one set of uprobes among the processes that

@@ -143,6 +143,7 @@ const (
 	tracerMapEvents           = "events"
 	tracerMapGtrace           = "gtrace"
 	tracerMapLost             = "lost"
+	tracerMapMarked           = "marked"
 	tracerMapOutgoing         = "outgoing"
 	tracerMapPending          = "pending"
 	tracerMapPids             = "pids"
@@ -227,6 +228,7 @@ type tracerMapSpecs struct {
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Gtrace    *ebpf.MapSpec `ebpf:"gtrace"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Marked    *ebpf.MapSpec `ebpf:"marked"`
 	Outgoing  *ebpf.MapSpec `ebpf:"outgoing"`
 	Pending   *ebpf.MapSpec `ebpf:"pending"`
 	Pids      *ebpf.MapSpec `ebpf:"pids"`
@@ -273,6 +275,7 @@ type tracerMaps struct {
 	Events    *ebpf.Map `ebpf:"events"`
 	Gtrace    *ebpf.Map `ebpf:"gtrace"`
 	Lost      *ebpf.Map `ebpf:"lost"`
+	Marked    *ebpf.Map `ebpf:"marked"`
 	Outgoing  *ebpf.Map `ebpf:"outgoing"`
 	Pending   *ebpf.Map `ebpf:"pending"`
 	Pids      *ebpf.Map `ebpf:"pids"`
@@ -290,6 +293,7 @@ func (m *tracerMaps) Close() error {
 		m.Events,
 		m.Gtrace,
 		m.Lost,
+		m.Marked,
 		m.Outgoing,
 		m.Pending,
 		m.Pids,

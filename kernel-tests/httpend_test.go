@@ -17,23 +17,24 @@ import (
 	"github.com/tcagent/tcagent/probes"
 )
 
-// TestHTTPServerEndSite: on every Go build to 1.26 (1.19 and 1.20 among them) the
+// TestHTTPServerEndSite: on every Go build (1.19 and 1.20 among them) the
 // http server span ends in net/http.(*conn).serve at the emulated CALL
 // (*conn).hijacked after ServeHTTP returns (tc_call_end runs; no fallback
 // logged or counted), and the spans — of requests whose handler returns,
 // fails, panics, hijacks its connection or exits its goroutine, and of
-// HTTP/2 requests, which end at initALPNRequest.ServeHTTP's return address
-// — are those the RET probes give when forced (agent.Config.RetProbes,
-// which logs and counts the fallback and never runs tc_call_end). Go 1.27
-// builds stay on the RETs (their HTTP/2 server calls ServeHTTP through an
-// interface), logged and counted.
+// HTTP/2 requests over TLS and without (h2c, Go 1.24+), which end at the
+// return address of the call that reached ServeHTTP (initALPNRequest's or
+// unencryptedHTTP2Request's up to Go 1.26, http2Handler.ServeHTTP's
+// interface call from Go 1.27) — are those the RET probes give when forced
+// (agent.Config.RetProbes, which logs and counts the fallback and never
+// runs tc_call_end). Each HTTP/2 request is one span, ended once.
 func TestHTTPServerEndSite(t *testing.T) {
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		t.Fatalf("enable BPF run statistics: %v", err)
 	}
 	defer stats.Close()
-	check := func(cmds ...string) func(t *testing.T, b build) {
+	check := func(h2 bool, cmds ...string) func(t *testing.T, b build) {
 		return func(t *testing.T, b build) {
 			var got [2][]string
 			for i, forced := range []bool{false, true} {
@@ -65,15 +66,12 @@ func TestHTTPServerEndSite(t *testing.T) {
 					}
 				}
 				logged := strings.Count(logs.String(), "call ends probed at the RETs")
-				// Go 1.27's HTTP/2 server calls ServeHTTP through an
-				// interface: the RETs stay, logged and counted.
-				go127 := !probes.ReleaseLess(b.release, "go1.27")
-				if !forced && go127 && (runs["tc_call_end"] != 0 || st.RetFallbacks != 1 || logged != 1) {
-					t.Errorf("tc_call_end ran %d times, %d RET fallbacks, fallback logged %d times; want 0, 1, once", runs["tc_call_end"], st.RetFallbacks, logged)
-				}
-				if !forced && !go127 && (returned == 0 || runs["tc_call_end"] < uint64(returned) || st.RetFallbacks != 0 || logged != 0) {
+				if !forced && (returned == 0 || runs["tc_call_end"] < uint64(returned) || st.RetFallbacks != 0 || logged != 0) {
 					t.Errorf("tc_call_end ran %d times for %d server calls that returned, %d RET fallbacks, fallback logged %d times; want at least %d (> 0), 0, 0",
 						runs["tc_call_end"], returned, st.RetFallbacks, logged, returned)
+				}
+				if h2 {
+					checkH2Once(t, b, spans)
 				}
 				if forced && (runs["tc_call_end"] != 0 || st.RetFallbacks != 2 || logged != 1) {
 					t.Errorf("forced: tc_call_end ran %d times, %d RET fallbacks, fallback logged %d times; want 0, 2 (with goroutine creation), once",
@@ -93,8 +91,32 @@ func TestHTTPServerEndSite(t *testing.T) {
 			}
 		}
 	}
-	forEachBuild(t, check("http", "httpends", "h2"))
-	forEachOldBuild(t, check("http"))
+	forEachBuild(t, check(true, "http", "httpends", "h2", "h2ends", "h2cends"))
+	forEachOldBuild(t, check(false, "http"))
+}
+
+// checkH2Once asserts that each HTTP/2 request of the fixture's h2ends
+// and h2cends (one per route, under /h2 over TLS and, from Go 1.24, under
+// /h2c without) is exactly one server span: none lost, none ended twice.
+func checkH2Once(t *testing.T, b build, spans []sdktrace.ReadOnlySpan) {
+	t.Helper()
+	prefixes := []string{"/h2", "/h2c"}
+	if probes.ReleaseLess(b.release, "go1.24") {
+		prefixes = prefixes[:1]
+	}
+	n := map[string]int{}
+	for _, s := range spans {
+		if s.SpanKind().String() == "server" {
+			n[fmt.Sprint(attrs(s)["url.path"])]++
+		}
+	}
+	for _, prefix := range prefixes {
+		for _, route := range []string{"/ok", "/fail", "/boom", "/goexit"} {
+			if n[prefix+route] != 1 {
+				t.Errorf("%d server spans of %s%s, want 1 (all: %v)", n[prefix+route], prefix, route, n)
+			}
+		}
+	}
 }
 
 // spanSummary describes each span by what does not change from run to run

@@ -12,15 +12,17 @@ import (
 // return: site, a direct CALL the kernel emulates (HTTPServeEndSite), for
 // the hot caller, and the return address of every other direct CALL of
 // p.Func (others, CallsTo), single-stepped like a RET but only on those
-// rarer paths. Their program (bpf's CallEndProgram) adds the popped return
-// address to the depth, so that the end matches the call's key.
+// rarer paths, and indirect, the return sites of the indirect calls that
+// can reach p.Func (HTTPIndirectEnds), single-stepped too. Their program
+// (bpf's CallEndProgram) adds the popped return address to the depth, so
+// that the end matches the call's key.
 //
 // Every caller must be seen: a jump to p.Func (a tail call, as Go makes in
 // some method wrappers) among the functions whose names start with prefix
 // would end calls nobody sees, so it refuses the move. A refusal, or
 // force, leaves the RETs in place and sets p.EndFallback to why; the
 // error itself is never fatal.
-func EndInCallers(b *Binary, p *Probe, prefix string, site Site, siteErr error, force bool) {
+func EndInCallers(b *Binary, p *Probe, prefix string, site Site, indirect []Site, siteErr error, force bool) {
 	p.EndSite = p.Func.Name + " RET"
 	others, err := callerEnds(b, p, prefix, site, siteErr, force)
 	if err != nil {
@@ -28,7 +30,7 @@ func EndInCallers(b *Binary, p *Probe, prefix string, site Site, siteErr error, 
 		return
 	}
 	p.Ends = []uint64{site.Func.Entry + site.Off}
-	for _, o := range others {
+	for _, o := range append(others, indirect...) {
 		p.Ends = append(p.Ends, o.Func.Entry+o.Off)
 	}
 	p.EndSite = fmt.Sprintf("%s+%#x CALL %s", site.Func.Name, site.Off, site.Callee)

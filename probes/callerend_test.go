@@ -28,7 +28,11 @@ func serverProbe(t *testing.T, b *Binary, force bool) *Probe {
 		t.Fatalf("NewProbe: %v %v", ok, err)
 	}
 	site, err := HTTPServeEndSite(b)
-	EndInCallers(b, p, "net/http.", site, err, force)
+	var indirect []Site
+	if err == nil {
+		indirect, err = HTTPIndirectEnds(b)
+	}
+	EndInCallers(b, p, "net/http.", site, indirect, err, force)
 	return p
 }
 
@@ -42,6 +46,18 @@ func TestEndInCallers(t *testing.T) {
 	}
 	if p.EndSite != "net/http.(*conn).serve+0xe CALL net/http.(*conn).hijacked" {
 		t.Errorf("end site %q", p.EndSite)
+	}
+	// An indirect call's return site (HTTPIndirectEnds) comes last.
+	b := httpOf()
+	q, _, err := NewProbe(b, "net/http.serverHandler.ServeHTTP", 0, Runtime{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, err := HTTPServeEndSite(b)
+	h2, _ := b.Func("net/http.initALPNRequest.ServeHTTP")
+	EndInCallers(b, q, "net/http.", site, []Site{{Func: h2, Off: 0x20}}, err, false)
+	if want := []uint64{0x300e, 0x4009, 0x4020}; !slices.Equal(q.Ends, want) || q.EndFallback != "" {
+		t.Errorf("with an indirect site: ends %#x, fallback %q; want %#x, none", q.Ends, q.EndFallback, want)
 	}
 }
 
@@ -88,9 +104,10 @@ func TestEndInCallersFallback(t *testing.T) {
 }
 
 // TestEndInCallersEveryRelease: in the net/http server every supported
-// release builds, the server span ends at HTTPServeEndSite's CALL and at
+// release builds, the server span ends at HTTPServeEndSite's CALL, at
 // the return address of every other direct CALL of ServeHTTP, each just
-// past a CALL serverHandler.ServeHTTP in net/http.
+// past a CALL serverHandler.ServeHTTP in net/http, and from Go 1.27 at
+// the return address of http2Handler.ServeHTTP's interface call.
 func TestEndInCallersEveryRelease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program with every supported Go release")
@@ -119,12 +136,18 @@ func TestEndInCallersEveryRelease(t *testing.T) {
 				if !ok || !strings.HasPrefix(name, "net/http.") || name == site.Func.Name {
 					t.Fatalf("end %#x in %q", a, name)
 				}
+				in = append(in, name)
+				if name == "net/http.http2Handler.ServeHTTP" {
+					continue // Go 1.27's interface call (TestCallSitesEveryRelease)
+				}
 				fn, _ := b.Func(name)
 				checkCall(t, b, Site{Func: fn, Off: a - 5 - fn.Entry, Callee: "net/http.serverHandler.ServeHTTP"}, "net/http.serverHandler.ServeHTTP")
-				in = append(in, name)
 			}
 			if !slices.Contains(in, "net/http.initALPNRequest.ServeHTTP") {
 				t.Errorf("ends in %v, want initALPNRequest.ServeHTTP among them", in)
+			}
+			if h2 := slices.Contains(in, "net/http.http2Handler.ServeHTTP"); h2 != strings.HasPrefix(tc, "go1.27") {
+				t.Errorf("ends in %v: http2Handler.ServeHTTP's interface call among them %v, want it from Go 1.27 on", in, h2)
 			}
 			forced := serverProbe(t, b, true)
 			if len(forced.Ends) != 0 || forced.EndFallback == "" {

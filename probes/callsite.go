@@ -97,65 +97,6 @@ func HTTPServeEndSite(b *Binary) (Site, error) {
 	return s, nil
 }
 
-// HTTP2HandlerDoneSite finds where an HTTP/2 server request's handler is
-// done: the entry of runHandler's deferred closure (runHandler.func1), which
-// runs in the handler's goroutine once the handler returned or panicked
-// (it recovers the panic, resets the stream and calls the response writer's
-// handlerDone). HTTP/2 handlers reach serverHandler.ServeHTTP through
-// initALPNRequest.ServeHTTP, which returns straight away: no direct CALL
-// follows the call there. Go 1.27 moved the HTTP/2 server from
-// net/http.(*http2serverConn) to net/http/internal/http2.(*serverConn);
-// both are tried. This checks that runHandler takes func1's address (to
-// defer it) and that func1 calls handlerDone, so a func1 of other meaning
-// is refused. The site is func1's entry probe placement (Place): the
-// PUSHQ BP after the stack check, which the kernel emulates, from Go 1.21
-// on; offset 0 (single-stepped, Dedup) in Go 1.19 and 1.20, whose frames
-// are made without PUSHQ BP.
-func HTTP2HandlerDoneSite(b *Binary) (Site, error) {
-	for _, pkg := range []struct{ runHandler, handlerDone string }{
-		{"net/http/internal/http2.(*serverConn).runHandler", "net/http/internal/http2.(*responseWriter).handlerDone"},
-		{"net/http.(*http2serverConn).runHandler", "net/http.(*http2responseWriter).handlerDone"},
-	} {
-		run, ok := b.Func(pkg.runHandler)
-		if !ok {
-			continue
-		}
-		name := pkg.runHandler + ".func1"
-		fn, ok := b.Func(name)
-		if !ok {
-			return Site{}, fmt.Errorf("%w: %s has no deferred closure %s", ErrNoCallSite, pkg.runHandler, name)
-		}
-		runInsts, err := b.disassemble(run)
-		if err != nil {
-			return Site{}, err
-		}
-		if !takesAddress(runInsts, run.Entry, fn.Entry) {
-			return Site{}, fmt.Errorf("%w: %s does not take the address of %s", ErrNoCallSite, pkg.runHandler, name)
-		}
-		done, ok := b.Func(pkg.handlerDone)
-		if !ok {
-			return Site{}, fmt.Errorf("%w: no %s", ErrNoCallSite, pkg.handlerDone)
-		}
-		insts, err := b.disassemble(fn)
-		if err != nil {
-			return Site{}, err
-		}
-		if !callsTo(insts, fn.Entry, done.Entry) {
-			return Site{}, fmt.Errorf("%w: %s does not call %s", ErrNoCallSite, name, pkg.handlerDone)
-		}
-		code, err := b.Code(fn)
-		if err != nil {
-			return Site{}, err
-		}
-		pl, err := Place(code)
-		if err != nil {
-			return Site{}, fmt.Errorf("%s: %w", name, err)
-		}
-		return Site{Func: fn, Off: pl.Entry, Dedup: pl.Dedup}, nil
-	}
-	return Site{}, fmt.Errorf("%w: the binary has no HTTP/2 server (runHandler)", ErrNoCallSite)
-}
-
 // CallsTo lists every direct CALL to callee in the functions whose names
 // start with prefix (say "runtime." for an unexported runtime function),
 // each as the site the callee returns to: Off is the return address's offset
@@ -303,23 +244,6 @@ func countCalls(insts []inst, base, callee uint64) int {
 		}
 	}
 	return n
-}
-
-func callsTo(insts []inst, base, callee uint64) bool { return countCalls(insts, base, callee) > 0 }
-
-// takesAddress reports whether code at base loads addr with a RIP-relative
-// LEAQ (how a function takes a closure's address, say to defer it).
-func takesAddress(insts []inst, base, addr uint64) bool {
-	for _, in := range insts {
-		m, ok := in.Args[1].(x86asm.Mem)
-		if in.Op != x86asm.LEA || !ok || m.Base != x86asm.RIP {
-			continue
-		}
-		if uint64(int64(base)+int64(in.off)+int64(in.Len)+m.Disp) == addr {
-			return true
-		}
-	}
-	return false
 }
 
 // carries reports whether the value in register from at the start of

@@ -65,8 +65,8 @@ tcagent_ready 1
 	}
 	// Every reason and kind is a series, zero or not, so that rate() over a
 	// first loss works.
-	if n := series("tcagent_events_lost_total"); n != 3 {
-		t.Errorf("tcagent_events_lost_total: %d series, want 3 reasons", n)
+	if n := series("tcagent_events_lost_total"); n != 4 {
+		t.Errorf("tcagent_events_lost_total: %d series, want 4 reasons", n)
 	}
 	if n := series("tcagent_lifecycle_anomalies_total"); n != 9 {
 		t.Errorf("tcagent_lifecycle_anomalies_total: %d series, want 9 kinds", n)

@@ -318,7 +318,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		l := []string{st.Service, fmt.Sprint(st.PID)}
 		with := func(extra string) []string { return append(append([]string(nil), l...), extra) }
 		counter(eventsRead, st.Events, l...)
-		for _, reason := range []string{"ringbuf_full", "goroutine_unreadable", "calls_map_full"} {
+		for _, reason := range []string{"ringbuf_full", "goroutine_unreadable", "calls_map_full", "goroutine_marks_full"} {
 			counter(eventsLost, st.Lost[reason], with(reason)...)
 		}
 		counter(decodeErrors, st.DecodeErrors, l...)

@@ -2,7 +2,6 @@ package builtin
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/probes"
@@ -251,21 +250,17 @@ func httpServer(b *probes.Binary, o *offsets, opts Options, p *probes.Probe) err
 	// The span ends in (*conn).serve at the CALL right after ServeHTTP
 	// returns (emulated, where the RET is single-stepped on every request);
 	// the return captures read the saved request and writer, so they see
-	// there what they saw at the RET. HTTP/2 requests reach ServeHTTP from
-	// initALPNRequest.ServeHTTP, whose return address ends them: no
-	// emulated site can stand for it (runHandler's deferred func1 runs
-	// frames above ServeHTTP, at a depth that differs by frame sizes and,
-	// after a panic, by the runtime's), so HTTP/2 stays single-stepped
-	// there.
-	// Go 1.27's HTTP/2 server (net/http/internal/http2) reaches ServeHTTP
-	// through an interface (seen on the kernel: no direct caller's site
-	// sees those returns), and an indirect call's return is no site found
-	// by disassembly: there the RETs stay.
+	// there what they saw at the RET. HTTP/2 requests end at the return
+	// address of the call that reached ServeHTTP, single-stepped: a direct
+	// caller's (initALPNRequest.ServeHTTP, unencryptedHTTP2Request.ServeHTTP
+	// up to Go 1.26) or, from Go 1.27, the interface call in
+	// http2Handler.ServeHTTP (HTTPIndirectEnds proves it the only one).
 	site, err := probes.HTTPServeEndSite(b)
-	if len(b.Match("net/http/internal/http2.")) > 0 {
-		err = fmt.Errorf("%w: the HTTP/2 server of net/http/internal/http2 (Go 1.27+) calls serverHandler.ServeHTTP through an interface", probes.ErrNoCallSite)
+	var indirect []probes.Site
+	if err == nil {
+		indirect, err = probes.HTTPIndirectEnds(b)
 	}
-	probes.EndInCallers(b, p, "net/http.", site, err, opts.RetProbes)
+	probes.EndInCallers(b, p, "net/http.", site, indirect, err, opts.RetProbes)
 	return nil
 }
 

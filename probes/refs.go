@@ -1,0 +1,107 @@
+package probes
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// storedAt lists the addresses in the binary's data (allocated sections
+// that hold no code) where the 8-byte word addr is stored: where a function
+// pointer to the function at addr lives (an itab's method slot, a funcval),
+// or a pointer to a data symbol. In a PIE each such word is also the
+// addend of a relative relocation; both are read, so a linker that leaves
+// the word zero in place is not missed.
+func (b *Binary) storedAt(addr uint64) ([]uint64, error) {
+	seen := map[uint64]bool{}
+	var at []uint64
+	add := func(a uint64) {
+		if !seen[a] {
+			seen[a] = true
+			at = append(at, a)
+		}
+	}
+	for _, s := range b.f.Sections {
+		switch {
+		case s.Type == elf.SHT_RELA:
+			d, err := s.Data()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.Name, err)
+			}
+			for i := 0; i+24 <= len(d); i += 24 {
+				if elf.R_X86_64(binary.LittleEndian.Uint64(d[i+8:])&0xffffffff) == elf.R_X86_64_RELATIVE &&
+					binary.LittleEndian.Uint64(d[i+16:]) == addr {
+					add(binary.LittleEndian.Uint64(d[i:]))
+				}
+			}
+		case s.Type == elf.SHT_PROGBITS && s.Flags&elf.SHF_ALLOC != 0 && s.Flags&elf.SHF_EXECINSTR == 0:
+			d, err := s.Data()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.Name, err)
+			}
+			for i := 0; i+8 <= len(d); i += 8 { // pointers are 8-aligned
+				if binary.LittleEndian.Uint64(d[i:]) == addr {
+					add(s.Addr + uint64(i))
+				}
+			}
+		}
+	}
+	return at, nil
+}
+
+// codeRef is one instruction that addresses addr RIP-relative.
+type codeRef struct {
+	fn    Func
+	insts []inst
+	i     int // the instruction's index in insts
+}
+
+// codeRefs finds every instruction, in every function, whose RIP-relative
+// operand is addr (a LEAQ taking a symbol's address, a load or a compare).
+// A scan of the bytes for a displacement that could reach addr (the
+// instruction may end 0 to 4 bytes past it, an immediate's size) spares
+// disassembling the functions that cannot; a hit is checked on the real
+// instructions.
+func (b *Binary) codeRefs(addr uint64) ([]codeRef, error) {
+	var refs []codeRef
+	for _, name := range b.names {
+		fn, _ := b.Func(name)
+		code, err := b.Code(fn)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name, err)
+		}
+		if !mayRef(code, fn.Entry, addr) {
+			continue
+		}
+		insts, err := disassemble(code)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name, err)
+		}
+		for i, in := range insts {
+			for _, a := range in.Args {
+				if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.RIP &&
+					uint64(int64(fn.Entry)+int64(in.off)+int64(in.Len)+m.Disp) == addr {
+					refs = append(refs, codeRef{fn, insts, i})
+					break
+				}
+			}
+		}
+	}
+	return refs, nil
+}
+
+// mayRef reports whether code at base holds a 32-bit displacement that,
+// relative to the end of an instruction 0 to 4 bytes past it, is addr: a
+// superset of its RIP-relative references to addr.
+func mayRef(code []byte, base, addr uint64) bool {
+	for i := 0; i+4 <= len(code); i++ {
+		disp := int64(int32(binary.LittleEndian.Uint32(code[i:])))
+		end := int64(base) + int64(i) + 4 + disp
+		if d := int64(addr) - end; d >= 0 && d <= 4 {
+			return true
+		}
+	}
+	return false
+}

@@ -123,9 +123,13 @@ struct {
 // the hot `go` statement of a goroutine outside any span sends nothing and
 // wakes no one. A mark stays until the goroutine exits, or its process
 // (Tracer.ForgetPID). Not LRU: a live mark evicted would lose lineage
-// silently; a full map is counted (COUNTER_MARKS_FULL) instead.
+// silently; a full map is counted (COUNTER_MARKS_FULL) instead. Not
+// preallocated: 131,072 marks would lock about 10 MiB of kernel memory per
+// loaded tracer whether used or not; entries are allocated as goroutines
+// are marked (bpf_mem_alloc, safe in tracing programs since Linux 6.1).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 131072);
 	__type(key, struct gkey);
 	__type(value, __u8);
@@ -182,6 +186,17 @@ static __always_inline void mark(struct gkey *k)
 	__u8 one = 1;
 	if (bpf_map_update_elem(&marked, k, &one, BPF_NOEXIST) < 0 && !bpf_map_lookup_elem(&marked, k))
 		count(COUNTER_MARKS_FULL);
+}
+
+// mark_goid marks goroutine goid of the current process. A global
+// function: its key lives on its own stack, not on the entry program's,
+// whose frame and parse_traceparent's must stay within the verifier's 512
+// bytes together.
+__attribute__((noinline)) int mark_goid(__u64 goid)
+{
+	struct gkey k = gkey_of(goid);
+	mark(&k);
+	return 0;
 }
 
 // The integer argument registers of Go's ABI, in assignment order. They are
@@ -933,8 +948,7 @@ int tc_entry(struct pt_regs *ctx)
 	const struct recipe *r = enter(ctx, &h, ON_GOROUTINE);
 	if (!r)
 		return 0;
-	struct gkey gk = {.goid = h.call.goid, .tgid = h.call.tgid};
-	mark(&gk);
+	mark_goid(h.call.goid);
 
 	if (r->flags & RECIPE_INJECT) {
 		inject(ctx, r, h.call.goid);

@@ -1,5 +1,5 @@
 // Package semconv is the span side of the built-in probe sets: for each set
-// (http, sql, redis, grpc, otel) what its captures mean as OpenTelemetry
+// (http, sql, redis, mongo, grpc, otel) what its captures mean as OpenTelemetry
 // spans — span names, kinds, semantic-convention attributes, remote
 // parents, what enriches an enclosing span, which program spans a trace
 // joins, and what a returned error means. The kernel side of each set
@@ -65,14 +65,19 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 		return redisShape{fixed: "PIPELINE"}, true
 	case builtin.RoleRedisMulti:
 		return redisShape{fixed: "MULTI"}, true
+	case builtin.RoleMongo:
+		return mongoShape{command: r.Arg}, true
 	}
 	return nil, false
 }
 
 // Enricher implements binder.SpanSide.
 func (s *Side) Enricher(r probes.Role) (func(trace.Span, *channel.Payload), bool) {
-	if r.Name == builtin.RoleGRPCStatus {
+	switch r.Name {
+	case builtin.RoleGRPCStatus:
 		return enrichGRPCServer, true
+	case builtin.RoleMongoCommand:
+		return mongoEnricher{text: r.Arg}.enrich, true
 	}
 	return nil, false
 }
@@ -97,6 +102,8 @@ func ErrorOf(r probes.Role) func(e *channel.Error, ret []attribute.KeyValue) err
 		return grpcError
 	case builtin.RoleRedis, builtin.RoleRedisPipeline, builtin.RoleRedisMulti:
 		return redisError
+	case builtin.RoleMongo:
+		return mongoErrorOf
 	}
 	return nil
 }
@@ -145,7 +152,7 @@ func hostPort(hostport string, defaultPort int) (string, int) {
 // errorType sets error.type from a call's error as the program returned
 // it (its Go type), when the call failed.
 func errorType(span trace.Span, p *channel.Payload) {
-	if e, ok := p.Err().(*channel.Error); ok && p.HasError() {
-		span.SetAttributes(attribute.String("error.type", e.Type))
+	if e, ok := p.Err().(interface{ TypeName() string }); ok && p.HasError() {
+		span.SetAttributes(attribute.String("error.type", e.TypeName()))
 	}
 }

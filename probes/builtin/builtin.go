@@ -1,6 +1,6 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
 // `http` (net/http servers and clients), `sql` (database/sql), `redis`
-// (go-redis), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
+// (go-redis), `mongo` (the MongoDB drivers), `grpc` (grpc-go) and `otel` (the program's own OpenTelemetry
 // SDK, whose traces tcagent's join): their kernel side. Each set's file
 // says what its probes capture, under exported capture keys, and gives
 // each probe a probes.Role; its span side, which reads those keys, is the
@@ -24,7 +24,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql", "redis", "grpc", "otel"}
+var Sets = []string{"http", "sql", "redis", "mongo", "grpc", "otel"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -164,8 +164,9 @@ const NotUsed = "the binary does not use it"
 
 // Options tune the built-in sets.
 type Options struct {
-	// SQLQueryText is what db.query.text holds: "sanitized" (literals
-	// replaced by ?, the default), "full" or "none".
+	// SQLQueryText is what db.query.text holds, for SQL statements and
+	// MongoDB commands: "sanitized" (literals replaced by ?, the default),
+	// "full" or "none".
 	SQLQueryText string
 	// Propagate (--propagate) adds the probe that hands outgoing HTTP/1
 	// requests to the socket programs.
@@ -201,6 +202,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = sqlProbes
 		case "redis":
 			build = redisProbes
+		case "mongo":
+			build = mongoProbes
 		case "grpc":
 			build = grpcProbes
 		case "otel":

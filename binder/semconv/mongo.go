@@ -1,0 +1,160 @@
+package semconv
+
+import (
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel"
+	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
+)
+
+// mongoShape opens an operation's span. Named at first by its command
+// ("find"), or "mongodb" for RunCommand's, whose command is known only when
+// sent: the command's enricher (mongoEnricher) renames it
+// "{db.operation.name} {db.collection.name}" once it is.
+type mongoShape struct{ command string }
+
+func (s mongoShape) Start(*channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+	attrs := []attribute.KeyValue{attribute.String("db.system.name", "mongodb")}
+	if s.command == "" {
+		return "mongodb", trace.SpanKindClient, attrs
+	}
+	return s.command, trace.SpanKindClient, append(attrs, attribute.String("db.operation.name", s.command))
+}
+
+func (mongoShape) End(span trace.Span, p *channel.Payload) {
+	errorType(span, p)
+	if e, ok := p.Err().(*mongoError); ok && p.HasError() {
+		span.SetAttributes(attribute.String("db.response.status_code", strconv.FormatInt(e.code, 10)))
+	}
+}
+
+// mongoError is a failure the server reported: its code and message.
+type mongoError struct {
+	typ  string
+	code int64
+	msg  string
+}
+
+func (e *mongoError) Error() string    { return e.msg }
+func (e *mongoError) TypeName() string { return e.typ }
+
+// mongoErrorOf gives a driver.Error (a command's failure) or a
+// driver.WriteCommandError (a write's, its first write error) the server's
+// code and message; any other error is as the program returned it.
+func mongoErrorOf(e *channel.Error, ret []attribute.KeyValue) error {
+	codeKey, msgKey := builtin.MongoErrorCode, builtin.MongoErrorMessage
+	switch e.Type {
+	case "driver.Error":
+	case "driver.WriteCommandError":
+		codeKey, msgKey = builtin.MongoWriteErrorCode, builtin.MongoWriteErrorMessage
+	default:
+		return e
+	}
+	r := raw(ret)
+	code, okCode := r.int(codeKey)
+	msg, okMsg := r.str(msgKey)
+	if !okCode || !okMsg {
+		return e // a write concern error, or a read that failed
+	}
+	return &mongoError{typ: e.Type, code: code, msg: msg}
+}
+
+// collectionCommands are the commands whose value, first in the command
+// document, names a collection.
+var collectionCommands = map[string]bool{
+	"find": true, "insert": true, "update": true, "delete": true, "aggregate": true, "count": true, "distinct": true,
+	"findAndModify": true, "createIndexes": true, "dropIndexes": true, "listIndexes": true, "create": true, "drop": true,
+	"collMod": true, "killCursors": true, "validate": true, "mapReduce": true, "collStats": true,
+	"createSearchIndexes": true, "dropSearchIndex": true, "updateSearchIndex": true,
+}
+
+// sensitiveCommands are those whose documents the driver itself never
+// shows its command monitors (credentials): their text is never exported.
+// A hello may carry credentials too (speculative authentication).
+var sensitiveCommands = map[string]bool{
+	"authenticate": true, "saslStart": true, "saslContinue": true, "getnonce": true, "createUser": true, "updateUser": true,
+	"copydbgetnonce": true, "copydbsaslstart": true, "copydb": true, "hello": true, "isMaster": true, "ismaster": true,
+}
+
+// capturedDocument is the command document's bytes as captured: at most
+// a string slot's, to which the reader appended "…" when the document was
+// longer (its length, first in it, says so too).
+func capturedDocument(r raw) []byte {
+	doc, _ := r.str(builtin.MongoDocument)
+	if len(doc) > bpf.StringSlotSize {
+		doc = strings.TrimSuffix(doc, probes.TruncatedSuffix)
+	}
+	return []byte(doc)
+}
+
+// mongoEnricher puts the command an operation sends on its span.
+type mongoEnricher struct {
+	text string // sanitized, full or none
+}
+
+// enrich runs as the driver is about to send a command, on the goroutine
+// of the operation that sends it: the active span is that operation's
+// (nothing else is enriched: a handshake's hello on a pool's goroutine, a
+// cursor's getMore under the program's own span). An operation sends its
+// own command, once per attempt; RunCommand's may be anything but a
+// connection's handshake and authentication, sent before it.
+func (m mongoEnricher) enrich(span trace.Span, p *channel.Payload) {
+	ro, ok := span.(sdktrace.ReadOnlySpan)
+	if !ok {
+		return
+	}
+	var system, op string
+	for _, a := range ro.Attributes() {
+		switch a.Key {
+		case "db.system.name":
+			system = a.Value.AsString()
+		case "db.operation.name":
+			op = a.Value.AsString()
+		}
+	}
+	if system != "mongodb" {
+		return
+	}
+	r := raw(p.Attributes)
+	doc := capturedDocument(r)
+	cmd, ok := r.str(builtin.MongoCommand)
+	if !ok {
+		if cmd, _, ok = MongoCommandOf(doc); !ok {
+			return
+		}
+	}
+	if op != "" && cmd != op || op == "" && sensitiveCommands[cmd] {
+		return
+	}
+	attrs := []attribute.KeyValue{attribute.String("db.operation.name", cmd)}
+	target := cmd
+	if db, ok := r.str(builtin.MongoDatabase); ok && db != "" {
+		attrs = append(attrs, attribute.String("db.namespace", db))
+		target = cmd + " " + db
+	} else if u, ok := r.unreadable(builtin.MongoDatabase, "db.namespace"); ok {
+		attrs = append(attrs, u)
+	}
+	name, value, _ := MongoCommandOf(doc)
+	if name == cmd && value != "" && collectionCommands[cmd] {
+		attrs = append(attrs, attribute.String("db.collection.name", value))
+		target = cmd + " " + value
+	}
+	if m.text != "none" && !sensitiveCommands[cmd] {
+		if u, ok := r.unreadable(builtin.MongoDocument, "db.query.text"); ok {
+			attrs = append(attrs, u)
+		} else if text, err := MongoQueryText(doc, m.text == "full", collectionCommands[cmd]); err != nil {
+			attrs = append(attrs, attribute.String("db.query.text.unreadable", err.Error()))
+		} else {
+			attrs = append(attrs, attribute.String("db.query.text", text))
+		}
+	}
+	span.SetAttributes(attrs...)
+	span.SetName(target)
+}

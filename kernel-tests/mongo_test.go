@@ -1,0 +1,215 @@
+package kerneltests
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/agent"
+)
+
+// startFerretDB runs the mongo set's test server (FerretDB over SQLite,
+// built and cached by scripts/ferretdb.sh, which scripts/test-setup.sh
+// runs) on a free loopback port, and returns its mongodb:// URI.
+func startFerretDB(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("../scripts/ferretdb.sh").Output()
+	if err != nil {
+		t.Fatalf("scripts/ferretdb.sh: %v", err)
+	}
+	cmd := exec.Command(strings.TrimSpace(string(out)), t.TempDir())
+	stdin, err := cmd.StdinPipe() // closed at cleanup: the server stops
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	uri, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(uri, "mongodb://127.0.0.1:") {
+		t.Fatalf("ferretdb printed %q, %v", uri, err)
+	}
+	return strings.TrimSpace(uri)
+}
+
+// mongoBuild is a mongo fixture build and the driver release it links.
+type mongoBuild struct {
+	build
+	driver string
+}
+
+// mongoFixtures builds (once) the mongo fixture against the oldest and the
+// newest release served of each driver: v1.17.2 (go.mod) with Go 1.22,
+// v1.17.10 with Go 1.27; v2.8.0 with Go 1.22, v2.10.0 (which needs Go
+// 1.25) with Go 1.27. Each normal and stripped, the Go 1.27 ones a stripped
+// PIE.
+func mongoFixtures(t *testing.T) []mongoBuild {
+	t.Helper()
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	src, _ := filepath.Abs("testdata/mongo")
+	var out []mongoBuild
+	for _, c := range []struct{ release, toolchain, driver, modfile, tags string }{
+		{"go1.22", "go1.22.12", "v1.17.2", "go.mod", ""},
+		{"go1.27", "go1.27.3", "v1.17.10", "go.v11710.mod", ""},
+		{"go1.22", "go1.22.12", "v2.8.0", "go.v28.mod", "mongov2"},
+		{"go1.27", "go1.27.3", "v2.10.0", "go.v210.mod", "mongov2"},
+	} {
+		for _, v := range variants {
+			if v.stripped && !v.pie && c.release == "go1.27" || v.pie && c.release != "go1.27" {
+				continue // stripped: plain with Go 1.22, PIE with Go 1.27
+			}
+			b := build{name: c.release + "-mongo" + c.driver + v.suffix, release: c.release, stripped: v.stripped, pie: v.pie}
+			b.path = filepath.Join(workDir, "mongo-"+b.name)
+			if _, done := builds[b.path]; !done {
+				args := append(append([]string{"-modfile=" + c.modfile, "-tags=" + c.tags}, v.args...), ".")
+				if err := goBuild(src, b.path, c.toolchain, args...); err != nil {
+					t.Fatal(err)
+				}
+				builds[b.path] = nil
+			}
+			out = append(out, mongoBuild{b, c.driver})
+		}
+	}
+	return out
+}
+
+// TestBuiltinMongo traces the MongoDB drivers, v1 and v2, against a real
+// server: a client span per operation, named by its command and
+// collection, with db.query.text sanitized (the values the program sent
+// never leave it), the server's code and message for a duplicate key, and
+// operations under a span of the program's own as its children. Stripped
+// builds take the driver's offsets from the table, by the exact release in
+// their build info.
+func TestBuiltinMongo(t *testing.T) {
+	uri := startFerretDB(t)
+	const yaml = `probes:
+  - {symbol: main.lookup, name: lookup, signature: "func(ctx context.Context, orders *Collection) error"}
+`
+	for _, b := range mongoFixtures(t) {
+		t.Run(b.name, func(t *testing.T) {
+			tg := startTarget(t, b.path, "TCAGENT_MONGO_URI="+uri)
+			tg.run(t, "reset")
+			ss := attachWith(t, tg.pid(), yaml, func(c *agent.Config) { c.Builtin = []string{"mongo"} })
+			r := ss.s.Builtins()[0]
+			if !r.Applied || r.Reason != "" {
+				t.Fatalf("mongo set: applied %v, %q", r.Applied, r.Reason)
+			}
+			module := "go.mongodb.org/mongo-driver"
+			if strings.HasPrefix(b.driver, "v2") {
+				module += "/v2"
+			}
+			want := map[bool]string{false: "DWARF", true: "table (" + module + "@" + b.driver + ")"}[b.stripped]
+			for f, src := range r.Offsets {
+				if src != want {
+					t.Errorf("offset of %s from %q, want %q", f, src, want)
+				}
+			}
+			tg.run(t, "crud")
+			tg.run(t, "dup")
+			tg.run(t, "nested")
+			spans := ss.stop(t)
+			var ops []sdktrace.ReadOnlySpan
+			var lookup sdktrace.ReadOnlySpan
+			for _, s := range spans {
+				if s.Name() == "lookup" {
+					lookup = s
+					continue
+				}
+				ops = append(ops, s)
+			}
+			byStart(ops)
+			// v2.10 runs RunCommand's command through no operation type:
+			// no span (see the README).
+			ping := !strings.HasPrefix(b.driver, "v2.10")
+			type op struct{ name, text string }
+			want2 := []op{
+				{"insert orders", `{"insert": "orders", "ordered": "?"}`},
+				{"find orders", `{"find": "orders", "filter": {"qty": {"$gt": "?"}}}`},
+				{"update orders", `{"update": "orders", "ordered": "?"}`},
+				{"aggregate orders", `{"aggregate": "orders", "pipeline": [{"$match": {"qty": {"$gte": "?"}}}], "cursor": {}}`},
+				{"count orders", `{"count": "orders"}`},
+				{"distinct orders", `{"distinct": "orders", "key": "?", "query": {}}`},
+				{"findAndModify orders", `{"findAndModify": "orders", "query": {"_id": "?"}, "update": {"$inc": {"qty": "?"}}}`},
+				{"delete orders", `{"delete": "orders", "ordered": "?"}`},
+				{"insert orders", `{"insert": "orders", "ordered": "?"}`}, // BulkWrite's inserts
+				{"update orders", `{"update": "orders", "ordered": "?"}`}, // and update
+				{"ping shop", `{"ping": "?"}`},
+				{"insert orders", `{"insert": "orders", "ordered": "?"}`},
+				{"insert orders", `{"insert": "orders", "ordered": "?"}`},
+				{"find orders", `{"find": "orders", "filter": {"item": "?"}, "limit": "?", "singleBatch": "?"}`},
+			}
+			if !ping {
+				want2 = slices.Delete(want2, 10, 11)
+			}
+			if len(ops) != len(want2) {
+				t.Fatalf("%d spans, want %d: %s", len(ops), len(want2), spanNames(ops))
+			}
+			for i, w := range want2 {
+				s := ops[i]
+				a := attrs(s)
+				cmd, coll, _ := strings.Cut(w.name, " ")
+				if s.Name() != w.name || s.SpanKind() != trace.SpanKindClient || a["db.system.name"] != "mongodb" || a["db.operation.name"] != cmd ||
+					a["db.namespace"] != "shop" {
+					t.Errorf("span %d: %s %v %v, want %s", i, s.Name(), s.SpanKind(), a, w.name)
+				}
+				if c, ok := a["db.collection.name"]; coll == "orders" && c != "orders" || coll == "shop" && ok {
+					t.Errorf("%s: db.collection.name %v", s.Name(), c)
+				}
+				if a["db.query.text"] != w.text {
+					t.Errorf("%s: db.query.text\n %v, want\n %s", s.Name(), a["db.query.text"], w.text)
+				}
+				for _, v := range a {
+					if str, ok := v.(string); ok && (strings.Contains(str, "4111") || strings.Contains(str, "apple") || strings.Contains(str, "pear")) {
+						t.Errorf("%s: a value the program sent is exported: %v", s.Name(), a)
+					}
+				}
+				failed := i == len(want2)-2 // the second insert of _id 2
+				if failed {
+					if s.Status().Code != codes.Error || !strings.Contains(s.Status().Description, "E11000 duplicate key error") ||
+						a["db.response.status_code"] != "11000" || a["error.type"] != "driver.WriteCommandError" {
+						t.Errorf("duplicate key: status %v, attributes %v", s.Status(), a)
+					}
+				} else if s.Status().Code != codes.Unset {
+					t.Errorf("%s: status %v", s.Name(), s.Status())
+				}
+				if i < len(want2)-1 && s.Parent().IsValid() {
+					t.Errorf("%s: parent %v, want none", s.Name(), s.Parent())
+				}
+			}
+			if lookup == nil || !isChildOf(ops[len(ops)-1], lookup) {
+				t.Errorf("the find under main.lookup is not its child: %s", spanNames(spans))
+			}
+		})
+	}
+}
+
+// TestBuiltinMongoOff: with the set off (--builtin naming others), the
+// driver's operations get no span.
+func TestBuiltinMongoOff(t *testing.T) {
+	uri := startFerretDB(t)
+	b := mongoFixtures(t)[0]
+	tg := startTarget(t, b.path, "TCAGENT_MONGO_URI="+uri)
+	ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http", "sql"} })
+	tg.run(t, "crud")
+	if spans := ss.stop(t); len(spans) != 0 {
+		t.Errorf("spans with the mongo set off: %s", spanNames(spans))
+	}
+}

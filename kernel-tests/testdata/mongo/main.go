@@ -1,0 +1,78 @@
+// Command mongofixture runs the mongo set's kernel tests' operations with
+// the MongoDB Go driver, v1 (v1.go) or, built with -tags mongov2, v2
+// (v2.go), against the server TCAGENT_MONGO_URI names. Like the main
+// fixture, it answers "ok CMD" to each command on stdin.
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	ctx := context.Background()
+	client, err := connect(os.Getenv("TCAGENT_MONGO_URI"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "connect:", err)
+		os.Exit(1)
+	}
+	orders := client.Database("shop").Collection("orders")
+	fmt.Println("ready")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		cmd := strings.TrimSpace(sc.Text())
+		switch cmd {
+		case "reset":
+			must(orders.Drop(ctx))
+		case "crud":
+			_, err := orders.InsertOne(ctx, D{{"_id", 1}, {"item", "apple"}, {"qty", 5}, {"card", "4111-1111"}})
+			must(err)
+			cur, err := orders.Find(ctx, D{{"qty", D{{"$gt", 1}}}})
+			must(err)
+			var all []D
+			must(cur.All(ctx, &all))
+			_, err = orders.UpdateOne(ctx, D{{"_id", 1}}, D{{"$set", D{{"qty", 7}}}})
+			must(err)
+			cur, err = orders.Aggregate(ctx, Pipeline{{{"$match", D{{"qty", D{{"$gte", 2}}}}}}})
+			must(err)
+			must(cur.All(ctx, &all))
+			_, err = orders.EstimatedDocumentCount(ctx)
+			must(err)
+			must(distinct(ctx, orders, "item"))
+			must(orders.FindOneAndUpdate(ctx, D{{"_id", 1}}, D{{"$inc", D{{"qty", 1}}}}).Err())
+			_, err = orders.DeleteOne(ctx, D{{"_id", 1}})
+			must(err)
+			must(bulk(ctx, orders))
+			must(client.Database("shop").RunCommand(ctx, D{{"ping", 1}}).Err())
+		case "dup":
+			// The same _id twice: the server refuses the second insert.
+			_, err := orders.InsertOne(ctx, D{{"_id", 2}})
+			must(err)
+			if _, err := orders.InsertOne(ctx, D{{"_id", 2}}); err == nil {
+				fmt.Fprintln(os.Stderr, "dup: no duplicate key error")
+				os.Exit(1)
+			}
+		case "nested":
+			must(lookup(ctx, orders))
+		}
+		fmt.Println("ok " + cmd)
+	}
+}
+
+// lookup is a function of the program's own, for a custom probe: the
+// operations it makes are its span's children.
+//
+//go:noinline
+func lookup(ctx context.Context, orders *Collection) error {
+	return orders.FindOne(ctx, D{{"item", "pear"}}).Err()
+}
+
+func must(err error) {
+	if err != nil && !strings.Contains(err.Error(), "no documents") {
+		fmt.Fprintln(os.Stderr, "mongofixture:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,38 @@
+//go:build !mongov2
+
+package main
+
+import (
+	"context"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+)
+
+// The v1 driver's types, under the names main.go uses.
+type (
+	D          = bson.D
+	Pipeline   = mongo.Pipeline
+	Collection = mongo.Collection
+)
+
+func connect(uri string) (*mongo.Client, error) {
+	return mongo.Connect(context.Background(), options.Client().ApplyURI(uri))
+}
+
+func distinct(ctx context.Context, c *Collection, field string) error {
+	_, err := c.Distinct(ctx, field, D{})
+	return err
+}
+
+// bulk writes two documents and updates one in one BulkWrite: a batch of
+// inserts, then one of updates.
+func bulk(ctx context.Context, c *Collection) error {
+	_, err := c.BulkWrite(ctx, []mongo.WriteModel{
+		mongo.NewInsertOneModel().SetDocument(D{{"_id", 3}}),
+		mongo.NewInsertOneModel().SetDocument(D{{"_id", 4}}),
+		mongo.NewUpdateOneModel().SetFilter(D{{"_id", 3}}).SetUpdate(D{{"$set", D{{"qty", 1}}}}),
+	})
+	return err
+}

@@ -1,0 +1,155 @@
+package builtin
+
+import (
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/probes"
+)
+
+// The MongoDB Go drivers: v1 and v2 are different modules, and a program
+// may link both.
+var mongoDrivers = []string{"go.mongodb.org/mongo-driver", "go.mongodb.org/mongo-driver/v2"}
+
+// The roles and capture keys of the mongo set: its span side
+// (binder/semconv/mongo.go) reads the captures under these keys.
+const (
+	// RoleMongo is one operation's span; Role.Arg is its command name
+	// ("find"), "" for the generic (*Command) operation, named only by
+	// the command it sends.
+	RoleMongo = "mongo"
+	// RoleMongoCommand enriches the operation's span with the command it
+	// sends; Role.Arg is the db.query.text mode.
+	RoleMongoCommand = "mongo.command"
+
+	MongoCommand  = "command"  // the command's name, as the driver read it
+	MongoDocument = "document" // the command document's first bytes (BSON)
+	MongoDatabase = "database"
+
+	// The returned error's details, read as each error type the driver
+	// returns would hold them: the span side trusts the pair the error's
+	// type names.
+	MongoErrorCode         = "error_code"          // driver.Error.Code
+	MongoErrorMessage      = "error_message"       // driver.Error.Message
+	MongoWriteErrorCode    = "write_error_code"    // driver.WriteCommandError.WriteErrors[0].Code
+	MongoWriteErrorMessage = "write_error_message" // … .Message
+)
+
+// mongoOperations are the driver's operation types a program's calls go
+// through, by their type name in x/mongo/driver/operation, and the command
+// each sends. (*Hello) is left out: the driver's own handshakes and
+// heartbeats, no call of the program's.
+var mongoOperations = []struct{ typ, command string }{
+	{"Find", "find"}, {"Insert", "insert"}, {"Update", "update"}, {"Delete", "delete"},
+	{"Aggregate", "aggregate"}, {"Count", "count"}, {"Distinct", "distinct"}, {"FindAndModify", "findAndModify"},
+	{"Command", ""}, // RunCommand: any command
+	{"CreateIndexes", "createIndexes"}, {"DropIndexes", "dropIndexes"}, {"ListIndexes", "listIndexes"},
+	{"Create", "create"}, {"DropCollection", "drop"}, {"DropDatabase", "dropDatabase"},
+	{"ListCollections", "listCollections"}, {"ListDatabases", "listDatabases"},
+	{"CommitTransaction", "commitTransaction"}, {"AbortTransaction", "abortTransaction"},
+	{"CreateSearchIndexes", "createSearchIndexes"}, {"DropSearchIndex", "dropSearchIndex"}, {"UpdateSearchIndex", "updateSearchIndex"},
+}
+
+// operationSymbols are where a driver release keeps operation typ's
+// method that runs it, all shaped func(op *T, ctx context.Context) error:
+// x/mongo/driver/operation.(*Find).Execute (v1, v2.8), or, as v2 moves them
+// into the mongo package, mongo.(*findOp).Execute (v2.8's insert and
+// update) and mongo.(*findOp).execute (v2.10).
+func operationSymbols(mod, typ string) []string {
+	r, n := utf8.DecodeRuneInString(typ)
+	unexported := string(unicode.ToLower(r)) + typ[n:] + "Op"
+	return []string{
+		mod + "/x/mongo/driver/operation.(*" + typ + ").Execute",
+		mod + "/mongo.(*" + unexported + ").Execute",
+		mod + "/mongo.(*" + unexported + ").execute",
+	}
+}
+
+// Registers under Go's ABI: an operation's Execute(ctx) error returns the
+// error in RAX and RBX. (*Operation).redactCommand(cmd string, doc
+// bsoncore.Document) bool gets the operation in RAX, cmd in RBX and RCX,
+// doc in RDI, RSI and R8.
+const (
+	mongoErrItab, mongoErrData = 0, 1
+	mongoOp                    = 0
+	mongoCmdPtr, mongoCmdLen   = 1, 2
+	mongoDocPtr, mongoDocLen   = 3, 4
+)
+
+// mongoProbes traces each operation of the program's MongoDB clients, v1
+// and v2: a span per operation, from its Execute's entry to its return
+// (server selection, every attempt and the reply's processing included),
+// with the error it returns. Execute(ctx) receives the operation
+// (driver.Operation) by value, on the stack, out of a probe's reach; and
+// its command is built only after the server is chosen. So the command is
+// read inside: every attempt calls (*Operation).redactCommand(cmd, doc),
+// out of line in every release served, with the command's name and its
+// document, right before sending it; its probe (an enricher) puts them on
+// the operation's span.
+func mongoProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
+	var out []*probes.Probe
+	for _, mod := range mongoDrivers {
+		driver := mod + "/x/mongo/driver"
+		redact := driver + ".(*Operation).redactCommand"
+		if !hasFunc(b, redact) {
+			continue // this driver is not used
+		}
+		var f struct{ database, errCode, errMessage, writeErrors, weCode, weMessage uint16 }
+		if err := o.mustAll(
+			fieldOffset{&f.database, driver + ".Operation.Database"},
+			fieldOffset{&f.errCode, driver + ".Error.Code"}, fieldOffset{&f.errMessage, driver + ".Error.Message"},
+			fieldOffset{&f.writeErrors, driver + ".WriteCommandError.WriteErrors"},
+			fieldOffset{&f.weCode, driver + ".WriteError.Code"}, fieldOffset{&f.weMessage, driver + ".WriteError.Message"},
+		); err != nil {
+			return nil, err
+		}
+		first := len(out)
+		for _, op := range mongoOperations {
+			for _, symbol := range operationSymbols(mod, op.typ) {
+				p, ok, err := probes.NewProbe(b, symbol, id+uint32(len(out)), rt)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+				p.ErrorCapture = len(p.Recipe.Return)
+				p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: mongoErrItab, Reg2: mongoErrData, MaxLen: bpf.StringSlotSize})
+				// The error's data word points at a driver.Error or a
+				// driver.WriteCommandError (whose WriteErrors' first
+				// element holds the server's code and message): both
+				// are read, the error's type says which one is.
+				capture(p, true, MongoErrorCode, field(mongoErrData, 4, f.errCode))
+				capture(p, true, MongoErrorMessage, field(mongoErrData, 0, f.errMessage))
+				capture(p, true, MongoWriteErrorCode, field(mongoErrData, 8, f.writeErrors, f.weCode))
+				capture(p, true, MongoWriteErrorMessage, field(mongoErrData, 0, f.writeErrors, f.weMessage))
+				p.Spec.Name = "mongodb"
+				p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleMongo, Arg: op.command}
+				out = append(out, p)
+			}
+		}
+		if len(out) == first {
+			continue // no operation linked in: nothing to enrich
+		}
+		p, ok, err := probes.NewProbe(b, redact, id+uint32(len(out)), rt)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, nil
+		}
+		p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapString, Reg: mongoCmdPtr, Reg2: mongoCmdLen, MaxLen: bpf.StringSlotSize})
+		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: MongoCommand, Type: "string", MaxLen: bpf.StringSlotSize})
+		// The document is BSON, bytes as they are: its first 256, the
+		// command's name and arguments first, the driver's own fields
+		// (session, cluster time, $db) after them.
+		p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapString, Reg: mongoDocPtr, Reg2: mongoDocLen, MaxLen: bpf.StringSlotSize, Slot: 1})
+		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: MongoDocument, Type: "bytes", MaxLen: bpf.StringSlotSize})
+		capture(p, false, MongoDatabase, field(mongoOp, 0, f.database))
+		p.Spec.Name = RoleMongoCommand
+		p.Role = probes.Role{Kind: probes.RoleEnrich, Name: RoleMongoCommand, Arg: opts.SQLQueryText}
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -83,6 +83,12 @@ var sensitiveCommands = map[string]bool{
 	"copydbgetnonce": true, "copydbsaslstart": true, "copydb": true, "hello": true, "isMaster": true, "ismaster": true,
 }
 
+// handshakeCommands open a new connection, before the command it was
+// opened for: they are never RunCommand's own.
+var handshakeCommands = map[string]bool{
+	"hello": true, "isMaster": true, "ismaster": true, "saslStart": true, "saslContinue": true, "authenticate": true, "getnonce": true,
+}
+
 // capturedDocument is the command document's bytes as captured: at most
 // a string slot's, to which the reader appended "…" when the document was
 // longer (its length, first in it, says so too).
@@ -130,7 +136,7 @@ func (m mongoEnricher) enrich(span trace.Span, p *channel.Payload) {
 			return
 		}
 	}
-	if op != "" && cmd != op || op == "" && sensitiveCommands[cmd] {
+	if op != "" && cmd != op || op == "" && handshakeCommands[cmd] {
 		return
 	}
 	attrs := []attribute.KeyValue{attribute.String("db.operation.name", cmd)}

@@ -1,0 +1,162 @@
+package semconv
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/channel"
+	"github.com/tcagent/tcagent/probes"
+	"github.com/tcagent/tcagent/probes/builtin"
+)
+
+// mongoSpan opens a span as the binder does for a mongo operation of
+// command ("" for RunCommand's), and returns it with the recorder that gets
+// it when it ends.
+func mongoSpan(t *testing.T, command string) (trace.Span, *tracetest.SpanRecorder) {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	name, kind, attrs := mongoShape{command: command}.Start(&channel.Payload{})
+	_, span := tp.Tracer("test").Start(context.Background(), name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	return span, rec
+}
+
+// sent is the enricher's payload for a command sent: its name, document and
+// database as captured.
+func sent(cmd string, doc []byte, db string) *channel.Payload {
+	p := &channel.Payload{}
+	p.SetAttributes([]attribute.KeyValue{attribute.String(builtin.MongoCommand, cmd), attribute.String(builtin.MongoDocument, string(doc)),
+		attribute.String(builtin.MongoDatabase, db)})
+	return p
+}
+
+func ended(t *testing.T, span trace.Span, rec *tracetest.SpanRecorder) (sdktrace.ReadOnlySpan, map[attribute.Key]string) {
+	t.Helper()
+	span.End()
+	s := rec.Ended()[0]
+	a := map[attribute.Key]string{}
+	for _, kv := range s.Attributes() {
+		a[kv.Key] = kv.Value.Emit()
+	}
+	return s, a
+}
+
+func TestMongoEnrich(t *testing.T) {
+	span, rec := mongoSpan(t, "find")
+	if ro := span.(sdktrace.ReadOnlySpan); ro.Name() != "find" {
+		t.Errorf("before the command is sent: %q", ro.Name())
+	}
+	mongoEnricher{text: "sanitized"}.enrich(span, sent("find", find(), "shop"))
+	s, a := ended(t, span, rec)
+	if s.Name() != "find orders" || s.SpanKind() != trace.SpanKindClient || a["db.system.name"] != "mongodb" || a["db.operation.name"] != "find" ||
+		a["db.collection.name"] != "orders" || a["db.namespace"] != "shop" || !strings.HasPrefix(a["db.query.text"], `{"find": "orders", "filter": {"card": "?"`) {
+		t.Errorf("%s %v %v", s.Name(), s.SpanKind(), a)
+	}
+
+	// RunCommand's span is named by the command it sends, and by the
+	// database for a command of no collection; the handshake's hello sent
+	// before it on a new connection is not it.
+	span, rec = mongoSpan(t, "")
+	mongoEnricher{text: "full"}.enrich(span, sent("hello", bdoc(bint32("hello", 1)), "admin"))
+	mongoEnricher{text: "full"}.enrich(span, sent("ping", bdoc(bint32("ping", 1), bstr("$db", "shop")), "shop"))
+	s, a = ended(t, span, rec)
+	if _, ok := a["db.collection.name"]; s.Name() != "ping shop" || a["db.operation.name"] != "ping" || a["db.query.text"] != `{"ping": 1}` || ok {
+		t.Errorf("%s %v", s.Name(), a)
+	}
+
+	// An operation's span takes its own command only; the text of an
+	// authentication command is never exported; none means none.
+	span, rec = mongoSpan(t, "insert")
+	mongoEnricher{text: "full"}.enrich(span, sent("saslStart", bdoc(bint32("saslStart", 1), bstr("payload", "secret")), "admin"))
+	s, a = ended(t, span, rec)
+	if s.Name() != "insert" || a["db.namespace"] != "" || a["db.query.text"] != "" {
+		t.Errorf("another command's attributes: %s %v", s.Name(), a)
+	}
+	span, rec = mongoSpan(t, "")
+	mongoEnricher{text: "full"}.enrich(span, sent("createUser", bdoc(bstr("createUser", "alice"), bstr("pwd", "secret")), "admin"))
+	if _, a = ended(t, span, rec); a["db.operation.name"] != "createUser" || a["db.query.text"] != "" {
+		t.Errorf("createUser: %v", a)
+	}
+	span, rec = mongoSpan(t, "find")
+	mongoEnricher{text: "none"}.enrich(span, sent("find", find(), "shop"))
+	if _, a = ended(t, span, rec); a["db.query.text"] != "" || a["db.collection.name"] != "orders" {
+		t.Errorf("none: %v", a)
+	}
+
+	// A span of another kind (the program's, an HTTP server's) under which
+	// a driver sends a command of no operation (a cursor's getMore) is not
+	// touched.
+	rec = tracetest.NewSpanRecorder()
+	_, other := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test").Start(context.Background(), "GET /orders")
+	mongoEnricher{text: "sanitized"}.enrich(other, sent("getMore", bdoc(bint64("getMore", 7), bstr("collection", "orders")), "shop"))
+	if s, a = ended(t, other, rec); s.Name() != "GET /orders" || len(a) != 0 {
+		t.Errorf("another span enriched: %s %v", s.Name(), a)
+	}
+}
+
+// TestMongoEnrichTruncated: a command document longer than the capture is
+// rendered up to where it was cut, marked; the reader's "…" after the
+// bytes is not taken for BSON.
+func TestMongoEnrichTruncated(t *testing.T) {
+	long := bdoc(bstr("find", "orders"), bsub("filter", bdoc(bstr("note", strings.Repeat("x", 300)))), bstr("$db", "shop"))
+	span, rec := mongoSpan(t, "find")
+	mongoEnricher{text: "sanitized"}.enrich(span, sent("find", append(long[:bpf.StringSlotSize:bpf.StringSlotSize], probes.TruncatedSuffix...), "shop"))
+	if _, a := ended(t, span, rec); a["db.query.text"] != `{"find": "orders", "filter": {`+probes.TruncatedSuffix || a["db.collection.name"] != "orders" {
+		t.Errorf("%v", a)
+	}
+	// Bytes that are not BSON are said to be unreadable, not rendered.
+	span, rec = mongoSpan(t, "find")
+	mongoEnricher{text: "sanitized"}.enrich(span, sent("find", []byte{5, 0, 0, 0, 7}, "shop"))
+	if _, a := ended(t, span, rec); a["db.query.text"] != "" || a["db.query.text.unreadable"] == "" {
+		t.Errorf("%v", a)
+	}
+}
+
+func TestMongoErrorOf(t *testing.T) {
+	ret := []attribute.KeyValue{
+		attribute.Int64(builtin.MongoErrorCode, 26), attribute.String(builtin.MongoErrorMessage, "ns does not exist"),
+		attribute.Int64(builtin.MongoWriteErrorCode, 11000), attribute.String(builtin.MongoWriteErrorMessage, "E11000 duplicate key error"),
+	}
+	for _, c := range []struct {
+		typ, msg string
+		code     int64
+	}{
+		{"driver.WriteCommandError", "E11000 duplicate key error", 11000},
+		{"driver.Error", "ns does not exist", 26},
+	} {
+		err := mongoErrorOf(&channel.Error{Type: c.typ, Message: c.typ}, ret)
+		e, ok := err.(*mongoError)
+		if !ok || e.msg != c.msg || e.code != c.code || e.TypeName() != c.typ {
+			t.Errorf("%s: %#v", c.typ, err)
+		}
+	}
+	// Another type, or a detail that could not be read (a write concern
+	// error has no write errors): the error as the program returned it.
+	other := &channel.Error{Type: "topology.ServerSelectionError", Message: "topology.ServerSelectionError"}
+	if err := mongoErrorOf(other, ret); err != other {
+		t.Errorf("other: %v", err)
+	}
+	wce := &channel.Error{Type: "driver.WriteCommandError", Message: "driver.WriteCommandError"}
+	if err := mongoErrorOf(wce, ret[:2]); err != wce {
+		t.Errorf("no write error: %v", err)
+	}
+
+	// The span: the server's message, code and the error's type.
+	span, rec := mongoSpan(t, "insert")
+	p := &channel.Payload{}
+	p.SetError(mongoErrorOf(&channel.Error{Type: "driver.WriteCommandError"}, ret))
+	span.SetStatus(codes.Error, p.Err().Error()) // as the binder does
+	mongoShape{command: "insert"}.End(span, p)
+	s, a := ended(t, span, rec)
+	if s.Status().Description != "E11000 duplicate key error" || a["db.response.status_code"] != "11000" || a["error.type"] != "driver.WriteCommandError" {
+		t.Errorf("%v %v", s.Status(), a)
+	}
+}

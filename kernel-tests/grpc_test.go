@@ -49,13 +49,7 @@ func grpcFixtures(t *testing.T) []grpcBuild {
 			}
 			b := build{name: c.release + "-grpc" + c.grpc + v.suffix, release: c.release, stripped: v.stripped, pie: v.pie}
 			b.path = filepath.Join(workDir, "grpc-"+b.name)
-			if _, done := builds[b.path]; !done {
-				args := append(append([]string{"-modfile=" + c.modfile}, v.args...), ".")
-				if err := goBuild(src, b.path, c.toolchain, args...); err != nil {
-					t.Fatal(err)
-				}
-				builds[b.path] = nil
-			}
+			buildOnce(t, src, b.path, c.toolchain, append([]string{"-modfile=" + c.modfile}, v.args...)...)
 			out = append(out, grpcBuild{b, c.grpc})
 		}
 	}

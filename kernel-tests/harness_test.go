@@ -161,6 +161,20 @@ func fixturesOf(t *testing.T, dir string) []build {
 	return bs
 }
 
+// buildOnce builds the fixture program in src into path, by toolchain,
+// with args (a module file: a library release; ldflags), unless it was
+// built already. The caller holds buildsMu.
+func buildOnce(t *testing.T, src, path, toolchain string, args ...string) {
+	t.Helper()
+	if _, done := builds[path]; done {
+		return
+	}
+	if err := goBuild(src, path, toolchain, append(args, ".")...); err != nil {
+		t.Fatal(err)
+	}
+	builds[path] = nil
+}
+
 // oldest builds (once) the Go 1.21 fixture, stripped: the oldest release
 // supported, with nothing but the tables to go on.
 func oldest(t *testing.T) string {

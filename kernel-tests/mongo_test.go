@@ -78,13 +78,7 @@ func mongoFixtures(t *testing.T) []mongoBuild {
 			}
 			b := build{name: c.release + "-mongo" + c.driver + v.suffix, release: c.release, stripped: v.stripped, pie: v.pie}
 			b.path = filepath.Join(workDir, "mongo-"+b.name)
-			if _, done := builds[b.path]; !done {
-				args := append(append([]string{"-modfile=" + c.modfile, "-tags=" + c.tags}, v.args...), ".")
-				if err := goBuild(src, b.path, c.toolchain, args...); err != nil {
-					t.Fatal(err)
-				}
-				builds[b.path] = nil
-			}
+			buildOnce(t, src, b.path, c.toolchain, append([]string{"-modfile=" + c.modfile, "-tags=" + c.tags}, v.args...)...)
 			out = append(out, mongoBuild{b, c.driver})
 		}
 	}

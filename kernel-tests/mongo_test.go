@@ -95,7 +95,7 @@ func mongoFixtures(t *testing.T) []mongoBuild {
 func TestBuiltinMongo(t *testing.T) {
 	uri := startFerretDB(t)
 	const yaml = `probes:
-  - {symbol: main.lookup, name: lookup, signature: "func(ctx context.Context, orders *Collection) error"}
+  - {symbol: main.lookup, name: lookup, signature: "func(ctx any, orders *Collection) error"}
 `
 	for _, b := range mongoFixtures(t) {
 		t.Run(b.name, func(t *testing.T) {

@@ -195,13 +195,35 @@ func TestBuiltinMongo(t *testing.T) {
 	}
 }
 
-// TestBuiltinMongoOff: with the set off (--builtin naming others), the
-// driver's operations get no span.
-func TestBuiltinMongoOff(t *testing.T) {
+// TestBuiltinMongoOptions: --sql-query-text full keeps the values of a
+// command (as Extended JSON); with the set off (--builtin naming others),
+// the driver's operations get no span.
+func TestBuiltinMongoOptions(t *testing.T) {
 	uri := startFerretDB(t)
 	b := mongoFixtures(t)[0]
 	tg := startTarget(t, b.path, "TCAGENT_MONGO_URI="+uri)
-	ss := attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http", "sql"} })
+	tg.run(t, "reset")
+	ss := attachWith(t, tg.pid(), "", func(c *agent.Config) {
+		c.Builtin = []string{"mongo"}
+		c.BuiltinOptions.SQLQueryText = "full"
+	})
+	tg.run(t, "crud")
+	spans := ss.stop(t)
+	found := false
+	for _, s := range spans {
+		if s.Name() == "find orders" {
+			found = true
+			if text := attrs(s)["db.query.text"]; text != `{"find": "orders", "filter": {"qty": {"$gt": 1}}}` {
+				t.Errorf("full text: %v", text)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no find span: %s", spanNames(spans))
+	}
+
+	ss = attachWith(t, tg.pid(), "", func(c *agent.Config) { c.Builtin = []string{"http", "sql"} })
+	tg.run(t, "reset")
 	tg.run(t, "crud")
 	if spans := ss.stop(t); len(spans) != 0 {
 		t.Errorf("spans with the mongo set off: %s", spanNames(spans))

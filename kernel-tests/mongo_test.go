@@ -2,6 +2,7 @@ package kerneltests
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,11 +90,13 @@ func mongoFixtures(t *testing.T) []mongoBuild {
 // server: a client span per operation, named by its command and
 // collection, with db.query.text sanitized (the values the program sent
 // never leave it), the server's code and message for a duplicate key, and
-// operations under a span of the program's own as its children. Stripped
+// operations under a span of the program's own as its children, the
+// server's address and port. Stripped
 // builds take the driver's offsets from the table, by the exact release in
 // their build info.
 func TestBuiltinMongo(t *testing.T) {
 	uri := startFerretDB(t)
+	port := strings.TrimSuffix(uri[strings.LastIndexByte(uri, ':')+1:], "/")
 	const yaml = `probes:
   - {symbol: main.lookup, name: lookup, signature: "func(ctx any, orders *Collection) error"}
 `
@@ -161,7 +164,7 @@ func TestBuiltinMongo(t *testing.T) {
 				a := attrs(s)
 				cmd, coll, _ := strings.Cut(w.name, " ")
 				if s.Name() != w.name || s.SpanKind() != trace.SpanKindClient || a["db.system.name"] != "mongodb" || a["db.operation.name"] != cmd ||
-					a["db.namespace"] != "shop" {
+					a["db.namespace"] != "shop" || a["server.address"] != "127.0.0.1" || fmt.Sprint(a["server.port"]) != port {
 					t.Errorf("span %d: %s %v %v, want %s", i, s.Name(), s.SpanKind(), a, w.name)
 				}
 				if c, ok := a["db.collection.name"]; coll == "orders" && c != "orders" || coll == "shop" && ok {

@@ -100,32 +100,54 @@ func capturedDocument(r raw) []byte {
 	return []byte(doc)
 }
 
+// isMongo says whether span is a mongo operation's: the enrichers touch
+// no other (an HTTP server span under which the driver sends a command of
+// no operation, a cursor's getMore).
+func isMongo(span trace.Span) (op string, ok bool) {
+	ro, isSDK := span.(sdktrace.ReadOnlySpan)
+	if !isSDK {
+		return "", false
+	}
+	for _, a := range ro.Attributes() {
+		switch a.Key {
+		case "db.system.name":
+			ok = a.Value.AsString() == "mongodb"
+		case "db.operation.name":
+			op = a.Value.AsString()
+		}
+	}
+	return op, ok
+}
+
+// enrichMongoServer puts the server a command is written to on its
+// operation's span: the address of the connection, host:port (a Unix
+// socket's path).
+func enrichMongoServer(span trace.Span, p *channel.Payload) {
+	addr, ok := raw(p.Attributes).str(builtin.MongoServer)
+	if _, mongo := isMongo(span); !mongo || !ok || addr == "" {
+		return
+	}
+	if strings.HasPrefix(addr, "/") {
+		span.SetAttributes(attribute.String("server.address", addr))
+		return
+	}
+	host, port := hostPort(addr, 27017)
+	span.SetAttributes(attribute.String("server.address", host), attribute.Int("server.port", port))
+}
+
 // mongoEnricher puts the command an operation sends on its span.
 type mongoEnricher struct {
 	text string // sanitized, full or none
 }
 
 // enrich runs as the driver is about to send a command, on the goroutine
-// of the operation that sends it: the active span is that operation's
-// (nothing else is enriched: a handshake's hello on a pool's goroutine, a
-// cursor's getMore under the program's own span). An operation sends its
+// of the operation that sends it: the active span is that operation's. An
+// operation sends its
 // own command, once per attempt; RunCommand's may be anything but a
 // connection's handshake and authentication, sent before it.
 func (m mongoEnricher) enrich(span trace.Span, p *channel.Payload) {
-	ro, ok := span.(sdktrace.ReadOnlySpan)
+	op, ok := isMongo(span)
 	if !ok {
-		return
-	}
-	var system, op string
-	for _, a := range ro.Attributes() {
-		switch a.Key {
-		case "db.system.name":
-			system = a.Value.AsString()
-		case "db.operation.name":
-			op = a.Value.AsString()
-		}
-	}
-	if system != "mongodb" {
 		return
 	}
 	r := raw(p.Attributes)

@@ -160,3 +160,29 @@ func TestMongoErrorOf(t *testing.T) {
 		t.Errorf("%v %v", s.Status(), a)
 	}
 }
+
+// TestMongoServer: the connection's address on the operation's span, host
+// and port (the default one when absent), a Unix socket's path alone; no
+// other span's.
+func TestMongoServer(t *testing.T) {
+	for addr, want := range map[string][2]string{
+		"127.0.0.1:40123": {"127.0.0.1", "40123"}, "db.example:27018": {"db.example", "27018"}, "[::1]:27017": {"::1", "27017"},
+		"db.example": {"db.example", "27017"}, "/tmp/mongodb-27017.sock": {"/tmp/mongodb-27017.sock", ""},
+	} {
+		span, rec := mongoSpan(t, "find")
+		p := &channel.Payload{}
+		p.SetAttributes([]attribute.KeyValue{attribute.String(builtin.MongoServer, addr)})
+		enrichMongoServer(span, p)
+		if _, a := ended(t, span, rec); a["server.address"] != want[0] || a["server.port"] != want[1] {
+			t.Errorf("%s: %q %q, want %v", addr, a["server.address"], a["server.port"], want)
+		}
+	}
+	rec := tracetest.NewSpanRecorder()
+	_, other := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test").Start(context.Background(), "GET /orders")
+	p := &channel.Payload{}
+	p.SetAttributes([]attribute.KeyValue{attribute.String(builtin.MongoServer, "127.0.0.1:1")})
+	enrichMongoServer(other, p)
+	if _, a := ended(t, other, rec); len(a) != 0 {
+		t.Errorf("another span enriched: %v", a)
+	}
+}

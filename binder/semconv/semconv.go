@@ -78,6 +78,8 @@ func (s *Side) Enricher(r probes.Role) (func(trace.Span, *channel.Payload), bool
 		return enrichGRPCServer, true
 	case builtin.RoleMongoCommand:
 		return mongoEnricher{text: r.Arg}.enrich, true
+	case builtin.RoleMongoServer:
+		return enrichMongoServer, true
 	}
 	return nil, false
 }

@@ -23,9 +23,14 @@ const (
 	// sends; Role.Arg is the db.query.text mode.
 	RoleMongoCommand = "mongo.command"
 
+	// RoleMongoServer puts the server a command is written to on the
+	// operation's span.
+	RoleMongoServer = "mongo.server"
+
 	MongoCommand  = "command"  // the command's name, as the driver read it
 	MongoDocument = "document" // the command document's first bytes (BSON)
 	MongoDatabase = "database"
+	MongoServer   = "server" // the connection's address, host:port
 
 	// The returned error's details, read as each error type the driver
 	// returns would hold them: the span side trusts the pair the error's
@@ -150,6 +155,37 @@ func mongoProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, 
 		p.Spec.Name = RoleMongoCommand
 		p.Role = probes.Role{Kind: probes.RoleEnrich, Name: RoleMongoCommand, Arg: opts.SQLQueryText}
 		out = append(out, p)
+		if p, err = mongoServerProbe(b, o, driver, id+uint32(len(out)), rt); err != nil {
+			return nil, err
+		}
+		if p != nil {
+			out = append(out, p)
+		}
 	}
 	return out, nil
+}
+
+// mongoServerProbe probes (*connection).writeWireMessage(ctx, wm []byte)
+// error, every message written to a server, the connection in RAX: its
+// address is the server's, put on the operation's span (an enricher). Nil
+// when the binary has none, or the address's offset is unknown (the set's
+// note then says so).
+func mongoServerProbe(b *probes.Binary, o *offsets, driver string, id uint32, rt probes.Runtime) (*probes.Probe, error) {
+	symbol := driver + "/topology.(*connection).writeWireMessage"
+	if !hasFunc(b, symbol) {
+		return nil, nil
+	}
+	addr, err := o.must(driver + "/topology.connection.addr")
+	if err != nil {
+		o.partial = "no server.address: " + err.Error()
+		return nil, nil
+	}
+	p, ok, err := probes.NewProbe(b, symbol, id, rt)
+	if err != nil || !ok {
+		return nil, err
+	}
+	capture(p, false, MongoServer, field(mongoOp, 0, addr))
+	p.Spec.Name = RoleMongoServer
+	p.Role = probes.Role{Kind: probes.RoleEnrich, Name: RoleMongoServer}
+	return p, nil
 }

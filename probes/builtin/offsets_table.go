@@ -551,6 +551,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.10.1": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -559,6 +560,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.8.0": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -567,6 +569,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.8.1": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -575,6 +578,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.8.2": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -583,6 +587,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.0": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -591,6 +596,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.1": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -599,6 +605,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.2": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -607,6 +614,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.3": {
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.Error.Code":                    0,
@@ -615,6 +623,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.10": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -623,6 +632,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.2": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -631,6 +641,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.3": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -639,6 +650,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.4": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -647,6 +659,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.6": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -655,6 +668,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.7": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -663,6 +677,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.8": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -671,6 +686,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.9": {
 		"go.mongodb.org/mongo-driver/x/mongo/driver.Error.Code":                    0,
@@ -679,6 +695,7 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteCommandError.WriteErrors": 8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Code":               8,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.WriteError.Message":            16,
+		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.opentelemetry.io/otel/sdk@v1.31.0": {
 		"go.opentelemetry.io/otel/sdk/trace.recordingSpan.parent":      24,

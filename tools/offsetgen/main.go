@@ -96,12 +96,14 @@ var modules = []module{
 }
 
 // mongoFields are the fields the mongo set reads in a driver module: an
-// operation's database, and the server's code and message in the errors
-// the driver returns.
+// operation's database, the server's code and message in the errors the
+// driver returns, and a connection's address.
 func mongoFields(mod string) []string {
 	var out []string
-	for _, f := range []string{"Operation.Database", "Error.Code", "Error.Message", "WriteCommandError.WriteErrors", "WriteError.Code", "WriteError.Message"} {
-		out = append(out, mod+"/x/mongo/driver."+f)
+	for _, f := range []string{"x/mongo/driver.Operation.Database", "x/mongo/driver.Error.Code", "x/mongo/driver.Error.Message",
+		"x/mongo/driver.WriteCommandError.WriteErrors", "x/mongo/driver.WriteError.Code", "x/mongo/driver.WriteError.Message",
+		"x/mongo/driver/topology.connection.addr"} {
+		out = append(out, mod+"/"+f)
 	}
 	return out
 }

@@ -122,6 +122,7 @@ func TestBuiltinMongo(t *testing.T) {
 			tg.run(t, "crud")
 			tg.run(t, "dup")
 			tg.run(t, "nested")
+			tg.run(t, "down")
 			spans := ss.stop(t)
 			var ops []sdktrace.ReadOnlySpan
 			var lookup sdktrace.ReadOnlySpan
@@ -156,8 +157,9 @@ func TestBuiltinMongo(t *testing.T) {
 			if !ping {
 				want2 = slices.Delete(want2, 10, 11)
 			}
-			if len(ops) != len(want2) {
-				t.Fatalf("%d spans, want %d: %s", len(ops), len(want2), spanNames(ops))
+			// Then the find against a server that is not there.
+			if len(ops) != len(want2)+1 {
+				t.Fatalf("%d spans, want %d: %s", len(ops), len(want2)+1, spanNames(ops))
 			}
 			for i, w := range want2 {
 				s := ops[i]
@@ -191,8 +193,15 @@ func TestBuiltinMongo(t *testing.T) {
 					t.Errorf("%s: parent %v, want none", s.Name(), s.Parent())
 				}
 			}
-			if lookup == nil || !isChildOf(ops[len(ops)-1], lookup) {
+			if lookup == nil || !isChildOf(ops[len(want2)-1], lookup) {
 				t.Errorf("the find under main.lookup is not its child: %s", spanNames(spans))
+			}
+			// No server: no command sent, the operation's span named by
+			// its command alone, the error's Go type its status.
+			down := ops[len(ops)-1]
+			if a := attrs(down); down.Name() != "find" || a["db.operation.name"] != "find" || a["db.system.name"] != "mongodb" || len(a) != 3 ||
+				down.Status().Code != codes.Error || a["error.type"] != "topology.ServerSelectionError" {
+				t.Errorf("server down: %s %v %v", down.Name(), down.Status(), a)
 			}
 		})
 	}

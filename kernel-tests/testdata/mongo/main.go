@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 )
@@ -55,6 +56,18 @@ func main() {
 				fmt.Fprintln(os.Stderr, "dup: no duplicate key error")
 				os.Exit(1)
 			}
+		case "down":
+			// A server that is not there: server selection gives up.
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			addr := ln.Addr().String()
+			ln.Close()
+			down, err := connect("mongodb://" + addr + "/?serverSelectionTimeoutMS=200&connectTimeoutMS=200")
+			must(err)
+			if err := down.Database("shop").Collection("orders").FindOne(ctx, D{}).Err(); err == nil {
+				fmt.Fprintln(os.Stderr, "down: no error")
+				os.Exit(1)
+			}
+			down.Disconnect(ctx)
 		case "nested":
 			must(lookup(ctx, orders))
 		}

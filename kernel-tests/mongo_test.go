@@ -134,8 +134,8 @@ func TestBuiltinMongo(t *testing.T) {
 				ops = append(ops, s)
 			}
 			byStart(ops)
-			// v2.10 runs RunCommand's command through no operation type:
-			// no span (see the README).
+			// v2.9 and later run RunCommand's command through no
+			// operation type: no span (see the README).
 			ping := !strings.HasPrefix(b.driver, "v2.10")
 			type op struct{ name, text string }
 			want2 := []op{

@@ -64,6 +64,35 @@ func MongoCommandOf(doc []byte) (name, value string, ok bool) {
 	return name, value, true
 }
 
+// MongoLookupString returns the string value of a top-level key of a
+// command document, false when the key is not there whole or holds no
+// string.
+func MongoLookupString(doc []byte, key string) (string, bool) {
+	if len(doc) < 5 {
+		return "", false
+	}
+	n := int(int32(binary.LittleEndian.Uint32(doc)))
+	body := doc[4:min(max(n-1, 4), len(doc))]
+	for i := 0; i < len(body); {
+		t := body[i]
+		keyEnd := strings.IndexByte(string(body[i+1:]), 0)
+		if keyEnd < 0 {
+			return "", false
+		}
+		v := body[i+1+keyEnd+1:]
+		size, whole := bsonSize(t, v)
+		if size < 0 || !whole {
+			return "", false
+		}
+		if t == 0x02 && string(body[i+1:i+1+keyEnd]) == key {
+			s, _, err := bsonString(v)
+			return s, err == nil
+		}
+		i += 1 + keyEnd + 1 + size
+	}
+	return "", false
+}
+
 type bsonWriter struct {
 	out         strings.Builder
 	full        bool

@@ -140,6 +140,19 @@ func TestMongoQueryTextMalformed(t *testing.T) {
 	}
 }
 
+func TestMongoLookupString(t *testing.T) {
+	doc := bdoc(bint64("getMore", 42), bstr("collection", "orders"), bint32("n", 1))
+	if s, ok := MongoLookupString(doc, "collection"); s != "orders" || !ok {
+		t.Errorf("collection: %q %v", s, ok)
+	}
+	if _, ok := MongoLookupString(doc, "n"); ok {
+		t.Error("an int32 is a string")
+	}
+	if _, ok := MongoLookupString(doc[:20], "collection"); ok {
+		t.Error("a cut string is a string")
+	}
+}
+
 func TestMongoCommandOf(t *testing.T) {
 	if n, v, ok := MongoCommandOf(find()); n != "find" || v != "orders" || !ok {
 		t.Errorf("find: %q %q %v", n, v, ok)
@@ -170,5 +183,6 @@ func FuzzMongoQueryText(f *testing.F) {
 			}
 		}
 		MongoCommandOf(b)
+		MongoLookupString(b, "collection")
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -18,9 +19,15 @@ import (
 // ("find"), or "mongodb" for RunCommand's, whose command is known only when
 // sent: the command's enricher (mongoEnricher) renames it
 // "{db.operation.name} {db.collection.name}" once it is.
-type mongoShape struct{ command string }
+type mongoShape struct {
+	command  string
+	typeName func(uint64) string
+}
 
-func (s mongoShape) Start(*channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+func (s mongoShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
+	if !sendsCursorCommand(raw(p.Attributes)) {
+		return "", 0, nil
+	}
 	attrs := []attribute.KeyValue{attribute.String("db.system.name", "mongodb")}
 	if s.command == "" {
 		return "mongodb", trace.SpanKindClient, attrs
@@ -28,11 +35,55 @@ func (s mongoShape) Start(*channel.Payload) (string, trace.SpanKind, []attribute
 	return s.command, trace.SpanKindClient, append(attrs, attribute.String("db.operation.name", s.command))
 }
 
-func (mongoShape) End(span trace.Span, p *channel.Payload) {
+func (s mongoShape) End(span trace.Span, p *channel.Payload) {
 	errorType(span, p)
 	if e, ok := p.Err().(*mongoError); ok && p.HasError() {
 		span.SetAttributes(attribute.String("db.response.status_code", strconv.FormatInt(e.code, 10)))
 	}
+	s.cursorError(span, raw(p.EndAttributes))
+}
+
+// sendsCursorCommand says whether a cursor's getMore or KillCursor (their
+// probes read the cursor at entry) sends a command: not for a cursor the
+// server closed (id 0), and getMore not once the cursor's limit is reached
+// (it closes the cursor instead), as calcGetMoreBatchSize decides. Other
+// operations always do.
+func sendsCursorCommand(r raw) bool {
+	if id, ok := r.int(builtin.MongoCursorID); ok && id == 0 {
+		return false
+	}
+	limit, ok := r.int(builtin.MongoCursorLimit)
+	if !ok {
+		return true
+	}
+	returned, _ := r.int(builtin.MongoCursorReturned)
+	batch, _ := r.int(builtin.MongoCursorBatch)
+	return !(limit != 0 && returned+batch >= limit && limit-returned <= 0)
+}
+
+// cursorError sets the status of a getMore, which returns nothing and
+// leaves its error in the cursor: a driver.Error's message and code, any
+// other's Go type.
+func (s mongoShape) cursorError(span trace.Span, r raw) {
+	typ, ok := r.int(builtin.MongoErrorType)
+	if !ok || typ == 0 || s.typeName == nil {
+		return
+	}
+	name := s.typeName(uint64(typ))
+	if name == "" {
+		name = "error"
+	}
+	msg := name
+	if name == "driver.Error" {
+		if m, ok := r.str(builtin.MongoErrorMessage); ok {
+			msg = m
+		}
+		if code, ok := r.int(builtin.MongoErrorCode); ok {
+			span.SetAttributes(attribute.String("db.response.status_code", strconv.FormatInt(code, 10)))
+		}
+	}
+	span.SetStatus(codes.Error, msg)
+	span.SetAttributes(attribute.String("error.type", name))
 }
 
 // mongoError is a failure the server reported: its code and message.
@@ -170,7 +221,10 @@ func (m mongoEnricher) enrich(span trace.Span, p *channel.Payload) {
 		attrs = append(attrs, u)
 	}
 	name, value, _ := MongoCommandOf(doc)
-	if name == cmd && value != "" && collectionCommands[cmd] {
+	if cmd == "getMore" {
+		value, _ = MongoLookupString(doc, "collection") // its value is the cursor's id
+	}
+	if name == cmd && value != "" && (collectionCommands[cmd] || cmd == "getMore") {
 		attrs = append(attrs, attribute.String("db.collection.name", value))
 		target = cmd + " " + value
 	}

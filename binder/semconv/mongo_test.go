@@ -186,3 +186,62 @@ func TestMongoServer(t *testing.T) {
 		t.Errorf("another span enriched: %v", a)
 	}
 }
+
+// TestMongoCursor: a cursor's getMore is named by the collection its
+// document names; a cursor call that sends nothing (a cursor the server
+// closed, a getMore past the cursor's limit) opens no span; a getMore's
+// error, left in the cursor, is its status.
+func TestMongoCursor(t *testing.T) {
+	span, rec := mongoSpan(t, "getMore")
+	getMore := bdoc(bint64("getMore", 42), bstr("collection", "orders"), bint32("batchSize", 2), bstr("$db", "shop"))
+	mongoEnricher{text: "sanitized"}.enrich(span, sent("getMore", getMore, "shop"))
+	if s, a := ended(t, span, rec); s.Name() != "getMore orders" || a["db.collection.name"] != "orders" ||
+		a["db.query.text"] != `{"getMore": "?", "collection": "?", "batchSize": "?"}` {
+		t.Errorf("%s %v", s.Name(), a)
+	}
+
+	ints := func(kv ...any) *channel.Payload {
+		p := &channel.Payload{}
+		var attrs []attribute.KeyValue
+		for i := 0; i < len(kv); i += 2 {
+			attrs = append(attrs, attribute.Int64(kv[i].(string), int64(kv[i+1].(int))))
+		}
+		p.SetAttributes(attrs)
+		return p
+	}
+	for _, c := range []struct {
+		p    *channel.Payload
+		open bool
+	}{
+		{ints(builtin.MongoCursorID, 0), false},
+		{ints(builtin.MongoCursorID, 42), true},
+		{ints(builtin.MongoCursorID, 42, builtin.MongoCursorLimit, 0, builtin.MongoCursorReturned, 10, builtin.MongoCursorBatch, 2), true},
+		{ints(builtin.MongoCursorID, 42, builtin.MongoCursorLimit, 5, builtin.MongoCursorReturned, 4, builtin.MongoCursorBatch, 2), true},
+		{ints(builtin.MongoCursorID, 42, builtin.MongoCursorLimit, 5, builtin.MongoCursorReturned, 5, builtin.MongoCursorBatch, 2), false},
+		{&channel.Payload{}, true}, // an operation: no cursor read
+	} {
+		if name, _, _ := (mongoShape{command: "getMore"}).Start(c.p); (name != "") != c.open {
+			t.Errorf("%v: span %q, want one: %v", c.p.Attributes, name, c.open)
+		}
+	}
+
+	types := map[uint64]string{1: "driver.Error", 2: "*errors.errorString"}
+	shape := mongoShape{command: "getMore", typeName: func(a uint64) string { return types[a] }}
+	for typ, want := range map[int64][3]string{1: {"cursor not found", "driver.Error", "43"}, 2: {"*errors.errorString", "*errors.errorString", ""}} {
+		span, rec := mongoSpan(t, "getMore")
+		p := &channel.Payload{}
+		p.SetEndAttributes([]attribute.KeyValue{attribute.Int64(builtin.MongoErrorType, typ), attribute.Int64(builtin.MongoErrorCode, 43),
+			attribute.String(builtin.MongoErrorMessage, "cursor not found")})
+		shape.End(span, p)
+		if s, a := ended(t, span, rec); s.Status().Code != codes.Error || s.Status().Description != want[0] || a["error.type"] != want[1] ||
+			a["db.response.status_code"] != want[2] {
+			t.Errorf("error type %d: %v %v", typ, s.Status(), a)
+		}
+	}
+	// No error left: no status.
+	span, rec = mongoSpan(t, "getMore")
+	shape.End(span, &channel.Payload{})
+	if s, _ := ended(t, span, rec); s.Status().Code != codes.Unset {
+		t.Errorf("no error: %v", s.Status())
+	}
+}

@@ -66,7 +66,7 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 	case builtin.RoleRedisMulti:
 		return redisShape{fixed: "MULTI"}, true
 	case builtin.RoleMongo:
-		return mongoShape{command: r.Arg}, true
+		return mongoShape{command: r.Arg, typeName: s.typeName}, true
 	}
 	return nil, false
 }

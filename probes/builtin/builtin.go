@@ -109,6 +109,14 @@ func (o *offsets) module(field string) (probes.Module, bool) {
 	return best, true
 }
 
+// note adds what a set applies without to its partial note.
+func (o *offsets) note(what string) {
+	if o.partial != "" {
+		what = o.partial + "; " + what
+	}
+	o.partial = what
+}
+
 func (o *offsets) must(field string) (uint16, error) {
 	off, ok, err := o.get(field)
 	if err != nil {

@@ -102,13 +102,16 @@ func mongoProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, 
 		if !hasFunc(b, redact) {
 			continue // this driver is not used
 		}
-		var f struct{ database, errCode, errMessage, writeErrors, weCode, weMessage uint16 }
-		if err := o.mustAll(
-			fieldOffset{&f.database, driver + ".Operation.Database"},
-			fieldOffset{&f.errCode, driver + ".Error.Code"}, fieldOffset{&f.errMessage, driver + ".Error.Message"},
-			fieldOffset{&f.writeErrors, driver + ".WriteCommandError.WriteErrors"},
-			fieldOffset{&f.weCode, driver + ".WriteError.Code"}, fieldOffset{&f.weMessage, driver + ".WriteError.Message"},
-		); err != nil {
+		var f mongoErrorFields
+		database, err := o.must(driver + ".Operation.Database")
+		if err == nil {
+			err = o.mustAll(
+				fieldOffset{&f.code, driver + ".Error.Code"}, fieldOffset{&f.message, driver + ".Error.Message"},
+				fieldOffset{&f.writeErrors, driver + ".WriteCommandError.WriteErrors"},
+				fieldOffset{&f.weCode, driver + ".WriteError.Code"}, fieldOffset{&f.weMessage, driver + ".WriteError.Message"},
+			)
+		}
+		if err != nil {
 			return nil, err
 		}
 		first := len(out)
@@ -121,21 +124,17 @@ func mongoProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, 
 				if !ok {
 					continue
 				}
-				p.ErrorCapture = len(p.Recipe.Return)
-				p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: mongoErrItab, Reg2: mongoErrData, MaxLen: bpf.StringSlotSize})
-				// The error's data word points at a driver.Error or a
-				// driver.WriteCommandError (whose WriteErrors' first
-				// element holds the server's code and message): both
-				// are read, the error's type says which one is.
-				capture(p, true, MongoErrorCode, field(mongoErrData, 4, f.errCode))
-				capture(p, true, MongoErrorMessage, field(mongoErrData, 0, f.errMessage))
-				capture(p, true, MongoWriteErrorCode, field(mongoErrData, 8, f.writeErrors, f.weCode))
-				capture(p, true, MongoWriteErrorMessage, field(mongoErrData, 0, f.writeErrors, f.weMessage))
+				returnedError(p, f)
 				p.Spec.Name = "mongodb"
 				p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleMongo, Arg: op.command}
 				out = append(out, p)
 			}
 		}
+		cursors, err := mongoCursorProbes(b, o, driver, f, id+uint32(len(out)), rt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cursors...)
 		if len(out) == first {
 			continue // no operation linked in: nothing to enrich
 		}
@@ -153,7 +152,7 @@ func mongoProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, 
 		// (session, cluster time, $db) after them.
 		p.Recipe.Entry = append(p.Recipe.Entry, bpf.Capture{Kind: bpf.CapString, Reg: mongoDocPtr, Reg2: mongoDocLen, MaxLen: bpf.StringSlotSize, Slot: 1})
 		p.EntryAttrs = append(p.EntryAttrs, probes.CapturedAttr{Key: MongoDocument, Type: "bytes", MaxLen: bpf.StringSlotSize})
-		capture(p, false, MongoDatabase, field(mongoOp, 0, f.database))
+		capture(p, false, MongoDatabase, field(mongoOp, 0, database))
 		p.Spec.Name = RoleMongoCommand
 		p.Role = probes.Role{Kind: probes.RoleEnrich, Name: RoleMongoCommand, Arg: opts.SQLQueryText}
 		out = append(out, p)
@@ -165,6 +164,23 @@ func mongoProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, 
 		}
 	}
 	return out, nil
+}
+
+// mongoErrorFields are where the driver's errors hold the server's code
+// and message.
+type mongoErrorFields struct{ code, message, writeErrors, weCode, weMessage uint16 }
+
+// returnedError captures the error a call returns in RAX and RBX: its data
+// word points at a driver.Error or a driver.WriteCommandError (whose
+// WriteErrors' first element holds the server's code and message). Both
+// layouts are read; the error's type says which one holds.
+func returnedError(p *probes.Probe, f mongoErrorFields) {
+	p.ErrorCapture = len(p.Recipe.Return)
+	p.Recipe.Return = append(p.Recipe.Return, bpf.Capture{Kind: bpf.CapError, Reg: mongoErrItab, Reg2: mongoErrData, MaxLen: bpf.StringSlotSize})
+	capture(p, true, MongoErrorCode, field(mongoErrData, 4, f.code))
+	capture(p, true, MongoErrorMessage, field(mongoErrData, 0, f.message))
+	capture(p, true, MongoWriteErrorCode, field(mongoErrData, 8, f.writeErrors, f.weCode))
+	capture(p, true, MongoWriteErrorMessage, field(mongoErrData, 0, f.writeErrors, f.weMessage))
 }
 
 // mongoServerProbe probes (*connection).writeWireMessage(ctx, wm []byte)
@@ -179,7 +195,7 @@ func mongoServerProbe(b *probes.Binary, o *offsets, driver string, id uint32, rt
 	}
 	addr, err := o.must(driver + "/topology.connection.addr")
 	if err != nil {
-		o.partial = "no server.address: " + err.Error()
+		o.note("no server.address: " + err.Error())
 		return nil, nil
 	}
 	p, ok, err := probes.NewProbe(b, symbol, id, rt)

@@ -48,6 +48,37 @@ func main() {
 			must(err)
 			must(bulk(ctx, orders))
 			must(client.Database("shop").RunCommand(ctx, D{{"ping", 1}}).Err())
+		case "cursor":
+			// Five documents in batches of two: the find's first batch,
+			// then two getMores, the last one closing the cursor on the
+			// server (so All's close sends nothing); then a cursor closed
+			// while the server still holds it: killCursors.
+			_, err := orders.InsertMany(ctx, []any{D{{"_id", 10}}, D{{"_id", 11}}, D{{"_id", 12}}, D{{"_id", 13}}, D{{"_id", 14}}})
+			must(err)
+			cur, err := findBatches(ctx, orders, D{{"_id", D{{"$gte", 10}}}}, 2)
+			must(err)
+			var all []D
+			must(cur.All(ctx, &all))
+			if len(all) != 5 {
+				fmt.Fprintln(os.Stderr, "cursor: got", len(all))
+				os.Exit(1)
+			}
+			cur, err = findBatches(ctx, orders, D{{"_id", D{{"$gte", 10}}}}, 2)
+			must(err)
+			must(cur.Close(ctx))
+		case "cursorgone":
+			// A cursor the server forgot (killed by a command of the
+			// program's): the next getMore fails.
+			cur, err := findBatches(ctx, orders, D{{"_id", D{{"$gte", 10}}}}, 2)
+			must(err)
+			must(client.Database("shop").RunCommand(ctx, D{{"killCursors", "orders"}, {"cursors", []int64{cur.ID()}}}).Err())
+			for cur.Next(ctx) {
+			}
+			if cur.Err() == nil {
+				fmt.Fprintln(os.Stderr, "cursorgone: no error")
+				os.Exit(1)
+			}
+			cur.Close(ctx)
 		case "dup":
 			// The same _id twice: the server refuses the second insert.
 			_, err := orders.InsertOne(ctx, D{{"_id", 2}})

@@ -35,3 +35,8 @@ func bulk(ctx context.Context, c *Collection) error {
 	})
 	return err
 }
+
+// findBatches finds with a batch size.
+func findBatches(ctx context.Context, c *Collection, filter D, n int32) (*mongo.Cursor, error) {
+	return c.Find(ctx, filter, options.Find().SetBatchSize(n))
+}

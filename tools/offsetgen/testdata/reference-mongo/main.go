@@ -1,5 +1,5 @@
 // Command reference links in the MongoDB Go driver v1 the way the mongo
-// built-in probes read it (operations, and the errors the driver returns),
+// built-in probes read it (operations, cursors, and the errors the driver returns),
 // so that offsetgen can read its struct layouts from DWARF. The offsets
 // tool writes its go.mod for each driver release; it is built, never run.
 package main
@@ -18,5 +18,8 @@ func main() {
 		return
 	}
 	c, _ := mongo.Connect(context.Background(), options.Client().ApplyURI(os.Args[1]))
-	c.Database("d").Collection("c").InsertOne(context.Background(), bson.D{})
+	coll := c.Database("d").Collection("c")
+	coll.InsertOne(context.Background(), bson.D{})
+	cur, _ := coll.Find(context.Background(), bson.D{})
+	cur.Close(context.Background())
 }

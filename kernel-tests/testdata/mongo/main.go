@@ -120,3 +120,19 @@ func must(err error) {
 		os.Exit(1)
 	}
 }
+
+// bulk writes two documents and updates one in one BulkWrite: a batch of
+// inserts, then one of updates.
+func bulk(ctx context.Context, c *Collection) error {
+	_, err := c.BulkWrite(ctx, []WriteModel{
+		insertOneOf().SetDocument(D{{"_id", 3}}),
+		insertOneOf().SetDocument(D{{"_id", 4}}),
+		updateOneOf().SetFilter(D{{"_id", 3}}).SetUpdate(D{{"$set", D{{"qty", 1}}}}),
+	})
+	return err
+}
+
+// findBatches finds with a batch size.
+func findBatches(ctx context.Context, c *Collection, filter D, n int32) (*Cursor, error) {
+	return c.Find(ctx, filter, findOptions().SetBatchSize(n))
+}

@@ -40,7 +40,7 @@ func (s mongoShape) End(span trace.Span, p *channel.Payload) {
 	if e, ok := p.Err().(*mongoError); ok && p.HasError() {
 		span.SetAttributes(attribute.String("db.response.status_code", strconv.FormatInt(e.code, 10)))
 	}
-	s.cursorError(span, raw(p.EndAttributes))
+	s.keptError(span, raw(p.EndAttributes))
 }
 
 // sendsCursorCommand says whether a cursor's getMore or KillCursor (their
@@ -61,10 +61,11 @@ func sendsCursorCommand(r raw) bool {
 	return !(limit != 0 && returned+batch >= limit && limit-returned <= 0)
 }
 
-// cursorError sets the status of a getMore, which returns nothing and
-// leaves its error in the cursor: a driver.Error's message and code, any
-// other's Go type.
-func (s mongoShape) cursorError(span trace.Span, r raw) {
+// keptError sets the status of a call that keeps its error in a struct (a
+// getMore's in its cursor, RunCommand's in its SingleResult): a
+// driver.Error's or mongo.CommandError's message and code, any other's Go
+// type.
+func (s mongoShape) keptError(span trace.Span, r raw) {
 	typ, ok := r.int(builtin.MongoErrorType)
 	if !ok || typ == 0 || s.typeName == nil {
 		return
@@ -74,7 +75,7 @@ func (s mongoShape) cursorError(span trace.Span, r raw) {
 		name = "error"
 	}
 	msg := name
-	if name == "driver.Error" {
+	if name == "driver.Error" || name == "mongo.CommandError" {
 		if m, ok := r.str(builtin.MongoErrorMessage); ok {
 			msg = m
 		}

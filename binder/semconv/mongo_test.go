@@ -225,9 +225,10 @@ func TestMongoCursor(t *testing.T) {
 		}
 	}
 
-	types := map[uint64]string{1: "driver.Error", 2: "*errors.errorString"}
+	types := map[uint64]string{1: "driver.Error", 2: "*errors.errorString", 3: "mongo.CommandError"}
 	shape := mongoShape{command: "getMore", typeName: func(a uint64) string { return types[a] }}
-	for typ, want := range map[int64][3]string{1: {"cursor not found", "driver.Error", "43"}, 2: {"*errors.errorString", "*errors.errorString", ""}} {
+	for typ, want := range map[int64][3]string{1: {"cursor not found", "driver.Error", "43"}, 2: {"*errors.errorString", "*errors.errorString", ""},
+		3: {"cursor not found", "mongo.CommandError", "43"}} {
 		span, rec := mongoSpan(t, "getMore")
 		p := &channel.Payload{}
 		p.SetEndAttributes([]attribute.KeyValue{attribute.Int64(builtin.MongoErrorType, typ), attribute.Int64(builtin.MongoErrorCode, 43),

@@ -39,6 +39,11 @@ const (
 	MongoErrorMessage      = "error_message"       // driver.Error.Message
 	MongoWriteErrorCode    = "write_error_code"    // driver.WriteCommandError.WriteErrors[0].Code
 	MongoWriteErrorMessage = "write_error_message" // … .Message
+	// MongoErrorType is the Go type of an error a call left in a struct
+	// rather than returned (a getMore's in the cursor, RunCommand's in
+	// its SingleResult): MongoErrorCode and MongoErrorMessage are then
+	// read as a driver.Error's or a mongo.CommandError's.
+	MongoErrorType = "error_type"
 )
 
 // mongoOperations are the driver's operation types a program's calls go
@@ -135,6 +140,11 @@ func mongoProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, 
 			return nil, err
 		}
 		out = append(out, cursors...)
+		if p, err := runCommandProbe(b, o, mod, id+uint32(len(out)), rt); err != nil {
+			return nil, err
+		} else if p != nil {
+			out = append(out, p)
+		}
 		if len(out) == first {
 			continue // no operation linked in: nothing to enrich
 		}
@@ -181,6 +191,39 @@ func returnedError(p *probes.Probe, f mongoErrorFields) {
 	capture(p, true, MongoErrorMessage, field(mongoErrData, 0, f.message))
 	capture(p, true, MongoWriteErrorCode, field(mongoErrData, 8, f.writeErrors, f.weCode))
 	capture(p, true, MongoWriteErrorMessage, field(mongoErrData, 0, f.writeErrors, f.weMessage))
+}
+
+// runCommandProbe probes mongo.(*Database).RunCommand(ctx, cmd any, opts
+// ...) *SingleResult where it runs its command with no operation type (from
+// v2.9 on; before, its (*Command).Execute is the span, and this would nest
+// a second one): the database in RAX, the result in RAX at return, its
+// error kept in SingleResult.err, a mongo.CommandError for the server's
+// failure. Nil when the binary has no such call, or its offsets are
+// unknown (the set's note then says so).
+func runCommandProbe(b *probes.Binary, o *offsets, mod string, id uint32, rt probes.Runtime) (*probes.Probe, error) {
+	symbol := mod + "/mongo.(*Database).RunCommand"
+	if !hasFunc(b, symbol) || hasFunc(b, mod+"/x/mongo/driver/operation.(*Command).Execute") {
+		return nil, nil
+	}
+	var f struct{ err, code, message uint16 }
+	if err := o.mustAll(
+		fieldOffset{&f.err, mod + "/mongo.SingleResult.err"},
+		fieldOffset{&f.code, mod + "/mongo.CommandError.Code"}, fieldOffset{&f.message, mod + "/mongo.CommandError.Message"},
+	); err != nil {
+		o.note("no RunCommand spans: " + err.Error())
+		return nil, nil
+	}
+	p, ok, err := probes.NewProbe(b, symbol, id, rt)
+	if err != nil || !ok {
+		return nil, err
+	}
+	const result = 0
+	capture(p, true, MongoErrorType, field(result, 8, f.err, 8))
+	capture(p, true, MongoErrorCode, field(result, 4, f.err+8, f.code))
+	capture(p, true, MongoErrorMessage, field(result, 0, f.err+8, f.message))
+	p.Spec.Name = "mongodb"
+	p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleMongo}
+	return p, nil
 }
 
 // mongoServerProbe probes (*connection).writeWireMessage(ctx, wm []byte)

@@ -11,9 +11,6 @@ const (
 	MongoCursorLimit    = "cursor_limit" // .limit, .numReturned, .batchSize
 	MongoCursorReturned = "cursor_returned"
 	MongoCursorBatch    = "cursor_batch"
-	// MongoErrorType is the Go type of the error a getMore left in
-	// BatchCursor.err (it returns nothing).
-	MongoErrorType = "error_type"
 )
 
 // mongoCursorProbes traces a cursor's own commands, which the driver sends

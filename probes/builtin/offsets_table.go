@@ -545,6 +545,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"github.com/redis/go-redis/v9.baseCmd.args":   16,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.10.0": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -559,6 +562,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.10.1": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -573,6 +579,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.8.0": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -587,6 +596,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.8.1": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -601,6 +613,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.8.2": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -615,6 +630,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.0": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -629,6 +647,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.1": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -643,6 +664,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.2": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -657,6 +681,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver/v2@v2.9.3": {
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/v2/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/v2/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.batchSize":         544,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver.BatchCursor.id":                72,
@@ -671,6 +698,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.10": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,
@@ -685,6 +715,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.2": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,
@@ -699,6 +732,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.3": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,
@@ -713,6 +749,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.4": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,
@@ -727,6 +766,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.6": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,
@@ -741,6 +783,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.7": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,
@@ -755,6 +800,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.8": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,
@@ -769,6 +817,9 @@ var moduleOffsetsTable = map[string]map[string]int64{
 		"go.mongodb.org/mongo-driver/x/mongo/driver/topology.connection.addr":      40,
 	},
 	"go.mongodb.org/mongo-driver@v1.17.9": {
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Code":                      0,
+		"go.mongodb.org/mongo-driver/mongo.CommandError.Message":                   8,
+		"go.mongodb.org/mongo-driver/mongo.SingleResult.err":                       16,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.batchSize":         560,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.err":               80,
 		"go.mongodb.org/mongo-driver/x/mongo/driver.BatchCursor.id":                72,

@@ -97,14 +97,16 @@ var modules = []module{
 
 // mongoFields are the fields the mongo set reads in a driver module: an
 // operation's database, the server's code and message in the errors the
-// driver returns, a connection's address, and a cursor's state.
+// driver returns, a connection's address, a cursor's state, and
+// RunCommand's result.
 func mongoFields(mod string) []string {
 	var out []string
 	for _, f := range []string{"x/mongo/driver.Operation.Database", "x/mongo/driver.Error.Code", "x/mongo/driver.Error.Message",
 		"x/mongo/driver.WriteCommandError.WriteErrors", "x/mongo/driver.WriteError.Code", "x/mongo/driver.WriteError.Message",
 		"x/mongo/driver/topology.connection.addr",
 		"x/mongo/driver.BatchCursor.id", "x/mongo/driver.BatchCursor.err", "x/mongo/driver.BatchCursor.limit",
-		"x/mongo/driver.BatchCursor.numReturned", "x/mongo/driver.BatchCursor.batchSize"} {
+		"x/mongo/driver.BatchCursor.numReturned", "x/mongo/driver.BatchCursor.batchSize",
+		"mongo.SingleResult.err", "mongo.CommandError.Code", "mongo.CommandError.Message"} {
 		out = append(out, mod+"/"+f)
 	}
 	return out

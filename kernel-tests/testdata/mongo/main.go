@@ -48,6 +48,10 @@ func main() {
 			must(err)
 			must(bulk(ctx, orders))
 			must(client.Database("shop").RunCommand(ctx, D{{"ping", 1}}).Err())
+			if client.Database("shop").RunCommand(ctx, D{{"nosuchcommand", 1}}).Err() == nil {
+				fmt.Fprintln(os.Stderr, "nosuchcommand: no error")
+				os.Exit(1)
+			}
 		case "cursor":
 			// Five documents in batches of two: the find's first batch,
 			// then two getMores, the last one closing the cursor on the

@@ -1,5 +1,5 @@
 // Command reference links in the MongoDB Go driver v1 the way the mongo
-// built-in probes read it (operations, cursors, and the errors the driver returns),
+// built-in probes read it (operations, cursors, RunCommand, and the errors the driver returns),
 // so that offsetgen can read its struct layouts from DWARF. The offsets
 // tool writes its go.mod for each driver release; it is built, never run.
 package main
@@ -22,4 +22,5 @@ func main() {
 	coll.InsertOne(context.Background(), bson.D{})
 	cur, _ := coll.Find(context.Background(), bson.D{})
 	cur.Close(context.Background())
+	c.Database("d").RunCommand(context.Background(), bson.D{{"ping", 1}})
 }

@@ -21,7 +21,8 @@ fi
 # - setpriv (util-linux): the agent runs with chosen capabilities;
 # - clang-19, llvm-strip-19 (llvm-19), libbpf-dev: the BPF objects are
 #   rebuilt and compared with the committed ones (bpf/bpf_test.go).
-# The OpenTelemetry Collector comes from the module proxy (below).
+# The OpenTelemetry Collector and FerretDB (a MongoDB server) come from the
+# module proxy (below).
 missing=()
 need() { command -v "$1" >/dev/null || missing+=("$2"); }
 need prometheus prometheus
@@ -70,6 +71,8 @@ go mod download k8s.io/kubernetes@v1.37.2
 # The export tests' Collector, built once from the module proxy and cached
 # (scripts/otelcol.sh), so that its build is not charged to a test either.
 ./scripts/otelcol.sh >/dev/null
+# The MongoDB tests' server (FerretDB over SQLite), likewise.
+./scripts/ferretdb.sh >/dev/null
 # The deploy tests' helm (lint and template of the chart), likewise.
 ./scripts/helm.sh >/dev/null
 # The kafka tests' fixture (kafka-go; sarama with go.new.mod) and broker

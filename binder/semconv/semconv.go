@@ -1,5 +1,5 @@
 // Package semconv is the span side of the built-in probe sets: for each set
-// (http, sql, redis, grpc, otel, routes, kafka) what its captures mean as OpenTelemetry
+// (http, sql, redis, mongo, grpc, otel, routes, kafka) what its captures mean as OpenTelemetry
 // spans — span names, kinds, semantic-convention attributes, remote
 // parents, what enriches an enclosing span, which program spans a trace
 // joins, and what a returned error means. The kernel side of each set
@@ -78,6 +78,8 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 		return kafkaShape{op: "send", typeName: s.typeName, invalid: s.invalid}, true
 	case builtin.RoleKafkaReceive:
 		return kafkaShape{op: "receive", typeName: s.typeName, invalid: s.invalid}, true
+	case builtin.RoleMongo:
+		return mongoShape{command: r.Arg, typeName: s.typeName}, true
 	}
 	return nil, false
 }
@@ -89,6 +91,10 @@ func (s *Side) Enricher(r probes.Role) (func(trace.Span, *channel.Payload), bool
 		return enrichGRPCServer, true
 	case builtin.RoleHTTPRoute:
 		return s.enrichRoute(r.Arg), true
+	case builtin.RoleMongoCommand:
+		return mongoEnricher{text: r.Arg}.enrich, true
+	case builtin.RoleMongoServer:
+		return enrichMongoServer, true
 	}
 	return nil, false
 }
@@ -115,6 +121,8 @@ func ErrorOf(r probes.Role) func(e *channel.Error, ret []attribute.KeyValue) err
 		return redisError
 	case builtin.RoleKafkaSend, builtin.RoleKafkaReceive:
 		return kafkaError
+	case builtin.RoleMongo:
+		return mongoErrorOf
 	}
 	return nil
 }
@@ -163,7 +171,7 @@ func hostPort(hostport string, defaultPort int) (string, int) {
 // errorType sets error.type from a call's error as the program returned
 // it (its Go type), when the call failed.
 func errorType(span trace.Span, p *channel.Payload) {
-	if e, ok := p.Err().(*channel.Error); ok && p.HasError() {
-		span.SetAttributes(attribute.String("error.type", e.Type))
+	if e, ok := p.Err().(interface{ TypeName() string }); ok && p.HasError() {
+		span.SetAttributes(attribute.String("error.type", e.TypeName()))
 	}
 }

@@ -1,6 +1,6 @@
 // Package builtin holds the probe sets tcagent applies without a probe file:
 // `http` (net/http servers and clients), `sql` (database/sql), `redis`
-// (go-redis), `grpc` (grpc-go), `otel` (the program's own OpenTelemetry
+// (go-redis), `mongo` (the MongoDB drivers), `grpc` (grpc-go), `otel` (the program's own OpenTelemetry
 // SDK, whose traces tcagent's join), `routes` (the matched route of
 // gin, chi, echo and gorilla/mux, on the http server span) and `kafka`
 // (kafka-go and sarama): their kernel side. Each set's file
@@ -26,7 +26,7 @@ import (
 )
 
 // Sets are the built-in sets, by name.
-var Sets = []string{"http", "sql", "redis", "grpc", "otel", "routes", "kafka"}
+var Sets = []string{"http", "sql", "redis", "mongo", "grpc", "otel", "routes", "kafka"}
 
 // Report says what became of a set for one binary.
 type Report struct {
@@ -117,6 +117,14 @@ func (o *offsets) module(field string) (probes.Module, bool) {
 	return best, true
 }
 
+// note adds what a set applies without to its partial note.
+func (o *offsets) note(what string) {
+	if o.partial != "" {
+		what = o.partial + "; " + what
+	}
+	o.partial = what
+}
+
 func (o *offsets) must(field string) (uint16, error) {
 	off, ok, err := o.get(field)
 	if err != nil {
@@ -172,8 +180,9 @@ const NotUsed = "the binary does not use it"
 
 // Options tune the built-in sets.
 type Options struct {
-	// SQLQueryText is what db.query.text holds: "sanitized" (literals
-	// replaced by ?, the default), "full" or "none".
+	// SQLQueryText is what db.query.text holds, for SQL statements and
+	// MongoDB commands: "sanitized" (literals replaced by ?, the default),
+	// "full" or "none".
 	SQLQueryText string
 	// Propagate (--propagate) adds the probe that hands outgoing HTTP/1
 	// requests to the socket programs.
@@ -209,6 +218,8 @@ func Resolve(b *probes.Binary, sets []string, opts Options, rt probes.Runtime, f
 			build = sqlProbes
 		case "redis":
 			build = redisProbes
+		case "mongo":
+			build = mongoProbes
 		case "grpc":
 			build = grpcProbes
 		case "otel":

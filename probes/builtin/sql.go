@@ -203,11 +203,7 @@ func rollbackProbe(b *probes.Binary, o *offsets, id uint32, rt probes.Runtime) (
 	}
 	done, err := o.must("database/sql.Tx.done")
 	if err != nil {
-		note := "no ROLLBACK spans (whether a rollback does anything is read from database/sql.Tx.done): " + err.Error()
-		if o.partial != "" {
-			note = o.partial + "; " + note
-		}
-		o.partial = note
+		o.note("no ROLLBACK spans (whether a rollback does anything is read from database/sql.Tx.done): " + err.Error())
 		return nil, nil
 	}
 	p, ok, err := probes.NewProbe(b, sqlRollback, id, rt)

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"go/format"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,15 +58,17 @@ var fields = []string{
 	"database/sql.Tx.done",
 }
 
+type module struct {
+	path, ref, oldest string
+	fields            []string
+}
+
 // modules are the third-party modules the built-ins read, each with a
 // reference program (tools/offsetgen/testdata/reference-NAME), the oldest
 // release supported and the fields read. A field may belong to a module the
 // main one requires (grpc's genproto status): it is recorded under that
 // module's version as linked into the reference program.
-var modules = []struct {
-	path, ref, oldest string
-	fields            []string
-}{
+var modules = []module{
 	{"github.com/redis/go-redis/v9", "reference-redis", "v9.0.0", []string{
 		"github.com/redis/go-redis/v9.baseCmd.args", "github.com/redis/go-redis/v9.baseClient.opt",
 		"github.com/redis/go-redis/v9.Options.Addr",
@@ -110,13 +113,34 @@ var modules = []struct {
 	{"github.com/IBM/sarama", "reference-sarama", "v1.50.1", []string{
 		"github.com/IBM/sarama.ProducerMessage.Topic", "github.com/IBM/sarama.ProducerMessage.Key",
 	}},
+	// The MongoDB drivers, v1 and v2 (two modules): the releases served
+	// from v1.17.2 and v2.8.0 on.
+	{"go.mongodb.org/mongo-driver", "reference-mongo", "v1.17.2", mongoFields("go.mongodb.org/mongo-driver")},
+	{"go.mongodb.org/mongo-driver/v2", "reference-mongov2", "v2.8.0", mongoFields("go.mongodb.org/mongo-driver/v2")},
+}
+
+// mongoFields are the fields the mongo set reads in a driver module: an
+// operation's database, the server's code and message in the errors the
+// driver returns, a connection's address, a cursor's state, and
+// RunCommand's result.
+func mongoFields(mod string) []string {
+	var out []string
+	for _, f := range []string{"x/mongo/driver.Operation.Database", "x/mongo/driver.Error.Code", "x/mongo/driver.Error.Message",
+		"x/mongo/driver.WriteCommandError.WriteErrors", "x/mongo/driver.WriteError.Code", "x/mongo/driver.WriteError.Message",
+		"x/mongo/driver/topology.connection.addr",
+		"x/mongo/driver.BatchCursor.id", "x/mongo/driver.BatchCursor.err", "x/mongo/driver.BatchCursor.limit",
+		"x/mongo/driver.BatchCursor.numReturned", "x/mongo/driver.BatchCursor.batchSize",
+		"mongo.SingleResult.err", "mongo.CommandError.Code", "mongo.CommandError.Message"} {
+		out = append(out, mod+"/"+f)
+	}
+	return out
 }
 
 func main() {
 	out := flag.String("o", "probes/builtin/offsets_table.go", "output file")
 	gOut := flag.String("g", "probes/goffsets_table.go", "output file of runtime.g's offsets")
 	keepModules := flag.Bool("keep-modules", false, "keep the committed module table instead of building every module release again (it does not depend on the Go release)")
-	only := flag.String("modules", "", "with -keep-modules: build again the releases of these modules only (comma-separated paths), for a module added to the list")
+	only := flag.String("modules", "", "build the releases of these modules only (comma-separated paths offsetgen lists), keeping every other committed table")
 	flag.Parse()
 	table := map[string]map[string]int64{}
 	dir, err := os.MkdirTemp("", "offsetgen-")
@@ -124,6 +148,19 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
+	if *only != "" {
+		moduleTable, err := moduleOnly(dir, strings.Split(*only, ","))
+		if err != nil {
+			fail(err)
+		}
+		for _, r := range builtin.TableReleases() {
+			table[r] = builtin.TableOffsets(r)
+		}
+		if err := writeTables(*out, table, moduleTable); err != nil {
+			fail(err)
+		}
+		return
+	}
 	gTable := map[string]map[string]int64{}
 	for _, rel := range releases {
 		bin := filepath.Join(dir, rel)
@@ -145,22 +182,46 @@ func main() {
 		fail(err)
 	}
 	moduleTable := builtin.ModuleTable()
-	if !*keepModules || *only != "" {
-		var paths []string
-		if *only != "" {
-			paths = strings.Split(*only, ",")
-		}
-		fresh, err := moduleOffsets(dir, paths)
-		if err != nil {
+	if !*keepModules {
+		if moduleTable, err = moduleOffsets(dir, modules); err != nil {
 			fail(err)
 		}
-		if *only == "" {
-			moduleTable = fresh
+	}
+	if err := writeTables(*out, table, moduleTable); err != nil {
+		fail(err)
+	}
+}
+
+// moduleOnly builds the releases of the modules at paths only, and returns
+// the committed module table with those modules' releases replaced.
+func moduleOnly(dir string, paths []string) (map[string]map[string]int64, error) {
+	var ms []module
+	for _, path := range paths {
+		i := slices.IndexFunc(modules, func(m module) bool { return m.path == path })
+		if i < 0 {
+			return nil, fmt.Errorf("no module %s in offsetgen's list", path)
 		}
-		for k, v := range fresh {
-			moduleTable[k] = v
+		ms = append(ms, modules[i])
+	}
+	built, err := moduleOffsets(dir, ms)
+	if err != nil {
+		return nil, err
+	}
+	table := builtin.ModuleTable()
+	for k := range table {
+		for _, path := range paths {
+			if strings.HasPrefix(k, path+"@") {
+				delete(table, k)
+			}
 		}
 	}
+	maps.Copy(table, built)
+	return table, nil
+}
+
+// writeTables writes offsets_table.go: the Go releases' table and the
+// modules'.
+func writeTables(out string, table, moduleTable map[string]map[string]int64) error {
 	var buf bytes.Buffer
 	buf.WriteString("// Code generated by tools/offsetgen (make offsets); DO NOT EDIT.\n\npackage builtin\n\n")
 	buf.WriteString("// offsetsTable holds, per Go release, the offsets of the fields the built-in\n// probes read, from the DWARF of a reference program built by that release.\n// A field missing from a release does not exist there.\n")
@@ -187,11 +248,9 @@ func main() {
 	writeTable(&buf, "moduleOffsetsTable", moduleTable)
 	src, err := format.Source(buf.Bytes())
 	if err != nil {
-		fail(err)
+		return err
 	}
-	if err := os.WriteFile(*out, src, 0o644); err != nil {
-		fail(err)
-	}
+	return os.WriteFile(out, src, 0o644)
 }
 
 // buildWith builds the program in src with toolchain (go1.N.P) into bin,
@@ -236,15 +295,11 @@ func minor(release string) int {
 	return n
 }
 
-// moduleOffsets builds each module's reference program (of the modules
-// named in only, or all when it is empty) against every release of the
-// module (with the local Go) and reads its fields.
-func moduleOffsets(dir string, only []string) (map[string]map[string]int64, error) {
+// moduleOffsets builds each module's reference program against every
+// release of the module (with the local Go) and reads its fields.
+func moduleOffsets(dir string, modules []module) (map[string]map[string]int64, error) {
 	table := map[string]map[string]int64{}
 	for _, m := range modules {
-		if len(only) > 0 && !slices.Contains(only, m.path) {
-			continue
-		}
 		out, err := exec.Command("go", "list", "-m", "-versions", m.path).Output()
 		if err != nil {
 			return nil, fmt.Errorf("list %s releases: %w", m.path, err)

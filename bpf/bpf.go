@@ -44,7 +44,7 @@ const (
 	// Value} headers (strings or byte slices), the slice reached as a CapPath
 	// string would be, with at most one hop. Stride is the bytes between
 	// headers, ValueAt the value's offset in one; Size 8 says the slice holds
-	// pointers to the headers.
+	// pointers to the headers (Stride 8), whose path may have two hops.
 	CapHdrs CaptureKind = 8
 )
 
@@ -441,10 +441,16 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 				Nhops: uint8(len(c.Hops)), Size: c.Size}
 			copy(tc.Off[:], c.Hops)
 			if c.Kind == CapHdrs {
-				if len(c.Hops) > 1 {
+				switch {
+				case c.Size == 8 && (len(c.Hops) > 2 || c.Stride != 8):
+					return 0, fmt.Errorf("probe id %d: a capture of header pointers has at most two pointer hops and stride 8", id)
+				case c.Size != 8 && len(c.Hops) > 1:
 					return 0, fmt.Errorf("probe id %d: a header capture has at most one pointer hop", id)
 				}
-				tc.Off[2], tc.Off[3] = c.Stride, c.ValueAt
+				if c.Size != 8 {
+					tc.Off[2] = c.Stride
+				}
+				tc.Off[3] = c.ValueAt
 			}
 			tc.Off[len(c.Hops)] = c.Field
 			dst[i] = tc

@@ -72,7 +72,7 @@ const (
 // Reader (partition 0), and the first again as
 // a member of a consumer group; with sarama's
 // SyncProducer, one message with a string key, a batch of two and one to
-// an unknown topic. Against a real Kafka-protocol broker, for each Go ×
+// an unknown topic, then all eight through a sarama consumer group's claim. Against a real Kafka-protocol broker, for each Go ×
 // library release × stripped build.
 func TestBuiltinKafka(t *testing.T) {
 	for _, b := range kafkaFixtures(t) {
@@ -99,6 +99,7 @@ func TestBuiltinKafka(t *testing.T) {
 			tg.run(t, "kafkago")
 			if b.sarama != "" {
 				tg.run(t, "sarama")
+				tg.run(t, "saramaconsume")
 			}
 			spans := ss.stop(t)
 			var sends, receives []sdktrace.ReadOnlySpan
@@ -150,6 +151,21 @@ func TestBuiltinKafka(t *testing.T) {
 			wantReceives = append(wantReceives, map[string]any{"name": "receive orders", "messaging.destination.name": "orders",
 				"messaging.consumer.group.name": "g1", "messaging.destination.partition.id": "0", "messaging.kafka.offset": int64(0),
 				"messaging.kafka.message.key": "order-1", "link": kafkaTraceID + "/" + kafkaSpanID})
+			if b.sarama != "" {
+				// The eight messages handed off to sarama's group claim, once
+				// each: a point in time, no group name (not readable there).
+				for off := int64(0); off < 8; off++ {
+					w := map[string]any{"name": "receive orders", "messaging.destination.name": "orders",
+						"messaging.destination.partition.id": "0", "messaging.kafka.offset": off}
+					switch off {
+					case 0:
+						w["messaging.kafka.message.key"], w["link"] = "order-1", kafkaTraceID+"/"+kafkaSpanID
+					case 5:
+						w["messaging.kafka.message.key"] = "order-2"
+					}
+					wantReceives = append(wantReceives, w)
+				}
+			}
 			checkKafkaSpans(t, "receive", receives, wantReceives)
 		})
 	}

@@ -109,6 +109,9 @@ var modules = []struct {
 	}},
 	{"github.com/IBM/sarama", "reference-sarama", "v1.50.1", []string{
 		"github.com/IBM/sarama.ProducerMessage.Topic", "github.com/IBM/sarama.ProducerMessage.Key",
+		"github.com/IBM/sarama.ConsumerMessage.Headers", "github.com/IBM/sarama.ConsumerMessage.Key", "github.com/IBM/sarama.ConsumerMessage.Topic",
+		"github.com/IBM/sarama.ConsumerMessage.Partition", "github.com/IBM/sarama.ConsumerMessage.Offset", "github.com/IBM/sarama.RecordHeader.Value",
+		"github.com/IBM/sarama.partitionConsumer.messages",
 	}},
 }
 

@@ -44,10 +44,16 @@ func saramaProduce(addr string) error {
 
 // saramaConsume reads "orders" from its oldest offset as member of the
 // consumer group g2, up to the last message the fixture sent (the eighth:
-// five from kafka-go, three from sarama), and marks them consumed.
+// five from kafka-go, three from sarama), and marks them consumed. It is
+// a slow consumer: sarama, told to wait for it at most a millisecond and
+// to buffer nothing, offers it a message again when it is late to take
+// it, and after a second tick hands off the rest of a fetch through its
+// other select.
 func saramaConsume(addr string) error {
 	cfg := sarama.NewConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Consumer.MaxProcessingTime = time.Millisecond
+	cfg.ChannelBufferSize = 0
 	g, err := sarama.NewConsumerGroup([]string{addr}, "g2", cfg)
 	if err != nil {
 		return err
@@ -80,6 +86,7 @@ func (*claimReader) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 func (h *claimReader) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
 	for m := range c.Messages() {
+		time.Sleep(20 * time.Millisecond) // slow: see saramaConsume
 		s.MarkMessage(m, "")
 		h.read++
 		if m.Offset == h.last {

@@ -219,15 +219,25 @@ func sortByStart(spans []sdktrace.ReadOnlySpan) {
 	slices.SortStableFunc(spans, func(a, b sdktrace.ReadOnlySpan) int { return a.StartTime().Compare(b.StartTime()) })
 }
 
-// TestBuiltinKafkaOff: with the kafka set left out, the same calls give no
-// messaging span; the custom probe around them, its only span, shows the
-// program was traced.
+// TestBuiltinKafkaOff: with the kafka set left out, the same calls (kafka-go's,
+// sarama's sends and its consumer group's) give no messaging span; the
+// custom probes around them, their only spans, show the program was traced.
 func TestBuiltinKafkaOff(t *testing.T) {
-	b := kafkaFixtures(t)[0]
+	var b kafkaBuild
+	for _, f := range kafkaFixtures(t) {
+		if f.sarama != "" && !f.stripped {
+			b = f
+		}
+	}
 	tg := startTarget(t, b.path, "TCAGENT_KAFKA_ADDR="+startKafka(t))
-	ss := attachWith(t, tg.pid(), "probes:\n  - symbol: main.kafkaGo\n    name: produce-and-consume\n", nil)
+	ss := attachWith(t, tg.pid(), "probes:\n  - symbol: main.kafkaGo\n    name: produce-and-consume\n"+
+		"  - symbol: main.saramaConsume\n    name: sarama-consume\n", nil)
 	tg.run(t, "kafkago")
-	if spans := ss.stop(t); len(spans) != 1 || spans[0].Name() != "produce-and-consume" {
-		t.Errorf("spans without the kafka set: %v", spanNames(spans))
+	tg.run(t, "sarama")
+	tg.run(t, "saramaconsume")
+	spans := ss.stop(t)
+	sortByStart(spans)
+	if names := spanNames(spans); len(spans) != 2 || spans[0].Name() != "produce-and-consume" || spans[1].Name() != "sarama-consume" {
+		t.Errorf("spans without the kafka set: %v", names)
 	}
 }

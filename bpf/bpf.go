@@ -44,7 +44,7 @@ const (
 	// Value} headers (strings or byte slices), the slice reached as a CapPath
 	// string would be, with at most one hop. Stride is the bytes between
 	// headers, ValueAt the value's offset in one; Size 8 says the slice holds
-	// pointers to the headers.
+	// pointers to the headers (Stride 8), whose path may have two hops.
 	CapHdrs CaptureKind = 8
 )
 
@@ -117,6 +117,33 @@ type Capture struct {
 	Size      uint8
 	// Stride and ValueAt describe a CapHdrs capture's headers.
 	Stride, ValueAt uint16
+}
+
+// encodeCapture lays c out as the kernel reads it: off holds the path's
+// hops, then its field; a CapHdrs capture's stride and value offset go in
+// off[2] and off[3], its stride implied by pointers to the headers (8),
+// which frees off[2] for a second hop.
+func encodeCapture(c Capture) (tracerCapture, error) {
+	if len(c.Hops) > MaxHops {
+		return tracerCapture{}, fmt.Errorf("a field path has at most %d pointer hops", MaxHops)
+	}
+	tc := tracerCapture{Kind: uint8(c.Kind), Reg: c.Reg, Reg2: c.Reg2, Slot: c.Slot, MaxLen: c.MaxLen,
+		Nhops: uint8(len(c.Hops)), Size: c.Size}
+	copy(tc.Off[:], c.Hops)
+	if c.Kind == CapHdrs {
+		switch {
+		case c.Size == 8 && (len(c.Hops) > 2 || c.Stride != 8):
+			return tracerCapture{}, fmt.Errorf("a capture of header pointers has at most two pointer hops and stride 8")
+		case c.Size != 8 && len(c.Hops) > 1:
+			return tracerCapture{}, fmt.Errorf("a header capture has at most one pointer hop")
+		}
+		if c.Size != 8 {
+			tc.Off[2] = c.Stride
+		}
+		tc.Off[3] = c.ValueAt
+	}
+	tc.Off[len(c.Hops)] = c.Field
+	return tc, nil
 }
 
 // Recipe is what the generic programs do for one probe.
@@ -441,19 +468,10 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 				}
 				strings++
 			}
-			if len(c.Hops) > MaxHops {
-				return 0, fmt.Errorf("probe id %d: a field path has at most %d pointer hops", id, MaxHops)
+			tc, err := encodeCapture(c)
+			if err != nil {
+				return 0, fmt.Errorf("probe id %d: %w", id, err)
 			}
-			tc := tracerCapture{Kind: uint8(c.Kind), Reg: c.Reg, Reg2: c.Reg2, Slot: c.Slot, MaxLen: c.MaxLen,
-				Nhops: uint8(len(c.Hops)), Size: c.Size}
-			copy(tc.Off[:], c.Hops)
-			if c.Kind == CapHdrs {
-				if len(c.Hops) > 1 {
-					return 0, fmt.Errorf("probe id %d: a header capture has at most one pointer hop", id)
-				}
-				tc.Off[2], tc.Off[3] = c.Stride, c.ValueAt
-			}
-			tc.Off[len(c.Hops)] = c.Field
 			dst[i] = tc
 		}
 		return strings, nil

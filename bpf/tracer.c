@@ -634,7 +634,9 @@ static __always_inline void capture(const struct abi_regs *regs, struct event *e
 		if (c->kind == CAP_HDRS) {
 			// The header found: its value is read as a string below.
 			__u8 k = c->reg2 & (MAX_KEYS - 1);
-			__u64 desc = c->off[2] | (c->size == 8 ? 1 << 16 : 0);
+			// A slice of pointers has a stride of 8: off[2] is then free
+			// for a second hop.
+			__u64 desc = c->size == 8 ? 8 | 1 << 16 : c->off[2];
 			__u64 e = hdr_find(addr, desc, r->keys[k][0], r->keys[k][1], r->key_len[k]);
 			if (!e) {
 				ev->nil |= bit;

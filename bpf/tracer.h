@@ -49,7 +49,8 @@ enum capture_kind {
 	CAP_HDRS = 8,   // the value of the first header whose key is recipe->keys[reg2] among the first
 			// MAX_HDRS of a slice of {Key, Value} headers, the slice header reached as a
 			// CAP_PATH string would be (nhops <= 1); off[2]: the bytes between headers, off[3]:
-			// the value's offset in one; size 8: the slice holds pointers to the headers.
+			// the value's offset in one; size 8: the slice holds pointers to the headers, 8
+			// bytes apart, and off[2] may be a second hop (nhops <= 2).
 			// Keys and values may be strings or byte slices: both start with (ptr, len)
 };
 

@@ -2,6 +2,7 @@ package semconv
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
@@ -23,14 +24,22 @@ import (
 // only when the fetch returns, after its span has started: it is added as a
 // link, as the conventions recommend for receive spans, not made the
 // parent.
+//
+// A sarama handoff (builtin.RoleKafkaHandoff) is a point in time whose
+// captures all come at its start; handoffs, set for those, drops a
+// message's handoff offered again.
 type kafkaShape struct {
 	op       string // "send" or "receive"
 	typeName func(uint64) string
 	invalid  *atomic.Uint64 // malformed traceparents, counted
+	handoffs *handoffs
 }
 
 func (s kafkaShape) Start(p *channel.Payload) (string, trace.SpanKind, []attribute.KeyValue) {
 	r := raw(p.Attributes)
+	if s.handoffs != nil && s.handoffs.again(p.Goroutine, r) {
+		return "", trace.SpanKindConsumer, nil
+	}
 	attrs := []attribute.KeyValue{attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.name", s.op),
 		attribute.String("messaging.operation.type", s.op)}
 	kind := trace.SpanKindProducer
@@ -92,6 +101,9 @@ func isText(s string) bool {
 func (s kafkaShape) End(span trace.Span, p *channel.Payload) {
 	errorType(span, p)
 	r := raw(p.EndAttributes)
+	if s.handoffs != nil {
+		r = raw(p.Attributes)
+	}
 	if p.HasError() {
 		if msg, ok := s.joinedMessage(p, r); ok {
 			span.SetStatus(codes.Error, msg)
@@ -172,4 +184,43 @@ var kafkaCodes = map[int64]string{
 	18: "RECORD_LIST_TOO_LARGE", 19: "NOT_ENOUGH_REPLICAS", 20: "NOT_ENOUGH_REPLICAS_AFTER_APPEND", 21: "INVALID_REQUIRED_ACKS",
 	22: "ILLEGAL_GENERATION", 25: "UNKNOWN_MEMBER_ID", 27: "REBALANCE_IN_PROGRESS", 29: "TOPIC_AUTHORIZATION_FAILED",
 	30: "GROUP_AUTHORIZATION_FAILED", 31: "CLUSTER_AUTHORIZATION_FAILED",
+}
+
+// handoffs remembers, per goroutine, the last message sarama handed off
+// there (its address and offset): each partition consumer hands off its
+// messages from a goroutine of its own, one after another, and offers a
+// message again when its consumer was slow to take it; that repeat opens
+// no span. At most maxHandoffs goroutines are remembered: past that, one
+// goroutine's memory is dropped (its next repeat, if any, is a span).
+type handoffs struct {
+	mu   sync.Mutex
+	last map[uint64][2]int64
+}
+
+const maxHandoffs = 4096
+
+func newHandoffs() *handoffs { return &handoffs{last: map[uint64][2]int64{}} }
+
+// again says whether the message captured in r is the one last handed
+// off on goroutine g, and remembers it.
+func (h *handoffs) again(g uint64, r raw) bool {
+	addr, ok1 := r.int(builtin.KafkaMessage)
+	off, ok2 := r.int(builtin.KafkaOffset)
+	if !ok1 || !ok2 {
+		return false
+	}
+	msg := [2]int64{addr, off}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if last, ok := h.last[g]; ok && last == msg {
+		return true
+	}
+	if len(h.last) >= maxHandoffs {
+		for k := range h.last {
+			delete(h.last, k)
+			break
+		}
+	}
+	h.last[g] = msg
+	return false
 }

@@ -159,3 +159,80 @@ func TestKafkaJoinedError(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaHandoff: a sarama handoff's span comes from its start's
+// captures alone (topic, partition, offset, key, a link to the message's
+// creation context); a message offered again on the same goroutine opens
+// no span, the next one or another goroutine's does.
+func TestKafkaHandoff(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("t")
+	side := &Side{typeName: func(a uint64) string { return kafkaTypes[a] }, invalid: &kafkaInvalid, handoffs: newHandoffs()}
+	shaper, ok := side.Shaper(probes.Role{Kind: probes.RoleSemconv, Name: builtin.RoleKafkaHandoff})
+	if !ok {
+		t.Fatal("no shaper for a handoff")
+	}
+	handoff := func(g uint64, addr, offset int64, key string) bool {
+		p := &channel.Payload{Goroutine: g, Attributes: []attribute.KeyValue{attribute.String(builtin.KafkaMsgTopic, "orders"),
+			attribute.Int64(builtin.KafkaPartition, 3), attribute.Int64(builtin.KafkaOffset, offset), attribute.Int64(builtin.KafkaMessage, addr),
+			attribute.String(builtin.KafkaKey, key), attribute.String(builtin.KafkaTraceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}}
+		name, kind, attrs := shaper.Start(p)
+		if name == "" {
+			return false
+		}
+		_, s := tr.Start(context.Background(), name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+		shaper.End(s, p)
+		s.End()
+		return true
+	}
+	if !handoff(1, 0xc000100000, 7, "k1") {
+		t.Fatal("the first handoff opened no span")
+	}
+	s := rec.Ended()[0]
+	a := attrMap(s.Attributes())
+	if s.Name() != "receive orders" || s.SpanKind() != trace.SpanKindConsumer || a["messaging.destination.name"] != "orders" || a["messaging.operation.name"] != "receive" ||
+		a["messaging.destination.partition.id"] != "3" || a["messaging.kafka.offset"] != "7" || a["messaging.kafka.message.key"] != "k1" || a["messaging.consumer.group.name"] != "" {
+		t.Errorf("%q %v %v", s.Name(), s.SpanKind(), a)
+	}
+	if l := s.Links(); len(l) != 1 || l[0].SpanContext.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || s.Parent().IsValid() {
+		t.Errorf("links %v, parent %v", l, s.Parent())
+	}
+	for _, c := range []struct {
+		what   string
+		g      uint64
+		addr   int64
+		offset int64
+		span   bool
+	}{
+		{"offered again", 1, 0xc000100000, 7, false},
+		{"offered a third time", 1, 0xc000100000, 7, false},
+		{"the next message", 1, 0xc000100100, 8, true},
+		{"a reused address, another offset", 1, 0xc000100100, 9, true},
+		{"another goroutine's", 2, 0xc000100100, 9, true},
+	} {
+		if got := handoff(c.g, c.addr, c.offset, "\x00"); got != c.span {
+			t.Errorf("%s: span %v, want %v", c.what, got, c.span)
+		}
+	}
+	if a := attrMap(rec.Ended()[1].Attributes()); a["messaging.kafka.message.key"] != "" {
+		t.Errorf("a binary key kept: %v", a)
+	}
+}
+
+// TestHandoffsBounded: past maxHandoffs goroutines, one is forgotten for
+// each new one.
+func TestHandoffsBounded(t *testing.T) {
+	h := newHandoffs()
+	msg := raw{attribute.Int64(builtin.KafkaMessage, 1), attribute.Int64(builtin.KafkaOffset, 1)}
+	for g := uint64(0); g < 2*maxHandoffs; g++ {
+		if h.again(g, msg) {
+			t.Fatalf("goroutine %d: a first handoff taken as a repeat", g)
+		}
+	}
+	if len(h.last) != maxHandoffs {
+		t.Errorf("%d goroutines remembered, want %d", len(h.last), maxHandoffs)
+	}
+	if h.again(3*maxHandoffs, raw{attribute.Int64(builtin.KafkaOffset, 1)}) {
+		t.Error("a handoff without the message's address taken as a repeat")
+	}
+}

@@ -39,6 +39,8 @@ type Side struct {
 	// invalid counts trace context values ignored as malformed where no
 	// remote parent is asked for (a received message's, made a link).
 	invalid *atomic.Uint64
+	// handoffs tells sarama's repeated handoffs of a message.
+	handoffs *handoffs
 }
 
 var _ binder.SpanSide = (*Side)(nil)
@@ -47,7 +49,7 @@ var _ binder.SpanSide = (*Side)(nil)
 // trace context values its spans ignore as malformed outside RemoteParent
 // (which reports its own).
 func New(b *probes.Binary, invalid *atomic.Uint64) *Side {
-	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b), invalid: invalid}
+	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b), invalid: invalid, handoffs: newHandoffs()}
 }
 
 // Shaper implements binder.SpanSide.
@@ -80,6 +82,8 @@ func (s *Side) Shaper(r probes.Role) (binder.Shaper, bool) {
 		return kafkaShape{op: "receive", typeName: s.typeName, invalid: s.invalid}, true
 	case builtin.RoleMongo:
 		return mongoShape{command: r.Arg, typeName: s.typeName}, true
+	case builtin.RoleKafkaHandoff:
+		return kafkaShape{op: "receive", typeName: s.typeName, invalid: s.invalid, handoffs: s.handoffs}, true
 	}
 	return nil, false
 }

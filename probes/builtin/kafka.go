@@ -10,6 +10,10 @@ import (
 const (
 	RoleKafkaSend    = "kafka.send"    // a producer's send of one message or a batch
 	RoleKafkaReceive = "kafka.receive" // a consumer's fetch of one message
+	// RoleKafkaHandoff is sarama's handoff of one fetched message to the
+	// channel a partition consumer or a group's claim reads: one hit, all
+	// captures at entry, offered again when the handoff waited.
+	RoleKafkaHandoff = "kafka.handoff"
 
 	KafkaTopic       = "topic"        // the client's own topic (a Writer's, a Reader's)
 	KafkaMsgTopic    = "msg_topic"    // the (first) message's topic
@@ -20,6 +24,7 @@ const (
 	KafkaPartition   = "partition"    // where the message went or came from
 	KafkaOffset      = "offset"       // its offset there
 	KafkaTraceparent = "traceparent"  // a consumed message's traceparent header
+	KafkaMessage     = "message"      // a handed-off message's address, which tells a handoff offered again
 	KafkaErrorCode   = "error_code"   // a returned error's value, read as a Kafka protocol error code
 	KafkaJoinLen     = "join_len"     // a returned *errors.joinError's error count
 	KafkaJoinType    = "join_type"    // the type word of its first error
@@ -46,6 +51,17 @@ const (
 // []*ProducerMessage) error: the slice in RBX and RCX (its length); the
 // error in RAX and RBX.
 //
+// sarama's partitionConsumer.responseFeeder hands each fetched message
+// to the consumer (partition consumer or group claim) in a select of the
+// send on child.messages and two receives (dying, the expiry ticker): at
+// its CALL to runtime.selectgo (emulated) AX points at the cases, the
+// send first, {channel, pointer to msg}: the *ConsumerMessage is two hops
+// from AX. The select runs again for the same message when the ticker
+// fires first, and after a second tick the rest of the fetch, that message
+// first, goes through a second select of the same send: both are traced
+// (probes.SendSites tells them from the function's other selects by the
+// channel they send on), and the span side drops a message's repeats.
+//
 // A failed call's error is, for a broker's refusal, an integer type (kafka-go's
 // kafka.Error, an int; sarama's KError, an int16) whose data word points at
 // its value: it is read as a code, which the span side names.
@@ -61,6 +77,8 @@ type kafkaOffsets struct {
 	writerTopic, readerConfig, configTopic, configGroup           uint16
 	msgTopic, msgPartition, msgOffset, msgKey, msgHeaders, hdrVal uint16
 	pmTopic, pmKey                                                uint16
+	cmHeaders, cmKey, cmTopic, cmPartition, cmOffset, rhValue     uint16
+	pcMessages                                                    uint16
 }
 
 // kafkaHeader is the size of kafka-go's protocol.Header {Key string; Value
@@ -71,7 +89,8 @@ const kafkaHeader = 24
 func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id uint32) ([]*probes.Probe, error) {
 	kg := hasFunc(b, kafkaGo+".(*Writer).WriteMessages") || hasFunc(b, kafkaGo+".(*Reader).FetchMessage")
 	sm := hasFunc(b, sarama+".(*syncProducer).SendMessage") || hasFunc(b, sarama+".(*syncProducer).SendMessages")
-	if !kg && !sm {
+	sc := hasFunc(b, saramaFeeder)
+	if !kg && !sm && !sc {
 		return nil, nil // neither module is used
 	}
 	var f kafkaOffsets
@@ -89,6 +108,14 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 	}
 	if sm {
 		if err := o.mustAll(fieldOffset{&f.pmTopic, sarama + ".ProducerMessage.Topic"}, fieldOffset{&f.pmKey, sarama + ".ProducerMessage.Key"}); err != nil {
+			return nil, err
+		}
+	}
+	if sc {
+		if err := o.mustAll(fieldOffset{&f.cmHeaders, sarama + ".ConsumerMessage.Headers"}, fieldOffset{&f.cmKey, sarama + ".ConsumerMessage.Key"},
+			fieldOffset{&f.cmTopic, sarama + ".ConsumerMessage.Topic"}, fieldOffset{&f.cmPartition, sarama + ".ConsumerMessage.Partition"},
+			fieldOffset{&f.cmOffset, sarama + ".ConsumerMessage.Offset"}, fieldOffset{&f.rhValue, sarama + ".RecordHeader.Value"},
+			fieldOffset{&f.pcMessages, sarama + ".partitionConsumer.messages"}); err != nil {
 			return nil, err
 		}
 	}
@@ -153,8 +180,33 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			return nil, err
 		}
 	}
+	if sc {
+		sites, err := probes.SendSites(b, saramaFeeder, int64(f.pcMessages))
+		if err != nil {
+			return nil, err
+		}
+		for _, site := range sites {
+			p := probes.NewSiteProbe(site, id+uint32(len(out)), rt)
+			msg := func(size uint8, off uint16) bpf.Capture { return field(0, size, 8, 0, off) } // cases[0].elem, then msg
+			capture(p, false, KafkaMsgTopic, msg(0, f.cmTopic))
+			capture(p, false, KafkaPartition, msg(4, f.cmPartition))
+			capture(p, false, KafkaOffset, msg(8, f.cmOffset))
+			capture(p, false, KafkaMessage, field(0, 8, 8, 0))
+			kafkaKey(p, false, msg(0, f.cmKey))
+			p.Recipe.Keys = []string{"traceparent"}
+			capture(p, false, KafkaTraceparent, bpf.Capture{Kind: bpf.CapHdrs, Reg: 0, Hops: []uint16{8, 0}, Field: f.cmHeaders,
+				Size: 8, Stride: 8, ValueAt: f.rhValue, MaxLen: bpf.StringSlotSize})
+			p.Spec.Name = RoleKafkaHandoff
+			p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleKafkaHandoff}
+			out = append(out, p)
+		}
+	}
 	return out, nil
 }
+
+// saramaFeeder is the function of sarama's that hands fetched messages
+// to their consumer.
+const saramaFeeder = sarama + ".(*partitionConsumer).responseFeeder"
 
 // kafkaErrorOf reads a returned error (its itab and data word in
 // registers itab and data), and its value as a code of codeSize bytes should

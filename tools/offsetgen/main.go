@@ -112,6 +112,9 @@ var modules = []module{
 	}},
 	{"github.com/IBM/sarama", "reference-sarama", "v1.50.1", []string{
 		"github.com/IBM/sarama.ProducerMessage.Topic", "github.com/IBM/sarama.ProducerMessage.Key",
+		"github.com/IBM/sarama.ConsumerMessage.Headers", "github.com/IBM/sarama.ConsumerMessage.Key", "github.com/IBM/sarama.ConsumerMessage.Topic",
+		"github.com/IBM/sarama.ConsumerMessage.Partition", "github.com/IBM/sarama.ConsumerMessage.Offset", "github.com/IBM/sarama.RecordHeader.Value",
+		"github.com/IBM/sarama.partitionConsumer.messages",
 	}},
 	// The MongoDB drivers, v1 and v2 (two modules): the releases served
 	// from v1.17.2 and v2.8.0 on.

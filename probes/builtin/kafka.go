@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"errors"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/probes"
 )
@@ -181,9 +182,12 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 		}
 	}
 	if sc {
+		// A feeder whose select is not found (a release that changed it)
+		// leaves sarama's consumers out, said in the set's reason; the
+		// producers and kafka-go still apply.
 		sites, err := probes.SendSites(b, saramaFeeder, int64(f.pcMessages))
 		if err != nil {
-			return nil, err
+			o.partial = "no sarama consumer spans: " + err.Error()
 		}
 		for _, site := range sites {
 			p := probes.NewSiteProbe(site, id+uint32(len(out)), rt)
@@ -200,6 +204,9 @@ func kafkaProbes(b *probes.Binary, o *offsets, _ Options, rt probes.Runtime, id 
 			p.Role = probes.Role{Kind: probes.RoleSemconv, Name: RoleKafkaHandoff}
 			out = append(out, p)
 		}
+	}
+	if len(out) == 0 && o.partial != "" {
+		return nil, errors.New(o.partial) // sarama's consumers were all it had
 	}
 	return out, nil
 }

@@ -21,14 +21,16 @@ type kafkaBuild struct {
 }
 
 // kafkaFixtures builds (once) the kafka fixture: kafka-go v0.4.42 (the
-// oldest supported) alone with Go 1.22 (sarama needs Go 1.25), and kafka-go
+// oldest supported) alone with Go 1.22 (sarama needs Go 1.25), with sarama
+// v1.50.1 (the oldest supported; go.s150.mod) with Go 1.25, and kafka-go
 // v0.4.51 with sarama v1.61.1 (go.new.mod, the sarama tag) with Go 1.27;
 // each normal and stripped, the newest a stripped PIE too.
 func kafkaFixtures(t *testing.T) []kafkaBuild {
-	links := []struct{ kafkaGo, sarama string }{{"v0.4.42", ""}, {"v0.4.51", "v1.61.1"}}
+	links := []struct{ kafkaGo, sarama string }{{"v0.4.42", ""}, {"v0.4.42", "v1.50.1"}, {"v0.4.51", "v1.61.1"}}
 	var out []kafkaBuild
 	for _, f := range moduleFixtures(t, "kafka", []moduleRelease{
 		{release: "go1.22", toolchain: "go1.22.12", modfile: "go.mod", label: "kafkagov0.4.42"},
+		{release: "go1.25", toolchain: "go1.25.8", modfile: "go.s150.mod", label: "saramav1.50.1", args: []string{"-tags=sarama"}},
 		{release: "go1.27", toolchain: "go1.27.3", modfile: "go.new.mod", label: "kafkagov0.4.51", args: []string{"-tags=sarama"}, pie: true},
 	}) {
 		out = append(out, kafkaBuild{f.build, links[f.of].kafkaGo, links[f.of].sarama})

@@ -78,7 +78,7 @@ go mod download k8s.io/kubernetes@v1.37.2
 # The kafka tests' fixture (kafka-go; sarama with go.new.mod) and broker
 # (franz-go's kfake, a Kafka-wire-protocol cluster the test builds and runs
 # as a process of its own): their modules, fetched up front.
-(cd kernel-tests/testdata/kafka && go mod download && go mod download -modfile=go.new.mod)
+(cd kernel-tests/testdata/kafka && go mod download && go mod download -modfile=go.new.mod && go mod download -modfile=go.s150.mod)
 (cd kernel-tests/testdata/kafkabroker && go mod download)
 # The mongo tests' fixture, against each driver release it is built with.
 (cd kernel-tests/testdata/mongo && for m in go.mod go.v11710.mod go.v28.mod go.v210.mod; do go mod download -modfile=$m; done)

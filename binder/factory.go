@@ -17,11 +17,29 @@ func SpanFactory(tracer trace.Tracer, kind trace.SpanKind) GetSpan {
 		if parent != nil {
 			ctx = trace.ContextWithSpan(ctx, parent)
 		}
-		opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(p.Attributes...)}
+		opts := []trace.SpanStartOption{kindOption(kind), trace.WithAttributes(p.Attributes...)}
 		if !p.Time.IsZero() {
 			opts = append(opts, trace.WithTimestamp(p.Time))
 		}
 		_, span := tracer.Start(ctx, p.Name, opts...)
 		return span
 	}
+}
+
+// kindOptions are the span-kind options, made once: an option made per
+// span is an allocation per span.
+var kindOptions = [...]trace.SpanStartOption{
+	trace.SpanKindUnspecified: trace.WithSpanKind(trace.SpanKindUnspecified),
+	trace.SpanKindInternal:    trace.WithSpanKind(trace.SpanKindInternal),
+	trace.SpanKindServer:      trace.WithSpanKind(trace.SpanKindServer),
+	trace.SpanKindClient:      trace.WithSpanKind(trace.SpanKindClient),
+	trace.SpanKindProducer:    trace.WithSpanKind(trace.SpanKindProducer),
+	trace.SpanKindConsumer:    trace.WithSpanKind(trace.SpanKindConsumer),
+}
+
+func kindOption(k trace.SpanKind) trace.SpanStartOption {
+	if int(k) < len(kindOptions) {
+		return kindOptions[k]
+	}
+	return trace.WithSpanKind(k)
 }

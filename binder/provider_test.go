@@ -45,10 +45,18 @@ type recorder struct {
 	ended   []sdktrace.ReadOnlySpan
 }
 
-func (r *recorder) OnStart(context.Context, sdktrace.ReadWriteSpan) { r.mu.Lock(); r.started++; r.mu.Unlock() }
-func (r *recorder) OnEnd(s sdktrace.ReadOnlySpan)                    { r.mu.Lock(); r.ended = append(r.ended, s); r.mu.Unlock() }
-func (r *recorder) Shutdown(context.Context) error                   { return nil }
-func (r *recorder) ForceFlush(context.Context) error                 { return nil }
+func (r *recorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {
+	r.mu.Lock()
+	r.started++
+	r.mu.Unlock()
+}
+func (r *recorder) OnEnd(s sdktrace.ReadOnlySpan) {
+	r.mu.Lock()
+	r.ended = append(r.ended, s)
+	r.mu.Unlock()
+}
+func (r *recorder) Shutdown(context.Context) error   { return nil }
+func (r *recorder) ForceFlush(context.Context) error { return nil }
 
 type limitsCase struct {
 	name    string

@@ -160,7 +160,7 @@ func (f *Factories) shaped(shape Shaper) GetSpan {
 			}
 		}
 		f.checkTrace(p, parentTrace)
-		_, span := f.Tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(p.Time))
+		_, span := f.Tracer.Start(ctx, name, kindOption(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(p.Time))
 		return span
 	}
 }

@@ -56,7 +56,8 @@ type Payload struct {
 	restoreBuf [2]restore
 	// attrBuf holds the captured attributes when they fit, so that a call
 	// costs one allocation for its payload and none for its attributes.
-	attrBuf [8]attribute.KeyValue
+	// Sixteen: the http server's thirteen captures fit.
+	attrBuf [16]attribute.KeyValue
 }
 
 // SetAttributes copies attrs into p as its start attributes.

@@ -238,7 +238,7 @@ func (s *Session) setupPipeline() error {
 	po := binder.ProviderOptions{Resource: res, Processors: append([]sdktrace.SpanProcessor{export}, s.cfg.SpanProcessors...),
 		Sampler: s.cfg.Sampler}
 	s.tp = binder.NewProvider(po)
-	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
+	tracer := s.tp.NewTracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
 	s.factories = &binder.Factories{Tracer: tracer, Side: semconv.New(s.img.bin), Join: s.joins}
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}

@@ -79,6 +79,12 @@ func NewProvider(o ProviderOptions) *Provider {
 // Tracer returns a tracer whose spans carry the instrumentation scope
 // name and opts describe.
 func (p *Provider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return p.NewTracer(name, opts...)
+}
+
+// NewTracer is Tracer for the binder's span factories, which start spans
+// with StartSpan.
+func (p *Provider) NewTracer(name string, opts ...trace.TracerOption) *Tracer {
 	c := trace.NewTracerConfig(opts...)
 	return &Tracer{provider: p, scope: instrumentation.Scope{Name: name, Version: c.InstrumentationVersion(),
 		SchemaURL: c.SchemaURL(), Attributes: c.InstrumentationAttributes()}}
@@ -130,10 +136,24 @@ func (t *Tracer) Start(ctx context.Context, name string, opts ...trace.SpanStart
 		ctx = context.Background()
 	}
 	cfg := trace.NewSpanStartConfig(opts...)
+	s := t.start(ctx, name, cfg.SpanKind(), cfg.Attributes(), cfg.Timestamp(), cfg.Links(), cfg.NewRoot())
+	return trace.ContextWithSpan(ctx, s), s
+}
+
+// StartSpan is Start for the binder's span factories, without the options
+// made and copied per span: a span of kind named name, a child of the span
+// in ctx, with attrs, starting at at (now when zero).
+func (t *Tracer) StartSpan(ctx context.Context, name string, kind trace.SpanKind, attrs []attribute.KeyValue, at time.Time) trace.Span {
+	return t.start(ctx, name, kind, attrs, at, nil, false)
+}
+
+func (t *Tracer) start(ctx context.Context, name string, kind trace.SpanKind, attrs []attribute.KeyValue, at time.Time,
+	links []trace.Link, newRoot bool) trace.Span {
 	parentSpan := trace.SpanFromContext(ctx)
+	pctx := ctx // what the ids and the sampler see
 	var psc trace.SpanContext
-	if cfg.NewRoot() {
-		ctx = trace.ContextWithSpanContext(ctx, psc)
+	if newRoot {
+		pctx = trace.ContextWithSpanContext(ctx, psc)
 	} else {
 		psc = parentSpan.SpanContext()
 	}
@@ -141,12 +161,12 @@ func (t *Tracer) Start(ctx context.Context, name string, opts ...trace.SpanStart
 	var tid trace.TraceID
 	var sid trace.SpanID
 	if !psc.TraceID().IsValid() {
-		tid, sid = p.ids.NewIDs(ctx)
+		tid, sid = p.ids.NewIDs(pctx)
 	} else {
-		tid, sid = psc.TraceID(), p.ids.NewSpanID(ctx, psc.TraceID())
+		tid, sid = psc.TraceID(), p.ids.NewSpanID(pctx, psc.TraceID())
 	}
-	res := p.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name,
-		Kind: cfg.SpanKind(), Attributes: cfg.Attributes(), Links: cfg.Links()})
+	res := p.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: pctx, TraceID: tid, Name: name,
+		Kind: kind, Attributes: attrs, Links: links})
 	flags := psc.TraceFlags() &^ trace.FlagsSampled
 	if res.Decision == sdktrace.RecordAndSample {
 		flags |= trace.FlagsSampled
@@ -154,26 +174,23 @@ func (t *Tracer) Start(ctx context.Context, name string, opts ...trace.SpanStart
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: res.Tracestate})
 	procs := p.procs.Load()
 	if res.Decision == sdktrace.Drop || procs == nil {
-		s := trace.SpanFromContext(trace.ContextWithSpanContext(ctx, sc)) // records nothing
-		return trace.ContextWithSpan(ctx, s), s
+		return trace.SpanFromContext(trace.ContextWithSpanContext(ctx, sc)) // records nothing
 	}
 	if ps, ok := parentSpan.(*span); ok {
 		ps.addChild()
 	}
-	start := cfg.Timestamp()
-	if start.IsZero() {
-		start = time.Now()
+	if at.IsZero() {
+		at = time.Now()
 	}
-	n := len(res.Attributes) + len(cfg.Attributes())
-	s := &span{tracer: t, procs: *procs, name: name, sc: sc, parent: psc, kind: trace.ValidateSpanKind(cfg.SpanKind()),
-		start: start, attrs: make([]attribute.KeyValue, 0, n+endAttrRoom)}
+	s := &span{tracer: t, procs: *procs, name: name, sc: sc, parent: psc, kind: trace.ValidateSpanKind(kind),
+		start: at, attrs: make([]attribute.KeyValue, 0, len(res.Attributes)+len(attrs)+endAttrRoom)}
 	s.setAttributes(res.Attributes)
-	s.setAttributes(cfg.Attributes())
-	for _, l := range cfg.Links() {
+	s.setAttributes(attrs)
+	for _, l := range links {
 		s.addLink(l)
 	}
 	for _, sp := range s.procs {
 		sp.OnStart(ctx, s)
 	}
-	return trace.ContextWithSpan(ctx, s), s
+	return s
 }

@@ -72,17 +72,36 @@ var res = resource.NewSchemaless(attribute.String("service.name", "svc"), attrib
 
 // both runs script against the SDK's TracerProvider and a Provider with
 // the same resource, sampler, ids and limits, and returns what each exported.
-func both(t *testing.T, c limitsCase, script func(tr trace.Tracer)) (sdk, ours *recorder) {
+func both(t *testing.T, c limitsCase, script func(tr trace.Tracer, factory func(trace.SpanKind) GetSpan)) (sdk, ours *recorder) {
 	t.Helper()
 	sdk, ours = &recorder{}, &recorder{}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(sdk),
 		sdktrace.WithSampler(c.sampler), sdktrace.WithIDGenerator(&seqIDs{}), sdktrace.WithRawSpanLimits(c.limits))
-	script(tp.Tracer("scope", trace.WithInstrumentationVersion("v1")))
+	sdkTracer := tp.Tracer("scope", trace.WithInstrumentationVersion("v1"))
+	script(sdkTracer, func(k trace.SpanKind) GetSpan { return sdkSpanFactory(sdkTracer, k) })
 	lim := c.limits
 	p := NewProvider(ProviderOptions{Resource: res, Processors: []sdktrace.SpanProcessor{ours}, Sampler: c.sampler,
 		IDs: &seqIDs{}, Limits: &lim})
-	script(p.Tracer("scope", trace.WithInstrumentationVersion("v1")))
+	tr := p.NewTracer("scope", trace.WithInstrumentationVersion("v1"))
+	script(tr, func(k trace.SpanKind) GetSpan { return SpanFactory(tr, k) })
 	return sdk, ours
+}
+
+// sdkSpanFactory is SpanFactory as it was over the SDK's tracer: what
+// the Provider's spans are compared with.
+func sdkSpanFactory(tracer trace.Tracer, kind trace.SpanKind) GetSpan {
+	return func(parent trace.Span, p *channel.Payload) trace.Span {
+		ctx := WithPayloadIDs(context.Background(), p)
+		if parent != nil {
+			ctx = trace.ContextWithSpan(ctx, parent)
+		}
+		opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(p.Attributes...)}
+		if !p.Time.IsZero() {
+			opts = append(opts, trace.WithTimestamp(p.Time))
+		}
+		_, span := tracer.Start(ctx, p.Name, opts...)
+		return span
+	}
 }
 
 // sameSpans fails unless want and got hold the same spans, field by field.
@@ -127,7 +146,7 @@ var t0 = time.Unix(1700000000, 123456789)
 // its end (repeated keys, an invalid one, long and invalid UTF-8 strings),
 // a child that fails with an exception event, a sampled-out root, status
 // precedence, a rename, links.
-func script(tr trace.Tracer) {
+func script(tr trace.Tracer, _ func(trace.SpanKind) GetSpan) {
 	long := strings.Repeat("é", 40) + "\xff" + strings.Repeat("x", 40)
 	ctx, root := tr.Start(context.Background(), "GET", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(t0),
 		trace.WithAttributes(attribute.String("http.request.method", "GET"), attribute.String("url.path", "/a"),
@@ -191,12 +210,12 @@ func TestProviderMatchesSDK(t *testing.T) {
 // reason, an async call settled later) with both providers.
 func TestProviderBinderStream(t *testing.T) {
 	sdk, ours := both(t, limitsCase{sampler: sdktrace.ParentBased(sdktrace.AlwaysSample()), limits: sdktrace.NewSpanLimits()},
-		func(tr trace.Tracer) {
+		func(_ trace.Tracer, factory func(trace.SpanKind) GetSpan) {
 			b := New(OTelContext{})
 			outer, inner := channel.New("outer"), channel.New("inner")
 			end := func(_ trace.Span, p *channel.Payload) {}
-			b.Bind(outer, SpanFactory(tr, trace.SpanKindServer), Options{BeforeSpanEnd: setEndAttributes})
-			h := b.Bind(inner, SpanFactory(tr, trace.SpanKindClient), Options{CaptureError: CaptureAll, BeforeSpanEnd: end})
+			b.Bind(outer, factory(trace.SpanKindServer), Options{BeforeSpanEnd: setEndAttributes})
+			h := b.Bind(inner, factory(trace.SpanKindClient), Options{CaptureError: CaptureAll, BeforeSpanEnd: end})
 			x := channel.NewExec()
 			at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 			po := &channel.Payload{Name: "outer", Time: at(0)}

@@ -28,11 +28,11 @@ type world struct {
 // 5 completion-async "open" completed by 6 "close".
 func newWorld(t *testing.T, limits lifecycle.Limits) *world {
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tp := binder.NewProvider(binder.ProviderOptions{Processors: []sdktrace.SpanProcessor{rec}})
 	b := binder.New(binder.Scoped{})
 	mk := func(name string, async lifecycle.Async) *lifecycle.Probe {
 		ch := channel.New(name)
-		b.Bind(ch, binder.SpanFactory(tp.Tracer("t"), trace.SpanKindInternal), binder.Options{})
+		b.Bind(ch, binder.SpanFactory(tp.NewTracer("t"), trace.SpanKindInternal), binder.Options{})
 		return &lifecycle.Probe{Channel: ch, Name: name, Async: async}
 	}
 	probes := map[uint32]*lifecycle.Probe{

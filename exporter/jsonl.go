@@ -28,7 +28,7 @@ type JSONL struct {
 	mu        sync.Mutex
 	w         io.Writer
 	buf       []byte
-	order     []int // appendAttrs' scratch
+	order     []int                         // appendAttrs' scratch
 	resources map[*resource.Resource][]byte // each resource encoded once
 }
 

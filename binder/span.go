@@ -95,17 +95,22 @@ func (s *span) SetAttributes(attrs ...attribute.KeyValue) {
 // End implements trace.Span: the span ends at the given time (now by
 // default) and goes to the processors.
 func (s *span) End(opts ...trace.SpanEndOption) {
+	cfg := trace.NewSpanEndConfig(opts...)
+	s.endAt(cfg.Timestamp())
+}
+
+// endAt is End at time at (now when zero).
+func (s *span) endAt(at time.Time) {
+	if at.IsZero() {
+		at = time.Now()
+	}
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
 		return
 	}
 	s.ended = true
-	cfg := trace.NewSpanEndConfig(opts...)
-	s.end = cfg.Timestamp()
-	if s.end.IsZero() {
-		s.end = time.Now()
-	}
+	s.end = at
 	s.mu.Unlock()
 	for _, sp := range s.procs {
 		sp.OnEnd(s)

@@ -49,7 +49,9 @@ type Payload struct {
 	err       error
 	hasError  bool
 
-	slots   []slot
+	slots []slot
+	// slotBuf backs slots for the usual one or two subscribers' values.
+	slotBuf [2]slot
 	restore []restore
 	// restoreBuf backs restore for the usual one or two bound stores, so
 	// that publishing a call allocates nothing for it.
@@ -131,6 +133,9 @@ func (p *Payload) SetValue(key, v any) {
 			p.slots[i].value = v
 			return
 		}
+	}
+	if p.slots == nil {
+		p.slots = p.slotBuf[:0]
 	}
 	p.slots = append(p.slots, slot{key, v})
 }

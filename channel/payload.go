@@ -9,7 +9,9 @@ import (
 
 // Payload is the one context object a call publishes all of its lifecycle
 // events on. Subscribers of different events of the same call meet on it, so
-// a handler may leave state for a later one (see Value and SetValue).
+// a handler may leave state for a later one (see Value and SetValue). A
+// subscriber must not keep a payload past the last event of its call: the
+// publisher may reuse it for another call then.
 //
 // Result and error are tracked by presence, not by value: a function that
 // returns nothing still has a result once it settled, and a nil result is a

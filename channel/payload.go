@@ -64,6 +64,21 @@ type Payload struct {
 	attrBuf [16]attribute.KeyValue
 }
 
+// Reset makes p as new, for another call, keeping its inline buffers.
+// Fields are cleared one by one: assigning a whole new Payload would
+// rewrite (and, while the collector marks, put barriers on) every word of
+// the buffers.
+func (p *Payload) Reset() {
+	p.Name, p.Goroutine, p.Time, p.StartTime = "", 0, time.Time{}, time.Time{}
+	p.Attributes, p.EndAttributes = nil, nil
+	p.TraceID, p.SpanID, p.Caller, p.EndReason = trace.TraceID{}, trace.SpanID{}, trace.SpanContext{}, ""
+	p.result, p.hasResult, p.err, p.hasError = nil, false, nil, false
+	clear(p.slots)
+	p.slots = p.slots[:0]
+	clear(p.restore)
+	p.restore = p.restore[:0]
+}
+
 // SetAttributes copies attrs into p as its start attributes.
 func (p *Payload) SetAttributes(attrs []attribute.KeyValue) {
 	p.Attributes = p.copyAttrs(attrs, 0)

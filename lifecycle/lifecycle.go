@@ -286,15 +286,8 @@ func (t *Tracker) start(pr *Probe, ev *reader.Event) {
 		return
 	}
 	f.p = t.payload()
-	*f.p = channel.Payload{
-		Name:      pr.Name,
-		Goroutine: ev.Goroutine,
-		Time:      ev.Time,
-		StartTime: ev.Time,
-		TraceID:   ev.TraceID,
-		SpanID:    ev.SpanID,
-		Caller:    ev.Caller,
-	}
+	f.p.Name, f.p.Goroutine, f.p.Time, f.p.StartTime = pr.Name, ev.Goroutine, ev.Time, ev.Time
+	f.p.TraceID, f.p.SpanID, f.p.Caller = ev.TraceID, ev.SpanID, ev.Caller
 	f.p.SetAttributes(ev.Attributes)
 	if pr.Async == Goroutines {
 		f.pend = &pending{probe: pr, p: f.p}
@@ -404,6 +397,7 @@ func (t *Tracker) payload() *channel.Payload {
 	if n := len(t.payloads); n > 0 {
 		p := t.payloads[n-1]
 		t.payloads = t.payloads[:n-1]
+		p.Reset()
 		return p
 	}
 	return new(channel.Payload)

@@ -182,14 +182,14 @@ func (t *Tracer) start(ctx context.Context, name string, kind trace.SpanKind, at
 	if at.IsZero() {
 		at = time.Now()
 	}
-	s := &span{tracer: t, procs: *procs, name: name, sc: sc, parent: psc, kind: trace.ValidateSpanKind(kind),
+	s := &span{tracer: t, name: name, sc: sc, parent: psc, kind: trace.ValidateSpanKind(kind),
 		start: at, attrs: make([]attribute.KeyValue, 0, len(res.Attributes)+len(attrs)+endAttrRoom)}
 	s.setAttributes(res.Attributes)
 	s.setAttributes(attrs)
 	for _, l := range links {
 		s.addLink(l)
 	}
-	for _, sp := range s.procs {
+	for _, sp := range *procs {
 		sp.OnStart(ctx, s)
 	}
 	return s

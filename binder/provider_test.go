@@ -312,6 +312,19 @@ func TestProviderShutdown(t *testing.T) {
 	}
 }
 
+// TestProviderShutdownOpenSpan: a span still open at Shutdown is not
+// exported when it ends, as with the SDK.
+func TestProviderShutdownOpenSpan(t *testing.T) {
+	rec := &recorder{}
+	p := NewProvider(ProviderOptions{Processors: []sdktrace.SpanProcessor{rec}})
+	_, s := p.Tracer("t").Start(context.Background(), "open")
+	p.Shutdown(context.Background())
+	s.End()
+	if rec.started != 1 || len(rec.ended) != 0 {
+		t.Errorf("started %d, ended %d; want 1, 0", rec.started, len(rec.ended))
+	}
+}
+
 // TestTruncate checks the value length limit against the SDK's rules on
 // the edge cases: characters, not bytes; invalid bytes dropped when cut.
 func TestTruncate(t *testing.T) {

@@ -30,7 +30,6 @@ type span struct {
 	sdktrace.ReadWriteSpan
 
 	tracer *Tracer
-	procs  []sdktrace.SpanProcessor
 	sc     trace.SpanContext
 	parent trace.SpanContext
 	kind   trace.SpanKind
@@ -112,7 +111,11 @@ func (s *span) endAt(at time.Time) {
 	s.ended = true
 	s.end = at
 	s.mu.Unlock()
-	for _, sp := range s.procs {
+	procs := s.tracer.provider.procs.Load()
+	if procs == nil {
+		return // the provider was shut down: as the SDK, nothing is exported
+	}
+	for _, sp := range *procs {
 		sp.OnEnd(s)
 	}
 }

@@ -100,8 +100,9 @@ type SessionConfig struct {
 	// Attributes are added to the process's resource (the daemon's
 	// Kubernetes metadata, say).
 	Attributes []attribute.KeyValue
-	// Sampler decides which traces are recorded; nil means the SDK's
-	// default, which follows OTEL_TRACES_SAMPLER and _ARG.
+	// Sampler decides which traces are recorded; nil means parent-based,
+	// always on (the CLI always passes the one --sampler and
+	// OTEL_TRACES_SAMPLER name).
 	Sampler sdktrace.Sampler
 	// Limits bound the calls, goroutines and async calls held in memory,
 	// and how long a span may stay open.
@@ -126,7 +127,7 @@ type Session struct {
 	log     *slog.Logger
 	img     *Image
 	slot    uint32 // its kernel counters' slot in a shared image
-	tp      *sdktrace.TracerProvider
+	tp      *binder.Provider
 	handles []*binder.Handle
 	tracker *lifecycle.Tracker
 	pidfd   int
@@ -234,18 +235,10 @@ func (s *Session) setupPipeline() error {
 			break
 		}
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(export)}
-	for _, p := range s.cfg.SpanProcessors {
-		opts = append(opts, sdktrace.WithSpanProcessor(p))
-	}
-	if s.cfg.Sampler != nil {
-		opts = append(opts, sdktrace.WithSampler(s.cfg.Sampler))
-	}
-	if s.img.cfg.Propagator != nil {
-		opts = append(opts, sdktrace.WithIDGenerator(binder.NewPayloadIDs()))
-	}
-	s.tp = sdktrace.NewTracerProvider(opts...)
-	tracer := s.tp.Tracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
+	po := binder.ProviderOptions{Resource: res, Processors: append([]sdktrace.SpanProcessor{export}, s.cfg.SpanProcessors...),
+		Sampler: s.cfg.Sampler}
+	s.tp = binder.NewProvider(po)
+	tracer := s.tp.NewTracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
 	s.factories = &binder.Factories{Tracer: tracer, Join: s.joins}
 	s.factories.Side = semconv.New(s.img.bin, &s.factories.InvalidContext)
 	b := binder.New(binder.OTelContext{})

@@ -18,9 +18,9 @@ type noopExporter struct{}
 func (noopExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (noopExporter) Shutdown(context.Context) error                             { return nil }
 
-func benchTracer() trace.Tracer {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(noopExporter{}))
-	return tp.Tracer("bench")
+func benchTracer() *binder.Tracer {
+	tp := binder.NewProvider(binder.ProviderOptions{Processors: []sdktrace.SpanProcessor{sdktrace.NewSimpleSpanProcessor(noopExporter{})}})
+	return tp.NewTracer("bench")
 }
 
 // BenchmarkSyncCall compares, in one run, a sync call's start and end

@@ -260,6 +260,10 @@ func (bd *binding) finish(c *call, ts time.Time, reason string) {
 	if bd.opts.BeforeSpanEnd != nil {
 		bd.opts.BeforeSpanEnd(c.span, c.p)
 	}
+	if s, ok := c.span.(*span); ok {
+		s.endAt(ts) // no option made per span
+		return
+	}
 	c.span.End(trace.WithTimestamp(ts))
 }
 

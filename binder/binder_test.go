@@ -57,8 +57,8 @@ type env struct {
 
 func newEnv(t *testing.T, s binder.ContextStrategy, opts binder.Options) *env {
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	factory := binder.SpanFactory(tp.Tracer("test"), trace.SpanKindInternal)
+	tp := binder.NewProvider(binder.ProviderOptions{Processors: []sdktrace.SpanProcessor{rec}})
+	factory := binder.SpanFactory(tp.NewTracer("test"), trace.SpanKindInternal)
 	e := &env{
 		t: t, rec: rec, b: binder.New(s), ch: channel.New("test"), opts: opts,
 		handles: map[string]*binder.Handle{}, execs: map[string]*channel.Exec{"main": channel.NewExec()},
@@ -425,9 +425,9 @@ func TestChannelWithoutBinding(t *testing.T) {
 	}
 
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tp := binder.NewProvider(binder.ProviderOptions{Processors: []sdktrace.SpanProcessor{rec}})
 	b := binder.New(binder.Scoped{})
-	h := b.Bind(ch, binder.SpanFactory(tp.Tracer("t"), trace.SpanKindInternal), binder.Options{})
+	h := b.Bind(ch, binder.SpanFactory(tp.NewTracer("t"), trace.SpanKindInternal), binder.Options{})
 	if !ch.HasSubscribers() {
 		t.Fatal("bound channel has no subscribers")
 	}

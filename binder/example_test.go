@@ -20,7 +20,7 @@ import (
 // ended with an error gets the error status.
 func Example() {
 	exp := tracetest.NewInMemoryExporter()
-	tracer := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)).Tracer("example")
+	tracer := binder.NewProvider(binder.ProviderOptions{Processors: []sdktrace.SpanProcessor{sdktrace.NewSimpleSpanProcessor(exp)}}).NewTracer("example")
 
 	outerCh, innerCh := channel.New("handle"), channel.New("query")
 	b := binder.New(binder.OTelContext{})

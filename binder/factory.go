@@ -11,17 +11,12 @@ import (
 // SpanFactory returns a GetSpan that opens a span of the given kind named
 // after the payload, starting at the payload's event time, with the payload's
 // attributes, as a child of the active span.
-func SpanFactory(tracer trace.Tracer, kind trace.SpanKind) GetSpan {
+func SpanFactory(tracer *Tracer, kind trace.SpanKind) GetSpan {
 	return func(parent trace.Span, p *channel.Payload) trace.Span {
 		ctx := WithPayloadIDs(context.Background(), p)
 		if parent != nil {
 			ctx = trace.ContextWithSpan(ctx, parent)
 		}
-		opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(p.Attributes...)}
-		if !p.Time.IsZero() {
-			opts = append(opts, trace.WithTimestamp(p.Time))
-		}
-		_, span := tracer.Start(ctx, p.Name, opts...)
-		return span
+		return tracer.StartSpan(ctx, p.Name, kind, p.Attributes, p.Time)
 	}
 }

@@ -46,7 +46,7 @@ type SpanSide interface {
 // Factories turn the roles of one session's probes into GetSpans and
 // Options, and count what their spans' trace contexts say.
 type Factories struct {
-	Tracer trace.Tracer
+	Tracer *Tracer
 	// Side is the built-in sets' span code; nil when only custom probes
 	// are bound.
 	Side SpanSide
@@ -160,8 +160,7 @@ func (f *Factories) shaped(shape Shaper) GetSpan {
 			}
 		}
 		f.checkTrace(p, parentTrace)
-		_, span := f.Tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithTimestamp(p.Time))
-		return span
+		return f.Tracer.StartSpan(ctx, name, kind, attrs, p.Time)
 	}
 }
 

@@ -79,7 +79,7 @@ func newRoleEnv(t *testing.T, join bool, side SpanSide) *roleEnv {
 		f.Join = NewTraceJoin(rec)
 		export = f.Join
 	}
-	f.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(export)).Tracer("t")
+	f.Tracer = NewProvider(ProviderOptions{Processors: []sdktrace.SpanProcessor{export}}).NewTracer("t")
 	e.f, e.b = f, New(OTelContext{})
 	return e
 }

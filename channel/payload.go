@@ -9,7 +9,9 @@ import (
 
 // Payload is the one context object a call publishes all of its lifecycle
 // events on. Subscribers of different events of the same call meet on it, so
-// a handler may leave state for a later one (see Value and SetValue).
+// a handler may leave state for a later one (see Value and SetValue). A
+// subscriber must not keep a payload past the last event of its call: the
+// publisher may reuse it for another call then.
 //
 // Result and error are tracked by presence, not by value: a function that
 // returns nothing still has a result once it settled, and a nil result is a
@@ -49,14 +51,32 @@ type Payload struct {
 	err       error
 	hasError  bool
 
-	slots   []slot
+	slots []slot
+	// slotBuf backs slots for the usual one or two subscribers' values.
+	slotBuf [2]slot
 	restore []restore
 	// restoreBuf backs restore for the usual one or two bound stores, so
 	// that publishing a call allocates nothing for it.
 	restoreBuf [2]restore
 	// attrBuf holds the captured attributes when they fit, so that a call
 	// costs one allocation for its payload and none for its attributes.
-	attrBuf [8]attribute.KeyValue
+	// Sixteen: the http server's thirteen captures fit.
+	attrBuf [16]attribute.KeyValue
+}
+
+// Reset makes p as new, for another call, keeping its inline buffers.
+// Fields are cleared one by one: assigning a whole new Payload would
+// rewrite (and, while the collector marks, put barriers on) every word of
+// the buffers.
+func (p *Payload) Reset() {
+	p.Name, p.Goroutine, p.Time, p.StartTime = "", 0, time.Time{}, time.Time{}
+	p.Attributes, p.EndAttributes = nil, nil
+	p.TraceID, p.SpanID, p.Caller, p.EndReason = trace.TraceID{}, trace.SpanID{}, trace.SpanContext{}, ""
+	p.result, p.hasResult, p.err, p.hasError = nil, false, nil, false
+	clear(p.slots)
+	p.slots = p.slots[:0]
+	clear(p.restore)
+	p.restore = p.restore[:0]
 }
 
 // SetAttributes copies attrs into p as its start attributes.
@@ -130,6 +150,9 @@ func (p *Payload) SetValue(key, v any) {
 			p.slots[i].value = v
 			return
 		}
+	}
+	if p.slots == nil {
+		p.slots = p.slotBuf[:0]
 	}
 	p.slots = append(p.slots, slot{key, v})
 }

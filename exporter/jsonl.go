@@ -4,6 +4,7 @@ package exporter
 
 import (
 	"context"
+	"encoding/hex"
 	"io"
 	"math"
 	"slices"
@@ -27,7 +28,7 @@ type JSONL struct {
 	mu        sync.Mutex
 	w         io.Writer
 	buf       []byte
-	scratch   []attribute.KeyValue
+	order     []int                         // appendAttrs' scratch
 	resources map[*resource.Resource][]byte // each resource encoded once
 }
 
@@ -81,15 +82,17 @@ func (j *JSONL) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) er
 // sorted.
 func (j *JSONL) appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	sc := s.SpanContext()
+	tid, sid := sc.TraceID(), sc.SpanID()
 	b = append(b, `{"name":`...)
 	b = appendJSONString(b, s.Name())
 	b = append(b, `,"trace_id":"`...)
-	b = append(b, sc.TraceID().String()...)
+	b = hex.AppendEncode(b, tid[:])
 	b = append(b, `","span_id":"`...)
-	b = append(b, sc.SpanID().String()...)
+	b = hex.AppendEncode(b, sid[:])
 	b = append(b, `","parent_span_id":"`...)
-	if s.Parent().IsValid() {
-		b = append(b, s.Parent().SpanID().String()...)
+	if p := s.Parent(); p.IsValid() {
+		psid := p.SpanID()
+		b = hex.AppendEncode(b, psid[:])
 	}
 	b = append(b, `","kind":"`...)
 	b = append(b, kindName(s.SpanKind())...)
@@ -131,24 +134,38 @@ func (j *JSONL) appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 }
 
 // appendAttrs appends attrs as a JSON object, keys sorted (as
-// encoding/json orders maps), the last value of a repeated key winning.
+// encoding/json orders maps), the last value of a repeated key winning. It
+// sorts the attributes' indices, not the attributes: moving a few bytes
+// per swap instead of a whole KeyValue.
 func (j *JSONL) appendAttrs(b []byte, attrs []attribute.KeyValue) []byte {
-	kvs := append(j.scratch[:0], attrs...)
-	slices.SortStableFunc(kvs, func(x, y attribute.KeyValue) int { return strings.Compare(string(x.Key), string(y.Key)) })
-	j.scratch = kvs
+	idx := j.order[:0]
+	for i := range attrs {
+		idx = append(idx, i)
+	}
+	key := func(i int) string { return string(attrs[i].Key) }
+	if len(idx) <= 32 {
+		for i := 1; i < len(idx); i++ { // insertion sort: stable
+			for k := i; k > 0 && key(idx[k]) < key(idx[k-1]); k-- {
+				idx[k], idx[k-1] = idx[k-1], idx[k]
+			}
+		}
+	} else {
+		slices.SortStableFunc(idx, func(x, y int) int { return strings.Compare(key(x), key(y)) })
+	}
+	j.order = idx
 	b = append(b, '{')
 	first := true
-	for i, kv := range kvs {
-		if i+1 < len(kvs) && kvs[i+1].Key == kv.Key {
+	for n, i := range idx {
+		if n+1 < len(idx) && key(idx[n+1]) == key(i) {
 			continue
 		}
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, string(kv.Key))
+		b = appendJSONString(b, key(i))
 		b = append(b, ':')
-		b = appendValue(b, kv.Value)
+		b = appendValue(b, attrs[i].Value)
 	}
 	return append(b, '}')
 }

@@ -28,11 +28,11 @@ type world struct {
 // 5 completion-async "open" completed by 6 "close".
 func newWorld(t *testing.T, limits lifecycle.Limits) *world {
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tp := binder.NewProvider(binder.ProviderOptions{Processors: []sdktrace.SpanProcessor{rec}})
 	b := binder.New(binder.Scoped{})
 	mk := func(name string, async lifecycle.Async) *lifecycle.Probe {
 		ch := channel.New(name)
-		b.Bind(ch, binder.SpanFactory(tp.Tracer("t"), trace.SpanKindInternal), binder.Options{})
+		b.Bind(ch, binder.SpanFactory(tp.NewTracer("t"), trace.SpanKindInternal), binder.Options{})
 		return &lifecycle.Probe{Channel: ch, Name: name, Async: async}
 	}
 	probes := map[uint32]*lifecycle.Probe{
@@ -339,5 +339,59 @@ func TestLimits(t *testing.T) {
 	}
 	if len(w.spans()["c"]) != 0 || len(w.spans()["b"]) != 1 {
 		t.Errorf("spans %v", w.spans())
+	}
+}
+
+// TestPayloadReuse: a sync call's payload is reused once it ended, and no
+// span sees another call's values: each keeps its own attributes, parent
+// and end reason, also when calls reuse payloads inside an open one.
+func TestPayloadReuse(t *testing.T) {
+	w := newWorld(t, lifecycle.Limits{})
+	call := func(kind reader.Kind, depth uint64, probe uint32, k string, at int) {
+		e := reader.Event{Kind: kind, Goroutine: 1, Depth: depth, Probe: probe}
+		if k != "" {
+			e.Attributes = []attribute.KeyValue{attribute.String("k", k)}
+		}
+		w.send(e, at)
+	}
+	call(reader.Start, 100, 0, "a", 1)
+	for i, k := range []string{"b1", "b2", "b3"} {
+		call(reader.Start, 110, 1, k, 2+2*i)
+		call(reader.End, 110, 1, "", 3+2*i)
+	}
+	call(reader.Start, 110, 2, "c", 10)
+	w.send(reader.Event{Kind: reader.End, Goroutine: 1, Depth: 110, Probe: 2, Err: &channel.Error{Type: "E", Message: "failed"}}, 11)
+	call(reader.Start, 110, 3, "d", 12)
+	call(reader.End, 100, 0, "", 13) // d's return was lost: it ends with a
+	sp := w.spans()
+	a := sp["a"][0]
+	want := map[string][]string{"a": {"a"}, "b": {"b1", "b2", "b3"}, "c": {"c"}, "d": {"d"}}
+	for name, ks := range want {
+		if len(sp[name]) != len(ks) {
+			t.Fatalf("%s: %d spans, want %d", name, len(sp[name]), len(ks))
+		}
+		for i, s := range sp[name] {
+			got := ""
+			for _, kv := range s.Attributes() {
+				if kv.Key == "k" {
+					got = kv.Value.AsString()
+				}
+			}
+			if got != ks[i] {
+				t.Errorf("%s span %d: k=%q, want %q", name, i, got, ks[i])
+			}
+			if name != "a" && !isChild(s, a) {
+				t.Errorf("%s span %d is not a's child", name, i)
+			}
+		}
+	}
+	if c := sp["c"][0]; c.Status().Description != "failed" || reason(c) != "" {
+		t.Errorf("c: status %v, end reason %q", c.Status(), reason(c))
+	}
+	if d := sp["d"][0]; reason(d) != lifecycle.EndLost || d.Status().Code != 0 {
+		t.Errorf("d: status %v, end reason %q, want %q", d.Status(), reason(d), lifecycle.EndLost)
+	}
+	if reason(a) != "" || a.EndTime() != ms(13) {
+		t.Errorf("a: end reason %q, end %v", reason(a), a.EndTime())
 	}
 }

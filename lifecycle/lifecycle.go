@@ -148,6 +148,9 @@ type Tracker struct {
 	// free holds released goroutine states for reuse: most calls start on
 	// a goroutine the tracker holds nothing for, and return it empty.
 	free []*goroutine
+	// payloads holds the payloads of sync calls that ended, for reuse: a
+	// payload is the largest allocation of a call.
+	payloads []*channel.Payload
 }
 
 const maxFree = 1024
@@ -282,15 +285,9 @@ func (t *Tracker) start(pr *Probe, ev *reader.Event) {
 		g.stack = append(g.stack, f)
 		return
 	}
-	f.p = &channel.Payload{
-		Name:      pr.Name,
-		Goroutine: ev.Goroutine,
-		Time:      ev.Time,
-		StartTime: ev.Time,
-		TraceID:   ev.TraceID,
-		SpanID:    ev.SpanID,
-		Caller:    ev.Caller,
-	}
+	f.p = t.payload()
+	f.p.Name, f.p.Goroutine, f.p.Time, f.p.StartTime = pr.Name, ev.Goroutine, ev.Time, ev.Time
+	f.p.TraceID, f.p.SpanID, f.p.Caller = ev.TraceID, ev.SpanID, ev.Caller
 	f.p.SetAttributes(ev.Attributes)
 	if pr.Async == Goroutines {
 		f.pend = &pending{probe: pr, p: f.p}
@@ -353,6 +350,9 @@ func (t *Tracker) publishEnd(g *goroutine, f frame, ev *reader.Event) {
 		p.SetError(ev.Err)
 		ch.Error(p)
 		ch.End(g.exec, p) // a failed call ends at end, async or not
+		if f.pend == nil {
+			t.reuse(p)
+		}
 		return
 	}
 	switch f.probe.Async {
@@ -388,6 +388,27 @@ func (t *Tracker) publishEnd(g *goroutine, f frame, ev *reader.Event) {
 	default:
 		p.SetResult(nil)
 		ch.End(g.exec, p)
+		t.reuse(p)
+	}
+}
+
+// payload returns a payload to fill: a reused one when there is one.
+func (t *Tracker) payload() *channel.Payload {
+	if n := len(t.payloads); n > 0 {
+		p := t.payloads[n-1]
+		t.payloads = t.payloads[:n-1]
+		p.Reset()
+		return p
+	}
+	return new(channel.Payload)
+}
+
+// reuse keeps p, whose call ended with its span: end is the last event
+// published on a sync call's payload, and subscribers keep nothing of it
+// past that (channel.Payload says so).
+func (t *Tracker) reuse(p *channel.Payload) {
+	if len(t.payloads) < maxFree {
+		t.payloads = append(t.payloads, p)
 	}
 }
 

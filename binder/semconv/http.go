@@ -15,27 +15,44 @@ import (
 
 // methodOf is method for a probe's raw "method" capture; one that could not
 // be read names the span HTTP, as an unknown method does, and says so.
+// The attributes come with room for those the shapers add after them.
 func methodOf(r raw) (string, []attribute.KeyValue) {
+	attrs := make([]attribute.KeyValue, 0, 6)
 	if u, ok := r.unreadable(builtin.HTTPMethod, "http.request.method"); ok {
-		return "HTTP", []attribute.KeyValue{u}
+		return "HTTP", append(attrs, u)
 	}
 	m, _ := r.str(builtin.HTTPMethod)
-	return method(m)
+	return method(attrs, m)
+}
+
+// methodName is the name methodOf gives, without its attributes.
+func methodName(r raw) string {
+	if _, ok := r.unreadable(builtin.HTTPMethod, "http.request.method"); ok {
+		return "HTTP"
+	}
+	m, _ := r.str(builtin.HTTPMethod)
+	if m == "" {
+		return "GET"
+	}
+	if knownMethods[m] {
+		return m
+	}
+	return "HTTP"
 }
 
 var knownMethods = map[string]bool{"CONNECT": true, "DELETE": true, "GET": true, "HEAD": true, "OPTIONS": true,
 	"PATCH": true, "POST": true, "PUT": true, "TRACE": true, "QUERY": true}
 
-// method returns the semantic-convention method attributes and the name to
-// use in span names.
-func method(m string) (string, []attribute.KeyValue) {
+// method appends the semantic-convention method attributes to attrs and
+// returns the name to use in span names.
+func method(attrs []attribute.KeyValue, m string) (string, []attribute.KeyValue) {
 	if m == "" {
 		m = "GET" // net/http: an empty method means GET
 	}
 	if knownMethods[m] {
-		return m, []attribute.KeyValue{attribute.String("http.request.method", m)}
+		return m, append(attrs, attribute.String("http.request.method", m))
 	}
-	return "HTTP", []attribute.KeyValue{attribute.String("http.request.method", "_OTHER"), attribute.String("http.request.method_original", m)}
+	return "HTTP", append(attrs, attribute.String("http.request.method", "_OTHER"), attribute.String("http.request.method_original", m))
 }
 
 type serverShape struct {
@@ -131,7 +148,7 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	// One SetAttributes call: the SDK de-duplicates on every call.
 	attrs := make([]attribute.KeyValue, 0, 8)
 	defer func() { span.SetAttributes(attrs...) }()
-	name, _ := methodOf(start)
+	name := methodName(start)
 	// A router's matched route, already on the span, is the more specific
 	// truth: a ServeMux pattern in front of a router is its mount point
 	// ("/" for a catch-all). Without one the ServeMux pattern is the
@@ -171,7 +188,7 @@ func (s *serverShape) End(span trace.Span, p *channel.Payload) {
 	minor, _ := end.int(builtin.HTTPMinor)
 	switch {
 	case major == 1:
-		attrs = append(attrs, attribute.String("network.protocol.version", "1."+strconv.FormatInt(minor, 10)))
+		attrs = append(attrs, attribute.String("network.protocol.version", http1Version(minor)))
 	case major > 1:
 		attrs = append(attrs, attribute.String("network.protocol.version", strconv.FormatInt(major, 10)))
 	}
@@ -254,4 +271,16 @@ func (clientShape) End(span trace.Span, p *channel.Payload) {
 		return
 	}
 	span.SetAttributes(attribute.Int64("http.response.status_code", status))
+}
+
+// http1Version is "1.MINOR", made without an allocation for the usual 1.0
+// and 1.1.
+func http1Version(minor int64) string {
+	switch minor {
+	case 0:
+		return "1.0"
+	case 1:
+		return "1.1"
+	}
+	return "1." + strconv.FormatInt(minor, 10)
 }

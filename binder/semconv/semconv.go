@@ -147,8 +147,15 @@ func (r raw) str(key string) (string, bool) {
 // (probes.Attributes marked it key.unreadable), and gives the attribute that
 // says so under the exported name as: as.unreadable, with the reason.
 func (r raw) unreadable(key, as string) (attribute.KeyValue, bool) {
-	why, ok := r.str(key + probes.UnreadableSuffix)
-	return attribute.String(as+probes.UnreadableSuffix, why), ok
+	// Matched without building key's marked name: most captures are
+	// readable, and a concatenation per lookup cost an allocation.
+	for _, a := range r {
+		k := string(a.Key)
+		if len(k) == len(key)+len(probes.UnreadableSuffix) && strings.HasPrefix(k, key) && strings.HasSuffix(k, probes.UnreadableSuffix) {
+			return attribute.String(as+probes.UnreadableSuffix, a.Value.AsString()), true
+		}
+	}
+	return attribute.KeyValue{}, false
 }
 
 func (r raw) int(key string) (int64, bool) {

@@ -34,7 +34,14 @@ import (
 )
 
 func main() {
-	if err := newRoot(os.Stdout, os.Stderr).Execute(); err != nil {
+	stopProfiles, err := startProfiles()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tcagent: %s\n", err)
+		os.Exit(1)
+	}
+	err = newRoot(os.Stdout, os.Stderr).Execute()
+	stopProfiles()
+	if err != nil {
 		var ec exitCode
 		if errors.As(err, &ec) {
 			os.Exit(int(ec)) // the traced program's own status: nothing to say

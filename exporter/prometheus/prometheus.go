@@ -42,10 +42,14 @@ type Metrics struct {
 	rpcClient  *prometheus.HistogramVec
 	messaging  *prometheus.HistogramVec
 
-	mu       sync.Mutex
-	series   map[[2]string]bool
-	sessions map[Session]struct{}
-	exports  func() ExportStats
+	mu     sync.Mutex
+	series map[[2]string]bool
+	// observers caches the semantic-convention histogram of each series
+	// within the cap: looking a series up by its label values costs more
+	// per span than the rest of the span metrics.
+	observers map[observerKey]prometheus.Observer
+	sessions  map[Session]struct{}
+	exports   func() ExportStats
 	// socket is --propagate's socket side, nil without it.
 	socket func() (SocketStats, error)
 	ready  bool
@@ -81,6 +85,7 @@ func New(maxSeries int) *Metrics {
 		overflow:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tcagent_metric_series_overflow_total", Help: "Observations recorded under the label value \"other\" because the series cap was reached."}),
 		maxSeries: maxSeries,
 		series:    map[[2]string]bool{},
+		observers: map[observerKey]prometheus.Observer{},
 		sessions:  map[Session]struct{}{},
 	}
 	// The semantic conventions' metrics for the built-in probes, with their
@@ -219,19 +224,33 @@ func (m *Metrics) semconv(service string, span sdktrace.ReadOnlySpan) bool {
 	}
 	key := [2]string{service, strings.Join(labels, "\x00")}
 	m.mu.Lock()
-	if !m.series[key] {
-		if len(m.series) >= m.maxSeries {
+	obs := m.observers[observerKey{h, key}]
+	if obs == nil {
+		switch {
+		case m.series[key]:
+		case len(m.series) >= m.maxSeries:
 			for i := 1; i < len(labels); i++ {
 				labels[i] = Other
 			}
 			m.overflow.Inc()
-		} else {
+		default:
 			m.series[key] = true
+			obs = h.WithLabelValues(labels...)
+			m.observers[observerKey{h, key}] = obs
 		}
 	}
 	m.mu.Unlock()
-	h.WithLabelValues(labels...).Observe(span.EndTime().Sub(span.StartTime()).Seconds())
+	if obs == nil {
+		obs = h.WithLabelValues(labels...)
+	}
+	obs.Observe(span.EndTime().Sub(span.StartTime()).Seconds())
 	return true
+}
+
+// observerKey is a series of one semantic-convention histogram.
+type observerKey struct {
+	h      *prometheus.HistogramVec
+	series [2]string
 }
 
 func (s *spans) Shutdown(context.Context) error   { return nil }

@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 
 	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/probes"
@@ -159,7 +158,7 @@ func TestKubePods(t *testing.T) {
 		json.NewEncoder(w).Encode(list)
 	}))
 	defer srv.Close()
-	k, err := NewKubePods(&rest.Config{Host: srv.URL}, "node-1")
+	k, err := NewKubePods(&KubeConfig{Host: srv.URL}, "node-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,5 +257,61 @@ func TestDefaults(t *testing.T) {
 	}
 	if b.Specs()[0].Symbol != "main.flag" || b.BuiltinSets() == nil || len(b.BuiltinSets()) != 0 || b.ServiceName != "from-flag" {
 		t.Errorf("defaults not applied: specs %v, builtin %v, service %q", b.Specs(), b.BuiltinSets(), b.ServiceName)
+	}
+}
+
+// TestKubePodsRequest checks the request the pod list is asked with: the
+// service account's token, read again at each list (the kubelet rotates
+// it), and a refusal's status and message in the error, never a list.
+func TestKubePodsRequest(t *testing.T) {
+	var auth atomic.Value
+	refuse := atomic.Bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth.Store(r.Header.Get("Authorization"))
+		if refuse.Load() {
+			http.Error(w, `pods is forbidden: User "system:serviceaccount:x:y" cannot list resource "pods"`, http.StatusForbidden)
+			return
+		}
+		w.Write([]byte(`{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"a","namespace":"n","uid":"u1"}}]}`))
+	}))
+	defer srv.Close()
+	token := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(token, []byte("first\n"), 0o600)
+	k, err := NewKubePods(&KubeConfig{Host: srv.URL, TokenFile: token}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	k.now = func() time.Time { return now }
+	if pod, err := k.Pod(context.Background(), &Process{PodUID: "u1"}); err != nil || pod == nil || pod.Name != "a" || pod.Namespace != "n" {
+		t.Fatalf("pod %+v, %v", pod, err)
+	}
+	if got := auth.Load(); got != "Bearer first" {
+		t.Errorf("Authorization %q, want Bearer first", got)
+	}
+	os.WriteFile(token, []byte("second"), 0o600)
+	refuse.Store(true)
+	now = now.Add(time.Second)
+	pod, err := k.Pod(context.Background(), &Process{PodUID: "u2"})
+	if err == nil || !strings.Contains(err.Error(), "403 Forbidden") || !strings.Contains(err.Error(), "cannot list") || pod != nil {
+		t.Errorf("a refused list: pod %+v, error %v", pod, err)
+	}
+	if got := auth.Load(); got != "Bearer second" {
+		t.Errorf("Authorization %q after the token rotated, want Bearer second", got)
+	}
+}
+
+func TestInClusterOutside(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	if cfg, ok, err := InCluster(); cfg != nil || ok || err != nil {
+		t.Errorf("outside a cluster: %+v %v %v", cfg, ok, err)
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
+	if _, err := os.Stat(serviceAccount); err == nil {
+		t.Skip("this machine has a service account")
+	}
+	if _, ok, err := InCluster(); ok || err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("no service account: ok %v, error %v", ok, err)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 
 	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/bpf"
@@ -97,7 +96,7 @@ func TestDaemonKubernetes(t *testing.T) {
 		json.NewEncoder(w).Encode(list)
 	}))
 	defer srv.Close()
-	pods, err := daemon.NewKubePods(&rest.Config{Host: srv.URL}, "node-1")
+	pods, err := daemon.NewKubePods(&daemon.KubeConfig{Host: srv.URL}, "node-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,22 +129,29 @@ func TestBuiltinHTTP(t *testing.T) {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
+// resolveAs resolves the built-in set on the binary at path as if it
+// linked module at version (a release the offsets table lacks).
+func resolveAs(t *testing.T, path, module, version, set string) ([]*probes.Probe, []builtin.Report, error) {
+	t.Helper()
+	bin, err := probes.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bin.Close() })
+	rt, _ := bin.Runtime()
+	for i, m := range bin.Modules {
+		if m.Path == module {
+			bin.Modules[i].Version = version
+		}
+	}
+	return builtin.Resolve(bin, []string{set}, builtin.Options{}, rt, 0)
+}
+
 // TestModuleOffsetsNeverGuessed: a stripped binary linking a module release
 // the table does not know skips the set, with the reason.
 func TestModuleOffsetsNeverGuessed(t *testing.T) {
 	b := fixturesOf(t, "redis")[1] // go1.22, stripped
-	bin, err := probes.Open(b.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bin.Close()
-	rt, _ := bin.Runtime()
-	for i, m := range bin.Modules {
-		if m.Path == "github.com/redis/go-redis/v9" {
-			bin.Modules[i].Version = "v9.99.0"
-		}
-	}
-	ps, r, err := builtin.Resolve(bin, []string{"redis"}, builtin.Options{}, rt, 0)
+	ps, r, err := resolveAs(t, b.path, "github.com/redis/go-redis/v9", "v9.99.0", "redis")
 	if err != nil || len(ps) != 0 || len(r) != 1 || r[0].Applied || !strings.Contains(r[0].Reason, "v9.99.0 is not in the offsets table") {
 		t.Fatalf("%d probes, reports %+v, %v", len(ps), r, err)
 	}

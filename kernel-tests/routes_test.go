@@ -185,18 +185,7 @@ func TestRoutesOffsetsNeverGuessed(t *testing.T) {
 			b = f
 		}
 	}
-	bin, err := probes.Open(b.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bin.Close()
-	rt, _ := bin.Runtime()
-	for i, m := range bin.Modules {
-		if m.Path == "github.com/gin-gonic/gin" {
-			bin.Modules[i].Version = "v1.99.0"
-		}
-	}
-	ps, r, err := builtin.Resolve(bin, []string{"routes"}, builtin.Options{}, rt, 0)
+	ps, r, err := resolveAs(t, b.path, "github.com/gin-gonic/gin", "v1.99.0", "routes")
 	if err != nil || len(r) != 1 || !r[0].Applied || len(ps) != 4 ||
 		!strings.Contains(r[0].Reason, "gin: ") || !strings.Contains(r[0].Reason, "github.com/gin-gonic/gin@v1.99.0 is not in the offsets table") {
 		t.Fatalf("%d probes, reports %+v, %v: want gin left out, the other four routers applied", len(ps), r, err)

@@ -48,6 +48,7 @@ type Image struct {
 	rt      *probes.RuntimeProbes
 	rtBase  uint32 // probe ids of the runtime probes: rtBase (go create/exit), rtBase+1 (panic)
 	reports []builtin.Report
+	facts   semconv.Facts // read before bin is compacted (compact.go)
 	// errorOf says, by probe id, what a probe's returned errors mean (a
 	// built-in's rule); the reader's decoders apply it.
 	errorOf []reader.ErrorMeaning
@@ -121,6 +122,7 @@ func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, er
 	if err := im.compile(rt); err != nil {
 		return nil, err
 	}
+	im.compact()
 	t1 := time.Now()
 	im.timings.Analyze = t1.Sub(t0)
 	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator, FilterPIDs: shared,

@@ -100,6 +100,7 @@ func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, er
 			im.release()
 		}
 	}()
+	defer im.compact() // before release: a failed image leaves a cached binary compact too
 	if pid <= 0 {
 		return nil, fmt.Errorf("invalid pid %d", pid)
 	}
@@ -122,7 +123,6 @@ func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, er
 	if err := im.compile(rt); err != nil {
 		return nil, err
 	}
-	im.compact()
 	t1 := time.Now()
 	im.timings.Analyze = t1.Sub(t0)
 	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator, FilterPIDs: shared,

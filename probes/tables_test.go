@@ -145,3 +145,56 @@ func literalAddr(t *testing.T, b *Binary, s string) uint64 {
 	}
 	return sec.Addr + uint64(i)
 }
+
+// TestCompactConcurrent: Compact beside analysis and type-name reads (the
+// daemon's readers decode while another image of the binary compiles) is
+// safe (run with -race) and every answer stays the full binary's.
+func TestCompactConcurrent(t *testing.T) {
+	path := program(t, "compact", compactSrc, "go1.26.8")
+	b, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	want, ok := b.Func("main.handle")
+	if !ok {
+		t.Fatal("no main.handle")
+	}
+	typ, ok := b.TypeAddr("*errors.errorString")
+	if !ok {
+		t.Fatal("*errors.errorString not found")
+	}
+	done := make(chan struct{})
+	errs := make(chan string, 3)
+	for range 2 {
+		go func() {
+			for i := 0; i < 5; i++ {
+				if fn, ok := b.Func("main.handle"); !ok || fn != want {
+					errs <- "Func(main.handle) changed"
+				}
+				if _, err := b.SignatureFromDWARF("main.handle"); err != nil {
+					errs <- err.Error()
+				}
+				if n := b.TypeName(typ); n != "*errors.errorString" {
+					errs <- "TypeName: " + n
+				}
+			}
+			done <- struct{}{}
+		}()
+	}
+	for running := 2; running > 0; {
+		select {
+		case <-done:
+			running--
+		case e := <-errs:
+			t.Fatal(e)
+		default:
+			b.Compact()
+		}
+	}
+	select {
+	case e := <-errs:
+		t.Fatal(e)
+	default:
+	}
+}

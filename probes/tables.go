@@ -29,7 +29,8 @@ type dwarfTab struct {
 // file's segments and the few addresses found at Open (type names, read-only
 // literals, file offsets). Analysis after Compact reads them again, at the
 // cost of a first analysis. Holders of a table keep theirs: Compact is safe
-// beside any other call.
+// beside any other call (analysis itself is one caller at a time:
+// debug/dwarf caches the types it reads unguarded).
 func (b *Binary) Compact() {
 	b.tablesMu.Lock()
 	defer b.tablesMu.Unlock()

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -146,9 +147,10 @@ func literalAddr(t *testing.T, b *Binary, s string) uint64 {
 	return sec.Addr + uint64(i)
 }
 
-// TestCompactConcurrent: Compact beside analysis and type-name reads (the
-// daemon's readers decode while another image of the binary compiles) is
-// safe (run with -race) and every answer stays the full binary's.
+// TestCompactConcurrent: Compact beside an analysis and beside type-name
+// reads (the daemon's readers decode while another image of the binary
+// compiles, one at a time) is safe (run with -race) and every answer stays
+// the full binary's.
 func TestCompactConcurrent(t *testing.T) {
 	path := program(t, "compact", compactSrc, "go1.26.8")
 	b, err := Open(path)
@@ -165,23 +167,26 @@ func TestCompactConcurrent(t *testing.T) {
 		t.Fatal("*errors.errorString not found")
 	}
 	done := make(chan struct{})
-	errs := make(chan string, 3)
-	for range 2 {
-		go func() {
-			for i := 0; i < 5; i++ {
-				if fn, ok := b.Func("main.handle"); !ok || fn != want {
-					errs <- "Func(main.handle) changed"
-				}
-				if _, err := b.SignatureFromDWARF("main.handle"); err != nil {
-					errs <- err.Error()
-				}
-				if n := b.TypeName(typ); n != "*errors.errorString" {
-					errs <- "TypeName: " + n
-				}
+	errs := make(chan string, 2)
+	go func() { // an image compiling
+		for i := 0; i < 5; i++ {
+			if fn, ok := b.Func("main.handle"); !ok || fn != want {
+				errs <- "Func(main.handle) changed"
 			}
-			done <- struct{}{}
-		}()
-	}
+			if sig, err := b.SignatureFromDWARF("main.handle"); err != nil || sig == nil {
+				errs <- fmt.Sprintf("SignatureFromDWARF: %v, %v", sig, err)
+			}
+		}
+		done <- struct{}{}
+	}()
+	go func() { // a reader decoding
+		for i := 0; i < 1000; i++ {
+			if n := b.TypeName(typ); n != "*errors.errorString" {
+				errs <- "TypeName: " + n
+			}
+		}
+		done <- struct{}{}
+	}()
 	for running := 2; running > 0; {
 		select {
 		case <-done:

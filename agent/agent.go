@@ -240,7 +240,7 @@ func (s *Session) setupPipeline() error {
 	s.tp = binder.NewProvider(po)
 	tracer := s.tp.NewTracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
 	s.factories = &binder.Factories{Tracer: tracer, Join: s.joins}
-	s.factories.Side = semconv.New(s.img.bin, &s.factories.InvalidContext)
+	s.factories.Side = semconv.New(s.img.facts, s.img.bin.TypeName, &s.factories.InvalidContext)
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
 	for _, p := range s.img.probes {

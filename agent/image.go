@@ -48,6 +48,7 @@ type Image struct {
 	rt      *probes.RuntimeProbes
 	rtBase  uint32 // probe ids of the runtime probes: rtBase (go create/exit), rtBase+1 (panic)
 	reports []builtin.Report
+	facts   semconv.Facts // read before bin is compacted (compact.go)
 	// errorOf says, by probe id, what a probe's returned errors mean (a
 	// built-in's rule); the reader's decoders apply it.
 	errorOf []reader.ErrorMeaning
@@ -99,6 +100,7 @@ func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, er
 			im.release()
 		}
 	}()
+	defer im.compact() // before release: a failed image leaves a cached binary compact too
 	if pid <= 0 {
 		return nil, fmt.Errorf("invalid pid %d", pid)
 	}

@@ -112,7 +112,7 @@ func layoutDict(ps []Param, shapes []shape, at int) ([]Param, *Param) {
 // instantiation the dictionary is placed where the ABI passes it, whether
 // the DWARF lists it (Go 1.27) or not (Go 1.26 and older).
 func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
-	r, e, err := b.dwarfEntry(fn)
+	d, r, e, err := b.dwarfEntry(fn)
 	if err != nil || e == nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 		// A parameter of the out-of-line copy of an inlinable function
 		// may only point at its abstract entry.
 		if ao, ok := c.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok {
-			ar := b.dwarf.Reader()
+			ar := d.Reader()
 			ar.Seek(ao)
 			if c, err = ar.Next(); err != nil || c == nil {
 				return nil, fmt.Errorf("DWARF of %s: parameter's abstract origin: %v", fn, err)
@@ -153,7 +153,7 @@ func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 		if !ok {
 			return nil, fmt.Errorf("DWARF of %s: parameter without type", fn)
 		}
-		t, err := b.dwarf.Type(off)
+		t, err := d.Type(off)
 		if err != nil {
 			return nil, fmt.Errorf("DWARF of %s: %w", fn, err)
 		}

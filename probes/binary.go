@@ -2,9 +2,7 @@ package probes
 
 import (
 	"debug/buildinfo"
-	"debug/dwarf"
 	"debug/elf"
-	"debug/gosym"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,22 +43,21 @@ type Binary struct {
 	// (non-zero only for PIE); set it before reading runtime addresses.
 	LoadBias uint64
 
-	f     *elf.File
-	funcs map[string]Func
-	names []string // sorted
+	f *elf.File
+	// textAt is runtime.text, where .gopclntab's function entries count
+	// from (see textStart); typesAt is runtime.types, where type names'
+	// offsets count from (see typesBase). Both are found once, at Open.
+	textAt, typesAt uint64
 
-	dwarfOnce sync.Once
-	dwarf     *dwarf.Data
-	dwarfIdx  map[string]dwarf.Offset
-	dwarfErr  error
+	// tables are the parsed function table and DWARF: what analysis and
+	// compiling read, and most of a Binary's memory. Compact drops them;
+	// the next analysis reads them again (see tables.go).
+	tablesMu sync.Mutex
+	syms     *symtab
+	dw       *dwarfTab
 
 	typesMu   sync.Mutex
 	typeNames map[uint64]string
-	// moduleWord reads the runtime's module data (nil: not found); typesAt
-	// is runtime.types, found once (typesBase).
-	moduleWord    func(off uint64) (uint64, bool)
-	typesBaseOnce sync.Once
-	typesAt       uint64
 }
 
 // Open reads the executable at path.
@@ -122,12 +119,7 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 	b.Stripped = f.Section(".symtab") == nil
 	b.HasDWARF = f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil
 
-	// Position-independent builds by Go 1.22 and older put it in
-	// .data.rel.ro.gopclntab.
-	pcln := f.Section(".gopclntab")
-	if pcln == nil {
-		pcln = f.Section(".data.rel.ro.gopclntab")
-	}
+	pcln := pclnSection(f)
 	text := f.Section(".text")
 	if pcln == nil || text == nil {
 		return nil, fmt.Errorf("%s: %w (no .gopclntab)", file, ErrNotGo)
@@ -137,29 +129,13 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 		return nil, fmt.Errorf("%s: read .gopclntab: %w", file, err)
 	}
 	md := moduleWord(f, pcln)
-	b.moduleWord = md
-	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart(data, text, md)))
-	if err != nil {
-		return nil, fmt.Errorf("%s: parse .gopclntab: %w", file, err)
+	b.textAt = textStart(data, text, md)
+	if types := b.typesSection(); types != nil {
+		b.typesAt = typesBase(types, md, b.Release())
 	}
-	b.funcs = make(map[string]Func, len(tab.Funcs))
-	dups := map[string][]Func{}
-	for _, fn := range tab.Funcs {
-		f := Func{Name: fn.Name, Entry: fn.Entry, End: fn.End}
-		if old, ok := b.funcs[fn.Name]; ok {
-			if dups[fn.Name] == nil {
-				dups[fn.Name] = []Func{old}
-			}
-			dups[fn.Name] = append(dups[fn.Name], f)
-			continue
-		}
-		b.funcs[fn.Name] = f
-		b.names = append(b.names, fn.Name)
+	if b.syms, err = b.parseSymbols(data); err != nil {
+		return nil, err
 	}
-	for name, cands := range dups {
-		b.funcs[name] = b.pickReal(cands)
-	}
-	sort.Strings(b.names)
 	return b, nil
 }
 
@@ -261,22 +237,19 @@ func textStart(data []byte, text *elf.Section, md func(uint64) (uint64, bool)) u
 // typesBase returns runtime.types, the address type names' offsets count
 // from: the start of sec (.rodata, or .data.rel.ro in position-independent
 // builds) when Go links alone, further on in an externally linked binary
-// whose C data comes first. The module data says where.
-func (b *Binary) typesBase(sec *elf.Section) uint64 {
-	b.typesBaseOnce.Do(func() {
-		b.typesAt = sec.Addr
-		if b.moduleWord == nil {
-			return
-		}
-		off := uint64(mdTypes120)
-		if r := b.Release(); r == "go1.18" || r == "go1.19" {
-			off = mdTypes119
-		}
-		if v, ok := b.moduleWord(off); ok && v >= sec.Addr && v < sec.Addr+sec.Size {
-			b.typesAt = v
-		}
-	})
-	return b.typesAt
+// whose C data comes first. The module data md says where.
+func typesBase(sec *elf.Section, md func(uint64) (uint64, bool), release string) uint64 {
+	if md == nil {
+		return sec.Addr
+	}
+	off := uint64(mdTypes120)
+	if release == "go1.18" || release == "go1.19" {
+		off = mdTypes119
+	}
+	if v, ok := md(off); ok && v >= sec.Addr && v < sec.Addr+sec.Size {
+		return v
+	}
+	return sec.Addr
 }
 
 // pickReal chooses among functions of one name: .gopclntab names an ABI
@@ -305,12 +278,12 @@ func (b *Binary) Close() error { return b.f.Close() }
 
 // Func returns the function named name.
 func (b *Binary) Func(name string) (Func, bool) {
-	fn, ok := b.funcs[name]
+	fn, ok := b.symbols().funcs[name]
 	return fn, ok
 }
 
 // Functions returns the number of functions in the binary.
-func (b *Binary) Functions() int { return len(b.names) }
+func (b *Binary) Functions() int { return len(b.symbols().names) }
 
 // Match returns the functions whose names match pattern: a substring of
 // the qualified name, or a glob of the whole name when it has a wildcard
@@ -318,7 +291,7 @@ func (b *Binary) Functions() int { return len(b.names) }
 func (b *Binary) Match(pattern string) []string {
 	var out []string
 	match := namePattern(pattern)
-	for _, n := range b.names {
+	for _, n := range b.symbols().names {
 		if match(n) {
 			out = append(out, n)
 		}
@@ -338,7 +311,7 @@ func (b *Binary) Suggest(name string) []string {
 		short = name[i+1:]
 	}
 	var cs []cand
-	for _, n := range b.names {
+	for _, n := range b.symbols().names {
 		// Cheap prefilter: share the last component or the package.
 		if !strings.Contains(strings.ToLower(n), strings.ToLower(short)) && !samePackage(n, name) {
 			continue
@@ -446,91 +419,4 @@ func (b *Binary) FileOffset(addr uint64) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("address %#x is not in an executable segment", addr)
-}
-
-// dwarfData returns the binary's DWARF data, nil when it has none; it
-// indexes subprograms and struct types on first use.
-func (b *Binary) dwarfData() (*dwarf.Data, error) {
-	b.dwarfOnce.Do(func() {
-		if !b.HasDWARF {
-			return
-		}
-		b.dwarf, b.dwarfErr = b.f.DWARF()
-		if b.dwarfErr != nil {
-			b.dwarfErr = fmt.Errorf("%s: read DWARF: %w", b.Path, b.dwarfErr)
-			return
-		}
-		b.dwarfIdx = map[string]dwarf.Offset{}
-		// The out-of-line copy of an inlinable function has no name, only
-		// its abstract entry's (which omits unnamed results): index the
-		// copy under that name.
-		abstract := map[dwarf.Offset]string{}
-		var concrete [][2]dwarf.Offset // copy, its abstract origin
-		r := b.dwarf.Reader()
-		for {
-			e, err := r.Next()
-			if err != nil {
-				b.dwarfErr = fmt.Errorf("%s: read DWARF: %w", b.Path, err)
-				return
-			}
-			if e == nil {
-				break
-			}
-			switch e.Tag {
-			case dwarf.TagCompileUnit:
-				continue
-			case dwarf.TagSubprogram, dwarf.TagStructType, dwarf.TagBaseType:
-				if n, ok := e.Val(dwarf.AttrName).(string); ok {
-					if _, dup := b.dwarfIdx[n]; !dup {
-						b.dwarfIdx[n] = e.Offset
-					}
-					if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
-						abstract[e.Offset] = n
-					}
-				} else if ao, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok && e.Tag == dwarf.TagSubprogram {
-					concrete = append(concrete, [2]dwarf.Offset{e.Offset, ao})
-				}
-			}
-			if e.Children {
-				r.SkipChildren()
-			}
-		}
-		for _, c := range concrete {
-			if n, ok := abstract[c[1]]; ok && b.dwarfIdx[n] == c[1] {
-				b.dwarfIdx[n] = c[0]
-			}
-		}
-	})
-	return b.dwarf, b.dwarfErr
-}
-
-// DWARFHasType reports whether the binary's DWARF describes the struct
-// type or function named name: a type the linker left out (no code uses
-// it) is not there.
-func (b *Binary) DWARFHasType(name string) bool {
-	if _, err := b.dwarfData(); err != nil {
-		return false
-	}
-	_, ok := b.dwarfIdx[name]
-	return ok
-}
-
-// dwarfEntry returns the reader positioned after the named subprogram,
-// struct type or basic type, and its entry.
-func (b *Binary) dwarfEntry(name string) (*dwarf.Reader, *dwarf.Entry, error) {
-	d, err := b.dwarfData()
-	if err != nil || d == nil {
-		return nil, nil, err
-	}
-	off, ok := b.dwarfIdx[name]
-	if !ok {
-		return nil, nil, nil
-	}
-	r := d.Reader()
-	r.Seek(off)
-	e, err := r.Next()
-	if err != nil {
-		return nil, nil, fmt.Errorf("read DWARF of %s: %w", name, err)
-	}
-	return r, e, nil
 }

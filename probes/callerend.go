@@ -74,7 +74,7 @@ func callerEnds(b *Binary, p *Probe, prefix string, site Site, siteErr error, fo
 // noJumpTo checks that no function whose name starts with prefix jumps
 // (JMP rel) to fn's entry; a function it cannot disassemble fails the check.
 func noJumpTo(b *Binary, fn Func, prefix string) error {
-	for _, name := range b.names {
+	for _, name := range b.symbols().names {
 		if !strings.HasPrefix(name, prefix) || name == fn.Name {
 			continue
 		}

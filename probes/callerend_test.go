@@ -160,7 +160,7 @@ func TestEndInCallersEveryRelease(t *testing.T) {
 
 // funcOf names the function holding addr.
 func (b *Binary) funcOf(addr uint64) (string, bool) {
-	for name, fn := range b.funcs {
+	for name, fn := range b.symbols().funcs {
 		if addr > fn.Entry && addr < fn.End {
 			return name, true
 		}

@@ -109,7 +109,7 @@ func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
 		return nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
 	}
 	var sites []Site
-	for _, name := range b.names {
+	for _, name := range b.symbols().names {
 		if !strings.HasPrefix(name, prefix) {
 			continue
 		}
@@ -305,7 +305,7 @@ func reg64(r x86asm.Reg) (x86asm.Reg, bool) {
 
 // funcAt names the function whose entry is addr.
 func (b *Binary) funcAt(addr uint64) (string, bool) {
-	for name, fn := range b.funcs {
+	for name, fn := range b.symbols().funcs {
 		if fn.Entry == addr && !strings.HasSuffix(name, ".abi0") {
 			return name, true
 		}

@@ -197,7 +197,7 @@ var kindShapes = map[int64]string{
 // (time.Duration: go.shape.int64) from the binary's DWARF; nil when it has
 // none or the type is of another kind.
 func (b *Binary) namedShape(typ string) []string {
-	_, e, err := b.dwarfEntry(typ)
+	_, _, e, err := b.dwarfEntry(typ)
 	if err != nil || e == nil || e.Tag == dwarf.TagSubprogram {
 		return nil
 	}
@@ -225,14 +225,15 @@ var predeclared = map[string]bool{
 // the binary has as is (a wrapper Go makes for calls through interfaces)
 // still maps to the shape instantiation, which direct calls reach too.
 func (b *Binary) Lookup(name string) (Func, error) {
-	fn, exact := b.funcs[name]
+	funcs := b.symbols().funcs
+	fn, exact := funcs[name]
 	if exact && (dictIndex(name) >= 0 || !strings.Contains(name, "[")) {
 		return fn, nil
 	}
 	shaped, err := b.resolveGeneric(name)
 	switch {
 	case err == nil:
-		return b.funcs[shaped], nil
+		return funcs[shaped], nil
 	case exact:
 		return fn, nil
 	case err == errNoInstance:
@@ -256,7 +257,7 @@ var errNoInstance = errors.New("no instantiation")
 func (b *Binary) resolveGeneric(name string) (string, error) {
 	skel, args := skeleton(name)
 	var cands []string
-	for _, n := range b.names {
+	for _, n := range b.symbols().names {
 		if !strings.Contains(n, shapePrefix) {
 			continue
 		}

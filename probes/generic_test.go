@@ -54,13 +54,13 @@ func TestSkeleton(t *testing.T) {
 
 // fakeBinary is a Binary that has only the named functions.
 func fakeBinary(names ...string) *Binary {
-	b := &Binary{Path: "/bin/x", funcs: map[string]Func{}}
+	t := &symtab{funcs: map[string]Func{}}
 	for i, n := range names {
-		b.funcs[n] = Func{Name: n, Entry: uint64(0x1000 * (i + 1))}
-		b.names = append(b.names, n)
+		t.funcs[n] = Func{Name: n, Entry: uint64(0x1000 * (i + 1))}
+		t.names = append(t.names, n)
 	}
-	sort.Strings(b.names)
-	return b
+	sort.Strings(t.names)
+	return &Binary{Path: "/bin/x", syms: t}
 }
 
 func TestLookupGeneric(t *testing.T) {

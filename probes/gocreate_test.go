@@ -15,14 +15,14 @@ import (
 func synthBinary(funcs ...synthFunc) *Binary {
 	const step = 0x1000
 	img := make([]byte, step*(len(funcs)+1))
-	b := &Binary{Path: "/bin/synth", funcs: map[string]Func{}}
+	b := &Binary{Path: "/bin/synth", syms: &symtab{funcs: map[string]Func{}}}
 	for i, f := range funcs {
 		entry := uint64(step * (i + 1))
 		copy(img[entry:], f.code(entry))
-		b.funcs[f.name] = Func{Name: f.name, Entry: entry, End: entry + uint64(len(f.code(entry)))}
-		b.names = append(b.names, f.name)
+		b.syms.funcs[f.name] = Func{Name: f.name, Entry: entry, End: entry + uint64(len(f.code(entry)))}
+		b.syms.names = append(b.syms.names, f.name)
 	}
-	sort.Strings(b.names)
+	sort.Strings(b.syms.names)
 	b.f = &elf.File{Progs: []*elf.Prog{{ProgHeader: elf.ProgHeader{Type: elf.PT_LOAD, Vaddr: 0, Filesz: uint64(len(img))}, ReaderAt: bytes.NewReader(img)}}}
 	return b
 }

@@ -22,7 +22,7 @@ func TestMatch(t *testing.T) {
 		"net/http.(*Server).Serve",
 		"net/http.serverHandler.ServeHTTP",
 	}
-	b := &Binary{names: names}
+	b := &Binary{syms: &symtab{names: names}}
 	for _, c := range []struct {
 		pattern string
 		want    []int // indexes into names

@@ -66,7 +66,7 @@ type codeRef struct {
 // instructions.
 func (b *Binary) codeRefs(addr uint64) ([]codeRef, error) {
 	var refs []codeRef
-	for _, name := range b.names {
+	for _, name := range b.symbols().names {
 		fn, _ := b.Func(name)
 		code, err := b.Code(fn)
 		if err != nil {

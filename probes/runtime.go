@@ -151,7 +151,7 @@ func (b *Binary) DWARFField(typ, field string) (int64, bool, error) {
 }
 
 func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
-	r, e, err := b.dwarfEntry(typ)
+	_, r, e, err := b.dwarfEntry(typ)
 	if err != nil || e == nil || e.Tag != dwarf.TagStructType {
 		return 0, false, err
 	}
@@ -219,7 +219,7 @@ func (b *Binary) typeName(addr uint64) string {
 	}
 	tflag := hdr[20]
 	nameOff := int32(binary.LittleEndian.Uint32(hdr[40:]))
-	at := b.typesBase(types) + uint64(int64(nameOff))
+	at := b.typesAt + uint64(int64(nameOff))
 	// A name: one flags byte, a varint length, the bytes.
 	head, err := b.read(at, 11)
 	if err != nil {
@@ -277,7 +277,7 @@ func (b *Binary) TypeAddr(name string) (uint64, bool) {
 				break
 			}
 			at := s.Addr + uint64(i+j-1) // the flags byte
-			offs[int32(int64(at)-int64(b.typesBase(types)))] = true
+			offs[int32(int64(at)-int64(b.typesAt))] = true
 			i += j + 1
 		}
 	}

@@ -45,11 +45,28 @@ type Side struct {
 
 var _ binder.SpanSide = (*Side)(nil)
 
-// New returns the span side of b's built-in probes; invalid counts the
-// trace context values its spans ignore as malformed outside RemoteParent
-// (which reports its own).
-func New(b *probes.Binary, invalid *atomic.Uint64) *Side {
-	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b), invalid: invalid, handoffs: newHandoffs()}
+// Facts are what the span side's meanings depend on in one binary beyond
+// its type names. They are read once, while the binary is analysed: its
+// function table is gone once it is compacted (probes.Binary.Compact), and
+// every process of it shares them.
+type Facts struct {
+	// DBSystem is db.system.name by the driver modules the binary links.
+	DBSystem string
+	// Routed is set when the binary has a router the routes set reads.
+	Routed bool
+}
+
+// FactsOf reads b's Facts.
+func FactsOf(b *probes.Binary) Facts {
+	return Facts{DBSystem: dbSystem(b), Routed: builtin.UsesRouter(b)}
+}
+
+// New returns the span side of the built-in probes of a binary with facts
+// f, whose runtime types typeName names; invalid counts the trace context
+// values its spans ignore as malformed outside RemoteParent (which reports
+// its own).
+func New(f Facts, typeName func(uint64) string, invalid *atomic.Uint64) *Side {
+	return &Side{typeName: typeName, dbSystem: f.DBSystem, routed: f.Routed, invalid: invalid, handoffs: newHandoffs()}
 }
 
 // Shaper implements binder.SpanSide.

@@ -3,13 +3,19 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"syscall"
 )
 
 // Developer hooks, not part of the CLI: TCAGENT_CPUPROFILE=FILE writes a CPU
 // profile of the whole run and TCAGENT_HEAPPROFILE=FILE a heap profile at its
 // end, for `go tool pprof` (bench/README §8 measures the agent with them).
+// With TCAGENT_HEAPPROFILE, SIGUSR1 writes the heap profile at once (the
+// live heap of a daemon that is tracing, which the one at its end, all
+// detached, is not: bench/README §8g); GODEBUG=memprofilerate=1 makes it
+// count every allocation rather than a sample.
 const (
 	cpuProfileEnv  = "TCAGENT_CPUPROFILE"
 	heapProfileEnv = "TCAGENT_HEAPPROFILE"
@@ -29,6 +35,16 @@ func startProfiles() (stop func(), err error) {
 		}
 	}
 	heap := os.Getenv(heapProfileEnv)
+	var usr1 chan os.Signal
+	if heap != "" {
+		usr1 = make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			for range usr1 {
+				writeHeapProfile(heap)
+			}
+		}()
+	}
 	return func() {
 		if cpu != nil {
 			pprof.StopCPUProfile()
@@ -37,15 +53,22 @@ func startProfiles() (stop func(), err error) {
 		if heap == "" {
 			return
 		}
-		f, err := os.Create(heap)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "tcagent: %s: %v\n", heapProfileEnv, err)
-			return
-		}
-		defer f.Close()
-		runtime.GC()
-		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-			fmt.Fprintf(os.Stderr, "tcagent: %s: %v\n", heapProfileEnv, err)
-		}
+		signal.Stop(usr1)
+		writeHeapProfile(heap)
 	}, nil
+}
+
+// writeHeapProfile writes the heap as the last garbage collection left it
+// (one is run first) to path.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tcagent: %s: %v\n", heapProfileEnv, err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "tcagent: %s: %v\n", heapProfileEnv, err)
+	}
 }

@@ -1,0 +1,205 @@
+package probes
+
+import (
+	"debug/dwarf"
+	"debug/elf"
+	"debug/gosym"
+	"fmt"
+	"sort"
+)
+
+// symtab is the binary's function table, parsed from .gopclntab: every
+// function by name, and the names sorted.
+type symtab struct {
+	funcs map[string]Func
+	names []string
+}
+
+// dwarfTab is the binary's DWARF, read whole, with its subprograms and
+// struct and basic types indexed by name.
+type dwarfTab struct {
+	data *dwarf.Data
+	idx  map[string]dwarf.Offset
+	err  error
+}
+
+// Compact drops the parsed tables (functions, DWARF): a daemon keeps an
+// executable it traces for as long as it runs, and they are most of its
+// memory (bench/README §8g), while tracing it once compiled reads only the
+// file's segments and the few addresses found at Open (type names, read-only
+// literals, file offsets). Analysis after Compact reads them again, at the
+// cost of a first analysis. Holders of a table keep theirs: Compact is safe
+// beside any other call (analysis itself is one caller at a time:
+// debug/dwarf caches the types it reads unguarded).
+func (b *Binary) Compact() {
+	b.tablesMu.Lock()
+	defer b.tablesMu.Unlock()
+	b.syms, b.dw = nil, nil
+}
+
+// symbols returns the function table, parsing it again after Compact. A
+// table that cannot be read again (it could at Open, from the same open
+// file) is empty: every function is then unknown, as errors say.
+func (b *Binary) symbols() *symtab {
+	b.tablesMu.Lock()
+	defer b.tablesMu.Unlock()
+	if b.syms == nil {
+		b.syms = &symtab{funcs: map[string]Func{}}
+		if data, err := b.pclntab(); err == nil {
+			if t, err := b.parseSymbols(data); err == nil {
+				b.syms = t
+			}
+		}
+	}
+	return b.syms
+}
+
+// pclnSection returns the function table's section: .gopclntab, or
+// .data.rel.ro.gopclntab in position-independent builds by Go 1.22 and
+// older; nil when the file has neither.
+func pclnSection(f *elf.File) *elf.Section {
+	if s := f.Section(".gopclntab"); s != nil {
+		return s
+	}
+	return f.Section(".data.rel.ro.gopclntab")
+}
+
+// pclntab returns the bytes of the function table's section.
+func (b *Binary) pclntab() ([]byte, error) {
+	if b.f == nil {
+		return nil, fmt.Errorf("%s: no file", b.Path)
+	}
+	pcln := pclnSection(b.f)
+	if pcln == nil {
+		return nil, fmt.Errorf("%s: %w (no .gopclntab)", b.Path, ErrNotGo)
+	}
+	data, err := pcln.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%s: read .gopclntab: %w", b.Path, err)
+	}
+	return data, nil
+}
+
+// parseSymbols reads the function table from .gopclntab's bytes; function
+// entries count from b.textAt.
+func (b *Binary) parseSymbols(data []byte) (*symtab, error) {
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, b.textAt))
+	if err != nil {
+		return nil, fmt.Errorf("%s: parse .gopclntab: %w", b.Path, err)
+	}
+	t := &symtab{funcs: make(map[string]Func, len(tab.Funcs)), names: make([]string, 0, len(tab.Funcs))}
+	dups := map[string][]Func{}
+	for _, fn := range tab.Funcs {
+		f := Func{Name: fn.Name, Entry: fn.Entry, End: fn.End}
+		if old, ok := t.funcs[fn.Name]; ok {
+			if dups[fn.Name] == nil {
+				dups[fn.Name] = []Func{old}
+			}
+			dups[fn.Name] = append(dups[fn.Name], f)
+			continue
+		}
+		t.funcs[fn.Name] = f
+		t.names = append(t.names, fn.Name)
+	}
+	for name, cands := range dups {
+		t.funcs[name] = b.pickReal(cands)
+	}
+	sort.Strings(t.names)
+	return t, nil
+}
+
+// dwarfData returns the binary's DWARF with its index, nil when it has
+// none; it reads and indexes it on first use (again after Compact).
+func (b *Binary) dwarfData() (*dwarfTab, error) {
+	b.tablesMu.Lock()
+	defer b.tablesMu.Unlock()
+	if b.dw == nil {
+		b.dw = b.readDWARF()
+	}
+	if b.dw.err != nil || b.dw.data == nil {
+		return nil, b.dw.err
+	}
+	return b.dw, nil
+}
+
+func (b *Binary) readDWARF() *dwarfTab {
+	if !b.HasDWARF || b.f == nil {
+		return &dwarfTab{}
+	}
+	d, err := b.f.DWARF()
+	if err != nil {
+		return &dwarfTab{err: fmt.Errorf("%s: read DWARF: %w", b.Path, err)}
+	}
+	idx := map[string]dwarf.Offset{}
+	// The out-of-line copy of an inlinable function has no name, only
+	// its abstract entry's (which omits unnamed results): index the
+	// copy under that name.
+	abstract := map[dwarf.Offset]string{}
+	var concrete [][2]dwarf.Offset // copy, its abstract origin
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return &dwarfTab{err: fmt.Errorf("%s: read DWARF: %w", b.Path, err)}
+		}
+		if e == nil {
+			break
+		}
+		switch e.Tag {
+		case dwarf.TagCompileUnit:
+			continue
+		case dwarf.TagSubprogram, dwarf.TagStructType, dwarf.TagBaseType:
+			if n, ok := e.Val(dwarf.AttrName).(string); ok {
+				if _, dup := idx[n]; !dup {
+					idx[n] = e.Offset
+				}
+				if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
+					abstract[e.Offset] = n
+				}
+			} else if ao, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok && e.Tag == dwarf.TagSubprogram {
+				concrete = append(concrete, [2]dwarf.Offset{e.Offset, ao})
+			}
+		}
+		if e.Children {
+			r.SkipChildren()
+		}
+	}
+	for _, c := range concrete {
+		if n, ok := abstract[c[1]]; ok && idx[n] == c[1] {
+			idx[n] = c[0]
+		}
+	}
+	return &dwarfTab{data: d, idx: idx}
+}
+
+// DWARFHasType reports whether the binary's DWARF describes the struct
+// type or function named name: a type the linker left out (no code uses
+// it) is not there.
+func (b *Binary) DWARFHasType(name string) bool {
+	dw, err := b.dwarfData()
+	if err != nil || dw == nil {
+		return false
+	}
+	_, ok := dw.idx[name]
+	return ok
+}
+
+// dwarfEntry returns the DWARF, a reader positioned after the named
+// subprogram, struct type or basic type, and its entry.
+func (b *Binary) dwarfEntry(name string) (*dwarf.Data, *dwarf.Reader, *dwarf.Entry, error) {
+	dw, err := b.dwarfData()
+	if err != nil || dw == nil {
+		return nil, nil, nil, err
+	}
+	off, ok := dw.idx[name]
+	if !ok {
+		return nil, nil, nil, nil
+	}
+	r := dw.data.Reader()
+	r.Seek(off)
+	e, err := r.Next()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read DWARF of %s: %w", name, err)
+	}
+	return dw.data, r, e, nil
+}

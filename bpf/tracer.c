@@ -6,13 +6,15 @@
 // serve every probed function: what to capture comes from the recipe map,
 // indexed by the attach cookie (the probe id). Go's register ABI puts integer
 // arguments and results in RAX, RBX, RCX, RDI, RSI, R8-R11 and the current
-// goroutine's g in R14.
+// goroutine's g in R14 on amd64 (R0-R15 and R28 on arm64; the register names
+// below are amd64's, tracer.h maps them per architecture).
 //
 // Calls are keyed by (goroutine id, depth), where depth is the distance from
 // the goroutine's stack top (g.stack.hi) to SP. Go copies stacks when they
 // grow, so absolute SPs move; the distance from the top does not, and the
 // entry probe (placed after the stack check, or at offset 0) and the RET
-// probes see the same SP: the one pointing at the return address.
+// probes see the same SP: the one pointing at the return address (arm64:
+// the caller's frame, whose 0(SP) slot is where the callee saves LR).
 
 #include "propagate.h"
 
@@ -210,16 +212,10 @@ struct abi_regs {
 
 static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
 {
-	out->r[0] = ctx->ax;
-	out->r[1] = ctx->bx;
-	out->r[2] = ctx->cx;
-	out->r[3] = ctx->di;
-	out->r[4] = ctx->si;
-	out->r[5] = ctx->r8;
-	out->r[6] = ctx->r9;
-	out->r[7] = ctx->r10;
-	out->r[8] = ctx->r11;
-	out->sp = ctx->sp;
+#pragma unroll
+	for (int i = 0; i < ABI_REGS; i++)
+		out->r[i] = ABI_REG(ctx, i);
+	out->sp = SP_REG(ctx);
 }
 
 static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
@@ -811,7 +807,7 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 
 static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r, __u64 *goid, __u64 *depth)
 {
-	__u64 g = ctx->r14;
+	__u64 g = G_REG(ctx);
 	__u64 hi = 0;
 
 	if (bpf_probe_read_user(goid, sizeof(*goid), (void *)(g + r->goid_off)) < 0 ||
@@ -819,7 +815,7 @@ static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r
 		count(COUNTER_READ_G_FAILED);
 		return -1;
 	}
-	*depth = hi - ctx->sp;
+	*depth = hi - SP_REG(ctx);
 	return 0;
 }
 
@@ -1100,7 +1096,7 @@ int tc_go_create_entry(struct pt_regs *ctx)
 	if (!r)
 		return 0;
 	__u64 tid = bpf_get_current_pid_tgid(), parent = 0;
-	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ctx->bx + r->goid_off)) < 0) {
+	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ABI_REG(ctx, 1) + r->goid_off)) < 0) {
 		bpf_map_delete_elem(&creators, &tid);
 		return 0; // counted at the return, which finds no creator
 	}
@@ -1173,7 +1169,7 @@ static __always_inline int go_create(struct pt_regs *ctx, __u64 newg)
 SEC("uprobe.multi")
 int tc_go_create(struct pt_regs *ctx)
 {
-	return go_create(ctx, ctx->ax);
+	return go_create(ctx, ABI_REG(ctx, 0));
 }
 
 // At runtime.newproc.func1's CALL runtime.runqput(pp, newg, true), right
@@ -1183,7 +1179,7 @@ int tc_go_create(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int tc_go_create_call(struct pt_regs *ctx)
 {
-	return go_create(ctx, ctx->bx);
+	return go_create(ctx, ABI_REG(ctx, 1));
 }
 
 // Entry of runtime.goexit1, on the exiting goroutine: normal exits and

@@ -65,6 +65,9 @@ type codeRef struct {
 // disassembling the functions that cannot; a hit is checked on the real
 // instructions.
 func (b *Binary) codeRefs(addr uint64) ([]codeRef, error) {
+	if b.Arch != AMD64 {
+		return nil, errX86Only(b.Arch, fmt.Sprintf("the references to %#x", addr))
+	}
 	var refs []codeRef
 	for _, name := range b.names {
 		fn, _ := b.Func(name)

@@ -201,21 +201,37 @@ __attribute__((noinline)) int mark_goid(__u64 goid)
 	return 0;
 }
 
-// The integer argument registers of Go's ABI, in assignment order. They are
-// copied out of ctx with constant offsets: the verifier refuses ctx accesses
-// at computed offsets.
+// abi_reg reads ABI register idx (a value known only at run time) straight
+// from ctx, each candidate at its constant offset (the verifier refuses ctx
+// accesses at computed offsets). 0 beyond the ABI's registers.
+static __always_inline __u64 abi_reg(struct pt_regs *ctx, __u8 idx)
+{
+	__u64 v = 0;
+#pragma unroll
+	for (int i = 0; i < ABI_REGS; i++)
+		if (idx == i) {
+			v = ABI_REG(ctx, i);
+			// Kept apart: clang would otherwise load once from
+			// ctx plus a selected offset.
+			asm volatile("" : "+r"(v));
+		}
+	return v;
+}
+
+// What a capture's base register can name: the integer argument registers
+// of Go's ABI and SP, read from ctx when needed (a copy of arm64's sixteen
+// would take 128 bytes more of the 512 a program and its calls may use),
+// and the values the call's entry saved.
 struct abi_regs {
-	__u64 r[ABI_REGS];
-	__u64 sp;
+	struct pt_regs *ctx;
 	__u64 saved[MAX_SAVED]; // what the call's entry saved, at its return
 };
 
 static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
 {
-#pragma unroll
-	for (int i = 0; i < ABI_REGS; i++)
-		out->r[i] = ABI_REG(ctx, i);
-	out->sp = SP_REG(ctx);
+	out->ctx = ctx;
+	out->saved[0] = 0;
+	out->saved[1] = 0;
 }
 
 static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
@@ -223,10 +239,8 @@ static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
 	if (i >= BASE_SAVED && i < BASE_SAVED + MAX_SAVED)
 		return regs->saved[i - BASE_SAVED];
 	if (i == REG_SP)
-		return regs->sp;
-	if (i >= ABI_REGS)
-		return 0;
-	return regs->r[i];
+		return SP_REG(regs->ctx);
+	return abi_reg(regs->ctx, i);
 }
 
 // read_chain reads the integer a chain (tracer.h) leads to.
@@ -861,14 +875,10 @@ static __always_inline void save_regs(struct pt_regs *ctx, const struct recipe *
 {
 	if (!r->nsave)
 		return;
-	struct abi_regs regs;
-	abi_regs(ctx, &regs);
 	for (int i = 0; i < MAX_SAVED; i++) {
 		if (i >= r->nsave)
 			break;
-		__u8 idx = r->save[i];
-		if (idx < ABI_REGS)
-			saved[i] = regs.r[idx];
+		saved[i] = abi_reg(ctx, r->save[i]);
 	}
 }
 

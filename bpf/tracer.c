@@ -201,37 +201,39 @@ __attribute__((noinline)) int mark_goid(__u64 goid)
 	return 0;
 }
 
-// abi_reg reads ABI register idx (a value known only at run time) straight
-// from ctx, each candidate at its constant offset (the verifier refuses ctx
-// accesses at computed offsets). 0 beyond the ABI's registers.
-static __always_inline __u64 abi_reg(struct pt_regs *ctx, __u8 idx)
-{
-	__u64 v = 0;
-#pragma unroll
-	for (int i = 0; i < ABI_REGS; i++)
-		if (idx == i) {
-			v = ABI_REG(ctx, i);
-			// Kept apart: clang would otherwise load once from
-			// ctx plus a selected offset.
-			asm volatile("" : "+r"(v));
-		}
-	return v;
-}
-
-// What a capture's base register can name: the integer argument registers
-// of Go's ABI and SP, read from ctx when needed (a copy of arm64's sixteen
-// would take 128 bytes more of the 512 a program and its calls may use),
-// and the values the call's entry saved.
+// The integer argument registers of Go's ABI, in assignment order, and SP,
+// copied out of ctx with constant offsets (the verifier refuses ctx
+// accesses at computed offsets) for captures to index.
 struct abi_regs {
-	struct pt_regs *ctx;
+	__u64 r[ABI_REGS];
+	__u64 sp;
 	__u64 saved[MAX_SAVED]; // what the call's entry saved, at its return
 };
 
-static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
+// abi_scratch holds the one abi_regs a program uses at a time, off the
+// stack: arm64's sixteen registers there took the entry program and
+// map_find together over the verifier's 512 bytes. Its key 0 always
+// exists; abi_regs returns NULL only to satisfy the verifier.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct abi_regs);
+} abi_scratch SEC(".maps");
+
+static __always_inline struct abi_regs *abi_regs(struct pt_regs *ctx)
 {
-	out->ctx = ctx;
+	__u32 zero = 0;
+	struct abi_regs *out = bpf_map_lookup_elem(&abi_scratch, &zero);
+	if (!out)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < ABI_REGS; i++)
+		out->r[i] = ABI_REG(ctx, i);
+	out->sp = SP_REG(ctx);
 	out->saved[0] = 0;
 	out->saved[1] = 0;
+	return out;
 }
 
 static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
@@ -239,8 +241,10 @@ static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
 	if (i >= BASE_SAVED && i < BASE_SAVED + MAX_SAVED)
 		return regs->saved[i - BASE_SAVED];
 	if (i == REG_SP)
-		return SP_REG(regs->ctx);
-	return abi_reg(regs->ctx, i);
+		return regs->sp;
+	if (i >= ABI_REGS)
+		return 0;
+	return regs->r[i];
 }
 
 // read_chain reads the integer a chain (tracer.h) leads to.
@@ -785,21 +789,25 @@ static __always_inline int emit_as(struct pt_regs *ctx, const struct recipe *r, 
 	ev->big = big;
 
 	if (ncaps) {
-		struct abi_regs regs;
-		abi_regs(ctx, &regs);
-		regs.saved[0] = saved ? saved[0] : 0;
-		regs.saved[1] = saved ? saved[1] : 0;
+		struct abi_regs *regs = abi_regs(ctx);
+		if (!regs) {
+			bpf_ringbuf_discard(ev, 0);
+			lost_event(goid);
+			return -1;
+		}
+		regs->saved[0] = saved ? saved[0] : 0;
+		regs->saved[1] = saved ? saved[1] : 0;
 		for (int i = 0; i < MAX_CAPS; i++) {
 			if (i >= ncaps)
 				break;
-			capture(&regs, ev, &caps[i], i, big, r);
+			capture(regs, ev, &caps[i], i, big, r);
 		}
 		// A CapTrace is the last entry capture; it may read an earlier
 		// capture's traceparent.
 		if (kind == EV_START && (r->flags & RECIPE_TRACE)) {
 			__u8 last = (ncaps - 1) & (MAX_CAPS - 1);
 			if (caps[last].kind == CAP_TRACE)
-				trace_start(ev, &ev->vals[last], &caps[last], big, &regs, r);
+				trace_start(ev, &ev->vals[last], &caps[last], big, regs, r);
 		}
 	}
 	submit(ev);
@@ -875,10 +883,13 @@ static __always_inline void save_regs(struct pt_regs *ctx, const struct recipe *
 {
 	if (!r->nsave)
 		return;
+	struct abi_regs *regs = abi_regs(ctx);
+	if (!regs)
+		return;
 	for (int i = 0; i < MAX_SAVED; i++) {
 		if (i >= r->nsave)
 			break;
-		saved[i] = abi_reg(ctx, r->save[i]);
+		saved[i] = reg(regs, r->save[i]);
 	}
 }
 
@@ -917,11 +928,12 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 		return;
 	t->flags |= TRACE_SEEN;
 	struct trace_ctx tc = *t;
-	struct abi_regs regs;
-	abi_regs(ctx, &regs);
+	struct abi_regs *regs = abi_regs(ctx);
+	if (!regs)
+		return;
 	count(COUNTER_PROP_REQUESTS);
 	struct conn_key k = {};
-	int tls = 0, have = conn_of(&regs, r, &k, &tls) == 0;
+	int tls = 0, have = conn_of(regs, r, &k, &tls) == 0;
 	if (have) {
 		struct trace_ctx rec = tc;
 		rec.flags &= 0xff;
@@ -929,11 +941,11 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 		bpf_map_update_elem(&tuples, &k, &rec, BPF_ANY);
 	}
 	__u64 tls_state = 0, hdr = 0;
-	if (tls || (read_path(&regs, &r->entry[0], &tls_state) == 0 && tls_state != 0)) {
+	if (tls || (read_path(regs, &r->entry[0], &tls_state) == 0 && tls_state != 0)) {
 		count(COUNTER_PROP_TLS);
 		return;
 	}
-	if (read_path(&regs, &r->entry[1], &hdr) == 0 && hdr != 0 &&
+	if (read_path(regs, &r->entry[1], &hdr) == 0 && hdr != 0 &&
 	    map_find(hdr, r->entry[1].reg2, r->keys[0][0], r->keys[0][1], r->key_len[0])) {
 		count(COUNTER_PROP_PRESENT);
 		return;
@@ -1005,11 +1017,12 @@ static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, _
 	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &gk);
 	if (!g || !(g->flags & TRACE_OWN))
 		return;
-	struct abi_regs regs;
-	abi_regs(ctx, &regs);
+	struct abi_regs *regs = abi_regs(ctx);
+	if (!regs)
+		return;
 	__u64 typ = 0, hi = 0, lo = 0;
-	if (!r->want_type || read_path(&regs, &r->ret[0], &typ) < 0 || typ != r->want_type ||
-	    read_path(&regs, &r->ret[1], &hi) < 0 || read_path(&regs, &r->ret[2], &lo) < 0 || (!hi && !lo))
+	if (!r->want_type || read_path(regs, &r->ret[0], &typ) < 0 || typ != r->want_type ||
+	    read_path(regs, &r->ret[1], &hi) < 0 || read_path(regs, &r->ret[2], &lo) < 0 || (!hi && !lo))
 		return;
 	g->trace_hi = __builtin_bswap64(hi);
 	g->trace_lo = __builtin_bswap64(lo);

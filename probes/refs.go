@@ -31,7 +31,7 @@ func (b *Binary) storedAt(addr uint64) ([]uint64, error) {
 				return nil, fmt.Errorf("%s: %w", s.Name, err)
 			}
 			for i := 0; i+24 <= len(d); i += 24 {
-				if elf.R_X86_64(binary.LittleEndian.Uint64(d[i+8:])&0xffffffff) == elf.R_X86_64_RELATIVE &&
+				if uint32(binary.LittleEndian.Uint64(d[i+8:])) == b.Arch.relativeReloc() &&
 					binary.LittleEndian.Uint64(d[i+16:]) == addr {
 					add(binary.LittleEndian.Uint64(d[i:]))
 				}

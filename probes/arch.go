@@ -57,11 +57,11 @@ func (a Arch) relativeReloc() uint32 {
 	return uint32(elf.R_X86_64_RELATIVE)
 }
 
-// errX86Only is why a refinement that reads x86-64 machine code (call
-// sites the kernel emulates, runtime.g offsets recovered from code) is not
-// made on another architecture. On arm64 the kernel simulates RET, BL and
-// B.cond itself, so the RET probes such refinements replace are no
-// single-step there; the probes stay on the RETs.
+// errX86Only is why what reads call sites in x86-64 machine code is not
+// had on another architecture: ends moved from RETs to emulated CALL sites
+// (there the probes stay on the RETs, which the arm64 kernel simulates
+// itself, with no single-step) and the sites routes and sarama's consumers
+// are read at (those are left out, said in the set's reason).
 func errX86Only(a Arch, what string) error {
-	return fmt.Errorf("%w: %s reads x86-64 code only, not %s (the probes stay on the RETs, which the arm64 kernel simulates without a single-step)", ErrNoCallSite, what, a)
+	return fmt.Errorf("%w: %s: call sites are read in x86-64 machine code only, not %s", ErrNoCallSite, what, a)
 }

@@ -15,12 +15,14 @@ test:
 	@test "$$(id -u)" = 0 || { echo "make test: run as root (the kernel tests load eBPF programs; unit tests alone: go test \$$(go list ./... | grep -v kernel-tests))"; exit 1; }
 	@./scripts/test-setup.sh
 	$(GO) test -count=1 -timeout 40m ./...
-	./scripts/test-vm.sh amd64
+	$(MAKE) test-vm
 
-# The lifecycle and built-in kernel tests inside a guest on Debian 12's
-# kernel (6.1, no uprobe_multi) under qemu; part of make test.
+# The lifecycle and built-in kernel tests inside guests on Debian 12's
+# kernel (6.1, no uprobe_multi) under qemu, amd64 and arm64 (ARCH=amd64 or
+# ARCH=arm64: one of them); part of make test.
+ARCH ?= amd64 arm64
 test-vm:
-	./scripts/test-vm.sh amd64
+	set -e; for a in $(ARCH); do ./scripts/test-vm.sh $$a; done
 
 demo: build
 	cd examples/demo && $(GO) build -o ../../bin/demo .

@@ -54,7 +54,7 @@ const MaxHeaders = 8
 // RegSP names, as a capture's Reg, the stack pointer: at a function's
 // entry or RET the first argument or result Go's ABI passes on the stack is
 // at SP+8.
-const RegSP = 9
+const RegSP = 31
 
 // TraceOutgoing marks, in a CapTrace's Reg2, a client span that sends a
 // request the socket programs may add its context to.

@@ -6,13 +6,15 @@
 // serve every probed function: what to capture comes from the recipe map,
 // indexed by the attach cookie (the probe id). Go's register ABI puts integer
 // arguments and results in RAX, RBX, RCX, RDI, RSI, R8-R11 and the current
-// goroutine's g in R14.
+// goroutine's g in R14 on amd64 (R0-R15 and R28 on arm64; the register names
+// below are amd64's, tracer.h maps them per architecture).
 //
 // Calls are keyed by (goroutine id, depth), where depth is the distance from
 // the goroutine's stack top (g.stack.hi) to SP. Go copies stacks when they
 // grow, so absolute SPs move; the distance from the top does not, and the
 // entry probe (placed after the stack check, or at offset 0) and the RET
-// probes see the same SP: the one pointing at the return address.
+// probes see the same SP: the one pointing at the return address (arm64:
+// the caller's frame, whose 0(SP) slot is where the callee saves LR).
 
 #include "propagate.h"
 
@@ -199,27 +201,39 @@ __attribute__((noinline)) int mark_goid(__u64 goid)
 	return 0;
 }
 
-// The integer argument registers of Go's ABI, in assignment order. They are
-// copied out of ctx with constant offsets: the verifier refuses ctx accesses
-// at computed offsets.
+// The integer argument registers of Go's ABI, in assignment order, and SP,
+// copied out of ctx with constant offsets (the verifier refuses ctx
+// accesses at computed offsets) for captures to index.
 struct abi_regs {
 	__u64 r[ABI_REGS];
 	__u64 sp;
 	__u64 saved[MAX_SAVED]; // what the call's entry saved, at its return
 };
 
-static __always_inline void abi_regs(struct pt_regs *ctx, struct abi_regs *out)
+// abi_scratch holds the one abi_regs a program uses at a time, off the
+// stack: arm64's sixteen registers there took the entry program and
+// map_find together over the verifier's 512 bytes. Its key 0 always
+// exists; abi_regs returns NULL only to satisfy the verifier.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct abi_regs);
+} abi_scratch SEC(".maps");
+
+static __always_inline struct abi_regs *abi_regs(struct pt_regs *ctx)
 {
-	out->r[0] = ctx->ax;
-	out->r[1] = ctx->bx;
-	out->r[2] = ctx->cx;
-	out->r[3] = ctx->di;
-	out->r[4] = ctx->si;
-	out->r[5] = ctx->r8;
-	out->r[6] = ctx->r9;
-	out->r[7] = ctx->r10;
-	out->r[8] = ctx->r11;
-	out->sp = ctx->sp;
+	__u32 zero = 0;
+	struct abi_regs *out = bpf_map_lookup_elem(&abi_scratch, &zero);
+	if (!out)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < ABI_REGS; i++)
+		out->r[i] = ABI_REG(ctx, i);
+	out->sp = SP_REG(ctx);
+	out->saved[0] = 0;
+	out->saved[1] = 0;
+	return out;
 }
 
 static __always_inline __u64 reg(const struct abi_regs *regs, __u8 i)
@@ -775,21 +789,25 @@ static __always_inline int emit_as(struct pt_regs *ctx, const struct recipe *r, 
 	ev->big = big;
 
 	if (ncaps) {
-		struct abi_regs regs;
-		abi_regs(ctx, &regs);
-		regs.saved[0] = saved ? saved[0] : 0;
-		regs.saved[1] = saved ? saved[1] : 0;
+		struct abi_regs *regs = abi_regs(ctx);
+		if (!regs) {
+			bpf_ringbuf_discard(ev, 0);
+			lost_event(goid);
+			return -1;
+		}
+		regs->saved[0] = saved ? saved[0] : 0;
+		regs->saved[1] = saved ? saved[1] : 0;
 		for (int i = 0; i < MAX_CAPS; i++) {
 			if (i >= ncaps)
 				break;
-			capture(&regs, ev, &caps[i], i, big, r);
+			capture(regs, ev, &caps[i], i, big, r);
 		}
 		// A CapTrace is the last entry capture; it may read an earlier
 		// capture's traceparent.
 		if (kind == EV_START && (r->flags & RECIPE_TRACE)) {
 			__u8 last = (ncaps - 1) & (MAX_CAPS - 1);
 			if (caps[last].kind == CAP_TRACE)
-				trace_start(ev, &ev->vals[last], &caps[last], big, &regs, r);
+				trace_start(ev, &ev->vals[last], &caps[last], big, regs, r);
 		}
 	}
 	submit(ev);
@@ -811,7 +829,7 @@ static __always_inline int emit(struct pt_regs *ctx, const struct recipe *r, __u
 
 static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r, __u64 *goid, __u64 *depth)
 {
-	__u64 g = ctx->r14;
+	__u64 g = G_REG(ctx);
 	__u64 hi = 0;
 
 	if (bpf_probe_read_user(goid, sizeof(*goid), (void *)(g + r->goid_off)) < 0 ||
@@ -819,7 +837,7 @@ static __always_inline int goroutine(struct pt_regs *ctx, const struct recipe *r
 		count(COUNTER_READ_G_FAILED);
 		return -1;
 	}
-	*depth = hi - ctx->sp;
+	*depth = hi - SP_REG(ctx);
 	return 0;
 }
 
@@ -865,14 +883,13 @@ static __always_inline void save_regs(struct pt_regs *ctx, const struct recipe *
 {
 	if (!r->nsave)
 		return;
-	struct abi_regs regs;
-	abi_regs(ctx, &regs);
+	struct abi_regs *regs = abi_regs(ctx);
+	if (!regs)
+		return;
 	for (int i = 0; i < MAX_SAVED; i++) {
 		if (i >= r->nsave)
 			break;
-		__u8 idx = r->save[i];
-		if (idx < ABI_REGS)
-			saved[i] = regs.r[idx];
+		saved[i] = reg(regs, r->save[i]);
 	}
 }
 
@@ -911,11 +928,12 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 		return;
 	t->flags |= TRACE_SEEN;
 	struct trace_ctx tc = *t;
-	struct abi_regs regs;
-	abi_regs(ctx, &regs);
+	struct abi_regs *regs = abi_regs(ctx);
+	if (!regs)
+		return;
 	count(COUNTER_PROP_REQUESTS);
 	struct conn_key k = {};
-	int tls = 0, have = conn_of(&regs, r, &k, &tls) == 0;
+	int tls = 0, have = conn_of(regs, r, &k, &tls) == 0;
 	if (have) {
 		struct trace_ctx rec = tc;
 		rec.flags &= 0xff;
@@ -923,11 +941,11 @@ static __always_inline void inject(struct pt_regs *ctx, const struct recipe *r, 
 		bpf_map_update_elem(&tuples, &k, &rec, BPF_ANY);
 	}
 	__u64 tls_state = 0, hdr = 0;
-	if (tls || (read_path(&regs, &r->entry[0], &tls_state) == 0 && tls_state != 0)) {
+	if (tls || (read_path(regs, &r->entry[0], &tls_state) == 0 && tls_state != 0)) {
 		count(COUNTER_PROP_TLS);
 		return;
 	}
-	if (read_path(&regs, &r->entry[1], &hdr) == 0 && hdr != 0 &&
+	if (read_path(regs, &r->entry[1], &hdr) == 0 && hdr != 0 &&
 	    map_find(hdr, r->entry[1].reg2, r->keys[0][0], r->keys[0][1], r->key_len[0])) {
 		count(COUNTER_PROP_PRESENT);
 		return;
@@ -999,11 +1017,12 @@ static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, _
 	struct trace_ctx *g = bpf_map_lookup_elem(&gtrace, &gk);
 	if (!g || !(g->flags & TRACE_OWN))
 		return;
-	struct abi_regs regs;
-	abi_regs(ctx, &regs);
+	struct abi_regs *regs = abi_regs(ctx);
+	if (!regs)
+		return;
 	__u64 typ = 0, hi = 0, lo = 0;
-	if (!r->want_type || read_path(&regs, &r->ret[0], &typ) < 0 || typ != r->want_type ||
-	    read_path(&regs, &r->ret[1], &hi) < 0 || read_path(&regs, &r->ret[2], &lo) < 0 || (!hi && !lo))
+	if (!r->want_type || read_path(regs, &r->ret[0], &typ) < 0 || typ != r->want_type ||
+	    read_path(regs, &r->ret[1], &hi) < 0 || read_path(regs, &r->ret[2], &lo) < 0 || (!hi && !lo))
 		return;
 	g->trace_hi = __builtin_bswap64(hi);
 	g->trace_lo = __builtin_bswap64(lo);
@@ -1100,7 +1119,7 @@ int tc_go_create_entry(struct pt_regs *ctx)
 	if (!r)
 		return 0;
 	__u64 tid = bpf_get_current_pid_tgid(), parent = 0;
-	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ctx->bx + r->goid_off)) < 0) {
+	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ABI_REG(ctx, 1) + r->goid_off)) < 0) {
 		bpf_map_delete_elem(&creators, &tid);
 		return 0; // counted at the return, which finds no creator
 	}
@@ -1173,7 +1192,7 @@ static __always_inline int go_create(struct pt_regs *ctx, __u64 newg)
 SEC("uprobe.multi")
 int tc_go_create(struct pt_regs *ctx)
 {
-	return go_create(ctx, ctx->ax);
+	return go_create(ctx, ABI_REG(ctx, 0));
 }
 
 // At runtime.newproc.func1's CALL runtime.runqput(pp, newg, true), right
@@ -1183,7 +1202,7 @@ int tc_go_create(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int tc_go_create_call(struct pt_regs *ctx)
 {
-	return go_create(ctx, ctx->bx);
+	return go_create(ctx, ABI_REG(ctx, 1));
 }
 
 // Entry of runtime.goexit1, on the exiting goroutine: normal exits and

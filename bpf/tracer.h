@@ -9,19 +9,46 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-// x86-64 user registers as the kernel hands them to uprobe programs.
+// The user registers as the kernel hands them to uprobe programs, per
+// target architecture (bpf2go defines __TARGET_ARCH_*), and the registers
+// of Go's internal ABI in them: the integer argument/result registers in
+// assignment order (ABI_REG(ctx, i), i < ABI_REGS, a constant), the current
+// goroutine (G_REG) and the stack pointer (SP_REG). Only this block knows
+// the architecture.
+#if defined(__TARGET_ARCH_arm64)
+// arm64: struct user_pt_regs. Go's ABI: integers in R0-R15, g in R28.
+struct pt_regs {
+	unsigned long regs[31];
+	unsigned long sp, pc, pstate;
+};
+#define ABI_REGS 16
+#define ABI_REG(ctx, i) ((ctx)->regs[i])
+#define G_REG(ctx) ((ctx)->regs[28])
+#define SP_REG(ctx) ((ctx)->sp)
+#elif defined(__TARGET_ARCH_x86)
+// x86-64. Go's ABI: integers in RAX, RBX, RCX, RDI, RSI, R8-R11; g in R14.
 struct pt_regs {
 	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
 	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
+#define ABI_REGS 9
+#define ABI_REG(ctx, i)                                                                                 \
+	((i) == 0 ? (ctx)->ax : (i) == 1 ? (ctx)->bx : (i) == 2 ? (ctx)->cx : (i) == 3 ? (ctx)->di :    \
+	 (i) == 4 ? (ctx)->si : (i) == 5 ? (ctx)->r8 : (i) == 6 ? (ctx)->r9 : (i) == 7 ? (ctx)->r10 : (ctx)->r11)
+#define G_REG(ctx) ((ctx)->r14)
+#define SP_REG(ctx) ((ctx)->sp)
+#else
+#error "tcagent's BPF programs support x86 and arm64 targets only"
+#endif
 
 #define MAX_PROBES 4096
 #define MAX_CAPS 8
-#define ABI_REGS 9
-// A capture's base register beyond the ABI's: the stack pointer, for values
-// Go's ABI passes on the stack (at a function's entry or RET, the first
-// stack-assigned argument or result is at SP+8).
-#define REG_SP 9
+// A capture's base register beyond the ABI's (on every architecture): the
+// stack pointer, for values Go's ABI passes on the stack (at a function's
+// entry or RET, the first stack-assigned argument or result is at SP+8 on
+// amd64, where SP points at the return address, and on arm64, where 0(SP)
+// is the caller's saved-LR slot).
+#define REG_SP 31
 #define MAX_HDRS 8
 #define STR_SLOTS 4
 #define STR_SLOT_SIZE 256

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tracerAbiRegs struct {
+	_     structs.HostLayout
+	R     [9]uint64
+	Sp    uint64
+	Saved [2]uint64
+}
+
 type tracerCallKey struct {
 	_     structs.HostLayout
 	Goid  uint64
@@ -136,6 +143,7 @@ type tracerValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tracerMapAbiScratch       = "abi_scratch"
 	tracerMapCalls            = "calls"
 	tracerMapConns            = "conns"
 	tracerMapCounters         = "counters"
@@ -221,20 +229,21 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	Calls     *ebpf.MapSpec `ebpf:"calls"`
-	Conns     *ebpf.MapSpec `ebpf:"conns"`
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	Creators  *ebpf.MapSpec `ebpf:"creators"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Gtrace    *ebpf.MapSpec `ebpf:"gtrace"`
-	Lost      *ebpf.MapSpec `ebpf:"lost"`
-	Marked    *ebpf.MapSpec `ebpf:"marked"`
-	Outgoing  *ebpf.MapSpec `ebpf:"outgoing"`
-	Pending   *ebpf.MapSpec `ebpf:"pending"`
-	Pids      *ebpf.MapSpec `ebpf:"pids"`
-	Recipes   *ebpf.MapSpec `ebpf:"recipes"`
-	TpScratch *ebpf.MapSpec `ebpf:"tp_scratch"`
-	Tuples    *ebpf.MapSpec `ebpf:"tuples"`
+	AbiScratch *ebpf.MapSpec `ebpf:"abi_scratch"`
+	Calls      *ebpf.MapSpec `ebpf:"calls"`
+	Conns      *ebpf.MapSpec `ebpf:"conns"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	Creators   *ebpf.MapSpec `ebpf:"creators"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Gtrace     *ebpf.MapSpec `ebpf:"gtrace"`
+	Lost       *ebpf.MapSpec `ebpf:"lost"`
+	Marked     *ebpf.MapSpec `ebpf:"marked"`
+	Outgoing   *ebpf.MapSpec `ebpf:"outgoing"`
+	Pending    *ebpf.MapSpec `ebpf:"pending"`
+	Pids       *ebpf.MapSpec `ebpf:"pids"`
+	Recipes    *ebpf.MapSpec `ebpf:"recipes"`
+	TpScratch  *ebpf.MapSpec `ebpf:"tp_scratch"`
+	Tuples     *ebpf.MapSpec `ebpf:"tuples"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -268,24 +277,26 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	Calls     *ebpf.Map `ebpf:"calls"`
-	Conns     *ebpf.Map `ebpf:"conns"`
-	Counters  *ebpf.Map `ebpf:"counters"`
-	Creators  *ebpf.Map `ebpf:"creators"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Gtrace    *ebpf.Map `ebpf:"gtrace"`
-	Lost      *ebpf.Map `ebpf:"lost"`
-	Marked    *ebpf.Map `ebpf:"marked"`
-	Outgoing  *ebpf.Map `ebpf:"outgoing"`
-	Pending   *ebpf.Map `ebpf:"pending"`
-	Pids      *ebpf.Map `ebpf:"pids"`
-	Recipes   *ebpf.Map `ebpf:"recipes"`
-	TpScratch *ebpf.Map `ebpf:"tp_scratch"`
-	Tuples    *ebpf.Map `ebpf:"tuples"`
+	AbiScratch *ebpf.Map `ebpf:"abi_scratch"`
+	Calls      *ebpf.Map `ebpf:"calls"`
+	Conns      *ebpf.Map `ebpf:"conns"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	Creators   *ebpf.Map `ebpf:"creators"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Gtrace     *ebpf.Map `ebpf:"gtrace"`
+	Lost       *ebpf.Map `ebpf:"lost"`
+	Marked     *ebpf.Map `ebpf:"marked"`
+	Outgoing   *ebpf.Map `ebpf:"outgoing"`
+	Pending    *ebpf.Map `ebpf:"pending"`
+	Pids       *ebpf.Map `ebpf:"pids"`
+	Recipes    *ebpf.Map `ebpf:"recipes"`
+	TpScratch  *ebpf.Map `ebpf:"tp_scratch"`
+	Tuples     *ebpf.Map `ebpf:"tuples"`
 }
 
 func (m *tracerMaps) Close() error {
 	return _TracerClose(
+		m.AbiScratch,
 		m.Calls,
 		m.Conns,
 		m.Counters,

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -91,27 +92,45 @@ func TestMain(m *testing.M) {
 // set to a directory, a binary already there under out's name is taken
 // instead, and one built is saved there: a guest kernel with no Go
 // toolchain (scripts/test-vm.sh) runs the tests on the binaries its host
-// built.
+// built. With TCAGENT_FIXTURES_GOARCH set to another architecture as well,
+// the host run that saves them (the control) runs on binaries built for its
+// own, and what it saves is built again for that one's guest.
 func goBuild(dir, out, toolchain string, args ...string) error {
-	saved := ""
+	saved, cross := "", os.Getenv("TCAGENT_FIXTURES_GOARCH")
+	if cross == runtime.GOARCH {
+		cross = ""
+	}
 	if d := os.Getenv("TCAGENT_FIXTURES"); d != "" {
 		saved = filepath.Join(d, filepath.Base(out))
-		if err := copyFile(saved, out); err == nil {
+		if cross != "" {
+			if err := goBuildFor(cross, dir, saved, toolchain, args...); err != nil {
+				return err
+			}
+			saved = ""
+		} else if err := copyFile(saved, out); err == nil {
 			return nil
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("prebuilt %s: %w", saved, err)
 		}
 	}
-	cmd := exec.Command("go", append([]string{"build", "-o", out}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s with %s: %v\n%s", out, toolchain, err, b)
+	if err := goBuildFor(runtime.GOARCH, dir, out, toolchain, args...); err != nil {
+		return err
 	}
 	if saved != "" {
 		if err := copyFile(out, saved); err != nil {
 			return fmt.Errorf("save %s: %w", saved, err)
 		}
+	}
+	return nil
+}
+
+// goBuildFor runs go build for the architecture goarch.
+func goBuildFor(goarch, dir, out, toolchain string, args ...string) error {
+	cmd := exec.Command("go", append([]string{"build", "-o", out}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0", "GOARCH="+goarch)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s for %s with %s: %v\n%s", out, goarch, toolchain, err, b)
 	}
 	return nil
 }

@@ -34,8 +34,8 @@ type Param struct {
 	// Size in bytes for integers (sign and zero extension on capture).
 	Size int
 	// Regs are the integer registers holding it, in ABI order numbering
-	// (0=RAX … 8=R11); nil when it is passed on the stack or has no
-	// integer part.
+	// (amd64: 0=RAX … 8=R11; arm64: 0=R0 … 15=R15); nil when it is passed
+	// on the stack or has no integer part.
 	Regs    []uint8
 	OnStack bool
 }
@@ -60,8 +60,6 @@ type Signature struct {
 // generic function.
 func (s *Signature) Generic() bool { return s.Dict != nil }
 
-const intRegs, floatRegs = 9, 15
-
 // shape is a type's register components: 'i' integer, 'f' float; ok=false
 // when the type can never be register-assigned (arrays of 2+ elements).
 type shape struct {
@@ -69,7 +67,10 @@ type shape struct {
 	ok    bool
 }
 
-func layout(ps []Param, shapes []shape) {
+// layout assigns ps to a's registers as Go's register ABI does, in order,
+// each wholly in registers or wholly on the stack.
+func layout(a Arch, ps []Param, shapes []shape) {
+	intRegs, floatRegs := a.regs()
 	ni, nf := 0, 0
 	for i := range ps {
 		s := shapes[i]
@@ -95,14 +96,14 @@ func layout(ps []Param, shapes []shape) {
 
 // layoutDict lays out ps with a dictionary pointer inserted at index at
 // (none when at < 0) and returns them without it, and the dictionary.
-func layoutDict(ps []Param, shapes []shape, at int) ([]Param, *Param) {
+func layoutDict(a Arch, ps []Param, shapes []shape, at int) ([]Param, *Param) {
 	if at < 0 {
-		layout(ps, shapes)
+		layout(a, ps, shapes)
 		return ps, nil
 	}
 	all := append(append(append([]Param{}, ps[:at]...), Param{Name: dictParam, Type: "*dictionary", Kind: KindPointer, Size: 8}), ps[at:]...)
 	allShapes := append(append(append([]shape{}, shapes[:at]...), shape{[]byte{'i'}, true}), shapes[at:]...)
-	layout(all, allShapes)
+	layout(a, all, allShapes)
 	d := all[at]
 	return append(all[:at], all[at+1:]...), &d
 }
@@ -190,8 +191,8 @@ func (b *Binary) SignatureFromDWARF(fn string) (*Signature, error) {
 	if dictAt > len(sig.Params) {
 		return nil, fmt.Errorf("DWARF of %s: a method of a generic type without its receiver: unsupported", fn)
 	}
-	sig.Params, sig.Dict = layoutDict(sig.Params, pshapes, dictAt)
-	layout(sig.Results, rshapes)
+	sig.Params, sig.Dict = layoutDict(b.Arch, sig.Params, pshapes, dictAt)
+	layout(b.Arch, sig.Results, rshapes)
 	return &sig, nil
 }
 
@@ -270,21 +271,22 @@ func dwarfShape(t dwarf.Type) shape {
 }
 
 // ParseSignature lays out a Go function type written as source, e.g.
-// "func(s *Store, key string) (string, error)", for binaries without DWARF.
+// "func(s *Store, key string) (string, error)", for binaries of a without
+// DWARF.
 // A method's receiver is written as the first parameter. Only types whose
 // layout the text alone determines are accepted: basic types, pointers,
 // slices, maps, channels, functions and interfaces.
-func ParseSignature(src string) (*Signature, error) { return parseSignature(src, -1) }
+func ParseSignature(a Arch, src string) (*Signature, error) { return parseSignature(a, src, -1) }
 
-// SignatureFor lays out the signature a user wrote for the function the
+// SignatureFor lays out the signature a user wrote for the function an a
 // binary names fn: for a shape instantiation of a generic function (the
 // signature written as the user instantiates it, func(key string, v int)
 // for F[int]) the hidden dictionary is placed where the ABI passes it.
-func SignatureFor(fn, src string) (*Signature, error) {
-	return parseSignature(src, dictIndex(fn))
+func SignatureFor(a Arch, fn, src string) (*Signature, error) {
+	return parseSignature(a, src, dictIndex(fn))
 }
 
-func parseSignature(src string, dictAt int) (*Signature, error) {
+func parseSignature(a Arch, src string, dictAt int) (*Signature, error) {
 	expr, err := parser.ParseExpr(src)
 	if err != nil {
 		return nil, fmt.Errorf("signature %q: %w", src, err)
@@ -325,8 +327,8 @@ func parseSignature(src string, dictAt int) (*Signature, error) {
 	if dictAt > len(sig.Params) {
 		return nil, fmt.Errorf("signature %q: the function is a method of a generic type: write its receiver as the first parameter", src)
 	}
-	sig.Params, sig.Dict = layoutDict(sig.Params, pshapes, dictAt)
-	layout(sig.Results, rshapes)
+	sig.Params, sig.Dict = layoutDict(a, sig.Params, pshapes, dictAt)
+	layout(a, sig.Results, rshapes)
 	return &sig, nil
 }
 

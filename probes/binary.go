@@ -33,6 +33,7 @@ type Func struct {
 // same as others; DWARF is used when present.
 type Binary struct {
 	Path      string
+	Arch      Arch   // its instruction set, from the ELF header
 	GoVersion string // as the toolchain reports it, e.g. "go1.26.8"
 	Main      Module
 	Modules   []Module
@@ -101,8 +102,9 @@ func (w worded) Error() string { return w.msg }
 func (w worded) Unwrap() error { return w.cause }
 
 func analyze(file string, f *elf.File) (*Binary, error) {
-	if f.Machine != elf.EM_X86_64 {
-		return nil, fmt.Errorf("%s: %v executables are not supported, only x86-64", file, f.Machine)
+	arch, err := archOf(f.Machine)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	bi, err := buildinfo.ReadFile(file)
 	if err != nil {
@@ -111,7 +113,7 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 		}
 		return nil, fmt.Errorf("%s: %w (%v)", file, ErrNotGo, err)
 	}
-	b := &Binary{Path: file, GoVersion: bi.GoVersion, f: f, PIE: f.Type == elf.ET_DYN,
+	b := &Binary{Path: file, Arch: arch, GoVersion: bi.GoVersion, f: f, PIE: f.Type == elf.ET_DYN,
 		Main: Module{bi.Main.Path, bi.Main.Version}}
 	for _, m := range bi.Deps {
 		b.Modules = append(b.Modules, Module{m.Path, m.Version})
@@ -128,7 +130,7 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: read .gopclntab: %w", file, err)
 	}
-	md := moduleWord(f, pcln)
+	md := moduleWord(f, arch, pcln)
 	b.textAt = textStart(data, text, md)
 	if types := b.typesSection(); types != nil {
 		b.typesAt = typesBase(types, md, b.Release())
@@ -144,13 +146,13 @@ func analyze(file string, f *elf.File) (*Binary, error) {
 // first word points at the pcHeader. A position-independent binary's is
 // filled by dynamic relocations; otherwise the file holds it (in
 // .noptrdata, or .go.module from Go 1.26). nil when it cannot be found.
-func moduleWord(f *elf.File, pcln *elf.Section) func(off uint64) (uint64, bool) {
+func moduleWord(f *elf.File, arch Arch, pcln *elf.Section) func(off uint64) (uint64, bool) {
 	if f.Class != elf.ELFCLASS64 {
 		return nil
 	}
 	if rela := f.Section(".rela.dyn"); rela != nil {
 		if rd, err := rela.Data(); err == nil {
-			const relative = 8 // R_X86_64_RELATIVE
+			relative := uint64(arch.relativeReloc())
 			addends := map[uint64]uint64{}
 			md, found := uint64(0), false
 			for i := 0; i+24 <= len(rd); i += 24 {
@@ -266,7 +268,7 @@ func (b *Binary) pickReal(cands []Func) Func {
 		if err != nil {
 			continue
 		}
-		if !callsAny(code, c.Entry, entries) {
+		if !callsAny(b.Arch, code, c.Entry, entries) {
 			return c
 		}
 	}

@@ -104,6 +104,9 @@ func HTTPServeEndSite(b *Binary) (Site, error) {
 // caller's returns only: the fallback for callers without an emulated site
 // (GoCreateSite covers newproc.func1 only).
 func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
+	if b.Arch != AMD64 {
+		return nil, errX86Only(b.Arch, "the calls of "+callee)
+	}
 	cf, ok := b.Func(callee)
 	if !ok {
 		return nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
@@ -194,6 +197,9 @@ func disassemble(code []byte) ([]inst, error) {
 }
 
 func (b *Binary) disassemble(fn Func) ([]inst, error) {
+	if b.Arch != AMD64 {
+		return nil, errX86Only(b.Arch, fn.Name)
+	}
 	code, err := b.Code(fn)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name, err)

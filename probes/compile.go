@@ -77,7 +77,7 @@ func Compile(b *Binary, spec Spec, id uint32, rt Runtime) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Symbol, err)
 	}
-	pl, err := Place(code)
+	pl, err := Place(b.Arch, code)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Symbol, err)
 	}
@@ -185,7 +185,7 @@ func (b *Binary) probeSignature(fn, text string) (*Signature, error) {
 	}
 	var user *Signature
 	if text != "" {
-		if user, err = SignatureFor(fn, text); err != nil {
+		if user, err = SignatureFor(b.Arch, fn, text); err != nil {
 			return nil, fmt.Errorf("%s: %w", fn, err)
 		}
 	}
@@ -330,7 +330,7 @@ func CompileRuntime(b *Binary, rt Runtime, opts RuntimeOptions) (*RuntimeProbes,
 		if err != nil {
 			return fn, Placement{}, fmt.Errorf("%s: %w", sym, err)
 		}
-		pl, err := Place(code)
+		pl, err := Place(b.Arch, code)
 		if err != nil {
 			return fn, Placement{}, fmt.Errorf("%s: %w", sym, err)
 		}
@@ -373,7 +373,7 @@ func NewProbe(b *Binary, symbol string, id uint32, rt Runtime) (*Probe, bool, er
 	if err != nil {
 		return nil, true, fmt.Errorf("%s: %w", symbol, err)
 	}
-	pl, err := Place(code)
+	pl, err := Place(b.Arch, code)
 	if err != nil {
 		return nil, true, fmt.Errorf("%s: %w", symbol, err)
 	}

@@ -9,10 +9,10 @@ import (
 // Placement is where a function's probes go.
 type Placement struct {
 	// Entry is the entry probe's offset from the function's start: the
-	// PUSHQ BP right after the stack-bound check when there is one (the
-	// kernel emulates PUSH, so the probe costs a fraction of a single-stepped
-	// one, and morestack's re-run of the prologue does not reach it twice),
-	// else 0.
+	// instruction right after the stack-bound check when there is one
+	// (morestack's re-run of the prologue does not reach it twice; on
+	// amd64 only a PUSHQ BP, which the kernel emulates, so the probe costs a
+	// fraction of a single-stepped one), else 0.
 	Entry uint64
 	// Dedup is set when the entry probe sits where a prologue re-run hits it
 	// again: the BPF side then drops the second hit.
@@ -27,8 +27,13 @@ type Placement struct {
 	EntryIsReturn bool
 }
 
-// Place disassembles code (a whole function) and finds its probe offsets.
-func Place(code []byte) (Placement, error) {
+// Place disassembles code (a whole function of an a binary) and finds its
+// probe offsets.
+func Place(a Arch, code []byte) (Placement, error) {
+	place := placeAMD64
+	if a == ARM64 {
+		place = placeARM64
+	}
 	pl, err := place(code)
 	if err != nil {
 		return pl, err
@@ -43,7 +48,7 @@ func Place(code []byte) (Placement, error) {
 	return pl, nil
 }
 
-func place(code []byte) (Placement, error) {
+func placeAMD64(code []byte) (Placement, error) {
 	var pl Placement
 	var insts []x86asm.Inst
 	var offs []uint64
@@ -99,9 +104,12 @@ func isPushBP(inst x86asm.Inst) bool {
 	return inst.Op == x86asm.PUSH && inst.Args[0] == x86asm.RBP
 }
 
-// callsAny reports whether code (starting at address at) calls or jumps to
-// one of targets.
-func callsAny(code []byte, at uint64, targets map[uint64]bool) bool {
+// callsAny reports whether code of an a binary (starting at address at)
+// calls or jumps to one of targets.
+func callsAny(a Arch, code []byte, at uint64, targets map[uint64]bool) bool {
+	if a == ARM64 {
+		return callsAnyARM64(code, at, targets)
+	}
 	for off := 0; off < len(code); {
 		inst, err := x86asm.Decode(code[off:], 64)
 		if err != nil {

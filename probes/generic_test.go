@@ -134,7 +134,7 @@ func TestSignatureForGeneric(t *testing.T) {
 		{"main.Pair[go.shape.string,go.shape.int]", "func(k string, v int) int", "[1 2] [3]", "[0]", 0},
 	}
 	for _, c := range cases {
-		sig, err := SignatureFor(c.fn, c.sig)
+		sig, err := SignatureFor(AMD64, c.fn, c.sig)
 		if err != nil {
 			t.Fatalf("%s: %v", c.fn, err)
 		}
@@ -149,22 +149,22 @@ func TestSignatureForGeneric(t *testing.T) {
 		}
 	}
 	// Not generic: no dictionary.
-	sig, err := SignatureFor("main.Label[go.shape.int].func1", "func(a string)")
+	sig, err := SignatureFor(AMD64, "main.Label[go.shape.int].func1", "func(a string)")
 	if err != nil || sig.Generic() || regsOf(sig.Params) != "[0 1]" {
 		t.Errorf("closure: %+v, %v", sig, err)
 	}
 	// A type parameter has no layout of its own.
-	if _, err := SignatureFor("main.Label[go.shape.int]", "func(key string, v T, n int) (T, string)"); err == nil || !strings.Contains(err.Error(), "cannot lay out type T without DWARF") {
+	if _, err := SignatureFor(AMD64, "main.Label[go.shape.int]", "func(key string, v T, n int) (T, string)"); err == nil || !strings.Contains(err.Error(), "cannot lay out type T without DWARF") {
 		t.Errorf("type parameter accepted: %v", err)
 	}
-	if _, err := SignatureFor("main.(*Stack[go.shape.int]).Len", "func() int"); err == nil || !strings.Contains(err.Error(), "write its receiver as the first parameter") {
+	if _, err := SignatureFor(AMD64, "main.(*Stack[go.shape.int]).Len", "func() int"); err == nil || !strings.Contains(err.Error(), "write its receiver as the first parameter") {
 		t.Errorf("method without receiver accepted: %v", err)
 	}
 }
 
 func TestChooseSignature(t *testing.T) {
 	must := func(fn, s string) *Signature {
-		sig, err := SignatureFor(fn, s)
+		sig, err := SignatureFor(AMD64, fn, s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -219,7 +219,7 @@ func TestGoCreateEveryRelease(t *testing.T) {
 			}
 			np1, _ := b.Func("runtime.newproc1")
 			code, _ := b.Code(np1)
-			pl, _ := Place(code)
+			pl, _ := Place(AMD64, code)
 			var rets []uint64
 			for _, r := range pl.Returns {
 				rets = append(rets, np1.Entry+r)

@@ -219,6 +219,9 @@ func (w *witnesses) agreed() (int64, bool, error) {
 // none (Go 1.19 and 1.20), which is told by both its witnesses finding
 // nothing.
 func (b *Binary) gFromCode() (goid, stackHi, parentGoid uint16, err error) {
+	if b.Arch != AMD64 {
+		return 0, 0, 0, fmt.Errorf("runtime.g's offsets are read from x86-64 machine code only, not %s", b.Arch)
+	}
 	goids := &witnesses{name: "g.goid", seen: map[string]int64{}}
 	parents := &witnesses{name: "g.parentGoid", seen: map[string]int64{}}
 	stacks := &witnesses{name: "g.stack.hi", seen: map[string]int64{}}

@@ -31,7 +31,7 @@ func (b *Binary) storedAt(addr uint64) ([]uint64, error) {
 				return nil, fmt.Errorf("%s: %w", s.Name, err)
 			}
 			for i := 0; i+24 <= len(d); i += 24 {
-				if elf.R_X86_64(binary.LittleEndian.Uint64(d[i+8:])&0xffffffff) == elf.R_X86_64_RELATIVE &&
+				if uint32(binary.LittleEndian.Uint64(d[i+8:])) == b.Arch.relativeReloc() &&
 					binary.LittleEndian.Uint64(d[i+16:]) == addr {
 					add(binary.LittleEndian.Uint64(d[i:]))
 				}
@@ -65,6 +65,9 @@ type codeRef struct {
 // disassembling the functions that cannot; a hit is checked on the real
 // instructions.
 func (b *Binary) codeRefs(addr uint64) ([]codeRef, error) {
+	if b.Arch != AMD64 {
+		return nil, errX86Only(b.Arch, fmt.Sprintf("the references to %#x", addr))
+	}
 	var refs []codeRef
 	for _, name := range b.symbols().names {
 		fn, _ := b.Func(name)

@@ -58,7 +58,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseSignatureLayout(t *testing.T) {
-	sig, err := ParseSignature("func(s *Store, key string, n int, f float64, xs []byte, b bool, e error) (string, error)")
+	sig, err := ParseSignature(AMD64, "func(s *Store, key string, n int, f float64, xs []byte, b bool, e error) (string, error)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +86,10 @@ func TestParseSignatureLayout(t *testing.T) {
 	if r := sig.Results; len(r) != 2 || r[0].Kind != KindString || r[0].Regs[0] != 0 || r[1].Kind != KindError || r[1].Regs[0] != 2 || r[1].Regs[1] != 3 {
 		t.Errorf("results laid out wrong: %+v", sig.Results)
 	}
-	if _, err := ParseSignature("func(s Store)"); err == nil || !strings.Contains(err.Error(), "cannot lay out type Store without DWARF") {
+	if _, err := ParseSignature(AMD64, "func(s Store)"); err == nil || !strings.Contains(err.Error(), "cannot lay out type Store without DWARF") {
 		t.Errorf("named struct accepted: %v", err)
 	}
-	if _, err := ParseSignature("int"); err == nil {
+	if _, err := ParseSignature(AMD64, "int"); err == nil {
 		t.Error("non-function accepted")
 	}
 }
@@ -126,7 +126,7 @@ func TestPlace(t *testing.T) {
 		},
 	}
 	for _, c := range cases {
-		pl, err := Place(c.code)
+		pl, err := Place(AMD64, c.code)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -140,10 +140,10 @@ func TestPlace(t *testing.T) {
 			}
 		}
 	}
-	if pl, err := Place([]byte{0xc3}); err != nil || !pl.EntryIsReturn || len(pl.Returns) != 0 || pl.Entry != 0 {
+	if pl, err := Place(AMD64, []byte{0xc3}); err != nil || !pl.EntryIsReturn || len(pl.Returns) != 0 || pl.Entry != 0 {
 		t.Errorf("function that is one RET: %+v, %v", pl, err)
 	}
-	if pl, err := Place([]byte{0x90, 0x90}); err != nil || len(pl.Returns) != 0 {
+	if pl, err := Place(AMD64, []byte{0x90, 0x90}); err != nil || len(pl.Returns) != 0 {
 		t.Errorf("function without RET: %+v, %v", pl, err)
 	}
 }

@@ -16,9 +16,6 @@ import (
 // 1 GiB string.
 const MaxStringLen = 1 << 30
 
-// maxUserAddr is the end of x86-64 user space (47-bit addresses).
-const maxUserAddr = 1 << 47
-
 // Target is what decoding reads from the traced executable itself rather
 // than from the record: the names of the types an error or a panic value
 // has, and string literals in read-only data that the kernel could not

@@ -352,7 +352,7 @@ service:
 		if err != nil {
 			continue
 		}
-		if pl, err := probes.Place(code); err == nil && len(pl.Returns) > 0 {
+		if pl, err := probes.Place(bin.Arch, code); err == nil && len(pl.Returns) > 0 {
 			specs = append(specs, probes.Spec{Symbol: name})
 		}
 	}

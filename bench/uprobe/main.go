@@ -100,7 +100,7 @@ func run(calls, rounds int) error {
 	if err != nil {
 		return err
 	}
-	pl, err := probes.Place(code)
+	pl, err := probes.Place(b.Arch, code)
 	if err != nil {
 		return err
 	}

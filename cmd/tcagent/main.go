@@ -601,6 +601,7 @@ func inspectCmd(stdout io.Writer) *cobra.Command {
 
 func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 	fmt.Fprintf(w, "binary:     %s\n", b.Path)
+	fmt.Fprintf(w, "arch:       %s\n", b.Arch)
 	fmt.Fprintf(w, "go:         %s\n", b.GoVersion)
 	fmt.Fprintf(w, "main:       %s %s\n", b.Main.Path, b.Main.Version)
 	fmt.Fprintf(w, "stripped:   %v\n", b.Stripped)
@@ -649,7 +650,7 @@ func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 		fn, _ := b.Func(name)
 		line := fmt.Sprintf("  %s  %#x", name, fn.Entry)
 		if code, err := b.Code(fn); err == nil {
-			if pl, err := probes.Place(code); err == nil {
+			if pl, err := probes.Place(b.Arch, code); err == nil {
 				line += fmt.Sprintf("  entry+%d rets=%d stackcheck=%v", pl.Entry, len(pl.Returns), pl.StackCheck)
 			} else {
 				line += "  (" + err.Error() + ")"

@@ -45,7 +45,13 @@ fi
 # TCAGENT_VM_FULL=1 prints the guest's whole test output (verifier logs
 # and all), not only the results and the failures' first lines.
 full=${TCAGENT_VM_FULL:-}
-tests=${TCAGENT_VM_TESTS:-'^(TestNestedCalls|TestRecursion|TestReturnedErrors|TestStackGrowthOnEntry|TestGoroutineLineage|TestAsyncGoroutinesProbe|TestCompletionHandles|TestPanicsAndGoexit|TestTargetExitsWhileAttached|TestDetachLeavesNoGoroutine|TestSingleUprobeFallback|TestBuiltinHTTP|TestBuiltinSQLite|TestDiscover|TestCLIDaemon|TestPropagateWire)$'}
+# arm64 leaves out the stack growth test: on about one build in ten its
+# kernel runs an entry probe twice for one call (a known fault, in the
+# README's requirements), which would fail most runs of the guest; run it
+# there with TCAGENT_VM_TESTS=TestStackGrowthOnEntry.
+growth='TestStackGrowthOnEntry|'
+[ "$arch" = arm64 ] && growth=
+tests=${TCAGENT_VM_TESTS:-'^(TestNestedCalls|TestRecursion|TestReturnedErrors|'$growth'TestGoroutineLineage|TestAsyncGoroutinesProbe|TestCompletionHandles|TestPanicsAndGoexit|TestTargetExitsWhileAttached|TestDetachLeavesNoGoroutine|TestSingleUprobeFallback|TestBuiltinHTTP|TestBuiltinSQLite|TestDiscover|TestCLIDaemon|TestPropagateWire)$'}
 
 missing=()
 case "$arch" in

@@ -21,6 +21,10 @@ type DecoderConfig struct {
 	// Probes by id, as the image compiled them: their recipes say what
 	// each value of a record holds.
 	Probes []*probes.Probe
+	// Base is the kernel's probe id of Probes[0]: the executable's ids
+	// are a range of the ids every executable shares. Events carry the
+	// image's own ids (minus Base).
+	Base uint32
 	// Target is the process's executable, for type names and read-only
 	// literals (may be nil: then neither can be read).
 	Target Target
@@ -55,7 +59,11 @@ func (d *Decoder) Unreadable() UnreadableCounts { return d.unreadable.Counts() }
 // the caller counts it as a decode error.
 func (d *Decoder) Decode(rec *Record) (*Event, bool) {
 	ev := &d.ev
-	*ev = Event{Kind: rec.Kind, Time: d.cfg.Clock.Wall(rec.Time), Goroutine: rec.Goroutine, Depth: rec.Depth, Probe: rec.Probe, Lost: rec.Lost}
+	if rec.Probe < d.cfg.Base {
+		return nil, false
+	}
+	id := rec.Probe - d.cfg.Base
+	*ev = Event{Kind: rec.Kind, Time: d.cfg.Clock.Wall(rec.Time), Goroutine: rec.Goroutine, Depth: rec.Depth, Probe: id, Lost: rec.Lost}
 	switch rec.Kind {
 	case GoCreate:
 		ev.Child = rec.Values[0].A
@@ -66,10 +74,10 @@ func (d *Decoder) Decode(rec *Record) (*Event, bool) {
 		ev.PanicMessage = "panic: " + panicValue(rec, d.cfg.Target, &d.unreadable)
 		return ev, true
 	}
-	if int(rec.Probe) >= len(d.cfg.Probes) {
+	if int(id) >= len(d.cfg.Probes) {
 		return nil, false
 	}
-	p := d.cfg.Probes[rec.Probe]
+	p := d.cfg.Probes[id]
 	switch rec.Kind {
 	case Start:
 		if len(p.EntryAttrs) > 0 {
@@ -86,9 +94,9 @@ func (d *Decoder) Decode(rec *Record) (*Event, bool) {
 			ev.Attributes = attributes(p, rec, false, d.scratch[:0], d.cfg.Target, &d.unreadable)
 		}
 		if e := returnedError(p, rec, d.cfg.Target, &d.unreadable); e != nil {
-			if int(rec.Probe) >= len(d.cfg.ErrorOf) || d.cfg.ErrorOf[rec.Probe] == nil {
+			if int(id) >= len(d.cfg.ErrorOf) || d.cfg.ErrorOf[id] == nil {
 				ev.Err = e
-			} else if err := d.cfg.ErrorOf[rec.Probe](e, ev.Attributes); err != nil {
+			} else if err := d.cfg.ErrorOf[id](e, ev.Attributes); err != nil {
 				ev.Err = err
 			}
 		}

@@ -1,5 +1,5 @@
-// Package reader is the stage after the kernel: it reads an image's ring
-// buffer, decodes each record (record.go) and interprets it with its
+// Package reader is the stage after the kernel: it reads the agent's ring
+// buffer (one for every executable traced), decodes each record (record.go) and interprets it with its
 // probe's recipe (decoder.go, values.go) into an Event, and routes the
 // event by pid to the sink of its process: the process's lifecycle.
 //
@@ -40,9 +40,10 @@ type Options struct {
 	// before it is read (default 50ms).
 	PollInterval time.Duration
 	// OnUnknownPID is called, from Run's goroutine, with the first record
-	// of a process that has no route: the caller may Route it now, and
-	// the record goes there. It is asked once per pid (until Forget).
-	OnUnknownPID func(pid uint32)
+	// of a process that has no route and the record's probe id (which
+	// tells the executable): the caller may Route it now, and the record
+	// goes there. It is asked once per pid (until Forget).
+	OnUnknownPID func(pid, probe uint32)
 	// Tick is called from Run's goroutine about once a second, with the
 	// time (to expire what waited too long).
 	Tick func(now time.Time)
@@ -211,7 +212,7 @@ func (r *Reader) Dispatch(raw []byte) {
 	}
 	rt, ok := (*r.routes.Load())[r.rec.Pid]
 	if !ok && r.opts.OnUnknownPID != nil && r.ask(r.rec.Pid) {
-		r.opts.OnUnknownPID(r.rec.Pid)
+		r.opts.OnUnknownPID(r.rec.Pid, r.rec.Probe)
 		rt, ok = (*r.routes.Load())[r.rec.Pid]
 	}
 	if !ok {

@@ -143,7 +143,7 @@ func TestUnknownPID(t *testing.T) {
 	var admitted sink
 	asked := map[uint32]int{}
 	var r *Reader
-	r = New(&fakeSource{}, Options{OnUnknownPID: func(pid uint32) {
+	r = New(&fakeSource{}, Options{OnUnknownPID: func(pid, _ uint32) {
 		asked[pid]++
 		if pid == 7 {
 			r.Route(pid, newDecoder(), &admitted)

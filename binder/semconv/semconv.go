@@ -45,11 +45,12 @@ type Side struct {
 
 var _ binder.SpanSide = (*Side)(nil)
 
-// New returns the span side of b's built-in probes; invalid counts the
-// trace context values its spans ignore as malformed outside RemoteParent
-// (which reports its own).
-func New(b *probes.Binary, invalid *atomic.Uint64) *Side {
-	return &Side{typeName: b.TypeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b), invalid: invalid, handoffs: newHandoffs()}
+// New returns the span side of b's built-in probes in one process, whose
+// type addresses typeName names (the process's load bias taken off);
+// invalid counts the trace context values its spans ignore as malformed
+// outside RemoteParent (which reports its own).
+func New(b *probes.Binary, typeName func(addr uint64) string, invalid *atomic.Uint64) *Side {
+	return &Side{typeName: typeName, dbSystem: dbSystem(b), routed: builtin.UsesRouter(b), invalid: invalid, handoffs: newHandoffs()}
 }
 
 // Shaper implements binder.SpanSide.

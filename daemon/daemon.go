@@ -297,6 +297,18 @@ func (d *Daemon) Stats() Stats {
 	return st
 }
 
+// MemoryLocked returns the kernel memory the programs' maps and ring
+// buffer lock; an error before Run loaded them or after it returned.
+func (d *Daemon) MemoryLocked() (uint64, error) {
+	d.mu.Lock()
+	n := d.node
+	d.mu.Unlock()
+	if n == nil {
+		return 0, errors.New("the BPF maps are not loaded")
+	}
+	return n.MemoryLocked()
+}
+
 // started handles a process that execed (exec, at monotonic time ts) or
 // was running at start.
 func (d *Daemon) started(pid int, exec bool, ts uint64) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/daemon"
 	"github.com/tcagent/tcagent/exporter"
@@ -24,6 +25,22 @@ func socketStats(p *bpf.Propagator) func() (prometheus.SocketStats, error) {
 			return nil, err
 		}
 		return prometheus.SocketStats{"injected": c.Injected, "not_http1": c.NotHTTP1, "no_room": c.NoRoom}, nil
+	}
+}
+
+// kernelMemory sums the kernel memory the sessions' BPF maps lock (attach
+// loads one set per process).
+func kernelMemory(sessions ...*agent.Session) func() (uint64, error) {
+	return func() (uint64, error) {
+		var sum uint64
+		for _, s := range sessions {
+			n, err := s.Node().MemoryLocked()
+			if err != nil {
+				return 0, err
+			}
+			sum += n
+		}
+		return sum, nil
 	}
 }
 

@@ -1,0 +1,199 @@
+package kerneltests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/daemon"
+	iproc "github.com/tcagent/tcagent/internal/proc"
+)
+
+// TestDaemonSharedNode: one daemon traces two executables and a
+// position-independent one run as three processes, which ASLR maps at
+// three addresses, with one set of BPF programs and maps. The three PIE
+// processes share one image (one set of uprobe links, the same as with
+// one), each traced from its first call though its load bias differs from
+// the first's; an image's recipes are cleared once its last process
+// exits, and once every process exited no link and no recipe of ours is
+// left in the kernel.
+func TestDaemonSharedNode(t *testing.T) {
+	if b, err := os.ReadFile("/proc/sys/kernel/randomize_va_space"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		t.Skip("ASLR is off: PIE processes would all be mapped at one address")
+	}
+	dir := t.TempDir()
+	binA, binB := churnBinaries(t, dir)
+	pie := filepath.Join(dir, "churn-pie")
+	src, _ := filepath.Abs("testdata/churn")
+	if err := goBuild(src, pie, toolchains[len(toolchains)-1].toolchain, "-buildmode=pie", "."); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
+	cfg, err := daemon.ParseConfig([]byte(fmt.Sprintf("selectors:\n  - exe: %s/churn-*\n    probes: probes.yaml\n    builtin: [none]\n", dir)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &pidSpans{seen: map[int64]*pidSeen{}}
+	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(),
+		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	}()
+	waitFor(t, "daemon ready", d.Ready)
+	baseLinks := bpfLinkFDs(t)
+	if n := ourRecipes(t); n != 0 {
+		t.Fatalf("%d recipes set before any process was traced", n)
+	}
+	traced := func(pid int) func() bool { return func() bool { return rec.get(pid).work > 0 } }
+
+	// The first process of each executable: traced once the daemon saw
+	// its exec (its first calls may precede its uprobes).
+	a1, b1, p1 := startProc(t, binA, "--tag", "a1"), startProc(t, binB, "--tag", "b1"), startProc(t, pie, "--tag", "p1")
+	for _, c := range []int{a1.Process.Pid, b1.Process.Pid, p1.Process.Pid} {
+		waitFor(t, fmt.Sprintf("pid %d traced", c), traced(c))
+	}
+	linksPIE, linksA := uprobeLinks(t, pie), uprobeLinks(t, binA)
+	recipesAll := ourRecipes(t)
+	if linksPIE == 0 || linksA == 0 || recipesAll == 0 {
+		t.Fatalf("links of churn-pie %d, of churn-a %d, recipes %d: want some of each", linksPIE, linksA, recipesAll)
+	}
+	// Two more processes of the PIE executable and one of churn-a, with
+	// their executables' uprobes in place: traced from their first call,
+	// Boot, whatever address ASLR chose for the PIE ones.
+	p2, p3, a2 := startProc(t, pie, "--tag", "p2"), startProc(t, pie, "--tag", "p3"), startProc(t, binA, "--tag", "a2")
+	for _, c := range []int{p2.Process.Pid, p3.Process.Pid, a2.Process.Pid} {
+		waitFor(t, fmt.Sprintf("pid %d traced", c), traced(c))
+	}
+	at := map[uint64]bool{}
+	for i, c := range []int{p1.Process.Pid, p2.Process.Pid, p3.Process.Pid} {
+		start, err := iproc.MappedAt(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at[start] = true
+		if i > 0 {
+			tag := fmt.Sprintf("p%d", i+1)
+			if got := rec.get(c).boots; len(got) != 1 || got[0] != tag {
+				t.Errorf("churn-pie %s (pid %d, mapped at %#x): boot spans %q, want [%s]: not traced from its start", tag, c, start, got, tag)
+			}
+		}
+	}
+	if len(at) != 3 {
+		t.Errorf("the three PIE processes were mapped at %d addresses, want 3 (ASLR)", len(at))
+	}
+	if got := rec.get(a2.Process.Pid).boots; len(got) != 1 || got[0] != "a2" {
+		t.Errorf("churn-a a2: boot spans %q, want [a2]", got)
+	}
+	if st := d.Stats(); st.Images != 3 || st.Traced != 6 {
+		t.Errorf("6 processes of 3 executables: %d images, %d traced; want 3 and 6", st.Images, st.Traced)
+	}
+	if n := uprobeLinks(t, pie); n != linksPIE {
+		t.Errorf("3 processes of churn-pie: %d uprobe_multi links, want %d as with one (one set, shared)", n, linksPIE)
+	}
+	if n := ourRecipes(t); n != recipesAll {
+		t.Errorf("%d recipes with more processes of the same executables, want %d", n, recipesAll)
+	}
+	if st := d.Stats(); st.MemoryLocked == 0 {
+		t.Errorf("no kernel memory reported locked by the maps")
+	}
+
+	// churn-b's only process exits: its image goes, links and recipes.
+	stopProc(b1)
+	waitFor(t, "churn-b's image released", func() bool { return d.Stats().Images == 2 })
+	if n := uprobeLinks(t, binB); n != 0 {
+		t.Errorf("churn-b: %d uprobe_multi links left after its last process exited", n)
+	}
+	perImage := recipesAll / 3 // the three images have the same probes
+	waitFor(t, "churn-b's recipes cleared", func() bool { return ourRecipes(t) == recipesAll-perImage })
+
+	for _, c := range []int{a1.Process.Pid, a2.Process.Pid, p1.Process.Pid, p2.Process.Pid, p3.Process.Pid} {
+		p, _ := os.FindProcess(c)
+		p.Kill()
+	}
+	waitFor(t, "every image released", func() bool { st := d.Stats(); return st.Images == 0 && st.Traced == 0 })
+	if n := ourRecipes(t); n != 0 {
+		t.Errorf("%d recipes left once every process exited", n)
+	}
+	if n := bpfLinkFDs(t); n != baseLinks {
+		t.Errorf("%d bpf_link fds once every process exited, %d before any was traced", n, baseLinks)
+	}
+}
+
+// bpfLinkFDs counts this process's BPF link file descriptors.
+func bpfLinkFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && l == "anon_inode:bpf_link" {
+			n++
+		}
+	}
+	return n
+}
+
+// ourRecipes counts the recipes set (not all zero) in the recipes maps
+// this process holds: the node's.
+func ourRecipes(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fdinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[ebpf.MapID]bool{}
+	n := 0
+	for _, e := range ents {
+		info, err := os.ReadFile(filepath.Join("/proc/self/fdinfo", e.Name()))
+		if err != nil {
+			continue
+		}
+		var id uint64
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "map_id:"); ok {
+				id, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			}
+		}
+		if id == 0 || seen[ebpf.MapID(id)] {
+			continue
+		}
+		seen[ebpf.MapID(id)] = true
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if mi, err := m.Info(); err == nil && mi.Name == "recipes" {
+			var k uint32
+			v := make([]byte, m.ValueSize())
+			zero := make([]byte, m.ValueSize())
+			it := m.Iterate()
+			for it.Next(&k, &v) {
+				if !bytes.Equal(v, zero) {
+					n++
+				}
+			}
+			if err := it.Err(); err != nil {
+				t.Fatalf("read recipes: %v", err)
+			}
+		}
+		m.Close()
+	}
+	return n
+}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/binder/semconv"
+	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
@@ -110,15 +111,19 @@ func (n *Node) load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (
 	if err := n.reserve(im, im.size()); err != nil {
 		return nil, err
 	}
+	set := func(id uint32, r bpf.Recipe) error {
+		r.PIE = im.bin.PIE
+		return n.tracer.SetRecipe(im.base+id, r)
+	}
 	for _, p := range im.probes {
-		if err := n.tracer.SetRecipe(im.base+p.ID, p.Recipe); err != nil {
+		if err := set(p.ID, p.Recipe); err != nil {
 			return nil, err
 		}
 	}
-	if err := n.tracer.SetRecipe(im.base+im.rtBase, im.rt.Recipe); err != nil {
+	if err := set(im.rtBase, im.rt.Recipe); err != nil {
 		return nil, err
 	}
-	if err := n.tracer.SetRecipe(im.base+im.rtBase+1, im.rt.PanicRecipe); err != nil {
+	if err := set(im.rtBase+1, im.rt.PanicRecipe); err != nil {
 		return nil, err
 	}
 	t2 := time.Now()

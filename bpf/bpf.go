@@ -175,6 +175,9 @@ type Recipe struct {
 	// runtime.newproc1's entry or its CALL sites (GoCreateEntryProgram) and
 	// paired with the new g at its return by thread.
 	Creator bool
+	// PIE marks the recipes of a position-independent executable: the
+	// programs add the process's bias (Admission) to WantType and TLSType.
+	PIE bool
 	// WantType is the link address (each process adds its bias, see
 	// Admission) of the type descriptor the value an Inject or Adopt
 	// probe, or a server probe's chains, reads must have: *net.TCPConn, or
@@ -443,6 +446,9 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	}
 	if r.Creator {
 		v.Flags |= 32
+	}
+	if r.PIE {
+		v.Flags |= 64
 	}
 	v.GoidOff, v.StackHiOff, v.ParentGoidOff = r.GoidOffset, r.StackHiOffset, r.ParentGoidOffset
 	v.WantType, v.TlsType = r.WantType, r.TLSType

@@ -154,11 +154,14 @@ static __always_inline int admitted(__u32 probe)
 	return !v || (v->state == PID_TRACED && probe >= v->lo && probe < v->hi);
 }
 
-// bias_of reads what the current process adds to its executable's link
-// addresses; -1 for a process not admitted yet, whose type addresses
-// cannot be told.
-static __always_inline int bias_of(__u64 *bias)
+// bias_of reads what the current process adds to the link addresses of
+// r's executable: 0 unless it is position-independent; -1 for a process
+// of one not admitted yet, whose type addresses cannot be told.
+static __always_inline int bias_of(const struct recipe *r, __u64 *bias)
 {
+	*bias = 0;
+	if (!(r->flags & RECIPE_PIE))
+		return 0;
 	__u32 tgid = current_tgid();
 	struct pid_val *v = bpf_map_lookup_elem(&pids, &tgid);
 	if (!v || v->state != PID_TRACED)
@@ -485,7 +488,7 @@ static __always_inline __u64 rand64(void)
 static __always_inline int conn_of(const struct abi_regs *regs, const struct recipe *r, struct conn_key *k, int *tls)
 {
 	__u64 typ = 0, l = 0, rp = 0, bias = 0;
-	if (r->nchains != MAX_CHAINS || !r->want_type || bias_of(&bias) < 0 ||
+	if (r->nchains != MAX_CHAINS || !r->want_type || bias_of(r, &bias) < 0 ||
 	    read_chain(regs, &r->chains[CHAIN_CONN_TYPE], &typ) < 0 || !typ)
 		return -1;
 	int lc = CHAIN_TCP_LPORT, rc = CHAIN_TCP_RPORT;
@@ -1013,7 +1016,7 @@ static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, _
 	struct abi_regs regs;
 	abi_regs(ctx, &regs);
 	__u64 typ = 0, hi = 0, lo = 0, bias = 0;
-	if (!r->want_type || bias_of(&bias) < 0 || read_path(&regs, &r->ret[0], &typ) < 0 || typ != r->want_type + bias ||
+	if (!r->want_type || bias_of(r, &bias) < 0 || read_path(&regs, &r->ret[0], &typ) < 0 || typ != r->want_type + bias ||
 	    read_path(&regs, &r->ret[1], &hi) < 0 || read_path(&regs, &r->ret[2], &lo) < 0 || (!hi && !lo))
 		return;
 	g->trace_hi = __builtin_bswap64(hi);

@@ -79,6 +79,8 @@ enum recipe_flags {
 	RECIPE_ADOPT = 16,      // --propagate: the program's OpenTelemetry SDK starts a span, see adopt
 	RECIPE_CREATOR = 32,    // runtime.newproc1 of Go 1.19/1.20 (no g.parentGoid): the creator's goid
 				// was saved at its entry, see tc_go_create_entry
+	RECIPE_PIE = 64,        // a position-independent executable's: its type addresses need the
+				// process's load bias (pid_val.bias)
 };
 
 enum counter {

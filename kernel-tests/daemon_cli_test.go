@@ -299,7 +299,21 @@ func lastLine(s string) string {
 // the kernel keeps each process's goroutines apart though their ids
 // collide.
 func TestDaemonPropagate(t *testing.T) {
-	b := newestOf(t, "chain")
+	builds := []build{newestOf(t, "chain")}
+	for _, b := range fixturesOf(t, "chain") {
+		if b.pie {
+			builds = append(builds, b)
+		}
+	}
+	for _, b := range builds {
+		t.Run(b.name, func(t *testing.T) { testDaemonPropagate(t, b) })
+	}
+}
+
+// testDaemonPropagate: with a position-independent build, the three
+// processes, which ASLR maps apart, share one set of uprobes too, and the
+// kernel tells their connections' types by each one's load bias.
+func testDaemonPropagate(t *testing.T, b build) {
 	cfg := writeFile(t, "daemon.yaml", fmt.Sprintf("selectors:\n  - exe: %s\n    builtin: [http]\n", b.path))
 	d := startDaemon(t, cfg, nil, "--propagate")
 	if !d.waitReady(t) {

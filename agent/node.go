@@ -259,6 +259,16 @@ func (n *Node) tick(now time.Time) {
 // uprobes and ends every session's open spans.
 func (n *Node) Run(ctx context.Context) error {
 	err := n.rd.Run(ctx, nil)
+	n.detach()
+	n.rd.Drain() // and ends the processes removed meanwhile
+	for _, s := range n.current() {
+		n.finish(removal{pid: uint32(s.cfg.PID), s: s}, lifecycle.EndDetach)
+	}
+	return err
+}
+
+// detach closes every image's links: no new events.
+func (n *Node) detach() {
 	n.mu.Lock()
 	images := make([]*Image, 0, len(n.images))
 	for _, im := range n.images {
@@ -268,11 +278,6 @@ func (n *Node) Run(ctx context.Context) error {
 	for _, im := range images {
 		im.closeLinks()
 	}
-	n.rd.Drain() // and ends the processes removed meanwhile
-	for _, s := range n.current() {
-		n.finish(removal{pid: uint32(s.cfg.PID), s: s}, lifecycle.EndDetach)
-	}
-	return err
 }
 
 // Close waits for the sessions to flush and releases the programs and
@@ -290,14 +295,8 @@ func (n *Node) release() {
 		return
 	}
 	n.released = true
-	images := make([]*Image, 0, len(n.images))
-	for _, im := range n.images {
-		images = append(images, im)
-	}
 	n.mu.Unlock()
-	for _, im := range images {
-		im.closeLinks()
-	}
+	n.detach()
 	n.rd.Close()
 	for _, s := range n.current() {
 		if s.final == nil {

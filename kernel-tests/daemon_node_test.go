@@ -2,7 +2,6 @@ package kerneltests
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,16 +44,7 @@ func TestDaemonSharedNode(t *testing.T) {
 	rec := &pidSpans{seen: map[int64]*pidSeen{}}
 	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(),
 		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}()
-	waitFor(t, "daemon ready", d.Ready)
+	runDaemon(t, d)
 	baseLinks := bpfLinkFDs(t)
 	if n := ourRecipes(t); n != 0 {
 		t.Fatalf("%d recipes set before any process was traced", n)

@@ -169,6 +169,21 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
+// runDaemon runs d until the test ends, and waits until it is ready.
+func runDaemon(t *testing.T, d *daemon.Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+	waitFor(t, "daemon ready", d.Ready)
+}
+
 // TestDaemonChurn runs the daemon with one selector while 20 matching
 // processes of two executables are started, killed and restarted over 30
 // seconds, beside processes it must leave alone: one of the same
@@ -215,16 +230,7 @@ func TestDaemonChurn(t *testing.T) {
 				sessions.Delete(s)
 			}
 		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}()
-	waitFor(t, "daemon ready", d.Ready)
+	runDaemon(t, d)
 	idle := func() bool { st := d.Stats(); return st.Traced == 0 && st.Images == 0 }
 
 	// Warm up: one process of churn-a traced and gone, so that the
@@ -386,11 +392,7 @@ func TestDaemonPortSelector(t *testing.T) {
 	}
 	rec := &pidSpans{seen: map[int64]*pidSeen{}}
 	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "daemon ready", d.Ready)
+	runDaemon(t, d)
 	yes := startProc(t, binA, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	no := startProc(t, binA, "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	waitFor(t, "listening process traced", func() bool { return rec.get(yes.Process.Pid).work > 0 })

@@ -189,12 +189,26 @@ func Attach(cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := NewNode(cfg.ImageConfig)
+	im, err := analyse(cfg.PID, cfg.ImageConfig, false, nil)
 	if err != nil {
 		lock.Release()
 		return nil, err
 	}
-	im, err := n.load(cfg.PID, cfg.ImageConfig, false, nil)
+	// The node serves this image and this process alone: sized for them.
+	ncfg := cfg.ImageConfig
+	ncfg.MaxProbes = im.size()
+	if ncfg.MaxProcesses == 0 {
+		ncfg.MaxProcesses = 1
+	}
+	t := time.Now()
+	n, err := NewNode(ncfg)
+	if err != nil {
+		im.Close()
+		lock.Release()
+		return nil, err
+	}
+	im.timings.Load = time.Since(t)
+	err = n.install(im)
 	var s *Session
 	if err == nil {
 		s, err = im.Add(cfg.SessionConfig)
@@ -206,9 +220,7 @@ func Attach(cfg Config) (*Session, error) {
 		}
 	}
 	if err != nil {
-		if im != nil {
-			im.Close()
-		}
+		im.Close()
 		n.release()
 		lock.Release()
 		return nil, err

@@ -70,20 +70,27 @@ type Image struct {
 // caller keeps; the image does not close it). The node's Run reads the
 // events.
 func (n *Node) Load(pid int, cfg ImageConfig, bin *probes.Binary) (*Image, error) {
-	return n.load(pid, cfg, true, bin)
-}
-
-func (n *Node) load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = n.log
 	}
-	im := &Image{cfg: cfg, node: n, pid: pid, shared: shared, log: cfg.Logger, bin: bin}
-	ok := false
-	defer func() {
-		if !ok {
-			im.Close()
-		}
-	}()
+	im, err := analyse(pid, cfg, true, bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.install(im); err != nil {
+		im.Close()
+		return nil, err
+	}
+	return im, nil
+}
+
+// analyse compiles the probes of process pid's executable: the image
+// before it has a node.
+func analyse(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	im := &Image{cfg: cfg, pid: pid, shared: shared, log: cfg.Logger, bin: bin}
 	if pid <= 0 {
 		return nil, fmt.Errorf("invalid pid %d", pid)
 	}
@@ -91,7 +98,6 @@ func (n *Node) load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (
 	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
 		return nil, fmt.Errorf("no such process: %d", pid)
 	}
-	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	var err error
 	if im.bin == nil {
 		if im.bin, err = OpenBinary(pid); err != nil {
@@ -100,16 +106,24 @@ func (n *Node) load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (
 		im.ownBin = true
 	}
 	rt, err := im.bin.Runtime()
+	if err == nil {
+		err = im.compile(rt)
+	}
 	if err != nil {
+		im.Close()
 		return nil, err
 	}
-	if err := im.compile(rt); err != nil {
-		return nil, err
-	}
+	im.timings.Analyze = time.Since(t0)
+	return im, nil
+}
+
+// install gives im a range of n's probe ids, sets its recipes there and
+// attaches its uprobes.
+func (n *Node) install(im *Image) error {
 	t1 := time.Now()
-	im.timings.Analyze = t1.Sub(t0)
+	im.node = n
 	if err := n.reserve(im, im.size()); err != nil {
-		return nil, err
+		return err
 	}
 	set := func(id uint32, r bpf.Recipe) error {
 		r.PIE = im.bin.PIE
@@ -117,23 +131,22 @@ func (n *Node) load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (
 	}
 	for _, p := range im.probes {
 		if err := set(p.ID, p.Recipe); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := set(im.rtBase, im.rt.Recipe); err != nil {
-		return nil, err
+		return err
 	}
 	if err := set(im.rtBase+1, im.rt.PanicRecipe); err != nil {
-		return nil, err
+		return err
 	}
 	t2 := time.Now()
-	im.timings.Load = t2.Sub(t1)
-	if err := im.attach(exe); err != nil {
-		return nil, err
+	im.timings.Load += t2.Sub(t1)
+	if err := im.attach(fmt.Sprintf("/proc/%d/exe", im.pid)); err != nil {
+		return err
 	}
 	im.timings.Attach = time.Since(t2)
-	ok = true
-	return im, nil
+	return nil
 }
 
 // size is how many probe ids the image holds.
@@ -460,7 +473,9 @@ func (im *Image) Close() error {
 	}
 	im.closed = true
 	im.closeLinks()
-	im.node.unreserve(im)
+	if im.node != nil {
+		im.node.unreserve(im)
+	}
 	if im.bin != nil && im.ownBin {
 		im.bin.Close()
 	}

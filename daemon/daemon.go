@@ -72,6 +72,9 @@ type Stats struct {
 	// Unattributed counts events read that belonged to no traced process
 	// any more (in flight when it was let go).
 	Unattributed uint64
+	// DecodeErrors counts events read that could not be decoded, or whose
+	// probe is not of their process's executable.
+	DecodeErrors uint64
 }
 
 // Daemon traces every process its selectors match.
@@ -288,7 +291,7 @@ func (d *Daemon) Stats() Stats {
 		}
 	}
 	if d.node != nil {
-		st.Unattributed = d.node.Unattributed()
+		st.Unattributed, st.DecodeErrors = d.node.Unattributed(), d.node.DecodeErrors()
 		st.MemoryLocked, _ = d.node.MemoryLocked()
 	}
 	if d.watcher != nil {

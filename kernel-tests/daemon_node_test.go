@@ -124,6 +124,53 @@ func TestDaemonSharedNode(t *testing.T) {
 	}
 }
 
+// TestDaemonTwoSelectorsOneFile: two selectors take processes of one
+// executable by their command lines, with other probes: two images, two
+// sets of uprobes on the one file, each firing in every process of it.
+// Each process gets the spans of its own selector's probes only: the
+// kernel drops the hits of the other image's probes in it.
+func TestDaemonTwoSelectorsOneFile(t *testing.T) {
+	dir := t.TempDir()
+	binA, _ := churnBinaries(t, dir)
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
+	os.WriteFile(filepath.Join(dir, "other.yaml"), []byte("probes:\n  - symbol: main.Work\n    name: work-other\n"), 0o644)
+	cfg, err := daemon.ParseConfig([]byte(fmt.Sprintf(`selectors:
+  - exe: %[1]s
+    cmdline: "--tag one"
+    probes: probes.yaml
+    builtin: [none]
+  - exe: %[1]s
+    cmdline: "--tag two"
+    probes: other.yaml
+    builtin: [none]
+`, binA)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &pidSpans{seen: map[int64]*pidSeen{}}
+	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(),
+		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
+	runDaemon(t, d)
+	one := startProc(t, binA, "--tag", "one")
+	waitFor(t, "selector one's process traced", func() bool { return rec.get(one.Process.Pid).work > 0 })
+	two := startProc(t, binA, "--tag", "two")
+	waitFor(t, "selector two's process traced", func() bool { return rec.get(two.Process.Pid).other["work-other"] > 0 })
+	if st := d.Stats(); st.Images != 2 || st.Traced != 2 {
+		t.Fatalf("two selectors on one file: %d images, %d traced; want 2 and 2", st.Images, st.Traced)
+	}
+	time.Sleep(500 * time.Millisecond) // about 25 more calls of Work in each
+	if got := rec.get(one.Process.Pid); len(got.other) != 0 {
+		t.Errorf("selector one's process got spans of selector two's probes: %v", got.other)
+	}
+	if got := rec.get(two.Process.Pid); got.work != 0 || len(got.boots) != 0 {
+		t.Errorf("selector two's process got %d work and %d boot spans of selector one's probes", got.work, len(got.boots))
+	}
+	// Not even sent: its decoder would refuse another image's probe ids.
+	if st := d.Stats(); st.DecodeErrors != 0 {
+		t.Errorf("%d events decoded with the wrong executable's probes", st.DecodeErrors)
+	}
+}
+
 // bpfLinkFDs counts this process's BPF link file descriptors.
 func bpfLinkFDs(t *testing.T) int {
 	t.Helper()

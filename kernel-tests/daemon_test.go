@@ -3,6 +3,7 @@ package kerneltests
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ type pidSpans struct {
 type pidSeen struct {
 	boots []string
 	work  int
+	other map[string]int // spans of other names, by name
 	goVer string
 	res   map[string]string // the resource, as strings
 }
@@ -68,6 +70,11 @@ func (p *pidSpans) OnEnd(s sdktrace.ReadOnlySpan) {
 		ps.boots = append(ps.boots, fmt.Sprint(attrs(s)["tag"]))
 	case "work":
 		ps.work++
+	default:
+		if ps.other == nil {
+			ps.other = map[string]int{}
+		}
+		ps.other[s.Name()]++
 	}
 }
 
@@ -75,7 +82,7 @@ func (p *pidSpans) get(pid int) pidSeen {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ps := p.seen[int64(pid)]; ps != nil {
-		return pidSeen{boots: append([]string(nil), ps.boots...), work: ps.work, goVer: ps.goVer, res: ps.res}
+		return pidSeen{boots: append([]string(nil), ps.boots...), work: ps.work, goVer: ps.goVer, res: ps.res, other: maps.Clone(ps.other)}
 	}
 	return pidSeen{}
 }

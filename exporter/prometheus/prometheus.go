@@ -301,6 +301,7 @@ var (
 	daemonImages       = desc("tcagent_daemon_executables_attached", "daemon: executables with one shared set of uprobes attached.")
 	daemonLost         = desc("tcagent_daemon_discovery_lost_total", "daemon: exec and exit events the kernel had no room for.")
 	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored).")
+	daemonDecode       = desc("tcagent_daemon_decode_errors_total", "daemon: events read that could not be decoded, or whose probe is not of their process's executable.")
 	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, no_access (its executable unreadable: see the README's privileges), self, held_by_other_agent (another tcagent traces it; taken over once it detaches).", "decision")
 	unreadable         = desc("tcagent_reads_unreadable_total", "Values read from the traced process that could not be read or failed a sanity check (a length out of bounds, bytes that are not text, an error or panic value whose type tcagent cannot read), exported as KEY.unreadable or the type name instead, by what: capture, header, error, panic.", "service", "pid", "what")
 	joinedTraces       = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
@@ -312,7 +313,7 @@ func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes, retFallbacks,
 		probesFailed, badContext, unreadable, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
 		propRequests, propMismatch, propSocket, joinedTraces, propMatched,
-		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecisions, bpfMemory} {
+		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecode, daemonDecisions, bpfMemory} {
 		ch <- d
 	}
 }
@@ -338,6 +339,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(daemonImages, prometheus.GaugeValue, float64(st.Images))
 		ch <- prometheus.MustNewConstMetric(daemonLost, prometheus.CounterValue, float64(st.DiscoveryLost))
 		ch <- prometheus.MustNewConstMetric(daemonUnattributed, prometheus.CounterValue, float64(st.Unattributed))
+		ch <- prometheus.MustNewConstMetric(daemonDecode, prometheus.CounterValue, float64(st.DecodeErrors))
 		for _, k := range []string{"traced", "not_go", "no_match", "attach_failed", "no_access", "self", "held_by_other_agent"} {
 			ch <- prometheus.MustNewConstMetric(daemonDecisions, prometheus.CounterValue, float64(st.Decisions[k]), k)
 		}

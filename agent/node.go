@@ -314,7 +314,9 @@ func (n *Node) Images() int {
 	return len(n.images)
 }
 
-// Unattributed counts events read that belonged to no traced process.
+// Unattributed counts events read that belonged to no traced process, or
+// to another image's probes than their process's (hit before it was
+// decided).
 func (n *Node) Unattributed() uint64 { return n.rd.Unattributed() }
 
 // DecodeErrors counts records that could not be decoded or that no probe

@@ -70,7 +70,8 @@ type Stats struct {
 	// DiscoveryLost counts exec and exit events the kernel had no room for.
 	DiscoveryLost uint64
 	// Unattributed counts events read that belonged to no traced process
-	// any more (in flight when it was let go).
+	// any more (in flight when it was let go), or to another executable's
+	// probes (hit before the process was decided).
 	Unattributed uint64
 	// DecodeErrors counts events read that could not be decoded, or whose
 	// probe is not of their process's executable.

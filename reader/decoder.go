@@ -50,6 +50,12 @@ type Decoder struct {
 // NewDecoder returns a decoder for the records of one process.
 func NewDecoder(cfg DecoderConfig) *Decoder { return &Decoder{cfg: cfg} }
 
+// Owns reports whether probe is one of the decoder's executable's (in
+// [Base, Base+len(Probes)) as the kernel numbers them).
+func (d *Decoder) Owns(probe uint32) bool {
+	return probe >= d.cfg.Base && probe-d.cfg.Base < uint32(len(d.cfg.Probes))
+}
+
 // Unreadable returns the counts of values that failed a sanity check so
 // far. Safe from any goroutine.
 func (d *Decoder) Unreadable() UnreadableCounts { return d.unreadable.Counts() }

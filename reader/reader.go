@@ -67,8 +67,9 @@ type Reader struct {
 	rec   Record
 
 	decodeErrors atomic.Uint64
-	// unattributed counts records of no routed process: in flight from a
-	// process just ignored or gone.
+	// unattributed counts records of no routed process (in flight from a
+	// process just ignored or gone), or of another executable's probes
+	// than their process's.
 	unattributed atomic.Uint64
 }
 
@@ -215,7 +216,9 @@ func (r *Reader) Dispatch(raw []byte) {
 		r.opts.OnUnknownPID(r.rec.Pid, r.rec.Probe)
 		rt, ok = (*r.routes.Load())[r.rec.Pid]
 	}
-	if !ok {
+	// A probe of another executable: hit in the process before it was
+	// decided (the kernel follows undecided processes everywhere).
+	if !ok || !rt.dec.Owns(r.rec.Probe) {
 		r.unattributed.Add(1)
 		return
 	}
@@ -246,5 +249,6 @@ func (r *Reader) Close() error { return r.src.Close() }
 // explains.
 func (r *Reader) DecodeErrors() uint64 { return r.decodeErrors.Load() }
 
-// Unattributed counts records read that belonged to no routed process.
+// Unattributed counts records read that belonged to no routed process,
+// or to another executable's probes than their process's.
 func (r *Reader) Unattributed() uint64 { return r.unattributed.Load() }

@@ -300,7 +300,7 @@ var (
 	daemonWaiting      = desc("tcagent_daemon_processes_waiting", "daemon: Go processes looked at again later: a port selector's not listening on its port yet, or one another tcagent traces.")
 	daemonImages       = desc("tcagent_daemon_executables_attached", "daemon: executables with one shared set of uprobes attached.")
 	daemonLost         = desc("tcagent_daemon_discovery_lost_total", "daemon: exec and exit events the kernel had no room for.")
-	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored).")
+	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored), or of another selector's probes on its executable (hit before the process was decided).")
 	daemonDecode       = desc("tcagent_daemon_decode_errors_total", "daemon: events read that could not be decoded, or whose probe is not of their process's executable.")
 	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, no_access (its executable unreadable: see the README's privileges), self, held_by_other_agent (another tcagent traces it; taken over once it detaches).", "decision")
 	unreadable         = desc("tcagent_reads_unreadable_total", "Values read from the traced process that could not be read or failed a sanity check (a length out of bounds, bytes that are not text, an error or panic value whose type tcagent cannot read), exported as KEY.unreadable or the type name instead, by what: capture, header, error, panic.", "service", "pid", "what")

@@ -78,6 +78,11 @@ func (t *Tracer) Maps() []*ebpf.Map {
 		m.Pending, m.Pids, m.Recipes, m.TpScratch, m.Tuples}
 }
 
+// Maps returns the process watch's maps, for Memlock.
+func (w *ProcWatch) Maps() []*ebpf.Map {
+	return []*ebpf.Map{w.objs.ProcEvents, w.objs.ProcLost}
+}
+
 // Maps returns the socket side's maps, for Memlock.
 func (p *Propagator) Maps() []*ebpf.Map {
 	m := &p.objs.propagatorMaps

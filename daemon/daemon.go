@@ -59,9 +59,6 @@ type Stats struct {
 	// Images counts the executables with uprobes attached (being
 	// detached included).
 	Traced, Images, Waiting int
-	// MemoryLocked is the kernel memory the programs' maps and ring
-	// buffer lock (0 before Run loaded them).
-	MemoryLocked uint64
 	// Decisions counts processes by what became of them: traced, not_go,
 	// no_match, attach_failed, no_access (unreadable), self,
 	// held_by_other_agent (another tcagent traces it: taken over once it
@@ -293,7 +290,6 @@ func (d *Daemon) Stats() Stats {
 	}
 	if d.node != nil {
 		st.Unattributed, st.DecodeErrors = d.node.Unattributed(), d.node.DecodeErrors()
-		st.MemoryLocked, _ = d.node.MemoryLocked()
 	}
 	if d.watcher != nil {
 		st.DiscoveryLost, _ = d.watcher.Lost()
@@ -301,16 +297,22 @@ func (d *Daemon) Stats() Stats {
 	return st
 }
 
-// MemoryLocked returns the kernel memory the programs' maps and ring
-// buffer lock; an error before Run loaded them or after it returned.
+// MemoryLocked returns the kernel memory the maps and ring buffers of the
+// tracing programs and of the process watch lock; an error before Run
+// loaded them or after it returned.
 func (d *Daemon) MemoryLocked() (uint64, error) {
 	d.mu.Lock()
-	n := d.node
+	n, w := d.node, d.watcher
 	d.mu.Unlock()
-	if n == nil {
+	if n == nil || w == nil {
 		return 0, errors.New("the BPF maps are not loaded")
 	}
-	return n.MemoryLocked()
+	traced, err := n.MemoryLocked()
+	if err != nil {
+		return 0, err
+	}
+	watch, err := w.MemoryLocked()
+	return traced + watch, err
 }
 
 // started handles a process that execed (exec, at monotonic time ts) or

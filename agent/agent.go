@@ -483,8 +483,8 @@ func (s *Session) publish() {
 
 // Run reads events until ctx is done or the process exits, then detaches,
 // ends the spans still open and flushes them. It returns nil in both cases.
-// Only a session made by Attach runs itself; a shared image runs its
-// sessions (Image.Run).
+// Only a session made by Attach runs itself; the node of a shared image
+// runs its sessions (Node.Run).
 func (s *Session) Run(ctx context.Context) error {
 	if s.img.shared {
 		return errors.New("a session of a shared image is run by its node")

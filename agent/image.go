@@ -441,13 +441,6 @@ func (im *Image) Sessions() int {
 // Uprobes returns how many uprobe offsets the image attached.
 func (im *Image) Uprobes() int { return im.uprobes }
 
-// Links returns how many links the image holds open.
-func (im *Image) Links() int {
-	im.linksMu.Lock()
-	defer im.linksMu.Unlock()
-	return len(im.links)
-}
-
 // retFallbacks counts the hot-path probes on single-stepped RETs for want
 // of their emulated site: goroutine creation's, and the built-in probes'
 // that have one (the http server's end).
@@ -503,12 +496,6 @@ func (im *Image) closeLinks() {
 	}
 	wg.Wait()
 	im.timings.Detach = time.Since(t)
-}
-
-// Programs returns the loaded BPF programs.
-func (n *Node) Programs() []*ebpf.Program {
-	t := n.tracer
-	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.CallEndProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoCreateCallProgram(), t.GoExitProgram(), t.PanicProgram()}
 }
 
 // loadBias finds where a PIE binary's text was mapped.

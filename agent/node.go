@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
@@ -307,11 +308,10 @@ func (n *Node) release() {
 	n.tracer.Close()
 }
 
-// Images counts the executables the node serves.
-func (n *Node) Images() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.images)
+// Programs returns the loaded BPF programs.
+func (n *Node) Programs() []*ebpf.Program {
+	t := n.tracer
+	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.CallEndProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoCreateCallProgram(), t.GoExitProgram(), t.PanicProgram()}
 }
 
 // Unattributed counts events read that belonged to no traced process, or

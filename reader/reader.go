@@ -20,7 +20,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 )
 
-// Source is where records come from: the image's ring buffer
+// Source is where records come from: the node's ring buffer
 // (*ringbuf.Reader).
 type Source interface {
 	SetDeadline(t time.Time)

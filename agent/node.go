@@ -314,6 +314,11 @@ func (n *Node) Programs() []*ebpf.Program {
 	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.CallEndProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoCreateCallProgram(), t.GoExitProgram(), t.PanicProgram()}
 }
 
+// Undecided reads the kernel's counters of the processes not admitted
+// (slot 0): the hits in a process of a traced executable before the
+// daemon decided on it, which no session counts.
+func (n *Node) Undecided() (bpf.Counters, error) { return n.tracer.Counters(0) }
+
 // Unattributed counts events read that belonged to no traced process, or
 // to another image's probes than their process's (hit before it was
 // decided).

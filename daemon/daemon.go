@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/discover"
 	"github.com/tcagent/tcagent/internal/holds"
 	"github.com/tcagent/tcagent/probes"
@@ -70,9 +71,11 @@ type Stats struct {
 	// any more (in flight when it was let go), or to another executable's
 	// probes (hit before the process was decided).
 	Unattributed uint64
-	// DecodeErrors counts events read that could not be decoded, or whose
-	// probe is not of their process's executable.
+	// DecodeErrors counts events read that could not be decoded.
 	DecodeErrors uint64
+	// Undecided are the kernel's counts in processes not decided yet
+	// (their losses, say), which no session counts.
+	Undecided bpf.Counters
 }
 
 // Daemon traces every process its selectors match.
@@ -290,6 +293,7 @@ func (d *Daemon) Stats() Stats {
 	}
 	if d.node != nil {
 		st.Unattributed, st.DecodeErrors = d.node.Unattributed(), d.node.DecodeErrors()
+		st.Undecided, _ = d.node.Undecided()
 	}
 	if d.watcher != nil {
 		st.DiscoveryLost, _ = d.watcher.Lost()

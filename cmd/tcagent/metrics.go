@@ -51,5 +51,6 @@ func (h daemonHealth) Ready() bool { return h.d.Ready() }
 func (h daemonHealth) Stats() prometheus.DaemonStats {
 	st := h.d.Stats()
 	return prometheus.DaemonStats{Traced: st.Traced, Waiting: st.Waiting, Images: st.Images,
-		DiscoveryLost: st.DiscoveryLost, Unattributed: st.Unattributed, DecodeErrors: st.DecodeErrors, Decisions: st.Decisions}
+		DiscoveryLost: st.DiscoveryLost, Unattributed: st.Unattributed, DecodeErrors: st.DecodeErrors, Decisions: st.Decisions,
+		Lost: agent.LostReasons(st.Undecided)}
 }

@@ -302,6 +302,7 @@ var (
 	daemonLost         = desc("tcagent_daemon_discovery_lost_total", "daemon: exec and exit events the kernel had no room for.")
 	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored), or of another selector's probes on its executable (hit before the process was decided).")
 	daemonDecode       = desc("tcagent_daemon_decode_errors_total", "daemon: events read that could not be decoded, or whose probe is not of their process's executable.")
+	daemonEventsLost   = desc("tcagent_daemon_events_lost_total", "daemon: events of processes not decided yet (followed from their exec on, before a session counts them) the kernel could not deliver, by reason, as tcagent_events_lost_total.", "reason")
 	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, no_access (its executable unreadable: see the README's privileges), self, held_by_other_agent (another tcagent traces it; taken over once it detaches).", "decision")
 	unreadable         = desc("tcagent_reads_unreadable_total", "Values read from the traced process that could not be read or failed a sanity check (a length out of bounds, bytes that are not text, an error or panic value whose type tcagent cannot read), exported as KEY.unreadable or the type name instead, by what: capture, header, error, panic.", "service", "pid", "what")
 	joinedTraces       = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
@@ -309,11 +310,15 @@ var (
 	propSocket         = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
 )
 
+// lostReasons are the reasons of tcagent_events_lost_total and
+// tcagent_daemon_events_lost_total.
+var lostReasons = []string{"ringbuf_full", "goroutine_unreadable", "calls_map_full", "goroutine_marks_full"}
+
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes, retFallbacks,
 		probesFailed, badContext, unreadable, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
 		propRequests, propMismatch, propSocket, joinedTraces, propMatched,
-		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecode, daemonDecisions, bpfMemory} {
+		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecode, daemonEventsLost, daemonDecisions, bpfMemory} {
 		ch <- d
 	}
 }
@@ -340,6 +345,9 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(daemonLost, prometheus.CounterValue, float64(st.DiscoveryLost))
 		ch <- prometheus.MustNewConstMetric(daemonUnattributed, prometheus.CounterValue, float64(st.Unattributed))
 		ch <- prometheus.MustNewConstMetric(daemonDecode, prometheus.CounterValue, float64(st.DecodeErrors))
+		for _, reason := range lostReasons {
+			ch <- prometheus.MustNewConstMetric(daemonEventsLost, prometheus.CounterValue, float64(st.Lost[reason]), reason)
+		}
 		for _, k := range []string{"traced", "not_go", "no_match", "attach_failed", "no_access", "self", "held_by_other_agent"} {
 			ch <- prometheus.MustNewConstMetric(daemonDecisions, prometheus.CounterValue, float64(st.Decisions[k]), k)
 		}
@@ -355,7 +363,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		l := []string{st.Service, fmt.Sprint(st.PID)}
 		with := func(extra string) []string { return append(append([]string(nil), l...), extra) }
 		counter(eventsRead, st.Events, l...)
-		for _, reason := range []string{"ringbuf_full", "goroutine_unreadable", "calls_map_full", "goroutine_marks_full"} {
+		for _, reason := range lostReasons {
 			counter(eventsLost, st.Lost[reason], with(reason)...)
 		}
 		counter(decodeErrors, st.DecodeErrors, l...)

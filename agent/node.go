@@ -98,7 +98,7 @@ func (n *Node) reserve(im *Image, size uint32) error {
 	defer n.mu.Unlock()
 	lo, ok := n.ids.alloc(size)
 	if !ok {
-		return fmt.Errorf("%s needs %d probe ids, and fewer of the %d are free: raise the maximum of probes", im.bin.Path, size, n.ids.n)
+		return fmt.Errorf("%s needs %d probe ids, and fewer of the %d are free (the daemon's --max-probes)", im.bin.Path, size, n.ids.n)
 	}
 	im.base = lo
 	n.images[lo] = im
@@ -138,7 +138,7 @@ func (n *Node) admit(s *Session) error {
 		s.slot = n.nextSlot
 		n.nextSlot++
 	default:
-		return fmt.Errorf("pid %d: already tracing %d processes, the most configured", pid, n.tracer.Slots()-1)
+		return fmt.Errorf("pid %d: already tracing %d processes, the most configured (the daemon's --max-processes)", pid, n.tracer.Slots()-1)
 	}
 	im := s.img
 	a := bpf.Admission{Slot: s.slot, Lo: im.base, Hi: im.base + im.size(), Bias: s.bias}

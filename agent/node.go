@@ -47,6 +47,9 @@ type Node struct {
 	released bool
 }
 
+// ErrNodeFull says a node traces as many processes as it may.
+var ErrNodeFull = errors.New("already tracing the most processes configured")
+
 // NewNode loads the programs and maps with cfg's sizes (RingBufferSize,
 // MapEntries, MaxProcesses, MaxProbes), socket side and root sampling;
 // the other fields of cfg are each image's. Run reads its events.
@@ -138,7 +141,7 @@ func (n *Node) admit(s *Session) error {
 		s.slot = n.nextSlot
 		n.nextSlot++
 	default:
-		return fmt.Errorf("pid %d: already tracing %d processes, the most configured (the daemon's --max-processes)", pid, n.tracer.Slots()-1)
+		return fmt.Errorf("pid %d: %w: %d (the daemon's --max-processes)", pid, ErrNodeFull, n.tracer.Slots()-1)
 	}
 	im := s.img
 	a := bpf.Admission{Slot: s.slot, Lo: im.base, Hi: im.base + im.size(), Bias: s.bias}

@@ -157,6 +157,8 @@ type procState struct {
 	// held says another agent holds it (counted once).
 	lock *agent.ProcessLock
 	held bool
+	// full says it waited for room in the node (said once).
+	full bool
 	// known says the programs were told of the process (ignored), so
 	// that they forget it when it exits.
 	known bool
@@ -508,10 +510,17 @@ func (d *Daemon) trace(pid int, st *procState, selIdx int) {
 	cfg.Attributes = append(append([]attribute.KeyValue(nil), cfg.Attributes...), podAttributes(st.pod)...)
 	s, err := ie.im.Add(cfg)
 	if err != nil {
-		// Its previous program (an exec of the same file) has not left the
-		// image yet: try again on the next tick.
+		// Its previous program (an exec) has not left the node yet, or the
+		// node traces as many processes as it may: try again later, its
+		// hits doing nothing meanwhile.
 		st.wait()
-		d.log.Debug("attach deferred", "pid", pid, "error", err)
+		d.ignore(pid, st)
+		if errors.Is(err, agent.ErrNodeFull) && !st.full {
+			st.full = true
+			d.log.Warn("process waits: as many processes traced as the daemon may", "pid", pid, "exe", st.proc.Exe, "error", err)
+		} else {
+			d.log.Debug("attach deferred", "pid", pid, "error", err)
+		}
 		return
 	}
 	st.state, st.session, st.image, st.held, st.known = traced, s, ie, false, false

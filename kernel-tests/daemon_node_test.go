@@ -175,6 +175,35 @@ func TestDaemonTwoSelectorsOneFile(t *testing.T) {
 	}
 }
 
+// TestDaemonMaxProcesses: with room for one process in the kernel's
+// maps, a second process of another executable waits, and is traced once
+// the first exits and frees its counters' slot.
+func TestDaemonMaxProcesses(t *testing.T) {
+	dir := t.TempDir()
+	binA, binB := churnBinaries(t, dir)
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
+	cfg, err := daemon.ParseConfig([]byte(fmt.Sprintf("selectors:\n  - exe: %s/churn-*\n    probes: probes.yaml\n    builtin: [none]\n", dir)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &pidSpans{seen: map[int64]*pidSeen{}}
+	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(),
+		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond, MaxProcesses: 1}}})
+	runDaemon(t, d)
+	first := startProc(t, binA, "--tag", "first")
+	waitFor(t, "the first process traced", func() bool { return rec.get(first.Process.Pid).work > 0 })
+	second := startProc(t, binB, "--tag", "second")
+	waitFor(t, "the second process waiting", func() bool { st := d.Stats(); return st.Waiting == 1 && st.Traced == 1 })
+	if got := rec.get(second.Process.Pid); got.work != 0 {
+		t.Fatalf("the second process traced beyond --max-processes 1: %+v", got)
+	}
+	stopProc(first)
+	waitFor(t, "the second process traced once the first exited", func() bool { return rec.get(second.Process.Pid).work > 0 })
+	if st := d.Stats(); st.Traced != 1 || st.Waiting != 0 {
+		t.Errorf("after the first exited: %d traced, %d waiting; want 1 and 0", st.Traced, st.Waiting)
+	}
+}
+
 // bpfLinkFDs counts this process's BPF link file descriptors.
 func bpfLinkFDs(t *testing.T) int {
 	t.Helper()

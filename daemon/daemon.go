@@ -364,9 +364,10 @@ func (d *Daemon) unknown(pid int) {
 		// Gone: its records left are unattributed, and a new process
 		// with the pid is asked about again.
 		d.node.Forget(pid)
-	case st.state != traced && !st.known:
-		// Not traced (the programs follow undecided processes): left
-		// alone from now on.
+	case st.state != traced:
+		// Not traced (the programs follow undecided processes, and may
+		// have forgotten a process with its pid that left): left alone
+		// from now on.
 		d.node.Ignore(pid)
 		st.known = true
 	}

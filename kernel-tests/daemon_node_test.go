@@ -36,15 +36,7 @@ func TestDaemonSharedNode(t *testing.T) {
 	if err := goBuild(src, pie, toolchains[len(toolchains)-1].toolchain, "-buildmode=pie", "."); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
-	cfg, err := daemon.ParseConfig([]byte(fmt.Sprintf("selectors:\n  - exe: %s/churn-*\n    probes: probes.yaml\n    builtin: [none]\n", dir)), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &pidSpans{seen: map[int64]*pidSeen{}}
-	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(),
-		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
-	runDaemon(t, d)
+	d, rec := churnDaemon(t, dir, churnSelector(dir), agent.ImageConfig{})
 	baseLinks := bpfLinkFDs(t)
 	if n := ourRecipes(t); n != 0 {
 		t.Fatalf("%d recipes set before any process was traced", n)
@@ -132,9 +124,8 @@ func TestDaemonSharedNode(t *testing.T) {
 func TestDaemonTwoSelectorsOneFile(t *testing.T) {
 	dir := t.TempDir()
 	binA, _ := churnBinaries(t, dir)
-	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
 	os.WriteFile(filepath.Join(dir, "other.yaml"), []byte("probes:\n  - symbol: main.Work\n    name: work-other\n"), 0o644)
-	cfg, err := daemon.ParseConfig([]byte(fmt.Sprintf(`selectors:
+	d, rec := churnDaemon(t, dir, fmt.Sprintf(`selectors:
   - exe: %[1]s
     cmdline: "--tag one"
     probes: probes.yaml
@@ -143,14 +134,7 @@ func TestDaemonTwoSelectorsOneFile(t *testing.T) {
     cmdline: "--tag two"
     probes: other.yaml
     builtin: [none]
-`, binA)), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &pidSpans{seen: map[int64]*pidSeen{}}
-	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(),
-		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
-	runDaemon(t, d)
+`, binA), agent.ImageConfig{})
 	one := startProc(t, binA, "--tag", "one")
 	waitFor(t, "selector one's process traced", func() bool { return rec.get(one.Process.Pid).work > 0 })
 	two := startProc(t, binA, "--tag", "two")
@@ -181,15 +165,7 @@ func TestDaemonTwoSelectorsOneFile(t *testing.T) {
 func TestDaemonMaxProcesses(t *testing.T) {
 	dir := t.TempDir()
 	binA, binB := churnBinaries(t, dir)
-	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
-	cfg, err := daemon.ParseConfig([]byte(fmt.Sprintf("selectors:\n  - exe: %s/churn-*\n    probes: probes.yaml\n    builtin: [none]\n", dir)), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &pidSpans{seen: map[int64]*pidSeen{}}
-	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(),
-		Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond, MaxProcesses: 1}}})
-	runDaemon(t, d)
+	d, rec := churnDaemon(t, dir, churnSelector(dir), agent.ImageConfig{MaxProcesses: 1})
 	first := startProc(t, binA, "--tag", "first")
 	waitFor(t, "the first process traced", func() bool { return rec.get(first.Process.Pid).work > 0 })
 	second := startProc(t, binB, "--tag", "second")
@@ -202,6 +178,29 @@ func TestDaemonMaxProcesses(t *testing.T) {
 	if st := d.Stats(); st.Traced != 1 || st.Waiting != 0 {
 		t.Errorf("after the first exited: %d traced, %d waiting; want 1 and 0", st.Traced, st.Waiting)
 	}
+}
+
+// churnSelector takes every churn-* executable of dir with the churn
+// probes.
+func churnSelector(dir string) string {
+	return fmt.Sprintf("selectors:\n  - exe: %s/churn-*\n    probes: probes.yaml\n    builtin: [none]\n", dir)
+}
+
+// churnDaemon runs, until the test ends, an in-process daemon with the
+// selectors of config (probes.yaml in dir holds the churn probes) and the
+// node's sizes of img, recording each process's spans.
+func churnDaemon(t *testing.T, dir, config string, img agent.ImageConfig) (*daemon.Daemon, *pidSpans) {
+	t.Helper()
+	os.WriteFile(filepath.Join(dir, "probes.yaml"), []byte(churnProbes), 0o644)
+	cfg, err := daemon.ParseConfig([]byte(config), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &pidSpans{seen: map[int64]*pidSeen{}}
+	img.PollInterval = 10 * time.Millisecond
+	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: img}})
+	runDaemon(t, d)
+	return d, rec
 }
 
 // bpfLinkFDs counts this process's BPF link file descriptors.

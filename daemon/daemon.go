@@ -24,10 +24,12 @@ import (
 
 // The daemon's kernel sizes, for the whole host (Options.Base can set
 // others): one set of programs and maps serves every executable traced,
-// about 25 MiB of locked kernel memory in all (without --propagate; the
-// counters grow with the CPUs, 36 KiB a CPU).
+// about 21 MiB of locked kernel memory in all (without --propagate; the
+// counters grow with the CPUs, 72 KiB a CPU). The ring buffer is half
+// attach's: its pages are also mapped, twice, into the daemon's resident
+// memory, and a quarter of it waiting wakes the reader.
 const (
-	DefaultRingBufferSize = 8 << 20
+	DefaultRingBufferSize = 4 << 20
 	DefaultMapEntries     = 65536
 	DefaultMaxProcesses   = 511
 	DefaultMaxProbes      = 4096

@@ -427,7 +427,7 @@ func (im *Image) newSession(cfg SessionConfig) (*Session, error) {
 	if err := s.setupPipeline(target.TypeName); err != nil {
 		return nil, err
 	}
-	s.dec = reader.NewDecoder(reader.DecoderConfig{Probes: im.probes, Base: im.base, Target: target, Clock: im.node.clock, ErrorOf: im.errorOf})
+	s.dec = reader.NewDecoder(reader.DecoderConfig{Probes: im.probes, Base: im.base, IDs: im.size(), Target: target, Clock: im.node.clock, ErrorOf: im.errorOf})
 	return s, nil
 }
 

@@ -25,6 +25,10 @@ type DecoderConfig struct {
 	// are a range of the ids every executable shares. Events carry the
 	// image's own ids (minus Base).
 	Base uint32
+	// IDs is how many ids from Base are the executable's: its Probes' and
+	// its runtime probes' (goroutine creation and exit, panics), which
+	// follow them.
+	IDs uint32
 	// Target is the process's executable, for type names and read-only
 	// literals (may be nil: then neither can be read).
 	Target Target
@@ -51,9 +55,9 @@ type Decoder struct {
 func NewDecoder(cfg DecoderConfig) *Decoder { return &Decoder{cfg: cfg} }
 
 // Owns reports whether probe is one of the decoder's executable's (in
-// [Base, Base+len(Probes)) as the kernel numbers them).
+// [Base, Base+IDs) as the kernel numbers them).
 func (d *Decoder) Owns(probe uint32) bool {
-	return probe >= d.cfg.Base && probe-d.cfg.Base < uint32(len(d.cfg.Probes))
+	return probe >= d.cfg.Base && probe-d.cfg.Base < d.cfg.IDs
 }
 
 // Unreadable returns the counts of values that failed a sanity check so

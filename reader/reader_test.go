@@ -99,7 +99,9 @@ func equal(a, b []uint64) bool {
 	return true
 }
 
-func newDecoder() *Decoder { return NewDecoder(DecoderConfig{Probes: testProbes()}) }
+// newDecoder decodes the test probes, ids 0 to 2, and the runtime
+// probes' records, ids 3 and 4.
+func newDecoder() *Decoder { return NewDecoder(DecoderConfig{Probes: testProbes(), IDs: 5}) }
 
 // TestRouting: each record goes, decoded, to its process's sink; a record
 // of no routed process or of another executable's probe (unattributed),
@@ -111,7 +113,7 @@ func TestRouting(t *testing.T) {
 	r.Route(20, newDecoder(), &b)
 	r.Dispatch(raw(GoCreate, 10, 1, 0))
 	r.Dispatch(raw(GoCreate, 20, 2, 0))
-	r.Dispatch(raw(GoExit, 10, 3, 0))
+	r.Dispatch(raw(GoExit, 10, 3, 3))                   // a runtime probe's
 	r.Dispatch(raw(GoExit, 30, 4, 0))                   // no route
 	r.Dispatch(raw(Start, 20, 5, 7))                    // another executable's probe
 	r.Dispatch(raw(Kind(9), 20, 7, 0))                  // no such kind

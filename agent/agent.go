@@ -1,9 +1,11 @@
-// Package agent wires the tracing of processes: an Image analyzes an
-// executable, loads and attaches the BPF programs, and gives their ring
-// buffer to a reader, which routes each process's decoded events to its
-// Session; a Session feeds them through lifecycle → binder → spans →
-// exporter until told to stop or the process exits. Attach makes an image for one process; the daemon shares one
-// among the processes of an executable (LoadShared).
+// Package agent wires the tracing of processes: a Node loads the BPF
+// programs and maps once and gives their ring buffer to a reader, which
+// routes each process's decoded events to its Session; an Image analyzes
+// an executable and attaches the programs to it; a Session feeds its
+// process's events through lifecycle → binder → spans → exporter until
+// told to stop or the process exits. Attach makes a node and an image for
+// one process; the daemon has one node for the host and shares an image
+// among the processes of an executable (Node.Load).
 package agent
 
 import (
@@ -41,8 +43,10 @@ import (
 var Version = "0.1.0-dev"
 
 // ImageConfig is what an executable's Image is made with: what to trace in
-// it, the kernel programs' sizes, and how its ring buffer is read. One
-// image serves every process of it that is traced.
+// it. Its Node is made with the same type: the kernel programs' sizes,
+// socket side and sampling, and how the ring buffer is read (read once,
+// when the node loads). One image serves every process of it that is
+// traced.
 type ImageConfig struct {
 	Specs []probes.Spec
 	// Builtin names the built-in probe sets to apply: nil for every set
@@ -51,14 +55,19 @@ type ImageConfig struct {
 	BuiltinOptions builtin.Options
 	// Logger receives the image's and its sessions' logs.
 	Logger *slog.Logger
-	// RingBufferSize in bytes (power of two); 0 for the default.
+	// RingBufferSize in bytes (power of two); 0 for the default. The
+	// node's.
 	RingBufferSize uint32
 	// MapEntries bounds the kernel's per-goroutine maps (bpf.Options); 0
-	// for the default.
+	// for the default. The node's.
 	MapEntries uint32
-	// MaxProcesses bounds the processes a shared image traces at once; 0
-	// for the most (bpf.MaxSlots - 1).
+	// MaxProcesses bounds the processes a node traces at once; 0 for the
+	// most (bpf.MaxSlots - 1).
 	MaxProcesses uint32
+	// MaxProbes bounds the probe ids of a node's executables together
+	// (each takes its probes, its completions and 2); 0 for
+	// bpf.MaxProbes.
+	MaxProbes uint32
 	// SingleUprobes attaches one uprobe link per offset, as on kernels
 	// without uprobe_multi, even where the kernel has it (bpf.Options).
 	// For the tests of that path: no flag sets it.
@@ -81,10 +90,10 @@ type ImageConfig struct {
 	// --propagate makes in the kernel carry the same decision out. Unset:
 	// all.
 	RootSampleRatio *float64
-	// OnUnknownPID is called, for a shared image, from its reader with the
-	// first event of a process the image was not told to trace or ignore:
-	// the caller decides now (Image.Add or Image.Ignore), so that a
-	// process is traced from its exec on.
+	// OnUnknownPID is called, for a shared image, from the node's reader
+	// with the first event of its probes in a process nobody was told to
+	// trace or ignore: the caller decides now (Image.Add or Node.Ignore),
+	// so that a process is traced from its exec on.
 	OnUnknownPID func(pid int)
 }
 
@@ -120,13 +129,16 @@ type Config struct {
 }
 
 // Session is a process being traced: its goroutines' lifecycles, its
-// spans and its counts. Its Image holds the probes and the programs,
-// alone (Attach) or shared with the other processes of the executable.
+// spans and its counts. Its Image holds the probes, alone (Attach) or
+// shared with the other processes of the executable.
 type Session struct {
-	cfg     SessionConfig
-	log     *slog.Logger
-	img     *Image
-	slot    uint32 // its kernel counters' slot in a shared image
+	cfg  SessionConfig
+	log  *slog.Logger
+	img  *Image
+	slot uint32 // its kernel counters' slot in the node
+	// bias is what the process adds to its executable's link addresses
+	// (position-independent executables).
+	bias    uint64
 	tp      *binder.Provider
 	handles []*binder.Handle
 	tracker *lifecycle.Tracker
@@ -177,12 +189,30 @@ func Attach(cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	im, err := load(cfg.PID, cfg.ImageConfig, false, nil)
+	im, err := analyse(cfg.PID, cfg.ImageConfig, false, nil)
 	if err != nil {
 		lock.Release()
 		return nil, err
 	}
-	s, err := im.Add(cfg.SessionConfig)
+	// The node serves this image and this process alone: sized for them.
+	ncfg := cfg.ImageConfig
+	ncfg.MaxProbes = im.size()
+	if ncfg.MaxProcesses == 0 {
+		ncfg.MaxProcesses = 1
+	}
+	t := time.Now()
+	n, err := NewNode(ncfg)
+	if err != nil {
+		im.Close()
+		lock.Release()
+		return nil, err
+	}
+	im.timings.Load = time.Since(t)
+	err = n.install(im)
+	var s *Session
+	if err == nil {
+		s, err = im.Add(cfg.SessionConfig)
+	}
 	if err == nil {
 		s.pidfd, err = unix.PidfdOpen(cfg.PID, 0)
 		if err != nil {
@@ -190,7 +220,8 @@ func Attach(cfg Config) (*Session, error) {
 		}
 	}
 	if err != nil {
-		im.release()
+		im.Close()
+		n.release()
 		lock.Release()
 		return nil, err
 	}
@@ -222,8 +253,9 @@ func (s *Session) AttachMode() string { return s.img.attachMode }
 
 // setupPipeline makes the session's TracerProvider and binds each probe's
 // channel to the spans its role asks for: binder makes them, with the
-// built-in sets' span code from semconv.
-func (s *Session) setupPipeline() error {
+// built-in sets' span code from semconv, which names the process's types
+// with typeName.
+func (s *Session) setupPipeline(typeName func(uint64) string) error {
 	res := s.resource()
 	// Spans go through the trace join only where the otel set applies: it
 	// takes a lock per span.
@@ -240,7 +272,7 @@ func (s *Session) setupPipeline() error {
 	s.tp = binder.NewProvider(po)
 	tracer := s.tp.NewTracer("github.com/tcagent/tcagent", trace.WithInstrumentationVersion(Version))
 	s.factories = &binder.Factories{Tracer: tracer, Join: s.joins}
-	s.factories.Side = semconv.New(s.img.facts, s.img.bin.TypeName, &s.factories.InvalidContext)
+	s.factories.Side = semconv.New(s.img.facts, typeName, &s.factories.InvalidContext)
 	b := binder.New(binder.OTelContext{})
 	byID := map[uint32]*lifecycle.Probe{}
 	for _, p := range s.img.probes {
@@ -405,7 +437,7 @@ func (s *Session) Stats() Stats {
 	if s.final != nil {
 		k, kerr = *s.final, s.finalErr
 	} else {
-		k, kerr = im.tracer.Counters(s.slot)
+		k, kerr = im.node.tracer.Counters(s.slot)
 	}
 	st := Stats{PID: s.cfg.PID, Service: s.serviceName, ProbesAttached: im.nuser, ProbesFailed: s.failedSets(), Uprobes: im.uprobes, Time: time.Now(),
 		Kernel: k, KernelErr: kerr, Lifecycle: s.tracker.Stats(),
@@ -418,9 +450,9 @@ func (s *Session) Stats() Stats {
 	if im.shared {
 		return st
 	}
-	st.DecodeErrors = im.rd.DecodeErrors()
-	if !im.released {
-		for _, p := range im.Programs() {
+	st.DecodeErrors = im.node.DecodeErrors()
+	if !im.closed {
+		for _, p := range im.node.Programs() {
 			if ps, err := p.Stats(); err == nil {
 				info, _ := p.Info()
 				name := ""
@@ -451,11 +483,11 @@ func (s *Session) publish() {
 
 // Run reads events until ctx is done or the process exits, then detaches,
 // ends the spans still open and flushes them. It returns nil in both cases.
-// Only a session made by Attach runs itself; a shared image runs its
-// sessions (Image.Run).
+// Only a session made by Attach runs itself; the node of a shared image
+// runs its sessions (Node.Run).
 func (s *Session) Run(ctx context.Context) error {
 	if s.img.shared {
-		return errors.New("a session of a shared image is run by its image")
+		return errors.New("a session of a shared image is run by its node")
 	}
 	// Wait for the process's exit beside the reader; an eventfd in the same
 	// poll lets Run release the waiter when it stops for another reason.
@@ -484,7 +516,7 @@ func (s *Session) Run(ctx context.Context) error {
 		<-waiterDone
 		unix.Close(wake)
 	}()
-	err = s.img.rd.Run(ctx, exited)
+	err = s.img.node.rd.Run(ctx, exited)
 	reason := lifecycle.EndDetach
 	if err == nil && ctx.Err() == nil {
 		reason = lifecycle.EndExit
@@ -492,7 +524,7 @@ func (s *Session) Run(ctx context.Context) error {
 	s.log.Info("detaching", "pid", s.cfg.PID, "reason", reason)
 	// No new events once the links are gone; then drain what is buffered.
 	s.img.closeLinks()
-	s.img.rd.Drain()
+	s.img.node.rd.Drain()
 	s.tracker.EndAll(reason, time.Now())
 	s.publish()
 	s.logDetached(reason)
@@ -523,7 +555,8 @@ func (s *Session) Close() error {
 		err = s.tp.Shutdown(ctx)
 	}
 	if !s.img.shared {
-		s.img.release()
+		s.img.Close()
+		s.img.node.release()
 	}
 	s.lock.Release()
 	s.lock = nil
@@ -535,4 +568,7 @@ func (s *Session) Close() error {
 }
 
 // Programs returns the loaded BPF programs.
-func (s *Session) Programs() []*ebpf.Program { return s.img.Programs() }
+func (s *Session) Programs() []*ebpf.Program { return s.img.node.Programs() }
+
+// Node returns the programs and maps the session's events come from.
+func (s *Session) Node() *Node { return s.img.node }

@@ -1,6 +1,14 @@
 package agent
 
-import "github.com/tcagent/tcagent/exporter/prometheus"
+import (
+	"github.com/tcagent/tcagent/bpf"
+	"github.com/tcagent/tcagent/exporter/prometheus"
+)
+
+// LostReasons are the kernel's losses by the reasons the metrics name.
+func LostReasons(k bpf.Counters) map[string]uint64 {
+	return map[string]uint64{"ringbuf_full": k.RingbufFull, "goroutine_unreadable": k.ReadGFailed, "calls_map_full": k.CallsEvicted, "goroutine_marks_full": k.MarksFull}
+}
 
 // Health returns the session's counts as the metrics endpoint shows them
 // (prometheus.Session): the endpoint knows nothing of the pipeline, the
@@ -11,7 +19,7 @@ func (s *Session) Health() prometheus.Process {
 	h := prometheus.Process{
 		Service: st.Service, PID: st.PID,
 		Events: lc.Events, DecodeErrors: st.DecodeErrors,
-		Lost: map[string]uint64{"ringbuf_full": k.RingbufFull, "goroutine_unreadable": k.ReadGFailed, "calls_map_full": k.CallsEvicted, "goroutine_marks_full": k.MarksFull},
+		Lost: LostReasons(k),
 		Anomalies: map[string]uint64{
 			"unknown_probe": lc.UnknownProbe, "unmatched_end": lc.UnmatchedEnds, "lost_end": lc.LostEnds, "events_lost": lc.LostGoroutines,
 			"panic_unwound": lc.PanicUnwound, "expired": lc.Expired, "overflow_calls": lc.OverflowCalls,

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,38 +11,40 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/binder/semconv"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/internal/proc"
-	"github.com/tcagent/tcagent/lifecycle"
 	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 	"github.com/tcagent/tcagent/reader"
 )
 
-// Image is one executable analysed, its programs loaded and its uprobes
-// attached, with the processes running it that are traced: the Sessions.
+// Image is one executable analysed, with its probes' recipes in a range
+// of its Node's probe ids and its uprobes attached, serving the processes
+// running it that are traced: the Sessions.
 //
 // A private image (Attach) serves one process, its links filtered to that
-// pid by the kernel. A shared image (LoadShared) serves every process of
+// pid by the kernel. A shared image (Node.Load) serves every process of
 // the executable the daemon admits: its links have no PID filter, so the
-// uprobes sit in every process that maps the file, and the programs follow
-// only the admitted ones (bpf.Options.FilterPIDs). A process of the file
-// not decided yet is followed too, and its first event asks the daemon
-// (OnUnknownPID), so that a process is traced from its exec on even before
-// the daemon heard of the exec.
+// uprobes sit in every process that maps the file, whatever address ASLR
+// chose for it, and the programs follow only the admitted ones. A process
+// of the file not decided yet is followed too, and its first event asks
+// the daemon (OnUnknownPID), so that a process is traced from its exec on
+// even before the daemon heard of the exec.
 type Image struct {
 	cfg    ImageConfig
+	node   *Node
 	pid    int // the process the image was loaded from (Attach: the only one)
 	shared bool
 	log    *slog.Logger
 	bin    *probes.Binary
 	ownBin bool // the image opened bin and closes it
-	// probes by id: user probes first, then built-ins, then completions.
+	// probes by id: user probes first, then built-ins, then completions;
+	// the kernel knows probe id i as base+i.
 	probes  []*probes.Probe
+	base    uint32
 	nuser   int
 	rt      *probes.RuntimeProbes
 	rtBase  uint32 // probe ids of the runtime probes: rtBase (go create/exit), rtBase+1 (panic)
@@ -52,55 +53,45 @@ type Image struct {
 	// errorOf says, by probe id, what a probe's returned errors mean (a
 	// built-in's rule); the reader's decoders apply it.
 	errorOf []reader.ErrorMeaning
-	tracer  *bpf.Tracer
 	links   []link.Link
-	rd      *reader.Reader
-	clock   reader.Clock
+	linksMu sync.Mutex
 
 	attachMode string
 	uprobes    int
 	timings    Timings
 
-	// sessions maps pids to their Session (the reader routes each pid's
-	// records to its session's lifecycle); guarded by mu, with slots.
-	sessions map[uint32]*Session
-	mu       sync.Mutex
-	slots    []uint32 // free counter slots (shared)
-	nextSlot uint32
-	// closing sessions flush in the background; Close waits for them.
-	closing sync.WaitGroup
-
-	released bool
+	// nsessions counts the processes traced (guarded by node.mu).
+	nsessions int
+	closed    bool
 }
 
-type removal struct {
-	pid uint32
-	// s is the session to end; nil to forget a process never traced. A
-	// session that is not s (a new process with the pid) stays.
-	s    *Session
-	done func(*Session)
+// Load analyses the executable of process pid and attaches one set of
+// uprobes to the file for every process of it the caller admits with Add.
+// bin, when not nil, is that executable already analysed (by a cache the
+// caller keeps; the image does not close it). The node's Run reads the
+// events.
+func (n *Node) Load(pid int, cfg ImageConfig, bin *probes.Binary) (*Image, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = n.log
+	}
+	im, err := analyse(pid, cfg, true, bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.install(im); err != nil {
+		im.Close()
+		return nil, err
+	}
+	return im, nil
 }
 
-// LoadShared analyses the executable of process pid and attaches one set
-// of uprobes to the file for every process of it the caller admits with
-// Add. bin, when not nil, is that executable already analysed (by a cache
-// the caller keeps; the image does not close it). Run reads the events.
-func LoadShared(pid int, cfg ImageConfig, bin *probes.Binary) (*Image, error) {
-	return load(pid, cfg, true, bin)
-}
-
-func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, error) {
+// analyse compiles the probes of process pid's executable: the image
+// before it has a node.
+func analyse(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	im := &Image{cfg: cfg, pid: pid, shared: shared, log: cfg.Logger, bin: bin, sessions: map[uint32]*Session{}, nextSlot: 1}
-	ok := false
-	defer func() {
-		if !ok {
-			im.release()
-		}
-	}()
-	defer im.compact() // before release: a failed image leaves a cached binary compact too
+	im := &Image{cfg: cfg, pid: pid, shared: shared, log: cfg.Logger, bin: bin}
 	if pid <= 0 {
 		return nil, fmt.Errorf("invalid pid %d", pid)
 	}
@@ -108,7 +99,6 @@ func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, er
 	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
 		return nil, fmt.Errorf("no such process: %d", pid)
 	}
-	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	var err error
 	if im.bin == nil {
 		if im.bin, err = OpenBinary(pid); err != nil {
@@ -117,56 +107,54 @@ func load(pid int, cfg ImageConfig, shared bool, bin *probes.Binary) (*Image, er
 		im.ownBin = true
 	}
 	rt, err := im.bin.Runtime()
+	if err == nil {
+		err = im.compile(rt)
+	}
+	// Compiled or not: the daemon caches the binary, which keeps only what
+	// tracing needs from here on.
+	im.compact()
 	if err != nil {
+		im.Close()
 		return nil, err
 	}
-	if err := im.compile(rt); err != nil {
-		return nil, err
-	}
-	t1 := time.Now()
-	im.timings.Analyze = t1.Sub(t0)
-	lopts := bpf.Options{RingBufferSize: cfg.RingBufferSize, Propagator: cfg.Propagator, FilterPIDs: shared,
-		MapEntries: cfg.MapEntries, Probes: im.rtBase + 2, Slots: cfg.MaxProcesses, SingleUprobes: cfg.SingleUprobes}
-	if cfg.RootSampleRatio != nil {
-		bound := bpf.SampleBoundOf(*cfg.RootSampleRatio)
-		lopts.SampleBound = &bound
-	}
-	if im.tracer, err = bpf.Load(lopts); err != nil {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("insufficient privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON): %w", err)
-		}
-		return nil, err
-	}
-	for _, p := range im.probes {
-		if err := im.tracer.SetRecipe(p.ID, p.Recipe); err != nil {
-			return nil, err
-		}
-	}
-	if err := im.tracer.SetRecipe(im.rtBase, im.rt.Recipe); err != nil {
-		return nil, err
-	}
-	if err := im.tracer.SetRecipe(im.rtBase+1, im.rt.PanicRecipe); err != nil {
-		return nil, err
-	}
-	rb, err := ringbuf.NewReader(im.tracer.Events())
-	if err != nil {
-		return nil, fmt.Errorf("open ring buffer: %w", err)
-	}
-	ropts := reader.Options{PollInterval: cfg.PollInterval, Tick: im.tick}
-	if shared && cfg.OnUnknownPID != nil {
-		ropts.OnUnknownPID = func(pid uint32) { cfg.OnUnknownPID(int(pid)) }
-	}
-	im.rd = reader.New(rb, ropts)
-	im.clock = reader.NewClock()
-	t2 := time.Now()
-	im.timings.Load = t2.Sub(t1)
-	if err := im.attach(exe); err != nil {
-		return nil, err
-	}
-	im.timings.Attach = time.Since(t2)
-	ok = true
+	im.timings.Analyze = time.Since(t0)
 	return im, nil
 }
+
+// install gives im a range of n's probe ids, sets its recipes there and
+// attaches its uprobes.
+func (n *Node) install(im *Image) error {
+	t1 := time.Now()
+	im.node = n
+	if err := n.reserve(im, im.size()); err != nil {
+		return err
+	}
+	set := func(id uint32, r bpf.Recipe) error {
+		r.PIE = im.bin.PIE
+		return n.tracer.SetRecipe(im.base+id, r)
+	}
+	for _, p := range im.probes {
+		if err := set(p.ID, p.Recipe); err != nil {
+			return err
+		}
+	}
+	if err := set(im.rtBase, im.rt.Recipe); err != nil {
+		return err
+	}
+	if err := set(im.rtBase+1, im.rt.PanicRecipe); err != nil {
+		return err
+	}
+	t2 := time.Now()
+	im.timings.Load += t2.Sub(t1)
+	if err := im.attach(fmt.Sprintf("/proc/%d/exe", im.pid)); err != nil {
+		return err
+	}
+	im.timings.Attach = time.Since(t2)
+	return nil
+}
+
+// size is how many probe ids the image holds.
+func (im *Image) size() uint32 { return im.rtBase + 2 }
 
 // OpenBinary opens the executable process pid runs, for analysis, with
 // the errors a user can act on.
@@ -181,12 +169,6 @@ func OpenBinary(pid int) (*probes.Binary, error) {
 			return nil, fmt.Errorf("no such process: %d", pid)
 		}
 		return nil, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	if bin.PIE {
-		if bin.LoadBias, err = loadBias(pid, bin); err != nil {
-			bin.Close()
-			return nil, err
-		}
 	}
 	return bin, nil
 }
@@ -300,10 +282,11 @@ func (im *Image) attach(exe string) error {
 		}
 		return offs, nil
 	}
+	// The kernel knows the image's probe id i as base+i.
 	cookies := func(n int, id uint32) []uint64 {
 		cs := make([]uint64, n)
 		for i := range cs {
-			cs[i] = uint64(id)
+			cs[i] = uint64(im.base + id)
 		}
 		return cs
 	}
@@ -314,7 +297,7 @@ func (im *Image) attach(exe string) error {
 			return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
 		}
 		entryOff = append(entryOff, base+p.Placement.Entry)
-		entryCookie = append(entryCookie, uint64(p.ID))
+		entryCookie = append(entryCookie, uint64(im.base+p.ID))
 		if p.Recipe.Inject {
 			continue // entry only, no call to follow
 		}
@@ -329,7 +312,7 @@ func (im *Image) attach(exe string) error {
 		}
 		for _, r := range p.Placement.Returns {
 			retOff = append(retOff, base+r)
-			retCookie = append(retCookie, uint64(p.ID))
+			retCookie = append(retCookie, uint64(im.base+p.ID))
 		}
 	}
 	createOff, err := file(im.rt.GoCreate...)
@@ -352,8 +335,9 @@ func (im *Image) attach(exe string) error {
 	if err != nil {
 		return fmt.Errorf("runtime.gopanic: %w", err)
 	}
+	t := im.node.tracer
 	im.attachMode = "uprobe"
-	if im.tracer.Multi {
+	if t.Multi {
 		im.attachMode = "uprobe_multi"
 	}
 	// A private image's links fire in its process only; a shared image's
@@ -366,25 +350,25 @@ func (im *Image) attach(exe string) error {
 		prog     *ebpf.Program
 		offs, cs []uint64
 	}{
-		{im.tracer.EntryProgram(), entryOff, entryCookie},
-		{im.tracer.ReturnProgram(), retOff, retCookie},
-		{im.tracer.CallEndProgram(), endOff, endCookie},
+		{t.EntryProgram(), entryOff, entryCookie},
+		{t.ReturnProgram(), retOff, retCookie},
+		{t.CallEndProgram(), endOff, endCookie},
 		// Go 1.19/1.20: before newproc1 runs, for its returns to pair with.
-		{im.tracer.GoCreateEntryProgram(), createEntryOff, cookies(len(createEntryOff), im.rtBase)},
-		{im.tracer.GoCreateProgram(), createOff, cookies(len(createOff), im.rtBase)},
-		{im.tracer.GoCreateCallProgram(), createCallOff, cookies(len(createCallOff), im.rtBase)},
-		{im.tracer.GoExitProgram(), exitOff, cookies(1, im.rtBase)},
-		{im.tracer.PanicProgram(), panicOff, cookies(1, im.rtBase+1)},
+		{t.GoCreateEntryProgram(), createEntryOff, cookies(len(createEntryOff), im.rtBase)},
+		{t.GoCreateProgram(), createOff, cookies(len(createOff), im.rtBase)},
+		{t.GoCreateCallProgram(), createCallOff, cookies(len(createCallOff), im.rtBase)},
+		{t.GoExitProgram(), exitOff, cookies(1, im.rtBase)},
+		{t.PanicProgram(), panicOff, cookies(1, im.rtBase+1)},
 	} {
 		if len(set.offs) == 0 {
 			continue
 		}
-		if im.tracer.Multi {
+		if t.Multi {
 			l, err := ex.UprobeMulti(nil, set.prog, &link.UprobeMultiOptions{Addresses: set.offs, Cookies: set.cs, PID: uint32(pid)})
 			if err != nil {
 				return fmt.Errorf("attach uprobes to %s: %w", im.target(), err)
 			}
-			im.links = append(im.links, l)
+			im.addLink(l)
 			im.uprobes += len(set.offs)
 			continue
 		}
@@ -394,7 +378,7 @@ func (im *Image) attach(exe string) error {
 			if err != nil {
 				return fmt.Errorf("attach uprobe at %#x in %s: %w", off, im.target(), err)
 			}
-			im.links = append(im.links, l)
+			im.addLink(l)
 			im.uprobes++
 		}
 	}
@@ -408,89 +392,54 @@ func (im *Image) target() string {
 	return "pid " + strconv.Itoa(im.pid)
 }
 
+// addLink keeps a link to close with the image.
+func (im *Image) addLink(l link.Link) {
+	im.linksMu.Lock()
+	defer im.linksMu.Unlock()
+	im.links = append(im.links, l)
+}
+
 // Add starts tracing process cfg.PID, which runs the image's executable
 // (the caller checked): from now on its events become spans through
 // cfg.Processor.
 func (im *Image) Add(cfg SessionConfig) (*Session, error) {
+	s, err := im.newSession(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := im.node.admit(s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newSession makes the pipeline of process cfg.PID: its spans, its
+// lifecycle and its decoder, which knows its load bias.
+func (im *Image) newSession(cfg SessionConfig) (*Session, error) {
 	if cfg.Processor == nil {
 		return nil, errors.New("no span processor")
 	}
 	s := &Session{cfg: cfg, log: im.log, img: im, pidfd: -1}
-	if err := s.setupPipeline(); err != nil {
+	if im.bin.PIE {
+		var err error
+		if s.bias, err = loadBias(cfg.PID, im.bin); err != nil {
+			return nil, fmt.Errorf("pid %d: %w", cfg.PID, err)
+		}
+	}
+	target := biased{im.bin, s.bias}
+	if err := s.setupPipeline(target.TypeName); err != nil {
 		return nil, err
 	}
-	s.dec = reader.NewDecoder(reader.DecoderConfig{Probes: im.probes, Target: im.bin, Clock: im.clock, ErrorOf: im.errorOf})
-	pid := uint32(cfg.PID)
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	if _, dup := im.sessions[pid]; dup {
-		return nil, fmt.Errorf("pid %d: already traced", cfg.PID)
-	}
-	if im.shared {
-		switch {
-		case len(im.slots) > 0:
-			s.slot, im.slots = im.slots[len(im.slots)-1], im.slots[:len(im.slots)-1]
-		case im.nextSlot < im.tracer.Slots():
-			s.slot = im.nextSlot
-			im.nextSlot++
-		default:
-			return nil, fmt.Errorf("pid %d: %s already serves %d processes", cfg.PID, im.bin.Path, im.tracer.Slots()-1)
-		}
-		if err := im.tracer.AdmitPID(pid, s.slot); err != nil {
-			im.slots = append(im.slots, s.slot)
-			return nil, err
-		}
-	}
-	im.sessions[pid] = s
-	im.rd.Route(pid, s.dec, s.tracker)
+	s.dec = reader.NewDecoder(reader.DecoderConfig{Probes: im.probes, Base: im.base, IDs: im.size(), Target: target, Clock: im.node.clock, ErrorOf: im.errorOf})
 	return s, nil
-}
-
-// Ignore makes a shared image's programs do nothing in process pid, which
-// runs its executable but is not to be traced.
-func (im *Image) Ignore(pid int) error { return im.tracer.IgnorePID(uint32(pid)) }
-
-// Forget drops what a shared image knows of a process that exited and was
-// never traced (once the reader is past its last events). Run must be
-// running. It does not block.
-func (im *Image) Forget(pid int) {
-	im.rd.Later(func() { im.finish(removal{pid: uint32(pid)}, lifecycle.EndExit) })
-}
-
-// Remove ends session s, whose process exited: once the events it left in
-// the ring buffer are read its open spans end, then its spans are flushed
-// and done is called (from another goroutine) with the session. Run must
-// be running. It does not block.
-func (im *Image) Remove(s *Session, done func(*Session)) {
-	r := removal{pid: uint32(s.cfg.PID), s: s, done: done}
-	im.rd.Later(func() { im.finish(r, lifecycle.EndExit) })
 }
 
 // Sessions returns how many processes the image traces.
 func (im *Image) Sessions() int {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	return len(im.sessions)
-}
-
-// current returns the sessions traced now.
-func (im *Image) current() []*Session {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	ss := make([]*Session, 0, len(im.sessions))
-	for _, s := range im.sessions {
-		ss = append(ss, s)
-	}
-	return ss
-}
-
-// tick, from the reader about once a second, ends the sessions' calls that
-// waited too long and publishes their counts.
-func (im *Image) tick(now time.Time) {
-	for _, s := range im.current() {
-		s.tracker.Expire(now)
-		s.publish()
-	}
+	im.node.mu.Lock()
+	defer im.node.mu.Unlock()
+	return im.nsessions
 }
 
 // Uprobes returns how many uprobe offsets the image attached.
@@ -501,7 +450,7 @@ func (im *Image) Uprobes() int { return im.uprobes }
 // that have one (the http server's end).
 func (im *Image) retFallbacks() int {
 	n := 0
-	if im.rt.GoCreateFallback != "" {
+	if im.rt != nil && im.rt.GoCreateFallback != "" {
 		n++
 	}
 	for _, p := range im.probes {
@@ -512,87 +461,37 @@ func (im *Image) retFallbacks() int {
 	return n
 }
 
-// Unattributed counts events read that belonged to no traced process.
-func (im *Image) Unattributed() uint64 { return im.rd.Unattributed() }
-
-// Run reads a shared image's events until ctx is done, then detaches its
-// uprobes and ends every session's open spans.
-func (im *Image) Run(ctx context.Context) error {
-	err := im.rd.Run(ctx, nil)
-	im.closeLinks()
-	im.rd.Drain() // and ends the processes removed meanwhile
-	for _, s := range im.current() {
-		im.finish(removal{pid: uint32(s.cfg.PID), s: s}, lifecycle.EndDetach)
-	}
-	return err
-}
-
-// Close waits for the sessions to flush and releases the programs; call it
-// after Run returned.
+// Close detaches the image's uprobes, clears its recipes and lets its
+// probe ids go; call it once no process is traced with it (or the node's
+// Run returned).
 func (im *Image) Close() error {
-	im.closing.Wait()
-	im.release()
+	if im.closed {
+		return nil
+	}
+	im.closed = true
+	im.closeLinks()
+	if im.node != nil {
+		im.node.unreserve(im)
+	}
+	if im.bin != nil && im.ownBin {
+		im.bin.Close()
+	}
 	return nil
 }
 
-// finish ends a removed process's session, from the reader's goroutine
-// once its last records are read: its open spans end for reason, its
-// counters are kept, the kernel and the reader forget it, and its spans
-// are flushed in the background.
-func (im *Image) finish(r removal, reason string) {
-	im.mu.Lock()
-	s := im.sessions[r.pid]
-	if s != r.s {
-		// A new process with the pid, admitted meanwhile: it stays.
-		im.mu.Unlock()
-		if r.done != nil {
-			r.done(r.s)
-		}
-		return
-	}
-	delete(im.sessions, r.pid)
-	im.rd.Forget(r.pid)
-	im.mu.Unlock()
-	if im.shared {
-		im.tracer.ForgetPID(r.pid)
-	}
-	if s == nil {
-		if r.done != nil {
-			r.done(nil)
-		}
-		return
-	}
-	s.tracker.EndAll(reason, time.Now())
-	k, err := im.tracer.Counters(s.slot)
-	s.final, s.finalErr = &k, err
-	s.publish()
-	s.logDetached(reason)
-	if im.shared {
-		im.mu.Lock()
-		im.slots = append(im.slots, s.slot)
-		im.mu.Unlock()
-	}
-	im.closing.Add(1)
-	go func() {
-		defer im.closing.Done()
-		if err := s.Close(); err != nil {
-			im.log.Warn("flushing spans", "pid", r.pid, "error", err)
-		}
-		if r.done != nil {
-			r.done(s)
-		}
-	}()
-}
-
 func (im *Image) closeLinks() {
-	if len(im.links) == 0 {
+	im.linksMu.Lock()
+	links := im.links
+	im.links = nil
+	im.linksMu.Unlock()
+	if len(links) == 0 {
 		return
 	}
 	// Releasing a link waits for the kernel's grace period: closing the
 	// links together lets those waits overlap.
 	t := time.Now()
 	var wg sync.WaitGroup
-	for _, l := range im.links {
+	for _, l := range links {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -600,37 +499,7 @@ func (im *Image) closeLinks() {
 		}()
 	}
 	wg.Wait()
-	im.links = nil
 	im.timings.Detach = time.Since(t)
-}
-
-func (im *Image) release() {
-	if im.released {
-		return
-	}
-	im.released = true
-	im.closeLinks()
-	if im.rd != nil {
-		im.rd.Close()
-	}
-	if im.tracer != nil {
-		for _, s := range im.sessions {
-			if s.final == nil {
-				k, err := im.tracer.Counters(s.slot)
-				s.final, s.finalErr = &k, err
-			}
-		}
-		im.tracer.Close()
-	}
-	if im.bin != nil && im.ownBin {
-		im.bin.Close()
-	}
-}
-
-// Programs returns the loaded BPF programs.
-func (im *Image) Programs() []*ebpf.Program {
-	t := im.tracer
-	return []*ebpf.Program{t.EntryProgram(), t.ReturnProgram(), t.CallEndProgram(), t.GoCreateEntryProgram(), t.GoCreateProgram(), t.GoCreateCallProgram(), t.GoExitProgram(), t.PanicProgram()}
 }
 
 // loadBias finds where a PIE binary's text was mapped.

@@ -49,7 +49,7 @@ func record(kind reader.Kind, goid, depth uint64, probe uint32, vals [][3]uint64
 
 // benchSession is a Session with one probe (an int and a string captured at
 // entry) and no kernel: records are fed to the reader's Dispatch directly.
-func benchSession(b *testing.B, span bool) (*Image, *Session) {
+func benchSession(b *testing.B, span bool) (*Node, *Session) {
 	role := probes.Role{Kind: probes.RoleSpan}
 	if !span {
 		role.Kind = probes.RoleEnrich
@@ -58,13 +58,15 @@ func benchSession(b *testing.B, span bool) (*Image, *Session) {
 		ErrorCapture: -1, HandleCapture: -1, ReceiverCapture: -1,
 		EntryAttrs: []probes.CapturedAttr{{Key: "n", Type: "int", Size: 8}, {Key: "s", Type: "string", MaxLen: 128}},
 		Recipe:     bpf.Recipe{Entry: []bpf.Capture{{Kind: bpf.CapReg, Reg: 0}, {Kind: bpf.CapString, Reg: 1, Reg2: 2, MaxLen: 128}}}}
-	im := &Image{bin: &probes.Binary{GoVersion: "go1.26.8"}, probes: []*probes.Probe{p}, nuser: 1, clock: reader.NewClock(),
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)), sessions: map[uint32]*Session{}, rd: reader.New(nil, reader.Options{})}
-	s, err := im.Add(SessionConfig{PID: 0, Processor: sdktrace.NewSimpleSpanProcessor(discard{})}) // the records' pid
+	n := &Node{clock: reader.NewClock(), sessions: map[uint32]*Session{}, rd: reader.New(nil, reader.Options{})}
+	im := &Image{node: n, bin: &probes.Binary{GoVersion: "go1.26.8"}, probes: []*probes.Probe{p}, nuser: 1,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s, err := im.newSession(SessionConfig{PID: 0, Processor: sdktrace.NewSimpleSpanProcessor(discard{})}) // the records' pid
 	if err != nil {
 		b.Fatal(err)
 	}
-	return im, s
+	n.route(s) // no kernel to admit it in
+	return n, s
 }
 
 // BenchmarkPipeline measures the userspace pipeline from raw ring-buffer
@@ -78,7 +80,7 @@ func BenchmarkPipeline(b *testing.B) {
 		span bool
 	}{{"span", true}, {"nospan", false}} {
 		b.Run(c.name, func(b *testing.B) {
-			im, s := benchSession(b, c.span)
+			n, s := benchSession(b, c.span)
 			// 64 goroutines in turn, so the tracker's maps are exercised.
 			var starts, ends [64][]byte
 			for g := range starts {
@@ -90,13 +92,13 @@ func BenchmarkPipeline(b *testing.B) {
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
 				g := i & 63
-				im.rd.Dispatch(starts[g])
-				im.rd.Dispatch(ends[g])
+				n.rd.Dispatch(starts[g])
+				n.rd.Dispatch(ends[g])
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(2*b.N)/elapsed.Seconds(), "events/s")
-			if st := s.tracker.Stats(); st.UnmatchedEnds != 0 || im.rd.DecodeErrors() != 0 || im.rd.Unattributed() != 0 {
-				b.Fatalf("pipeline lost track: %+v, decode errors %d, unattributed %d", st, im.rd.DecodeErrors(), im.rd.Unattributed())
+			if st := s.tracker.Stats(); st.UnmatchedEnds != 0 || n.rd.DecodeErrors() != 0 || n.rd.Unattributed() != 0 {
+				b.Fatalf("pipeline lost track: %+v, decode errors %d, unattributed %d", st, n.rd.DecodeErrors(), n.rd.Unattributed())
 			}
 		})
 	}

@@ -34,15 +34,19 @@ func BenchmarkSessionHeap(b *testing.B) {
 	const sessions = 100
 	var perSession float64
 	for b.Loop() {
-		im := &Image{bin: &probes.Binary{GoVersion: "go1.26.8"}, probes: ps, nuser: len(ps), clock: reader.NewClock(),
-			log: slog.New(slog.NewTextHandler(io.Discard, nil)), sessions: map[uint32]*Session{}, rd: reader.New(nil, reader.Options{})}
+		n := &Node{clock: reader.NewClock(), sessions: map[uint32]*Session{}, rd: reader.New(nil, reader.Options{})}
+		im := &Image{node: n, bin: &probes.Binary{GoVersion: "go1.26.8"}, probes: ps, nuser: len(ps),
+			log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		before := heapInuse()
 		for pid := range sessions {
 			// pids no process has: the resource is made from what /proc
-			// has not, as for a process that just exited.
-			if _, err := im.Add(SessionConfig{PID: 1<<22 + pid, Processor: processor}); err != nil {
+			// has not, as for a process that just exited. No kernel to
+			// admit them in: routed as the node's admit does.
+			s, err := im.newSession(SessionConfig{PID: 1<<22 + pid, Processor: processor})
+			if err != nil {
 				b.Fatal(err)
 			}
+			n.route(s)
 		}
 		perSession = float64(heapInuse()-before) / sessions
 		runtime.KeepAlive(im)

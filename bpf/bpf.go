@@ -175,10 +175,14 @@ type Recipe struct {
 	// runtime.newproc1's entry or its CALL sites (GoCreateEntryProgram) and
 	// paired with the new g at its return by thread.
 	Creator bool
-	// WantType is the address in the process of the type descriptor the
-	// value an Inject or Adopt probe, or a server probe's chains, reads
-	// must have: *net.TCPConn, or the SDK's *trace.recordingSpan. TLSType
-	// is *tls.Conn's, for the chains.
+	// PIE marks the recipes of a position-independent executable: the
+	// programs add the process's bias (Admission) to WantType and TLSType.
+	PIE bool
+	// WantType is the link address (each process adds its bias, see
+	// Admission) of the type descriptor the value an Inject or Adopt
+	// probe, or a server probe's chains, reads must have: *net.TCPConn, or
+	// the SDK's *trace.recordingSpan. TLSType is *tls.Conn's, for the
+	// chains.
 	WantType, TLSType uint64
 	// Chains (--propagate) find a connection's ports: none, or one per
 	// Chain* index.
@@ -256,19 +260,16 @@ type Options struct {
 	// by one, are below it (OpenTelemetry's TraceIDRatioBased rule; see
 	// SampleBoundOf). Unset: always.
 	SampleBound *uint64
-	// FilterPIDs serves only the processes admitted with AdmitPID (and
-	// those not decided yet), for links without a PID filter that several
-	// processes share.
-	FilterPIDs bool
 	// MapEntries bounds the per-goroutine maps (open calls, loss counts,
-	// trace contexts); 0 means 65,536. Their memory is locked kernel memory,
-	// charged to the agent's cgroup: about 110 bytes an entry and map.
+	// and with a Propagator trace contexts); 0 means 65,536. Their memory
+	// is locked kernel memory, charged to the agent's cgroup: about 110
+	// bytes an entry and map.
 	MapEntries uint32
-	// Probes is how many recipes to hold (probe ids below it); 0 means
-	// MaxProbes.
+	// Probes is how many recipes to hold (probe ids below it), for every
+	// executable together; 0 means MaxProbes. About 450 bytes each.
 	Probes uint32
-	// Slots is how many processes a FilterPIDs tracer counts apart (plus
-	// slot 0); 0 means MaxSlots.
+	// Slots is how many processes the tracer serves at once (slot 0
+	// counts the processes not admitted yet); 0 means MaxSlots-1.
 	Slots uint32
 	// SingleUprobes loads the programs for one uprobe link per offset even
 	// where the kernel has uprobe_multi links: the path kernels before 6.6
@@ -276,13 +277,15 @@ type Options struct {
 	SingleUprobes bool
 }
 
-// Tracer is the loaded programs and maps.
+// Tracer is the loaded programs and maps: one set serves every executable
+// an agent traces, each executable a range of probe ids (SetRecipe), each
+// process admitted (AdmitPID) for its executable's range.
 type Tracer struct {
 	// Multi reports whether the kernel has uprobe_multi links, which the
 	// programs were then loaded for.
 	Multi bool
 	objs  tracerObjects
-	slots uint32 // counter slots (1 without FilterPIDs)
+	slots uint32 // counter slots, slot 0 included
 }
 
 // Slots returns how many counter slots the tracer has: processes it can
@@ -318,11 +321,6 @@ func Load(opts Options) (*Tracer, error) {
 			return nil, fmt.Errorf("set sampling bound: %w", err)
 		}
 	}
-	if opts.FilterPIDs {
-		if err := spec.Variables["filter_pids"].Set(uint8(1)); err != nil {
-			return nil, fmt.Errorf("set pid filter: %w", err)
-		}
-	}
 	if opts.WakeupBytes == 0 && opts.RingBufferSize != 0 {
 		opts.WakeupBytes = uint64(opts.RingBufferSize) / 4
 	}
@@ -337,24 +335,21 @@ func Load(opts Options) (*Tracer, error) {
 		}
 	}
 	if opts.Propagator == nil {
-		// Without --propagate the socket side's maps are never written.
-		for _, m := range []string{"pending", "conns", "tuples"} {
+		// Without --propagate the trace contexts and the socket side's
+		// maps are never written.
+		for _, m := range []string{"gtrace", "outgoing", "pending", "conns", "tuples"} {
 			spec.Maps[m].MaxEntries = 256
 		}
 	}
 	if opts.Probes != 0 {
-		spec.Maps["recipes"].MaxEntries = min(opts.Probes, MaxProbes)
+		spec.Maps["recipes"].MaxEntries = min(opts.Probes, MaxProbeIDs)
 	}
-	slots := uint32(1)
-	if opts.FilterPIDs {
-		slots = MaxSlots
-		if opts.Slots != 0 {
-			slots = min(opts.Slots+1, MaxSlots)
-		}
-		spec.Maps["pids"].MaxEntries = 4 * slots
-	} else {
-		spec.Maps["pids"].MaxEntries = 1
+	slots := uint32(MaxSlots)
+	if opts.Slots != 0 {
+		slots = min(opts.Slots+1, MaxSlots)
 	}
+	// A process not traced (ignored, or leaving) holds an entry too.
+	spec.Maps["pids"].MaxEntries = 4 * slots
 	spec.Maps["counters"].MaxEntries = counterMax * slots
 	t := &Tracer{Multi: !opts.SingleUprobes && features.HaveBPFLinkUprobeMulti() == nil, slots: slots}
 	if !t.Multi {
@@ -413,6 +408,18 @@ func (t *Tracer) PanicProgram() *ebpf.Program { return t.objs.TcPanic }
 // Events is the ring buffer.
 func (t *Tracer) Events() *ebpf.Map { return t.objs.Events }
 
+// Probes returns how many probe ids the tracer holds recipes for.
+func (t *Tracer) Probes() uint32 { return t.objs.Recipes.MaxEntries() }
+
+// ClearRecipe empties the recipe of probe id, whose links are closed, for
+// the id to serve another executable.
+func (t *Tracer) ClearRecipe(id uint32) error {
+	if err := t.objs.Recipes.Put(id, &tracerRecipe{}); err != nil {
+		return fmt.Errorf("clear recipe %d: %w", id, err)
+	}
+	return nil
+}
+
 // SetRecipe installs the recipe of probe id (the attach cookie).
 func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	if id >= t.objs.Recipes.MaxEntries() {
@@ -439,6 +446,9 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	}
 	if r.Creator {
 		v.Flags |= 32
+	}
+	if r.PIE {
+		v.Flags |= 64
 	}
 	v.GoidOff, v.StackHiOff, v.ParentGoidOff = r.GoidOffset, r.StackHiOffset, r.ParentGoidOffset
 	v.WantType, v.TlsType = r.WantType, r.TLSType
@@ -507,9 +517,12 @@ func (t *Tracer) SetRecipe(id uint32, r Recipe) error {
 	return nil
 }
 
-// MaxSlots bounds the processes a FilterPIDs tracer counts apart; slot 0
-// is for a tracer without FilterPIDs.
+// MaxSlots bounds the processes a tracer serves at once, slot 0 (the
+// processes not admitted yet) included.
 const MaxSlots = 1024
+
+// MaxProbeIDs bounds Options.Probes.
+const MaxProbeIDs = 1 << 16
 
 // Pid states (tracer.h enum pid_state).
 const (
@@ -517,22 +530,32 @@ const (
 	pidIgnored = 2
 )
 
-// AdmitPID makes a FilterPIDs tracer serve process pid, counting its
-// events in slot (1 to MaxSlots-1, its counters zeroed first).
-func (t *Tracer) AdmitPID(pid uint32, slot uint32) error {
-	if slot == 0 || slot >= t.slots {
-		return fmt.Errorf("pid %d: counter slot %d out of range", pid, slot)
+// Admission is how the programs serve one process.
+type Admission struct {
+	// Slot holds its counters (1 to Slots()-1; zeroed at admission).
+	Slot uint32
+	// Lo and Hi bound the probe ids of its executable, [Lo, Hi).
+	Lo, Hi uint32
+	// Bias is what the process adds to its executable's link addresses
+	// (Recipe.WantType's).
+	Bias uint64
+}
+
+// AdmitPID makes the programs serve process pid as a says.
+func (t *Tracer) AdmitPID(pid uint32, a Admission) error {
+	if a.Slot == 0 || a.Slot >= t.slots {
+		return fmt.Errorf("pid %d: counter slot %d out of range", pid, a.Slot)
 	}
-	if err := t.resetCounters(slot); err != nil {
+	if err := t.resetCounters(a.Slot); err != nil {
 		return err
 	}
-	if err := t.objs.Pids.Put(pid, tracerPidVal{State: pidTraced, Slot: slot}); err != nil {
+	if err := t.objs.Pids.Put(pid, tracerPidVal{State: pidTraced, Slot: a.Slot, Lo: a.Lo, Hi: a.Hi, Bias: a.Bias}); err != nil {
 		return fmt.Errorf("admit pid %d: %w", pid, err)
 	}
 	return nil
 }
 
-// IgnorePID makes a FilterPIDs tracer's programs do nothing in process pid.
+// IgnorePID makes the programs do nothing in process pid.
 func (t *Tracer) IgnorePID(pid uint32) error {
 	if err := t.objs.Pids.Put(pid, tracerPidVal{State: pidIgnored}); err != nil {
 		return fmt.Errorf("ignore pid %d: %w", pid, err)
@@ -594,7 +617,7 @@ func (t *Tracer) resetCounters(slot uint32) error {
 // counterMax is tracer.h's COUNTER_MAX: the counters of one slot.
 const counterMax = 18
 
-// Counters reads the kernel side's counters of slot (0 without FilterPIDs).
+// Counters reads the kernel side's counters of slot.
 func (t *Tracer) Counters(slot uint32) (Counters, error) {
 	var c Counters
 	read := func(idx uint32) (uint64, error) {

@@ -11,7 +11,7 @@ func TestForgetPIDMarks(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("loads the tracer: needs root")
 	}
-	tr, err := Load(Options{FilterPIDs: true, Slots: 2})
+	tr, err := Load(Options{Slots: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func TestForgetPIDMarks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := tr.AdmitPID(100, 1); err != nil {
+	if err := tr.AdmitPID(100, Admission{Slot: 1, Lo: 0, Hi: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.ForgetPID(100); err != nil {

@@ -31,10 +31,6 @@ volatile const __u64 wakeup_bytes = 2 << 20;
 // decision the agent's sampler takes for the root span (1 << 63: always).
 volatile const __u64 sample_bound = 1ULL << 63;
 
-// filter_pids is set when the links have no PID filter (the daemon's
-// shared uprobes): see admitted.
-volatile const __u8 filter_pids = 0;
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
@@ -83,16 +79,18 @@ struct {
 	__type(value, __u32);
 } lost SEC(".maps");
 
-// The processes a shared set of uprobes serves (filter_pids), by tgid.
+// The processes the programs serve, by tgid (see struct pid_val). Written
+// by userspace only: not preallocated, its memory follows the processes.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4 * MAX_SLOTS);
 	__type(key, __u32);
 	__type(value, struct pid_val);
 } pids SEC(".maps");
 
-// Counters, COUNTER_MAX per slot: slot 0 without filter_pids, else the
-// process's.
+// Counters, COUNTER_MAX per slot: the process's; slot 0 counts the hits
+// in processes not admitted yet.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX * MAX_SLOTS);
@@ -146,28 +144,41 @@ static __always_inline __u32 current_tgid(void)
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
-// admitted says whether a hit in the current process is to be followed:
-// always on links with a PID filter; with filter_pids, when userspace
-// admitted the process or has not decided yet (its first events then tell
-// userspace of it, so that a process is traced from its exec on).
-static __always_inline int admitted(void)
+// admitted says whether a hit of probe in the current process is to be
+// followed: when userspace admitted the process for the probes of this
+// executable, or has not decided yet (its first events then tell userspace
+// of it, so that a process is traced from its exec on). The links of
+// attach's one process have a PID filter besides.
+static __always_inline int admitted(__u32 probe)
 {
-	if (!filter_pids)
-		return 1;
 	__u32 tgid = current_tgid();
 	struct pid_val *v = bpf_map_lookup_elem(&pids, &tgid);
-	return !v || v->state == PID_TRACED;
+	return !v || (v->state == PID_TRACED && probe >= v->lo && probe < v->hi);
+}
+
+// bias_of reads what the current process adds to the link addresses of
+// r's executable: 0 unless it is position-independent; -1 for a process
+// of one not admitted yet, whose type addresses cannot be told.
+static __always_inline int bias_of(const struct recipe *r, __u64 *bias)
+{
+	*bias = 0;
+	if (!(r->flags & RECIPE_PIE))
+		return 0;
+	__u32 tgid = current_tgid();
+	struct pid_val *v = bpf_map_lookup_elem(&pids, &tgid);
+	if (!v || v->state != PID_TRACED)
+		return -1;
+	*bias = v->bias;
+	return 0;
 }
 
 static __always_inline void count(__u32 idx)
 {
 	__u32 slot = 0;
-	if (filter_pids) {
-		__u32 tgid = current_tgid();
-		struct pid_val *p = bpf_map_lookup_elem(&pids, &tgid);
-		if (p && p->slot < MAX_SLOTS)
-			slot = p->slot;
-	}
+	__u32 tgid = current_tgid();
+	struct pid_val *p = bpf_map_lookup_elem(&pids, &tgid);
+	if (p && p->slot < MAX_SLOTS)
+		slot = p->slot;
 	__u32 k = slot * COUNTER_MAX + idx;
 	__u64 *v = bpf_map_lookup_elem(&counters, &k);
 	if (v)
@@ -485,19 +496,21 @@ static __always_inline __u64 rand64(void)
 
 // conn_of reads the ports of the connection a recipe's chains lead to, a
 // *net.TCPConn or a *tls.Conn over one (told by r->want_type and
-// r->tls_type), as the side that holds it sees them; *tls is set for the
-// latter. -1: no chains, another type, or unreadable.
+// r->tls_type, link addresses the process's bias moves), as the side that
+// holds it sees them; *tls is set for the latter. -1: no chains, another
+// type, a process whose bias is not known yet, or unreadable.
 static __always_inline int conn_of(const struct abi_regs *regs, const struct recipe *r, struct conn_key *k, int *tls)
 {
-	__u64 typ = 0, l = 0, rp = 0;
-	if (r->nchains != MAX_CHAINS || !r->want_type || read_chain(regs, &r->chains[CHAIN_CONN_TYPE], &typ) < 0 || !typ)
+	__u64 typ = 0, l = 0, rp = 0, bias = 0;
+	if (r->nchains != MAX_CHAINS || !r->want_type || bias_of(r, &bias) < 0 ||
+	    read_chain(regs, &r->chains[CHAIN_CONN_TYPE], &typ) < 0 || !typ)
 		return -1;
 	int lc = CHAIN_TCP_LPORT, rc = CHAIN_TCP_RPORT;
-	*tls = typ == r->tls_type;
+	*tls = r->tls_type && typ == r->tls_type + bias;
 	if (*tls) {
 		lc = CHAIN_TLS_LPORT;
 		rc = CHAIN_TLS_RPORT;
-	} else if (typ != r->want_type) {
+	} else if (typ != r->want_type + bias) {
 		return -1;
 	}
 	if (read_chain(regs, &r->chains[lc], &l) < 0 || read_chain(regs, &r->chains[rc], &rp) < 0 || !l || !rp || l > 65535 ||
@@ -866,7 +879,7 @@ static __always_inline const struct recipe *enter(struct pt_regs *ctx, struct hi
 {
 	h->probe = bpf_get_attach_cookie(ctx);
 	const struct recipe *r = bpf_map_lookup_elem(&recipes, &h->probe);
-	if (!r || !admitted())
+	if (!r || !admitted(h->probe))
 		return 0;
 	if (on_g) {
 		h->call.tgid = current_tgid();
@@ -1009,8 +1022,9 @@ int tc_entry(struct pt_regs *ctx)
 // caller, it becomes the trace of the span the program started, so that
 // requests sent from now on carry the trace the program's spans are in
 // (userspace moves tcagent's spans there too: agent/join.go). The recipe's
-// return captures: the span's dynamic type, which must be r->want_type,
-// and its trace id's two halves (bytes, read as little-endian words).
+// return captures: the span's dynamic type, which must be r->want_type
+// (moved by the process's bias), and its trace id's two halves (bytes,
+// read as little-endian words).
 static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, __u64 goid)
 {
 	struct gkey gk = gkey_of(goid);
@@ -1020,8 +1034,8 @@ static __always_inline void adopt(struct pt_regs *ctx, const struct recipe *r, _
 	struct abi_regs *regs = abi_regs(ctx);
 	if (!regs)
 		return;
-	__u64 typ = 0, hi = 0, lo = 0;
-	if (!r->want_type || read_path(regs, &r->ret[0], &typ) < 0 || typ != r->want_type ||
+	__u64 typ = 0, hi = 0, lo = 0, bias = 0;
+	if (!r->want_type || bias_of(r, &bias) < 0 || read_path(regs, &r->ret[0], &typ) < 0 || typ != r->want_type + bias ||
 	    read_path(regs, &r->ret[1], &hi) < 0 || read_path(regs, &r->ret[2], &lo) < 0 || (!hi && !lo))
 		return;
 	g->trace_hi = __builtin_bswap64(hi);

@@ -106,6 +106,8 @@ enum recipe_flags {
 	RECIPE_ADOPT = 16,      // --propagate: the program's OpenTelemetry SDK starts a span, see adopt
 	RECIPE_CREATOR = 32,    // runtime.newproc1 of Go 1.19/1.20 (no g.parentGoid): the creator's goid
 				// was saved at its entry, see tc_go_create_entry
+	RECIPE_PIE = 64,        // a position-independent executable's: its type addresses need the
+				// process's load bias (pid_val.bias)
 };
 
 enum counter {
@@ -145,13 +147,16 @@ enum counter {
 	COUNTER_MAX = 18,
 };
 
-// The host-wide daemon shares one set of uprobes among the processes that
-// run one executable (no PID filter on the links): the programs then serve
-// only the processes userspace admitted (pids), and count per process.
+// One loaded set of programs serves every executable an agent traces (the
+// daemon's whole node, or attach's one process): each executable's probes
+// hold a range of probe ids (attach cookies) in recipes, and the programs
+// serve only the processes userspace admitted (pids), each for the probes
+// of its executable's range, counting per process.
 #define MAX_SLOTS 1024
 
 enum pid_state {
-	// Traced: its events go out; its counters are its slot's.
+	// Traced: its events go out for the probes in [lo, hi); its counters
+	// are its slot's.
 	PID_TRACED = 1,
 	// Not traced: its hits do nothing.
 	PID_IGNORED = 2,
@@ -160,6 +165,14 @@ enum pid_state {
 struct pid_val {
 	__u32 state;
 	__u32 slot;
+	// The probe ids of the executable it is traced for: the hits of
+	// another executable's probes in it (a file two selectors attach to)
+	// do nothing.
+	__u32 lo, hi;
+	// What the process added to its executable's link addresses (ASLR of
+	// a position-independent executable): recipes hold link addresses,
+	// so that the processes of one executable share its probes.
+	__u64 bias;
 };
 
 // The trace context of a span, as --propagate makes it in the kernel so
@@ -244,8 +257,8 @@ struct recipe {
 	__u64 keys[MAX_KEYS][2];
 	struct capture entry[MAX_CAPS];
 	struct capture ret[MAX_CAPS];
-	// The type descriptor (its address in the process) that the value a
-	// probe reads must have: *net.TCPConn for a connection (RECIPE_INJECT,
+	// The type descriptor (its link address: the process adds its
+	// pid_val.bias) that the value a probe reads must have: *net.TCPConn for a connection (RECIPE_INJECT,
 	// a server's chains), the SDK's *trace.recordingSpan for RECIPE_ADOPT's
 	// span; 0: unknown, and the probe does nothing. tls_type: *tls.Conn.
 	__u64 want_type;

@@ -80,6 +80,9 @@ type tracerPidVal struct {
 	_     structs.HostLayout
 	State uint32
 	Slot  uint32
+	Lo    uint32
+	Hi    uint32
+	Bias  uint64
 }
 
 type tracerRecipe struct {
@@ -166,7 +169,6 @@ const (
 	tracerProgTcGoExit        = "tc_go_exit"
 	tracerProgTcPanic         = "tc_panic"
 	tracerProgTcReturn        = "tc_return"
-	tracerVarFilterPids       = "filter_pids"
 	tracerVarSampleBound      = "sample_bound"
 	tracerVarUnusedEvent      = "unused_event"
 	tracerVarUnusedRecipe     = "unused_recipe"
@@ -250,7 +252,6 @@ type tracerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
-	FilterPids   *ebpf.VariableSpec `ebpf:"filter_pids"`
 	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedRecipe *ebpf.VariableSpec `ebpf:"unused_recipe"`
@@ -318,7 +319,6 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
-	FilterPids   *ebpf.Variable `ebpf:"filter_pids"`
 	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 	UnusedRecipe *ebpf.Variable `ebpf:"unused_recipe"`

@@ -1,6 +1,7 @@
 // Package daemon is tcagent's host-wide mode: it finds the processes that
 // match a configuration's selectors as they start (discover), traces each
-// with the probes its selector names, sharing one set of uprobes among the
+// with the probes its selector names, with one set of BPF programs and
+// maps for the host (agent.Node) and one set of uprobes shared among the
 // processes of one executable (agent.Image), and lets each go when it
 // exits.
 package daemon

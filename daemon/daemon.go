@@ -16,25 +16,31 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcagent/tcagent/agent"
+	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/discover"
 	"github.com/tcagent/tcagent/internal/holds"
-	"github.com/tcagent/tcagent/internal/proc"
 	"github.com/tcagent/tcagent/probes"
 )
 
-// The daemon's sizes per executable (Options.Base can set others): about
-// 9 MiB of kernel memory each, against about 36 MiB for attach's.
+// The daemon's kernel sizes, for the whole host (Options.Base can set
+// others): one set of programs and maps serves every executable traced,
+// about 21 MiB of locked kernel memory in all (without --propagate; the
+// counters grow with the CPUs, 72 KiB a CPU). The ring buffer is half
+// attach's: its pages are also mapped, twice, into the daemon's resident
+// memory, and a quarter of it waiting wakes the reader.
 const (
-	DefaultRingBufferSize = 2 << 20
-	DefaultMapEntries     = 16384
-	DefaultMaxProcesses   = 255
+	DefaultRingBufferSize = 4 << 20
+	DefaultMapEntries     = 65536
+	DefaultMaxProcesses   = 511
+	DefaultMaxProbes      = 4096
 )
 
 // Options configure a Daemon.
 type Options struct {
 	Config *Config
 	// Base is the agent configuration every process starts from: its
-	// image part (sizes, socket side, logger) for each executable's image,
+	// image part for the node (sizes, socket side, logger) and each
+	// executable's image,
 	// its session part (span processor, sampler, limits) for each
 	// process, and its LockDir. Specs and Builtin are set per selector,
 	// PID and ServiceName per process.
@@ -64,8 +70,14 @@ type Stats struct {
 	// DiscoveryLost counts exec and exit events the kernel had no room for.
 	DiscoveryLost uint64
 	// Unattributed counts events read that belonged to no traced process
-	// any more (in flight when it was let go).
+	// any more (in flight when it was let go), or to another executable's
+	// probes (hit before the process was decided).
 	Unattributed uint64
+	// DecodeErrors counts events read that could not be decoded.
+	DecodeErrors uint64
+	// Undecided are the kernel's counts in processes not decided yet
+	// (their losses, say), which no session counts.
+	Undecided bpf.Counters
 }
 
 // Daemon traces every process its selectors match.
@@ -76,26 +88,25 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	ctx     context.Context
+	node    *agent.Node
 	procs   map[int]*procState
 	images  map[imageKey]*imageEntry
 	bins    map[binKey]*binEntry
 	ids     map[FileID]buildIDResult
 	counts  map[string]uint64
 	watcher *discover.Watcher
-	running sync.WaitGroup // the images' readers
 	closers sync.WaitGroup // images being let go
-	// unattributed sums the Unattributed counts of images closed.
-	unattributed uint64
 	// closing counts images let go whose links are not closed yet.
 	closing int
+	// stopNode stops the node's reader and waits for it.
+	stopNode func()
 }
 
+// binKey names an executable: its processes share an image whatever
+// address each was mapped at (each is admitted with its own load bias).
 type binKey struct {
 	File    FileID
 	BuildID string
-	// MappedAt: the processes of a PIE binary share an image only when
-	// mapped at one address (the programs compare type addresses).
-	MappedAt uint64
 }
 
 type imageKey struct {
@@ -104,11 +115,9 @@ type imageKey struct {
 }
 
 type imageEntry struct {
-	key    imageKey
-	im     *agent.Image
-	bin    *binEntry
-	cancel context.CancelFunc
-	done   chan struct{}
+	key imageKey
+	im  *agent.Image
+	bin *binEntry
 }
 
 type binEntry struct {
@@ -150,6 +159,11 @@ type procState struct {
 	// held says another agent holds it (counted once).
 	lock *agent.ProcessLock
 	held bool
+	// full says it waited for room in the node (said once).
+	full bool
+	// known says the programs were told of the process (ignored), so
+	// that they forget it when it exits.
+	known bool
 }
 
 // New makes a daemon; Run starts it.
@@ -157,9 +171,8 @@ func New(opts Options) *Daemon {
 	if opts.MaxIdleBinaries <= 0 {
 		opts.MaxIdleBinaries = 8
 	}
-	// Each executable's programs take locked kernel memory, charged to the
-	// daemon's cgroup (its pod's memory limit): smaller than attach's, as a
-	// node runs many executables, each a share of the node's calls.
+	// The programs' maps take locked kernel memory, charged to the
+	// daemon's cgroup (its pod's memory limit).
 	if opts.Base.RingBufferSize == 0 {
 		opts.Base.RingBufferSize = DefaultRingBufferSize
 	}
@@ -168,6 +181,9 @@ func New(opts Options) *Daemon {
 	}
 	if opts.Base.MaxProcesses == 0 {
 		opts.Base.MaxProcesses = DefaultMaxProcesses
+	}
+	if opts.Base.MaxProbes == 0 {
+		opts.Base.MaxProbes = DefaultMaxProbes
 	}
 	log := opts.Base.Logger
 	if log == nil {
@@ -182,12 +198,29 @@ func (d *Daemon) Ready() bool { return d.ready.Load() }
 
 // Run watches processes until ctx is done, then detaches from every one.
 func (d *Daemon) Run(ctx context.Context) error {
+	node, err := agent.NewNode(d.opts.Base.ImageConfig)
+	if err != nil {
+		return err
+	}
 	w, err := discover.Start()
 	if err != nil {
+		node.Close()
 		return fmt.Errorf("watch processes: %w", err)
 	}
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	nodeDone := make(chan struct{})
+	go func() {
+		defer close(nodeDone)
+		if err := node.Run(nodeCtx); err != nil {
+			d.log.Warn("event reader stopped", "error", err)
+		}
+	}()
 	d.mu.Lock()
-	d.ctx, d.watcher = ctx, w
+	d.ctx, d.watcher, d.node = ctx, w, node
+	d.stopNode = func() {
+		stopNode()
+		<-nodeDone
+	}
 	d.mu.Unlock()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -223,16 +256,16 @@ func (d *Daemon) shutdown(cause error) error {
 	}
 	d.images = map[imageKey]*imageEntry{}
 	d.mu.Unlock()
-	for _, ie := range images {
-		ie.cancel()
-	}
-	d.running.Wait()
+	// The reader stops, every image's uprobes are detached and its
+	// sessions end.
+	d.stopNode()
 	for _, ie := range images {
 		ie.im.Close()
 	}
-	// Images let go just before: their sessions flush before the exporter
-	// is shut down.
+	// Images let go just before, then the sessions flush before the
+	// exporter is shut down.
 	d.closers.Wait()
+	d.node.Close()
 	d.mu.Lock()
 	for k, b := range d.bins {
 		b.bin.Close()
@@ -250,7 +283,7 @@ func (d *Daemon) shutdown(cause error) error {
 func (d *Daemon) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := Stats{Images: len(d.images) + d.closing, Decisions: map[string]uint64{}, Unattributed: d.unattributed}
+	st := Stats{Images: len(d.images) + d.closing, Decisions: map[string]uint64{}}
 	for k, v := range d.counts {
 		st.Decisions[k] = v
 	}
@@ -262,13 +295,32 @@ func (d *Daemon) Stats() Stats {
 			st.Waiting++
 		}
 	}
-	for _, ie := range d.images {
-		st.Unattributed += ie.im.Unattributed()
+	if d.node != nil {
+		st.Unattributed, st.DecodeErrors = d.node.Unattributed(), d.node.DecodeErrors()
+		st.Undecided, _ = d.node.Undecided()
 	}
 	if d.watcher != nil {
 		st.DiscoveryLost, _ = d.watcher.Lost()
 	}
 	return st
+}
+
+// MemoryLocked returns the kernel memory the maps and ring buffers of the
+// tracing programs and of the process watch lock; an error before Run
+// loaded them or after it returned.
+func (d *Daemon) MemoryLocked() (uint64, error) {
+	d.mu.Lock()
+	n, w := d.node, d.watcher
+	d.mu.Unlock()
+	if n == nil || w == nil {
+		return 0, errors.New("the BPF maps are not loaded")
+	}
+	traced, err := n.MemoryLocked()
+	if err != nil {
+		return 0, err
+	}
+	watch, err := w.MemoryLocked()
+	return traced + watch, err
 }
 
 // started handles a process that execed (exec, at monotonic time ts) or
@@ -299,21 +351,28 @@ func (d *Daemon) exited(pid int) {
 	}
 }
 
-// unknown is an image's question about a process of its executable it was
-// told nothing of: decide now, so that its first events are kept.
-func (d *Daemon) unknown(key imageKey, pid int) {
+// unknown is an image's question about a process of its executable the
+// programs were told nothing of: decide now, so that its first events are
+// kept.
+func (d *Daemon) unknown(pid int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.procs[pid]
 	if st == nil {
 		st = d.resolve(pid)
 	}
-	ie := d.images[key]
-	if ie == nil || st != nil && st.image == ie {
-		return
+	switch {
+	case st == nil:
+		// Gone: its records left are unattributed, and a new process
+		// with the pid is asked about again.
+		d.node.Forget(pid)
+	case st.state != traced:
+		// Not traced (the programs follow undecided processes, and may
+		// have forgotten a process with its pid that left): left alone
+		// from now on.
+		d.node.Ignore(pid)
+		st.known = true
 	}
-	// Decided otherwise, or not decided: this image leaves it alone.
-	ie.im.Ignore(pid)
 }
 
 // resolve looks at a process the daemon does not know and traces it when a
@@ -345,9 +404,6 @@ func (d *Daemon) resolve(pid int) *procState {
 		return st
 	}
 	st := &procState{state: ignored, proc: p, bin: binKey{File: p.File, BuildID: id}, decided: decided}
-	if st.bin.MappedAt, err = proc.MappedAt(pid); err != nil {
-		return nil
-	}
 	d.procs[pid] = st
 	if d.opts.Pods != nil {
 		for _, sel := range d.opts.Config.Selectors {
@@ -401,15 +457,20 @@ func (d *Daemon) decide(pid int, st *procState) {
 		st.state = ignored
 		d.counts["no_match"]++
 	}
-	d.ignoreIn(pid, st, nil)
+	d.ignore(pid, st)
 }
 
-// ignoreIn tells the images of the process's executable but keep to leave
-// it alone.
-func (d *Daemon) ignoreIn(pid int, st *procState, keep *imageEntry) {
-	for k, ie := range d.images {
-		if k.bin == st.bin && ie != keep {
-			ie.im.Ignore(pid)
+// ignore tells the programs to leave alone a process not traced, when an
+// image's uprobes sit in its executable (they fire in it).
+func (d *Daemon) ignore(pid int, st *procState) {
+	if st.known {
+		return
+	}
+	for k := range d.images {
+		if k.bin == st.bin {
+			d.node.Ignore(pid)
+			st.known = true
+			return
 		}
 	}
 }
@@ -428,7 +489,7 @@ func (d *Daemon) trace(pid int, st *procState, selIdx int) {
 				d.log.Warn("process traced by another agent: left to it until it detaches", "pid", pid, "exe", st.proc.Exe, "holder", held.Error())
 			}
 			st.wait()
-			d.ignoreIn(pid, st, nil)
+			d.ignore(pid, st)
 			return
 		}
 		if err != nil {
@@ -452,15 +513,21 @@ func (d *Daemon) trace(pid int, st *procState, selIdx int) {
 	cfg.Attributes = append(append([]attribute.KeyValue(nil), cfg.Attributes...), podAttributes(st.pod)...)
 	s, err := ie.im.Add(cfg)
 	if err != nil {
-		// Its previous program (an exec of the same file) has not left the
-		// image yet: try again on the next tick.
+		// Its previous program (an exec) has not left the node yet, or the
+		// node traces as many processes as it may: try again later, its
+		// hits doing nothing meanwhile.
 		st.wait()
-		d.log.Debug("attach deferred", "pid", pid, "error", err)
+		d.ignore(pid, st)
+		if errors.Is(err, agent.ErrNodeFull) && !st.full {
+			st.full = true
+			d.log.Warn("process waits: as many processes traced as the daemon may", "pid", pid, "exe", st.proc.Exe, "error", err)
+		} else {
+			d.log.Debug("attach deferred", "pid", pid, "error", err)
+		}
 		return
 	}
-	st.state, st.session, st.image, st.held = traced, s, ie, false
+	st.state, st.session, st.image, st.held, st.known = traced, s, ie, false, false
 	d.counts["traced"]++
-	d.ignoreIn(pid, st, ie)
 	if d.opts.OnSession != nil {
 		d.opts.OnSession(s, true)
 	}
@@ -475,7 +542,7 @@ func (d *Daemon) failed(pid int, st *procState, sel *Selector, err error) {
 	st.lock.Release()
 	st.lock = nil
 	d.log.Warn("attach failed", "pid", pid, "exe", st.proc.Exe, "selector", sel.Name, "error", err)
-	d.ignoreIn(pid, st, nil)
+	d.ignore(pid, st)
 }
 
 // load analyses (or takes from the cache) the executable of pid, and
@@ -492,45 +559,33 @@ func (d *Daemon) load(pid int, exe string, key imageKey, sel *Selector) (*imageE
 	}
 	cfg := d.opts.Base.ImageConfig
 	cfg.Specs, cfg.Builtin = sel.Specs(), sel.BuiltinSets()
-	cfg.OnUnknownPID = func(pid int) { d.unknown(key, pid) }
-	im, err := agent.LoadShared(pid, cfg, be.bin)
+	cfg.OnUnknownPID = d.unknown
+	im, err := d.node.Load(pid, cfg, be.bin)
 	if err != nil {
 		d.trimBins()
 		return nil, err
 	}
 	be.refs++
-	ctx, cancel := context.WithCancel(d.ctx)
-	ie := &imageEntry{key: key, im: im, bin: be, cancel: cancel, done: make(chan struct{})}
+	ie := &imageEntry{key: key, im: im, bin: be}
 	d.images[key] = ie
-	d.running.Add(1)
-	go func() {
-		defer d.running.Done()
-		defer close(ie.done)
-		if err := im.Run(ctx); err != nil {
-			d.log.Warn("image reader stopped", "exe", be.bin.Path, "error", err)
-		}
-	}()
 	d.log.Info("probes attached", "exe", exe, "selector", sel.Name, "uprobes", im.Uprobes(), "analyze", im.Timings().Analyze, "attach", im.Timings().Attach)
 	return ie, nil
 }
 
 // drop forgets a process that exited or execed: its session ends (once
-// its last events are read) and the images of its executable forget it.
+// its last events are read) and the programs forget it.
 func (d *Daemon) drop(pid int, st *procState) {
-	for k, ie := range d.images {
-		if k.bin != st.bin || ie == st.image {
-			continue
-		}
-		ie.im.Forget(pid)
-	}
 	// Gone, or another program: the mark is of the process that was.
 	st.lock.Release()
 	st.lock = nil
 	if st.state != traced {
+		if st.known {
+			d.node.Forget(pid)
+		}
 		return
 	}
 	ie := st.image
-	ie.im.Remove(st.session, func(s *agent.Session) { d.ended(ie, s) })
+	d.node.Remove(st.session, func(s *agent.Session) { d.ended(ie, s) })
 }
 
 // ended is called once a session flushed: the image goes when it was its
@@ -549,13 +604,10 @@ func (d *Daemon) ended(ie *imageEntry, s *agent.Session) {
 	d.closers.Add(1)
 	go func() {
 		defer d.closers.Done()
-		ie.cancel()
-		<-ie.done
 		ie.im.Close()
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.closing--
-		d.unattributed += ie.im.Unattributed()
 		ie.bin.refs--
 		ie.bin.idle = time.Now()
 		d.trimBins()

@@ -64,6 +64,9 @@ func Start() (*Watcher, error) {
 	return w, nil
 }
 
+// MemoryLocked returns the kernel memory the watch's maps lock.
+func (w *Watcher) MemoryLocked() (uint64, error) { return bpf.Memlock(w.procs.Maps()...) }
+
 // Events delivers the events; it is closed after Close. A consumer that
 // falls behind makes the kernel drop events, counted by Lost.
 func (w *Watcher) Events() <-chan Event { return w.events }

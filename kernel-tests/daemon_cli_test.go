@@ -170,6 +170,7 @@ func TestCLIDaemon(t *testing.T) {
 		{[]string{"daemon"}, "tcagent: daemon: --config is required"},
 		{[]string{"daemon", "--config", filepath.Join(dir, "missing.yaml")}, "tcagent: daemon config: open "},
 		{[]string{"daemon", "--config", writeFile(t, "bad.yaml", "selectors:\n  - exe: /x\n    colour: red\n")}, `bad.yaml line 3: unknown key "colour" in selector 1`},
+		{[]string{"daemon", "--config", cfg, "--metrics-addr", "", "--ring-buffer-size", "3MiB"}, "tcagent: --ring-buffer-size 3MiB: a power of two"},
 	} {
 		out, err := exec.Command(tcagent(t), c.args...).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
@@ -180,9 +181,11 @@ func TestCLIDaemon(t *testing.T) {
 		}
 	}
 
-	// Running before the daemon: found by its look at /proc.
+	// Running before the daemon: found by its look at /proc. The kernel
+	// maps are sized by the flags: with a 1 MiB ring buffer and small
+	// maps, less than the default 8 MiB ring buffer alone is locked.
 	early := startProc(t, binA, "--traced", "--tag", "early")
-	d := startDaemon(t, cfg, nil)
+	d := startDaemon(t, cfg, nil, "--ring-buffer-size", "1MiB", "--map-entries", "4096")
 	if !d.waitReady(t) {
 		t.Fatalf("daemon exited:\n%s", d.log())
 	}
@@ -202,6 +205,9 @@ func TestCLIDaemon(t *testing.T) {
 	}
 	if n := scrape(t, d.metrics, "tcagent_daemon_executables_attached"); n != 1 {
 		t.Errorf("tcagent_daemon_executables_attached %v, want 1: two processes, one executable", n)
+	}
+	if n := scrape(t, d.metrics, "tcagent_bpf_memory_bytes"); n < 1<<20 || n >= 8<<20 {
+		t.Errorf("tcagent_bpf_memory_bytes %v, want the 1 MiB ring buffer and small maps: from 1 to 8 MiB", n)
 	}
 	waitFor(t, "the second process's events counted", func() bool {
 		return scrape(t, d.metrics, "tcagent_events_read_total", fmt.Sprintf(`pid="%d"`, second.Process.Pid)) > 0
@@ -299,7 +305,21 @@ func lastLine(s string) string {
 // the kernel keeps each process's goroutines apart though their ids
 // collide.
 func TestDaemonPropagate(t *testing.T) {
-	b := newestOf(t, "chain")
+	builds := []build{newestOf(t, "chain")}
+	for _, b := range fixturesOf(t, "chain") {
+		if b.pie {
+			builds = append(builds, b)
+		}
+	}
+	for _, b := range builds {
+		t.Run(b.name, func(t *testing.T) { testDaemonPropagate(t, b) })
+	}
+}
+
+// testDaemonPropagate: with a position-independent build, the three
+// processes, which ASLR maps apart, share one set of uprobes too, and the
+// kernel tells their connections' types by each one's load bias.
+func testDaemonPropagate(t *testing.T, b build) {
 	cfg := writeFile(t, "daemon.yaml", fmt.Sprintf("selectors:\n  - exe: %s\n    builtin: [http]\n", b.path))
 	d := startDaemon(t, cfg, nil, "--propagate")
 	if !d.waitReady(t) {

@@ -1,7 +1,6 @@
 package kerneltests
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -114,11 +113,7 @@ func TestDaemonKubernetes(t *testing.T) {
 	}
 	rec := &pidSpans{seen: map[int64]*pidSeen{}}
 	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Pods: pods, Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "daemon ready", d.Ready)
+	runDaemon(t, d)
 
 	slice := kubeSlice(t)
 	inCart := startIn(t, podCgroup(t, slice, cartPod, cart), binA, "--tag", "cart")

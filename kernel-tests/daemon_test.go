@@ -3,6 +3,7 @@ package kerneltests
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ type pidSpans struct {
 type pidSeen struct {
 	boots []string
 	work  int
+	other map[string]int // spans of other names, by name
 	goVer string
 	res   map[string]string // the resource, as strings
 }
@@ -68,6 +70,11 @@ func (p *pidSpans) OnEnd(s sdktrace.ReadOnlySpan) {
 		ps.boots = append(ps.boots, fmt.Sprint(attrs(s)["tag"]))
 	case "work":
 		ps.work++
+	default:
+		if ps.other == nil {
+			ps.other = map[string]int{}
+		}
+		ps.other[s.Name()]++
 	}
 }
 
@@ -75,7 +82,7 @@ func (p *pidSpans) get(pid int) pidSeen {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ps := p.seen[int64(pid)]; ps != nil {
-		return pidSeen{boots: append([]string(nil), ps.boots...), work: ps.work, goVer: ps.goVer, res: ps.res}
+		return pidSeen{boots: append([]string(nil), ps.boots...), work: ps.work, goVer: ps.goVer, res: ps.res, other: maps.Clone(ps.other)}
 	}
 	return pidSeen{}
 }
@@ -169,6 +176,21 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
+// runDaemon runs d until the test ends, and waits until it is ready.
+func runDaemon(t *testing.T, d *daemon.Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+	waitFor(t, "daemon ready", d.Ready)
+}
+
 // TestDaemonChurn runs the daemon with one selector while 20 matching
 // processes of two executables are started, killed and restarted over 30
 // seconds, beside processes it must leave alone: one of the same
@@ -215,16 +237,7 @@ func TestDaemonChurn(t *testing.T) {
 				sessions.Delete(s)
 			}
 		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}()
-	waitFor(t, "daemon ready", d.Ready)
+	runDaemon(t, d)
 	idle := func() bool { st := d.Stats(); return st.Traced == 0 && st.Images == 0 }
 
 	// Warm up: one process of churn-a traced and gone, so that the
@@ -386,11 +399,7 @@ func TestDaemonPortSelector(t *testing.T) {
 	}
 	rec := &pidSpans{seen: map[int64]*pidSeen{}}
 	d := daemon.New(daemon.Options{Config: cfg, Self: os.Getpid(), Base: agent.Config{SessionConfig: agent.SessionConfig{Processor: rec}, ImageConfig: agent.ImageConfig{PollInterval: 10 * time.Millisecond}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "daemon ready", d.Ready)
+	runDaemon(t, d)
 	yes := startProc(t, binA, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	no := startProc(t, binA, "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	waitFor(t, "listening process traced", func() bool { return rec.get(yes.Process.Pid).work > 0 })

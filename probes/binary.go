@@ -39,10 +39,10 @@ type Binary struct {
 	Modules   []Module
 	Stripped  bool // no .symtab
 	HasDWARF  bool
-	PIE       bool
-	// LoadBias is what the running process adds to the binary's addresses
-	// (non-zero only for PIE); set it before reading runtime addresses.
-	LoadBias uint64
+	// PIE: each process adds its own load bias to the link addresses
+	// (see LoadBiasAt); a Binary holds link addresses only, so that the
+	// processes of one executable share its analysis and its probes.
+	PIE bool
 
 	f *elf.File
 	// textAt is runtime.text, where .gopclntab's function entries count
@@ -393,12 +393,11 @@ func (b *Binary) LoadBiasAt(start uint64) uint64 {
 	return start
 }
 
-// ReadOnlyString reads n bytes at addr (an address in the running process)
-// from the binary file, when the whole range lies in a segment the process
-// cannot write: string literals live there, and the file holds exactly what
-// the process sees. ok is false otherwise.
+// ReadOnlyString reads n bytes at addr (a link address: a process's minus
+// its load bias) from the binary file, when the whole range lies in a
+// segment the process cannot write: string literals live there, and the
+// file holds exactly what the process sees. ok is false otherwise.
 func (b *Binary) ReadOnlyString(addr, n uint64) (string, bool) {
-	addr -= b.LoadBias
 	for _, p := range b.f.Progs {
 		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_W != 0 || addr < p.Vaddr || addr+n > p.Vaddr+p.Filesz {
 			continue

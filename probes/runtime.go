@@ -172,8 +172,9 @@ func (b *Binary) dwarfField(typ, field string) (int64, bool, error) {
 	return 0, false, nil
 }
 
-// TypeName reads the name of the runtime type descriptor at addr (an address
-// in the running process, e.g. itab._type), "" when it cannot or when what
+// TypeName reads the name of the runtime type descriptor at addr (a link
+// address: what a process read, e.g. itab._type, minus its load bias), ""
+// when it cannot or when what
 // it reads does not look like a type's name. It needs no symbols: names are
 // offsets from the start of the types area (runtime.types, see
 // typesSection).
@@ -183,7 +184,7 @@ func (b *Binary) TypeName(addr uint64) string {
 	if n, ok := b.typeNames[addr]; ok {
 		return n
 	}
-	n := b.typeName(addr - b.LoadBias)
+	n := b.typeName(addr)
 	if b.typeNames == nil {
 		b.typeNames = map[uint64]string{}
 	}
@@ -247,7 +248,7 @@ func (b *Binary) typeName(addr uint64) string {
 // TypeAddr returns the link-time address of the runtime type descriptor
 // named name (as TypeName reads it back), so that a BPF program can tell a
 // value's dynamic type by comparing an itab's type pointer with it (plus
-// LoadBias). It needs no symbols: it finds the name's bytes, then the
+// the process's load bias). It needs no symbols: it finds the name's bytes, then the
 // descriptor whose Str names them; ok is false when the binary has none.
 // Only pointer types are looked for, and names of at most 127 bytes.
 func (b *Binary) TypeAddr(name string) (uint64, bool) {

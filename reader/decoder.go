@@ -21,6 +21,14 @@ type DecoderConfig struct {
 	// Probes by id, as the image compiled them: their recipes say what
 	// each value of a record holds.
 	Probes []*probes.Probe
+	// Base is the kernel's probe id of Probes[0]: the executable's ids
+	// are a range of the ids every executable shares. Events carry the
+	// image's own ids (minus Base).
+	Base uint32
+	// IDs is how many ids from Base are the executable's: its Probes' and
+	// its runtime probes' (goroutine creation and exit, panics), which
+	// follow them.
+	IDs uint32
 	// Target is the process's executable, for type names and read-only
 	// literals (may be nil: then neither can be read).
 	Target Target
@@ -46,6 +54,12 @@ type Decoder struct {
 // NewDecoder returns a decoder for the records of one process.
 func NewDecoder(cfg DecoderConfig) *Decoder { return &Decoder{cfg: cfg} }
 
+// Owns reports whether probe is one of the decoder's executable's (in
+// [Base, Base+IDs) as the kernel numbers them).
+func (d *Decoder) Owns(probe uint32) bool {
+	return probe >= d.cfg.Base && probe-d.cfg.Base < d.cfg.IDs
+}
+
 // Unreadable returns the counts of values that failed a sanity check so
 // far. Safe from any goroutine.
 func (d *Decoder) Unreadable() UnreadableCounts { return d.unreadable.Counts() }
@@ -55,7 +69,11 @@ func (d *Decoder) Unreadable() UnreadableCounts { return d.unreadable.Counts() }
 // the caller counts it as a decode error.
 func (d *Decoder) Decode(rec *Record) (*Event, bool) {
 	ev := &d.ev
-	*ev = Event{Kind: rec.Kind, Time: d.cfg.Clock.Wall(rec.Time), Goroutine: rec.Goroutine, Depth: rec.Depth, Probe: rec.Probe, Lost: rec.Lost}
+	if rec.Probe < d.cfg.Base {
+		return nil, false
+	}
+	id := rec.Probe - d.cfg.Base
+	*ev = Event{Kind: rec.Kind, Time: d.cfg.Clock.Wall(rec.Time), Goroutine: rec.Goroutine, Depth: rec.Depth, Probe: id, Lost: rec.Lost}
 	switch rec.Kind {
 	case GoCreate:
 		ev.Child = rec.Values[0].A
@@ -66,10 +84,10 @@ func (d *Decoder) Decode(rec *Record) (*Event, bool) {
 		ev.PanicMessage = "panic: " + panicValue(rec, d.cfg.Target, &d.unreadable)
 		return ev, true
 	}
-	if int(rec.Probe) >= len(d.cfg.Probes) {
+	if int(id) >= len(d.cfg.Probes) {
 		return nil, false
 	}
-	p := d.cfg.Probes[rec.Probe]
+	p := d.cfg.Probes[id]
 	switch rec.Kind {
 	case Start:
 		if len(p.EntryAttrs) > 0 {
@@ -86,9 +104,9 @@ func (d *Decoder) Decode(rec *Record) (*Event, bool) {
 			ev.Attributes = attributes(p, rec, false, d.scratch[:0], d.cfg.Target, &d.unreadable)
 		}
 		if e := returnedError(p, rec, d.cfg.Target, &d.unreadable); e != nil {
-			if int(rec.Probe) >= len(d.cfg.ErrorOf) || d.cfg.ErrorOf[rec.Probe] == nil {
+			if int(id) >= len(d.cfg.ErrorOf) || d.cfg.ErrorOf[id] == nil {
 				ev.Err = e
-			} else if err := d.cfg.ErrorOf[rec.Probe](e, ev.Attributes); err != nil {
+			} else if err := d.cfg.ErrorOf[id](e, ev.Attributes); err != nil {
 				ev.Err = err
 			}
 		}

@@ -147,6 +147,41 @@ func TestDecoderRejects(t *testing.T) {
 	}
 }
 
+// TestDecoderBase: an executable's probes hold a range of the kernel's
+// probe ids, its probes' then its runtime probes'; its decoder owns that
+// range, takes its records to its own probes (event ids minus Base) and
+// rejects the ids below or past it.
+func TestDecoderBase(t *testing.T) {
+	d := NewDecoder(DecoderConfig{Probes: testProbes(), Base: 100, IDs: 5})
+	for id, want := range map[uint32]bool{99: false, 100: true, 102: true, 103: true, 104: true, 105: false, 0: false} {
+		if got := d.Owns(id); got != want {
+			t.Errorf("Owns(%d) = %v, want %v (ids 100 to 104)", id, got, want)
+		}
+	}
+	rec := event(t)
+	rec.Kind, rec.Probe = GoExit, 103
+	if ev, ok := d.Decode(rec); !ok || ev.Kind != GoExit || ev.Probe != 3 {
+		t.Fatalf("a goroutine exit of the runtime probe 103 decoded as %+v (%v), want its probe 3", ev, ok)
+	}
+	rec = event(t, rawValue{a: 42}, rawValue{})
+	rec.Kind, rec.Probe = Start, 100
+	if ev, ok := d.Decode(rec); !ok || ev.Probe != 0 || len(ev.Attributes) != 1 || ev.Attributes[0] != attribute.Int64("n", 42) {
+		t.Fatalf("probe 100 of an image at 100 decoded as %+v (%v), want its probe 0 with n=42", ev, ok)
+	}
+	rec = event(t, rawValue{a: 5})
+	rec.Kind, rec.Probe = End, 101
+	if ev, ok := d.Decode(rec); !ok || ev.Probe != 1 || ev.Handle != 5 {
+		t.Fatalf("probe 101 decoded as %+v (%v), want its probe 1 with handle 5", ev, ok)
+	}
+	for _, id := range []uint32{0, 99, 103} {
+		rec = event(t)
+		rec.Kind, rec.Probe = Start, id
+		if ev, ok := d.Decode(rec); ok {
+			t.Errorf("probe %d, outside [100, 103), decoded as %+v", id, ev)
+		}
+	}
+}
+
 // TestDecoderReuses: decoding allocates nothing for a record of integers,
 // the event is reused, and what the previous record said does not leak
 // into the next.

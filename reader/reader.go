@@ -1,5 +1,5 @@
-// Package reader is the stage after the kernel: it reads an image's ring
-// buffer, decodes each record (record.go) and interprets it with its
+// Package reader is the stage after the kernel: it reads the agent's ring
+// buffer (one for every executable traced), decodes each record (record.go) and interprets it with its
 // probe's recipe (decoder.go, values.go) into an Event, and routes the
 // event by pid to the sink of its process: the process's lifecycle.
 //
@@ -20,7 +20,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 )
 
-// Source is where records come from: the image's ring buffer
+// Source is where records come from: the node's ring buffer
 // (*ringbuf.Reader).
 type Source interface {
 	SetDeadline(t time.Time)
@@ -40,9 +40,10 @@ type Options struct {
 	// before it is read (default 50ms).
 	PollInterval time.Duration
 	// OnUnknownPID is called, from Run's goroutine, with the first record
-	// of a process that has no route: the caller may Route it now, and
-	// the record goes there. It is asked once per pid (until Forget).
-	OnUnknownPID func(pid uint32)
+	// of a process that has no route and the record's probe id (which
+	// tells the executable): the caller may Route it now, and the record
+	// goes there. It is asked once per pid (until Forget).
+	OnUnknownPID func(pid, probe uint32)
 	// Tick is called from Run's goroutine about once a second, with the
 	// time (to expire what waited too long).
 	Tick func(now time.Time)
@@ -66,8 +67,9 @@ type Reader struct {
 	rec   Record
 
 	decodeErrors atomic.Uint64
-	// unattributed counts records of no routed process: in flight from a
-	// process just ignored or gone.
+	// unattributed counts records of no routed process (in flight from a
+	// process just ignored or gone), or of another executable's probes
+	// than their process's.
 	unattributed atomic.Uint64
 }
 
@@ -211,10 +213,12 @@ func (r *Reader) Dispatch(raw []byte) {
 	}
 	rt, ok := (*r.routes.Load())[r.rec.Pid]
 	if !ok && r.opts.OnUnknownPID != nil && r.ask(r.rec.Pid) {
-		r.opts.OnUnknownPID(r.rec.Pid)
+		r.opts.OnUnknownPID(r.rec.Pid, r.rec.Probe)
 		rt, ok = (*r.routes.Load())[r.rec.Pid]
 	}
-	if !ok {
+	// A probe of another executable: hit in the process before it was
+	// decided (the kernel follows undecided processes everywhere).
+	if !ok || !rt.dec.Owns(r.rec.Probe) {
 		r.unattributed.Add(1)
 		return
 	}
@@ -245,5 +249,6 @@ func (r *Reader) Close() error { return r.src.Close() }
 // explains.
 func (r *Reader) DecodeErrors() uint64 { return r.decodeErrors.Load() }
 
-// Unattributed counts records read that belonged to no routed process.
+// Unattributed counts records read that belonged to no routed process,
+// or to another executable's probes than their process's.
 func (r *Reader) Unattributed() uint64 { return r.unattributed.Load() }

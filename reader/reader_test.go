@@ -99,11 +99,13 @@ func equal(a, b []uint64) bool {
 	return true
 }
 
-func newDecoder() *Decoder { return NewDecoder(DecoderConfig{Probes: testProbes()}) }
+// newDecoder decodes the test probes, ids 0 to 2, and the runtime
+// probes' records, ids 3 and 4.
+func newDecoder() *Decoder { return NewDecoder(DecoderConfig{Probes: testProbes(), IDs: 5}) }
 
 // TestRouting: each record goes, decoded, to its process's sink; a record
-// of no routed process, or that does not decode, is counted and goes
-// nowhere.
+// of no routed process or of another executable's probe (unattributed),
+// or that does not decode, is counted and goes nowhere.
 func TestRouting(t *testing.T) {
 	r := New(&fakeSource{}, Options{})
 	var a, b sink
@@ -111,9 +113,10 @@ func TestRouting(t *testing.T) {
 	r.Route(20, newDecoder(), &b)
 	r.Dispatch(raw(GoCreate, 10, 1, 0))
 	r.Dispatch(raw(GoCreate, 20, 2, 0))
-	r.Dispatch(raw(GoExit, 10, 3, 0))
+	r.Dispatch(raw(GoExit, 10, 3, 3))                   // a runtime probe's
 	r.Dispatch(raw(GoExit, 30, 4, 0))                   // no route
-	r.Dispatch(raw(Start, 20, 5, 7))                    // no such probe
+	r.Dispatch(raw(Start, 20, 5, 7))                    // another executable's probe
+	r.Dispatch(raw(Kind(9), 20, 7, 0))                  // no such kind
 	r.Dispatch(raw(GoExit, 20, 6, 0)[:bpf.EventSize-1]) // short
 	if got := a.goroutines(); !equal(got, []uint64{1, 3}) {
 		t.Errorf("pid 10's sink got goroutines %v, want [1 3]", got)
@@ -124,16 +127,16 @@ func TestRouting(t *testing.T) {
 	if len(a.events) > 0 && (a.events[0].Kind != GoCreate || a.events[0].Child != 101) {
 		t.Errorf("pid 10's first event %+v, want the creation of goroutine 101", a.events[0])
 	}
-	if n := r.Unattributed(); n != 1 {
-		t.Errorf("%d unattributed, want 1", n)
+	if n := r.Unattributed(); n != 2 {
+		t.Errorf("%d unattributed, want 2", n)
 	}
 	if n := r.DecodeErrors(); n != 2 {
 		t.Errorf("%d decode errors, want 2", n)
 	}
 	r.Forget(10)
 	r.Dispatch(raw(GoExit, 10, 8, 0))
-	if got := a.goroutines(); !equal(got, []uint64{1, 3}) || r.Unattributed() != 2 {
-		t.Errorf("after Forget, pid 10's sink got %v and %d unattributed, want [1 3] and 2", got, r.Unattributed())
+	if got := a.goroutines(); !equal(got, []uint64{1, 3}) || r.Unattributed() != 3 {
+		t.Errorf("after Forget, pid 10's sink got %v and %d unattributed, want [1 3] and 3", got, r.Unattributed())
 	}
 }
 
@@ -143,7 +146,7 @@ func TestUnknownPID(t *testing.T) {
 	var admitted sink
 	asked := map[uint32]int{}
 	var r *Reader
-	r = New(&fakeSource{}, Options{OnUnknownPID: func(pid uint32) {
+	r = New(&fakeSource{}, Options{OnUnknownPID: func(pid, _ uint32) {
 		asked[pid]++
 		if pid == 7 {
 			r.Route(pid, newDecoder(), &admitted)

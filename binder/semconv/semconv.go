@@ -61,11 +61,12 @@ func FactsOf(b *probes.Binary) Facts {
 	return Facts{DBSystem: dbSystem(b), Routed: builtin.UsesRouter(b)}
 }
 
-// New returns the span side of the built-in probes of a binary with facts
-// f, whose runtime types typeName names; invalid counts the trace context
+// New returns the span side of the built-in probes in one process of a
+// binary with facts f, whose type addresses typeName names (the process's
+// load bias taken off); invalid counts the trace context
 // values its spans ignore as malformed outside RemoteParent (which reports
 // its own).
-func New(f Facts, typeName func(uint64) string, invalid *atomic.Uint64) *Side {
+func New(f Facts, typeName func(addr uint64) string, invalid *atomic.Uint64) *Side {
 	return &Side{typeName: typeName, dbSystem: f.DBSystem, routed: f.Routed, invalid: invalid, handoffs: newHandoffs()}
 }
 

@@ -20,13 +20,15 @@ import (
 
 func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 	var flags traceFlags
+	var sizes kernelSizes
 	var config, node, cgroupRoot string
 	cmd := &cobra.Command{
 		Use:   "daemon --config FILE",
 		Short: "Trace every matching Go process on the host, as they start and until they exit",
 		Long: "daemon watches the host's processes (exec and exit, from the kernel) and traces each\n" +
 			"Go process that a selector of FILE matches, with that selector's probes, from its\n" +
-			"start; processes of one executable share one set of uprobes. See the README's\n" +
+			"start; processes of one executable share one set of uprobes, and one set of BPF\n" +
+			"programs and maps serves them all (sized by the flags below). See the README's\n" +
 			"deployment section for the file and for running it on Kubernetes.",
 		Args: noArgs("give the file as --config FILE"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,7 +79,12 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 					return err
 				}
 			}
-			d := daemon.New(daemon.Options{Config: cfg, Base: pl.config(nil, &flags, log), Pods: pods, Self: os.Getpid(),
+			base := pl.config(nil, &flags, log)
+			if err := sizes.apply(&base.ImageConfig); err != nil {
+				pl.finish()
+				return err
+			}
+			d := daemon.New(daemon.Options{Config: cfg, Base: base, Pods: pods, Self: os.Getpid(),
 				OnSession: func(s *agent.Session, started bool) {
 					if started {
 						pl.metrics.AddSession(s)
@@ -86,6 +93,7 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 					}
 				}})
 			pl.metrics.SetDaemon(daemonHealth{d})
+			pl.metrics.SetKernelMemory(d.MemoryLocked)
 			runErr := d.Run(ctx)
 			if err := pl.finish(); err != nil {
 				log.Warn("flushing spans", "error", err)
@@ -97,5 +105,6 @@ func daemonCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&cgroupRoot, "cgroup-root", "", "with --propagate, the host's cgroup v2 mount (default: the first mounted; in a container, mount the host's)")
 	cmd.Flags().StringVar(&node, "node-name", "", "in a cluster, the node whose pods to read (default: NODE_NAME)")
 	flags.register(cmd)
+	sizes.register(cmd)
 	return cmd
 }

@@ -426,6 +426,7 @@ func attachCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 				sessions = append(sessions, s)
 			}
+			pl.metrics.SetKernelMemory(kernelMemory(sessions...))
 			errs := make(chan error, len(sessions))
 			for _, s := range sessions {
 				logAttached(log, s, pl.metricsAddr)
@@ -477,6 +478,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			pl.metrics.AddSession(s)
+			pl.metrics.SetKernelMemory(kernelMemory(s))
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 			defer signal.Stop(sigs)

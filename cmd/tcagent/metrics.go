@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/tcagent/tcagent/agent"
 	"github.com/tcagent/tcagent/bpf"
 	"github.com/tcagent/tcagent/daemon"
 	"github.com/tcagent/tcagent/exporter"
@@ -27,6 +28,22 @@ func socketStats(p *bpf.Propagator) func() (prometheus.SocketStats, error) {
 	}
 }
 
+// kernelMemory sums the kernel memory the sessions' BPF maps lock (attach
+// loads one set per process).
+func kernelMemory(sessions ...*agent.Session) func() (uint64, error) {
+	return func() (uint64, error) {
+		var sum uint64
+		for _, s := range sessions {
+			n, err := s.Node().MemoryLocked()
+			if err != nil {
+				return 0, err
+			}
+			sum += n
+		}
+		return sum, nil
+	}
+}
+
 type daemonHealth struct{ d *daemon.Daemon }
 
 func (h daemonHealth) Ready() bool { return h.d.Ready() }
@@ -34,5 +51,6 @@ func (h daemonHealth) Ready() bool { return h.d.Ready() }
 func (h daemonHealth) Stats() prometheus.DaemonStats {
 	st := h.d.Stats()
 	return prometheus.DaemonStats{Traced: st.Traced, Waiting: st.Waiting, Images: st.Images,
-		DiscoveryLost: st.DiscoveryLost, Unattributed: st.Unattributed, Decisions: st.Decisions}
+		DiscoveryLost: st.DiscoveryLost, Unattributed: st.Unattributed, DecodeErrors: st.DecodeErrors, Decisions: st.Decisions,
+		Lost: agent.LostReasons(st.Undecided)}
 }

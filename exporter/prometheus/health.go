@@ -55,6 +55,11 @@ type Session interface {
 type DaemonStats struct {
 	Traced, Waiting, Images     int
 	DiscoveryLost, Unattributed uint64
+	// DecodeErrors are the events read that could not be decoded.
+	DecodeErrors uint64
+	// Lost are the events of processes not decided yet the kernel could
+	// not deliver, by reason (as Process.Lost).
+	Lost map[string]uint64
 	// Decisions counts processes by what became of them.
 	Decisions map[string]uint64
 }

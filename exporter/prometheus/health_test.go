@@ -1,6 +1,7 @@
 package prometheus_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ type fakeDaemon struct{ ready bool }
 
 func (d fakeDaemon) Ready() bool { return d.ready }
 func (d fakeDaemon) Stats() tcprom.DaemonStats {
-	return tcprom.DaemonStats{Traced: 3, Images: 2, DiscoveryLost: 1, Decisions: map[string]uint64{"traced": 3, "not_go": 7}}
+	return tcprom.DaemonStats{Traced: 3, Images: 2, DiscoveryLost: 1, Decisions: map[string]uint64{"traced": 3, "not_go": 7},
+		Lost: map[string]uint64{"ringbuf_full": 5}}
 }
 
 // The health collector exports exactly what the wiring hands it, under the
@@ -115,5 +117,42 @@ tcagent_daemon_executables_attached 2
 	}
 	if n, _ := testutil.GatherAndCount(m.Registry(), "tcagent_daemon_processes_total"); n != 7 {
 		t.Errorf("tcagent_daemon_processes_total: %d decisions, want 7", n)
+	}
+	if n, _ := testutil.GatherAndCount(m.Registry(), "tcagent_daemon_events_lost_total"); n != 4 {
+		t.Errorf("tcagent_daemon_events_lost_total: %d reasons, want 4", n)
+	}
+	lost := `
+# HELP tcagent_daemon_events_lost_total daemon: events of processes not decided yet (followed from their exec on, before a session counts them) the kernel could not deliver, by reason, as tcagent_events_lost_total.
+# TYPE tcagent_daemon_events_lost_total counter
+tcagent_daemon_events_lost_total{reason="calls_map_full"} 0
+tcagent_daemon_events_lost_total{reason="goroutine_marks_full"} 0
+tcagent_daemon_events_lost_total{reason="goroutine_unreadable"} 0
+tcagent_daemon_events_lost_total{reason="ringbuf_full"} 5
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(lost), "tcagent_daemon_events_lost_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The kernel memory the maps lock is exported once set, as the wiring
+// reads it; a failed read leaves the series out rather than report 0.
+func TestHealthKernelMemory(t *testing.T) {
+	m := tcprom.New(10)
+	if n, _ := testutil.GatherAndCount(m.Registry(), "tcagent_bpf_memory_bytes"); n != 0 {
+		t.Errorf("%d series before the maps are loaded", n)
+	}
+	var err error
+	m.SetKernelMemory(func() (uint64, error) { return 25 << 20, err })
+	want := `
+# HELP tcagent_bpf_memory_bytes Kernel memory locked by the agent's BPF maps and ring buffer (the kernel's memlock account of each), charged to the agent's cgroup; sized by the daemon's --ring-buffer-size, --map-entries, --max-processes and --max-probes.
+# TYPE tcagent_bpf_memory_bytes gauge
+tcagent_bpf_memory_bytes 2.62144e+07
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "tcagent_bpf_memory_bytes"); err != nil {
+		t.Fatal(err)
+	}
+	err = errors.New("fdinfo unreadable")
+	if n, _ := testutil.GatherAndCount(m.Registry(), "tcagent_bpf_memory_bytes"); n != 0 {
+		t.Errorf("%d series after a failed read, want none", n)
 	}
 }

@@ -52,8 +52,10 @@ type Metrics struct {
 	exports   func() ExportStats
 	// socket is --propagate's socket side, nil without it.
 	socket func() (SocketStats, error)
-	ready  bool
-	daemon Daemon
+	// kernelMemory reads the bytes the BPF maps lock; nil before set.
+	kernelMemory func() (uint64, error)
+	ready        bool
+	daemon       Daemon
 }
 
 // SetDaemon reports the daemon's counts; readiness is then the daemon's:
@@ -146,6 +148,14 @@ func (m *Metrics) SetSocket(stats func() (SocketStats, error)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.socket = stats
+}
+
+// SetKernelMemory reports the kernel memory the agent's BPF maps and ring
+// buffers lock, as memory returns it at scrape time.
+func (m *Metrics) SetKernelMemory(memory func() (uint64, error)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kernelMemory = memory
 }
 
 // SpanProcessor returns the processor that takes RED metrics from spans.
@@ -290,18 +300,25 @@ var (
 	daemonWaiting      = desc("tcagent_daemon_processes_waiting", "daemon: Go processes looked at again later: a port selector's not listening on its port yet, or one another tcagent traces.")
 	daemonImages       = desc("tcagent_daemon_executables_attached", "daemon: executables with one shared set of uprobes attached.")
 	daemonLost         = desc("tcagent_daemon_discovery_lost_total", "daemon: exec and exit events the kernel had no room for.")
-	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored).")
+	daemonUnattributed = desc("tcagent_daemon_events_unattributed_total", "daemon: events read after their process was let go (in flight when it exited or was ignored), or of another selector's probes on its executable (hit before the process was decided).")
+	daemonDecode       = desc("tcagent_daemon_decode_errors_total", "daemon: events read that could not be decoded, or whose probe is not of their process's executable.")
+	daemonEventsLost   = desc("tcagent_daemon_events_lost_total", "daemon: events of processes not decided yet (followed from their exec on, before a session counts them) the kernel could not deliver, by reason, as tcagent_events_lost_total.", "reason")
 	daemonDecisions    = desc("tcagent_daemon_processes_total", "daemon: processes looked at, by what became of them: traced, not_go, no_match, attach_failed, no_access (its executable unreadable: see the README's privileges), self, held_by_other_agent (another tcagent traces it; taken over once it detaches).", "decision")
 	unreadable         = desc("tcagent_reads_unreadable_total", "Values read from the traced process that could not be read or failed a sanity check (a length out of bounds, bytes that are not text, an error or panic value whose type tcagent cannot read), exported as KEY.unreadable or the type name instead, by what: capture, header, error, panic.", "service", "pid", "what")
 	joinedTraces       = desc("tcagent_traces_joined_total", "Traces tcagent began that joined the trace the program's own OpenTelemetry SDK began for the same work.", "service", "pid")
+	bpfMemory          = desc("tcagent_bpf_memory_bytes", "Kernel memory locked by the agent's BPF maps and ring buffer (the kernel's memlock account of each), charged to the agent's cgroup; sized by the daemon's --ring-buffer-size, --map-entries, --max-processes and --max-probes.")
 	propSocket         = desc("tcagent_propagation_socket_total", "--propagate: requests handed to the socket programs, by outcome at the socket: injected, not_http1 (the first write was no HTTP/1.x request line), no_room (the header could not be added); all but injected went out unchanged.", "outcome")
 )
+
+// lostReasons are the reasons of tcagent_events_lost_total and
+// tcagent_daemon_events_lost_total.
+var lostReasons = []string{"ringbuf_full", "goroutine_unreadable", "calls_map_full", "goroutine_marks_full"}
 
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{eventsRead, eventsLost, decodeErrors, anomalies, openCalls, goroutines, pending, probes, uprobes, retFallbacks,
 		probesFailed, badContext, unreadable, progRuns, progTime, spansExported, spansDropped, spansFailed, exportErrors, ready,
 		propRequests, propMismatch, propSocket, joinedTraces, propMatched,
-		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecisions} {
+		daemonTraced, daemonWaiting, daemonImages, daemonLost, daemonUnattributed, daemonDecode, daemonEventsLost, daemonDecisions, bpfMemory} {
 		ch <- d
 	}
 }
@@ -312,8 +329,13 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	for s := range h.sessions {
 		sessions = append(sessions, s)
 	}
-	exports, isReady, socket, dmn := h.exports, h.ready, h.socket, h.daemon
+	exports, isReady, socket, dmn, kmem := h.exports, h.ready, h.socket, h.daemon, h.kernelMemory
 	h.mu.Unlock()
+	if kmem != nil {
+		if n, err := kmem(); err == nil {
+			ch <- prometheus.MustNewConstMetric(bpfMemory, prometheus.GaugeValue, float64(n))
+		}
+	}
 	if dmn != nil {
 		isReady = dmn.Ready()
 		st := dmn.Stats()
@@ -322,6 +344,10 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(daemonImages, prometheus.GaugeValue, float64(st.Images))
 		ch <- prometheus.MustNewConstMetric(daemonLost, prometheus.CounterValue, float64(st.DiscoveryLost))
 		ch <- prometheus.MustNewConstMetric(daemonUnattributed, prometheus.CounterValue, float64(st.Unattributed))
+		ch <- prometheus.MustNewConstMetric(daemonDecode, prometheus.CounterValue, float64(st.DecodeErrors))
+		for _, reason := range lostReasons {
+			ch <- prometheus.MustNewConstMetric(daemonEventsLost, prometheus.CounterValue, float64(st.Lost[reason]), reason)
+		}
 		for _, k := range []string{"traced", "not_go", "no_match", "attach_failed", "no_access", "self", "held_by_other_agent"} {
 			ch <- prometheus.MustNewConstMetric(daemonDecisions, prometheus.CounterValue, float64(st.Decisions[k]), k)
 		}
@@ -337,7 +363,7 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		l := []string{st.Service, fmt.Sprint(st.PID)}
 		with := func(extra string) []string { return append(append([]string(nil), l...), extra) }
 		counter(eventsRead, st.Events, l...)
-		for _, reason := range []string{"ringbuf_full", "goroutine_unreadable", "calls_map_full", "goroutine_marks_full"} {
+		for _, reason := range lostReasons {
 			counter(eventsLost, st.Lost[reason], with(reason)...)
 		}
 		counter(decodeErrors, st.DecodeErrors, l...)

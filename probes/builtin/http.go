@@ -91,9 +91,9 @@ func connChains(b *probes.Binary, o *offsets, p *probes.Probe, reg uint8, hops .
 	if !ok {
 		return errors.New("--propagate: no *net.TCPConn type in the binary")
 	}
-	p.Recipe.WantType = tcp + b.LoadBias
+	p.Recipe.WantType = tcp
 	if tls, ok := b.TypeAddr("*tls.Conn"); ok {
-		p.Recipe.TLSType = tls + b.LoadBias
+		p.Recipe.TLSType = tls
 	}
 	// The last hop reads the interface: its itab (whose _type is at 8), or
 	// 8 bytes on, its data word. A *net.TCPConn's conn.fd is the *netFD,

@@ -59,7 +59,7 @@ func otelProbes(b *probes.Binary, o *offsets, opts Options, rt probes.Runtime, i
 		if !ok {
 			return nil, errors.New("--propagate: no *trace.recordingSpan type in the binary")
 		}
-		p.Recipe.Adopt, p.Recipe.WantType = true, typ+b.LoadBias
+		p.Recipe.Adopt, p.Recipe.WantType = true, typ
 	}
 	p.Spec.Name = RoleOTelStart
 	p.Role = probes.Role{Kind: probes.RoleJoin, Name: RoleOTelStart}

@@ -270,4 +270,3 @@ func vmRSS(pid int) string {
 	}
 	return "?"
 }
-

@@ -396,7 +396,6 @@ service:
 			sess.Run(ctx) // returns at once: detaches
 			sess.Close()
 			t := sess.Timings()
-			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 			r.analyze = append(r.analyze, ms(t.Analyze))
 			r.load = append(r.load, ms(t.Load))
 			r.attach = append(r.attach, ms(t.Attach))

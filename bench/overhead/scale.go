@@ -66,18 +66,23 @@ func scaleBench(dir string) error {
 		rows, ends = append(rows, r...), append(ends, end)
 	}
 	fmt.Printf("tcagent daemon (built-in http, spans as JSON lines counted and dropped); processes started every %v, %d requests/s over the traced ones; each row %v after its last process attached\n\n", scaleStartEvery, scaleRequests, scaleSettle)
-	fmt.Println("| build   | executables | processes | RSS, MiB | Pss anon, MiB | Go heap, MiB | BPF maps, MiB (ring buffers) | programs, MiB | uprobe_multi links | attach median, ms | attach p90, ms |")
-	fmt.Println("|---------|-------------|-----------|----------|---------------|--------------|------------------------------|---------------|--------------------|-------------------|----------------|")
+	fmt.Println("| build   | executables | processes | RSS, MiB | Pss anon, MiB | Go heap, MiB | BPF maps, MiB (ring buffers) | programs, MiB | uprobe_multi links | attach median, ms | attach p90, ms | analyze / attach, ms |")
+	fmt.Println("|---------|-------------|-----------|----------|---------------|--------------|------------------------------|---------------|--------------------|-------------------|----------------|----------------------|")
 	for _, r := range rows {
-		fmt.Printf("| %-7s | %11d | %9d | %8.1f | %13.1f | %12.1f | %28s | %13.1f | %18d | %17s | %14s |\n", r.build, r.exes, r.procs, r.rss, r.pssAnon, r.heap,
+		own := "-"
+		if len(r.analyze) > 0 {
+			own = fmt.Sprintf("%.0f / %.1f", median(r.analyze), median(r.attach))
+		}
+		fmt.Printf("| %-7s | %11d | %9d | %8.1f | %13.1f | %12.1f | %28s | %13.1f | %18d | %17s | %14s | %20s |\n", r.build, r.exes, r.procs, r.rss, r.pssAnon, r.heap,
 			fmt.Sprintf("%.1f (%.1f)", mib(r.bpf.MapBytes), mib(r.bpf.RingBufferBytes)), mib(r.bpf.ProgramBytes), r.bpf.Links["uprobe_multi"],
-			fmt.Sprintf("%.0f (n=%d)", quantile(r.latency, 0.5), len(r.latency)), fmt.Sprintf("%.0f", quantile(r.latency, 0.9)))
+			fmt.Sprintf("%.0f (n=%d)", quantile(r.latency, 0.5), len(r.latency)), fmt.Sprintf("%.0f", quantile(r.latency, 0.9)), own)
 	}
 	fmt.Println()
 	for _, e := range ends {
 		fmt.Println(e)
 	}
-	fmt.Println("\nattach: from the process's exec to the daemon's \"attached\" line (its log's time, ms resolution), over the processes the row started.")
+	fmt.Println("\nattach: from the process's exec to the daemon's \"attached\" line (its log's time, ms resolution), over the processes the row started;")
+	fmt.Println("analyze / attach: the daemon's own times (its \"probes attached\" line), medians over the executables the row added.")
 	return nil
 }
 
@@ -88,6 +93,9 @@ type scaleRow struct {
 	rss, pssAnon, heap float64
 	bpf                iproc.BPFObjects
 	latency            []float64 // ms
+	// analyze and attach are the daemon's own times for the row's new
+	// executables (ms).
+	analyze, attach []float64
 }
 
 // scaleBuilds builds (or finds cached) n distinct executables of the scale
@@ -184,10 +192,13 @@ type scaleDaemon struct {
 
 	mu       sync.Mutex
 	attached map[int]time.Time
+	// images holds, per executable, its "probes attached" line's analyze
+	// and attach times (ms).
+	images map[string][2]float64
 }
 
 func startScaleDaemon(tc, cfg string) (*scaleDaemon, error) {
-	d := &scaleDaemon{metrics: freeAddr(), ready: make(chan struct{}), attached: map[int]time.Time{}}
+	d := &scaleDaemon{metrics: freeAddr(), ready: make(chan struct{}), attached: map[int]time.Time{}, images: map[string][2]float64{}}
 	d.cmd = exec.Command(tc, "daemon", "--config", cfg, "--exporter", "jsonl", "--metrics-addr", d.metrics)
 	stdout, _ := d.cmd.StdoutPipe()
 	stderr, _ := d.cmd.StderrPipe()
@@ -212,10 +223,21 @@ func startScaleDaemon(tc, cfg string) (*scaleDaemon, error) {
 			case strings.Contains(line, "daemon ready"):
 				once.Do(func() { close(d.ready) })
 			case strings.Contains(line, " msg=attached "):
-				pid, at, ok := attachedLine(line)
-				if ok {
+				f := logFields(line)
+				pid, _ := strconv.Atoi(f["pid"])
+				at, err := time.Parse(time.RFC3339Nano, f["time"])
+				if pid > 0 && err == nil {
 					d.mu.Lock()
 					d.attached[pid] = at
+					d.mu.Unlock()
+				}
+			case strings.Contains(line, ` msg="probes attached" `):
+				f := logFields(line)
+				an, err1 := time.ParseDuration(f["analyze"])
+				at, err2 := time.ParseDuration(f["attach"])
+				if err1 == nil && err2 == nil {
+					d.mu.Lock()
+					d.images[f["exe"]] = [2]float64{ms(an), ms(at)}
 					d.mu.Unlock()
 				}
 			case strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR"):
@@ -232,22 +254,19 @@ func startScaleDaemon(tc, cfg string) (*scaleDaemon, error) {
 	}
 }
 
-// attachedLine reads the pid and time of the daemon's "attached" line
-// (slog's text form: time=RFC3339 with ms … msg=attached pid=N …).
-func attachedLine(line string) (int, time.Time, bool) {
-	var pid int
-	var at time.Time
-	for _, f := range strings.Fields(line) {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case "time":
-			at, _ = time.Parse(time.RFC3339Nano, v)
-		case "pid":
-			pid, _ = strconv.Atoi(v)
+// logFields reads the key=value fields of a line of the daemon's log
+// (slog's text form; no value the benchmark reads is quoted).
+func logFields(line string) map[string]string {
+	f := map[string]string{}
+	for _, w := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(w, "="); ok {
+			f[k] = v
 		}
 	}
-	return pid, at, pid > 0 && !at.IsZero()
+	return f
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (d *scaleDaemon) attachedAt(pid int) (time.Time, bool) {
 	d.mu.Lock()
@@ -323,6 +342,7 @@ func scaleRun(dir, tc string, exes []string, pie bool) ([]scaleRow, string, erro
 	}()
 
 	var rows []scaleRow
+	prevExes := 0
 	for _, step := range scaleSteps {
 		var started []*scaleTarget
 		for len(targets) < step.procs {
@@ -348,8 +368,16 @@ func scaleRun(dir, tc string, exes []string, pie bool) ([]scaleRow, string, erro
 				close(stop)
 				return nil, "", fmt.Errorf("%s: pid %d not attached within a minute", name, tg.cmd.Process.Pid)
 			}
-			row.latency = append(row.latency, float64(at.Sub(tg.started).Microseconds())/1000)
+			row.latency = append(row.latency, ms(at.Sub(tg.started)))
 		}
+		d.mu.Lock()
+		for _, exe := range exes[prevExes:step.exes] {
+			if t, ok := d.images[exe]; ok {
+				row.analyze, row.attach = append(row.analyze, t[0]), append(row.attach, t[1])
+			}
+		}
+		d.mu.Unlock()
+		prevExes = step.exes
 		time.Sleep(scaleSettle)
 		row.rss, row.pssAnon = rssMB(dpid), pssAnonMB(dpid)
 		row.heap = metricValue(d.metrics, "go_memstats_heap_alloc_bytes ") / (1 << 20)

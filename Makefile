@@ -42,7 +42,7 @@ manifest:
 offsets:
 	$(GO) run ./tools/offsetgen
 
-# All seven overhead benchmarks (as root); bench/README.md records their figures.
+# All eight overhead benchmarks (as root); bench/README.md records their figures.
 bench:
 	$(GO) run ./bench/uprobe
 	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem ./agent/ ./binder/ ./channel/ ./lifecycle/
@@ -50,4 +50,5 @@ bench:
 	$(GO) run ./bench/overhead attach
 	$(GO) run ./bench/overhead rss
 	$(GO) run ./bench/overhead daemon
+	$(GO) run ./bench/overhead scale
 	$(GO) run ./bench/http

@@ -6,6 +6,7 @@
 //	go run ./bench/overhead attach   # attach and detach times: built-ins, and 100 probes on a large binary
 //	go run ./bench/overhead rss      # agent RSS and CPU at 10,000 spans/s, and after 100,000 goroutines of churn
 //	go run ./bench/overhead daemon   # the daemon's CPU and RSS while processes start and exit, window by window
+//	go run ./bench/overhead scale    # the daemon's memory, kernel memory and attach latency over 1-50 executables, 200 processes
 package main
 
 import (
@@ -34,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: overhead http|attach|rss|daemon")
+		fmt.Fprintln(os.Stderr, "usage: overhead http|attach|rss|daemon|scale")
 		os.Exit(2)
 	}
 	dir, err := os.MkdirTemp("", "tcagent-overhead-")
@@ -53,6 +54,8 @@ func main() {
 		err = rssBench(dir)
 	case "daemon":
 		err = daemonBench(dir)
+	case "scale":
+		err = scaleBench(dir)
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -160,8 +163,9 @@ func rssMB(pid int) float64 {
 	return 0
 }
 
-// metricValue scrapes the agent's endpoint at addr and returns the value of
-// the first sample whose line starts with prefix (0 when none).
+// metricValue scrapes the agent's endpoint at addr and returns the sum of
+// the samples whose line starts with prefix (0 when none): one series'
+// value, or a metric's over its labels.
 func metricValue(addr, prefix string) float64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -169,14 +173,15 @@ func metricValue(addr, prefix string) float64 {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	sum := 0.0
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, prefix) {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			return v
+			sum += v
 		}
 	}
-	return 0
+	return sum
 }
 
 func freeAddr() string {
@@ -185,10 +190,16 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-func median(xs []float64) float64 {
+func median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// quantile is the q-quantile of xs (nearest rank), 0 for none.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	return s[len(s)/2]
+	return s[int(q*float64(len(s)-1)+0.5)]
 }
 
 // load sends GET requests from conc keep-alive clients for d and returns
@@ -385,7 +396,6 @@ service:
 			sess.Run(ctx) // returns at once: detaches
 			sess.Close()
 			t := sess.Timings()
-			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 			r.analyze = append(r.analyze, ms(t.Analyze))
 			r.load = append(r.load, ms(t.Load))
 			r.attach = append(r.attach, ms(t.Attach))

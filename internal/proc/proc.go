@@ -1,7 +1,8 @@
 // Package proc reads what tcagent needs from /proc: a process's cgroup, the
-// container it runs in, and where it mapped its executable. Every reader of
-// /proc/PID/cgroup goes through here, so that the agent, the daemon's
-// selectors and the socket side agree on one parse.
+// container it runs in, where it mapped its executable, and the BPF objects
+// it holds (bpf.go). Every reader of /proc/PID/cgroup goes through here, so
+// that the agent, the daemon's selectors and the socket side agree on one
+// parse.
 package proc
 
 import (

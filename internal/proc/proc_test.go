@@ -39,3 +39,28 @@ func TestMappedAt(t *testing.T) {
 		t.Errorf("MappedAt(self) = %#x, %v", start, err)
 	}
 }
+
+func TestBPFObjects(t *testing.T) {
+	a := newBPFAdder()
+	ring := "pos:\t0\nflags:\t02000002\nmap_type:\t27\nmax_entries:\t2097152\nmemlock:\t2117960\nmap_id:\t71514\n"
+	hash := "map_type:\t1\nmemlock:\t4096\nmap_id:\t7\n"
+	prog := "prog_type:\t2\nmemlock:\t8192\nprog_id:\t36368\n"
+	link := "link_type:\tuprobe_multi\nlink_id:\t27707\nprog_id:\t36368\nuprobe_cnt:\t2\npid:\t0\npath:\t/tmp/x y\ncookie\t offset\t ref_ctr_offset\n1\t 0x55aca\t 0x0\n2\t 0x55b00\t 0x0\n"
+	for _, c := range []string{ring, hash, hash, prog, link, link, "pos:\t0\nflags:\t0100002\n", "link_type:\traw_tracepoint\nlink_id:\t3\n"} {
+		a.add(c)
+	}
+	o := a.o
+	if o.Maps != 2 || o.MapBytes != 2117960+4096 || o.RingBufferBytes != 2117960 {
+		t.Errorf("maps %d, %d bytes, ring buffers %d bytes", o.Maps, o.MapBytes, o.RingBufferBytes)
+	}
+	if o.Programs != 1 || o.ProgramBytes != 8192 {
+		t.Errorf("programs %d, %d bytes", o.Programs, o.ProgramBytes)
+	}
+	if o.LinkCount() != 2 || o.Links["uprobe_multi"] != 1 || o.UprobeMulti["/tmp/x y"] != 1 {
+		t.Errorf("links %v, uprobe_multi %v", o.Links, o.UprobeMulti)
+	}
+	// This process holds no BPF object.
+	if self, err := BPF(os.Getpid()); err != nil || self.Maps+self.Programs+self.LinkCount() != 0 {
+		t.Errorf("BPF(self) = %+v, %v", self, err)
+	}
+}

@@ -201,7 +201,7 @@ func (im *Image) compile(rt probes.Runtime) error {
 		}
 		im.probes = append(im.probes, bps...)
 		for _, p := range bps {
-			if p.EndFallback != "" {
+			if p.EndFallback != "" && im.bin.Arch.StepsRET() {
 				im.log.Warn("call ends probed at the RETs, single-stepped on every call", "probe", p.Spec.Symbol, "reason", p.EndFallback)
 			}
 		}
@@ -244,7 +244,7 @@ func (im *Image) compile(rt probes.Runtime) error {
 	if im.rt, err = probes.CompileRuntime(im.bin, rt, probes.RuntimeOptions{RetGoCreate: cfg.RetProbes}); err != nil {
 		return err
 	}
-	if im.rt.GoCreateFallback != "" {
+	if im.rt.GoCreateFallback != "" && im.bin.Arch.StepsRET() {
 		im.log.Warn("goroutine creation probed at runtime.newproc1's RETs, single-stepped on every go statement", "reason", im.rt.GoCreateFallback)
 	}
 	im.rtBase = uint32(len(im.probes))
@@ -447,9 +447,13 @@ func (im *Image) Uprobes() int { return im.uprobes }
 
 // retFallbacks counts the hot-path probes on single-stepped RETs for want
 // of their emulated site: goroutine creation's, and the built-in probes'
-// that have one (the http server's end).
+// that have one (the http server's end). None on arm64, whose kernel
+// simulates RET.
 func (im *Image) retFallbacks() int {
 	n := 0
+	if !im.bin.Arch.StepsRET() {
+		return 0
+	}
 	if im.rt != nil && im.rt.GoCreateFallback != "" {
 		n++
 	}

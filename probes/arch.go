@@ -25,6 +25,12 @@ func (a Arch) String() string {
 	return "amd64"
 }
 
+// StepsRET says whether the kernel single-steps a uprobe on a RET, the
+// cost the emulated call sites avoid: x86-64's does (out of line), arm64's
+// simulates RET as it does branches, so a probe left on RETs there costs
+// no more than one on a site would.
+func (a Arch) StepsRET() bool { return a != ARM64 }
+
 // archOf maps an ELF machine to the Arch tcagent supports.
 func archOf(m elf.Machine) (Arch, error) {
 	switch m {

@@ -43,7 +43,8 @@ fi
 # path, the http and SQLite built-ins; the daemon's exec/exit tracepoints
 # and the CLI daemon; --propagate's socket programs on the wire.
 # TCAGENT_VM_FULL=1 prints the guest's whole test output (verifier logs
-# and all), not only the results and the failures' first lines.
+# and all), not only the results and the failures' first lines;
+# TCAGENT_VM_COUNT=N runs the guest's tests N times (an intermittent fault).
 full=${TCAGENT_VM_FULL:-}
 tests=${TCAGENT_VM_TESTS:-'^(TestNestedCalls|TestRecursion|TestReturnedErrors|TestStackGrowthOnEntry|TestGoroutineLineage|TestAsyncGoroutinesProbe|TestCompletionHandles|TestPanicsAndGoexit|TestTargetExitsWhileAttached|TestDetachLeavesNoGoroutine|TestSingleUprobeFallback|TestBuiltinHTTP|TestBuiltinSQLite|TestDiscover|TestCLIDaemon|TestPropagateWire)$'}
 

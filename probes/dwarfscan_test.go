@@ -1,0 +1,166 @@
+package probes
+
+import (
+	"debug/dwarf"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestDWARFIndex: the index readDWARF builds from the sections it reads and
+// its scan of .debug_info is the index debug/dwarf gives walking the whole
+// DWARF as elf reads it (every section, every entry decoded), and a field
+// offset read through either is the same, for the oldest and newest Go
+// releases supported (DWARF 4 and 5), PIE or not. The program uses
+// net/http, as the built-in sets read it.
+func TestDWARFIndex(t *testing.T) {
+	for _, build := range []struct {
+		toolchain string
+		args      []string
+	}{{"go1.19.13", nil}, {"go1.22.12", []string{"-buildmode=pie"}}, {"go1.26.8", nil}, {"go1.27.3", []string{"-buildmode=pie"}}} {
+		t.Run(build.toolchain, func(t *testing.T) {
+			b, err := Open(program(t, "compact", compactSrc, build.toolchain, build.args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			dw, err := b.dwarfData()
+			if err != nil || dw == nil {
+				t.Fatalf("DWARF: %v", err)
+			}
+			full, err := b.f.DWARF()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := walkIndex(full)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) < 1000 {
+				t.Fatalf("the whole walk indexed %d names: not a Go binary's DWARF", len(want))
+			}
+			if !reflect.DeepEqual(dw.idx, want) {
+				for n, off := range want {
+					if dw.idx[n] != off {
+						t.Errorf("%s: at %#x, want %#x", n, dw.idx[n], off)
+					}
+				}
+				for n := range dw.idx {
+					if _, ok := want[n]; !ok {
+						t.Errorf("%s indexed, not by the whole walk", n)
+					}
+				}
+			}
+			for _, f := range [][2]string{{"runtime.g", "goid"}, {"runtime.stack", "hi"}, {"net/http.Request", "Method"}, {"net/http.Request", "URL"}, {"net/url.URL", "Path"}} {
+				got, ok, err := b.dwarfField(f[0], f[1])
+				if err != nil || !ok {
+					t.Fatalf("%s.%s: %v %v", f[0], f[1], ok, err)
+				}
+				if w := fieldFrom(t, full, want[f[0]], f[1]); got != w {
+					t.Errorf("%s.%s at %d, the whole DWARF says %d", f[0], f[1], got, w)
+				}
+			}
+			if _, err := b.SignatureFromDWARF("main.handle"); err != nil {
+				t.Errorf("signature of main.handle: %v", err)
+			}
+		})
+	}
+}
+
+// walkIndex is readDWARF's index as debug/dwarf alone gives it: every
+// entry read, the compile units' children indexed.
+func walkIndex(d *dwarf.Data) (map[string]dwarf.Offset, error) {
+	idx := map[string]dwarf.Offset{}
+	abstract := map[dwarf.Offset]string{}
+	var concrete [][2]dwarf.Offset
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			break
+		}
+		if e.Tag == dwarf.TagCompileUnit {
+			continue
+		}
+		if indexedTags[e.Tag] {
+			if n, ok := e.Val(dwarf.AttrName).(string); ok {
+				if _, dup := idx[n]; !dup {
+					idx[n] = e.Offset
+				}
+				if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
+					abstract[e.Offset] = n
+				}
+			} else if ao, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok && e.Tag == dwarf.TagSubprogram {
+				concrete = append(concrete, [2]dwarf.Offset{e.Offset, ao})
+			}
+		}
+		if e.Children {
+			r.SkipChildren()
+		}
+	}
+	for _, c := range concrete {
+		if n, ok := abstract[c[1]]; ok && idx[n] == c[1] {
+			idx[n] = c[0]
+		}
+	}
+	return idx, nil
+}
+
+// fieldFrom reads the offset of field in the struct at off of d.
+func fieldFrom(t *testing.T, d *dwarf.Data, off dwarf.Offset, field string) int64 {
+	t.Helper()
+	typ, err := d.Type(off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := typ.(*dwarf.StructType)
+	if !ok {
+		t.Fatalf("%s is a %T", typ, typ)
+	}
+	for _, f := range st.Field {
+		if f.Name == field {
+			return f.ByteOffset
+		}
+	}
+	t.Fatalf("%s has no %s", typ, field)
+	return 0
+}
+
+// TestScanErrors: a .debug_info the scan cannot step through is an error
+// naming where, not a shorter index.
+func TestScanErrors(t *testing.T) {
+	// One abbreviation: 1, a compile unit with children and one
+	// attribute (DW_AT_name) of the form given.
+	abbrev := func(form byte) []byte { return []byte{1, 0x11, 1, 0x03, form, 0, 0, 0} }
+	// A DWARF 4 unit: length, version, abbrev offset, address size, then
+	// the entries.
+	unit := func(entries ...byte) []byte {
+		body := append([]byte{4, 0, 0, 0, 0, 0, 8}, entries...)
+		n := len(body)
+		return append([]byte{byte(n), byte(n >> 8), 0, 0}, body...)
+	}
+	noop := func(dwarf.Offset) {}
+	for _, c := range []struct {
+		name         string
+		info, abbrev []byte
+		want         string
+	}{
+		{"unknown form", unit(1, 0, 0), abbrev(0x7f), "unknown attribute form 0x7f"},
+		{"unknown abbreviation", unit(2, 0), abbrev(0x08), "unknown abbreviation 2"},
+		{"string without end", unit(1, 'a', 'b'), abbrev(0x08), "without its end"},
+		{"unit past the end", unit(1, 'a', 0, 0)[:8], abbrev(0x08), "past the section's end"},
+		{"DWARF version 9", []byte{3, 0, 0, 0, 9, 0, 0}, abbrev(0x08), "DWARF version 9"},
+	} {
+		err := scanTopLevel(c.info, c.abbrev, indexedTags, noop)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	// And the well-formed unit scans.
+	if err := scanTopLevel(unit(1, 'a', 0, 0), abbrev(0x08), indexedTags, noop); err != nil {
+		t.Errorf("well-formed: %v", err)
+	}
+}

@@ -72,13 +72,23 @@ func callerEnds(b *Binary, p *Probe, prefix string, site Site, siteErr error, fo
 }
 
 // noJumpTo checks that no function whose name starts with prefix jumps
-// (JMP rel) to fn's entry; a function it cannot disassemble fails the check.
+// (JMP rel) to fn's entry. Only a function whose bytes could hold such a
+// JMP (mayJump) is disassembled, and one that cannot be fails the check:
+// net/http has some 1,500 functions, and disassembling them all was a
+// quarter of a new executable's analysis (bench/README §10).
 func noJumpTo(b *Binary, fn Func, prefix string) error {
 	for _, name := range b.symbols().names {
 		if !strings.HasPrefix(name, prefix) || name == fn.Name {
 			continue
 		}
 		f, _ := b.Func(name)
+		code, err := b.Code(f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Name, err)
+		}
+		if !mayJump(code, f.Entry, fn.Entry) {
+			continue
+		}
 		insts, err := b.disassemble(f)
 		if err != nil {
 			return err

@@ -322,12 +322,35 @@ func (b *Binary) funcAt(addr uint64) (string, bool) {
 // mayCall reports whether code, at base, holds the bytes of a direct
 // CALL rel32 (E8) to target at any offset: a superset of its real CALLs.
 func mayCall(code []byte, base, target uint64) bool {
-	for i := 0; i+5 <= len(code); i++ {
-		if code[i] != 0xe8 {
+	return mayBranch(code, base, target, 0xe8, 4)
+}
+
+// mayJump reports whether code, at base, holds the bytes of a direct JMP
+// to target at any offset: rel32 (E9), rel8 (EB) or, with an operand-size
+// prefix, rel16 (66 E9). A superset of its real JMPs: whatever prefixes
+// precede an opcode, the jump counts from the end of the displacement that
+// follows it.
+func mayJump(code []byte, base, target uint64) bool {
+	return mayBranch(code, base, target, 0xe9, 4) || mayBranch(code, base, target, 0xeb, 1) || mayBranch(code, base, target, 0xe9, 2)
+}
+
+// mayBranch reports whether code, at base, holds the byte op followed by a
+// signed little-endian displacement of size bytes that reaches target.
+func mayBranch(code []byte, base, target uint64, op byte, size int) bool {
+	for i := 0; i+1+size <= len(code); i++ {
+		if code[i] != op {
 			continue
 		}
-		rel := int32(binary.LittleEndian.Uint32(code[i+1:]))
-		if base+uint64(i)+5+uint64(int64(rel)) == target {
+		var rel int64
+		switch size {
+		case 1:
+			rel = int64(int8(code[i+1]))
+		case 2:
+			rel = int64(int16(binary.LittleEndian.Uint16(code[i+1:])))
+		default:
+			rel = int64(int32(binary.LittleEndian.Uint32(code[i+1:])))
+		}
+		if base+uint64(i+1+size)+uint64(rel) == target {
 			return true
 		}
 	}

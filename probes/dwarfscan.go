@@ -7,13 +7,72 @@ import (
 )
 
 // A scan of .debug_info for the entries analysis looks up by name (the
-// compile units' subprograms, struct and basic types: see readDWARF).
+// compile units' subprograms, struct and basic types: see indexDWARF).
 // debug/dwarf decodes every attribute of every entry it passes, children
 // included, and indexing a binary that way cost about a third of a new
-// executable's analysis (bench/README §10). The scan decodes nothing: it
-// steps over each entry by its abbreviation's forms, and hands the few
-// entries of the indexed tags to debug/dwarf to decode. It accepts exactly
-// the forms debug/dwarf does; any other is an error, as it is there.
+// executable's analysis (bench/README §10). The scan decodes nothing but
+// the three attributes the index reads of those entries (name, inline,
+// abstract origin), and steps over everything else by its abbreviation's
+// forms. It accepts exactly the forms debug/dwarf does; any other is an
+// error, as it is there.
+
+// indexDWARF indexes the compile units' subprograms, struct and basic
+// types of d (whose .debug_info and .debug_abbrev are info and abbrev) by
+// name: the first entry of a name wins, except that the out-of-line copy
+// of an inlinable function, which has no name, is indexed under its
+// abstract entry's (which omits unnamed results).
+func indexDWARF(d *dwarf.Data, info, abbrev []byte) (map[string]dwarf.Offset, error) {
+	idx := map[string]dwarf.Offset{}
+	abstract := map[dwarf.Offset]string{}
+	var concrete [][2]dwarf.Offset // copy, its abstract origin
+	r := d.Reader()
+	var entryErr error
+	err := scanTopLevel(info, abbrev, indexedTags, func(e *topEntry) {
+		if e.general && entryErr == nil {
+			entryErr = decodeTop(r, e)
+		}
+		if e.named {
+			if _, dup := idx[e.name]; !dup {
+				idx[e.name] = e.off
+			}
+			if e.inline {
+				abstract[e.off] = e.name
+			}
+		} else if e.ref && e.tag == dwarf.TagSubprogram {
+			concrete = append(concrete, [2]dwarf.Offset{e.off, e.origin})
+		}
+	})
+	if err == nil {
+		err = entryErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range concrete {
+		if n, ok := abstract[c[1]]; ok && idx[n] == c[1] {
+			idx[n] = c[0]
+		}
+	}
+	return idx, nil
+}
+
+// indexedTags are the tags of the compile units' children indexDWARF
+// indexes by name.
+var indexedTags = map[dwarf.Tag]bool{dwarf.TagSubprogram: true, dwarf.TagStructType: true, dwarf.TagBaseType: true}
+
+// decodeTop reads e's name, inline and abstract origin with debug/dwarf,
+// for an entry whose forms the scan leaves to it.
+func decodeTop(r *dwarf.Reader, e *topEntry) error {
+	r.Seek(e.off)
+	de, err := r.Next()
+	if err != nil || de == nil {
+		return fmt.Errorf("entry at %#x: %v", e.off, err)
+	}
+	e.name, e.named = de.Val(dwarf.AttrName).(string)
+	_, e.inline = de.Val(dwarf.AttrInline).(int64)
+	e.origin, e.ref = de.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset)
+	return nil
+}
 
 // DWARF forms (DWARF 5, section 7.5.6), and the GNU ones debug/dwarf reads.
 const (
@@ -60,40 +119,55 @@ const (
 	formAddrx2        = 0x2a
 	formAddrx3        = 0x2b
 	formAddrx4        = 0x2c
-	formGnuAddrIndex  = 0x1f01
-	formGnuStrIndex   = 0x1f02
 	formGnuRefAlt     = 0x1f20
 	formGnuStrpAlt    = 0x1f21
 )
 
 // scanAbbrev is one abbreviation: its tag, whether entries of it have
-// children, and the forms of their attributes in order.
+// children, and their attributes and forms in order.
 type scanAbbrev struct {
 	tag      dwarf.Tag
 	children bool
+	attrs    []dwarf.Attr
 	forms    []uint64
+	// fixed is the size of an entry's attributes when every form has a
+	// fixed size in the units the table was read for, else -1.
+	fixed int
+}
+
+// topEntry is what the index reads of a compile unit's child: the values
+// debug/dwarf's Entry.Val gives for its name (a string), inline (an int64)
+// and abstract origin (an Offset). A name of another form than an inline
+// string (Go's) is left to debug/dwarf: general is then set.
+type topEntry struct {
+	off, origin        dwarf.Offset
+	tag                dwarf.Tag
+	name               string
+	named, inline, ref bool
+	general            bool
 }
 
 // scanUnit is one unit's header as the scan needs it.
 type scanUnit struct {
+	base     uint64 // the unit's header, where its references count from
 	dwarf64  bool
 	version  uint16
 	addrSize int
-	abbrevs  map[uint64]*scanAbbrev
+	abbrevs  abbrevTable
 }
 
 // dieScan reads entries of a .debug_info section.
 type dieScan struct {
 	info, abbrev []byte
-	// tables caches the abbreviation tables by offset: Go's linker gives
-	// every unit the same one.
-	tables map[uint64]map[uint64]*scanAbbrev
+	// tables caches the abbreviation tables by offset and unit format:
+	// Go's linker gives every unit the same one.
+	tables map[tableKey]abbrevTable
 }
 
-// scanTopLevel calls found with the offset of every direct child of a
-// compile unit whose tag is in tags, in section order.
-func scanTopLevel(info, abbrev []byte, tags map[dwarf.Tag]bool, found func(dwarf.Offset)) error {
-	s := &dieScan{info: info, abbrev: abbrev, tables: map[uint64]map[uint64]*scanAbbrev{}}
+// scanTopLevel calls found with every direct child of a compile unit whose
+// tag is in tags, in section order.
+func scanTopLevel(info, abbrev []byte, tags map[dwarf.Tag]bool, found func(*topEntry)) error {
+	s := &dieScan{info: info, abbrev: abbrev, tables: map[tableKey]abbrevTable{}}
 	for off := uint64(0); off < uint64(len(info)); {
 		next, err := s.unit(off, tags, found)
 		if err != nil {
@@ -105,9 +179,9 @@ func scanTopLevel(info, abbrev []byte, tags map[dwarf.Tag]bool, found func(dwarf
 }
 
 // unit scans the unit at off and returns where the next one starts.
-func (s *dieScan) unit(off uint64, tags map[dwarf.Tag]bool, found func(dwarf.Offset)) (uint64, error) {
+func (s *dieScan) unit(off uint64, tags map[dwarf.Tag]bool, found func(*topEntry)) (uint64, error) {
 	r := &scanReader{b: s.info, at: off}
-	u := &scanUnit{}
+	u := &scanUnit{base: off}
 	n := uint64(r.u32())
 	if n == 0xffffffff {
 		u.dwarf64 = true
@@ -144,29 +218,38 @@ func (s *dieScan) unit(off uint64, tags map[dwarf.Tag]bool, found func(dwarf.Off
 		return 0, r.err
 	}
 	var err error
-	if u.abbrevs, err = s.table(abbrevOff); err != nil {
+	if u.abbrevs, err = s.table(abbrevOff, u); err != nil {
 		return 0, err
 	}
 	// The unit's entry: a compile unit's children are what is indexed;
 	// any other unit is passed over whole, as readDWARF does.
-	a, err := r.entry(u)
+	a, err := r.entry(u, nil)
 	if err != nil || a == nil {
 		return end, err
 	}
 	if a.tag != dwarf.TagCompileUnit || !a.children {
 		return end, nil
 	}
+	var e topEntry
 	for r.at < end {
-		at := r.at
-		a, err := r.entry(u)
+		e = topEntry{off: dwarf.Offset(r.at)}
+		a, err := r.entry(u, func(a *scanAbbrev) *topEntry {
+			if tags[a.tag] {
+				return &e
+			}
+			return nil
+		})
 		if err != nil {
 			return 0, err
 		}
 		if a == nil {
-			break // the compile unit's last child
+			// The end of the compile unit's children. debug/dwarf reads
+			// on to the unit's end, and so does the index.
+			continue
 		}
 		if tags[a.tag] {
-			found(dwarf.Offset(at))
+			e.tag = a.tag
+			found(&e)
 		}
 		if a.children {
 			if err := r.subtree(u); err != nil {
@@ -178,12 +261,13 @@ func (s *dieScan) unit(off uint64, tags map[dwarf.Tag]bool, found func(dwarf.Off
 }
 
 // table parses the abbreviation table at off.
-func (s *dieScan) table(off uint64) (map[uint64]*scanAbbrev, error) {
-	if t, ok := s.tables[off]; ok {
+func (s *dieScan) table(off uint64, u *scanUnit) (abbrevTable, error) {
+	key := tableKey{off, u.dwarf64, u.version, u.addrSize}
+	if t, ok := s.tables[key]; ok {
 		return t, nil
 	}
 	if off >= uint64(len(s.abbrev)) {
-		return nil, fmt.Errorf("abbreviation table at %#x past .debug_abbrev's end", off)
+		return abbrevTable{}, fmt.Errorf("abbreviation table at %#x past .debug_abbrev's end", off)
 	}
 	r := &scanReader{b: s.abbrev, at: off}
 	t := map[uint64]*scanAbbrev{}
@@ -202,15 +286,95 @@ func (s *dieScan) table(off uint64) (map[uint64]*scanAbbrev, error) {
 			if form == formImplicitConst {
 				r.sleb() // the value is here, none in the entries
 			}
+			a.attrs = append(a.attrs, dwarf.Attr(attr))
 			a.forms = append(a.forms, form)
+		}
+		for _, f := range a.forms {
+			n := fixedSize(u, f)
+			if n < 0 {
+				a.fixed = -1
+				break
+			}
+			a.fixed += n
 		}
 		t[code] = a
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("abbreviation table at %#x: %w", off, r.err)
+		return abbrevTable{}, fmt.Errorf("abbreviation table at %#x: %w", off, r.err)
 	}
-	s.tables[off] = t
-	return t, nil
+	tab := abbrevTable{byCode: t}
+	if len(t) < 1<<12 {
+		// Codes count from 1: a table of them spares hashing one per entry.
+		tab.dense = make([]*scanAbbrev, len(t)+1)
+		for c, a := range t {
+			if c >= uint64(len(tab.dense)) {
+				tab.dense = nil
+				break
+			}
+			tab.dense[c] = a
+		}
+	}
+	s.tables[key] = tab
+	return tab, nil
+}
+
+// tableKey names an abbreviation table as read for units of one format.
+type tableKey struct {
+	off      uint64
+	dwarf64  bool
+	version  uint16
+	addrSize int
+}
+
+// fixedSize is the size of a value of form f in unit u, -1 when it varies.
+func fixedSize(u *scanUnit, f uint64) int {
+	offset := 4
+	if u.dwarf64 {
+		offset = 8
+	}
+	switch f {
+	case formFlagPresent, formImplicitConst:
+		return 0
+	case formData1, formRef1, formFlag, formStrx1, formAddrx1:
+		return 1
+	case formData2, formRef2, formStrx2, formAddrx2:
+		return 2
+	case formStrx3, formAddrx3:
+		return 3
+	case formData4, formRef4, formRefSup4, formStrx4, formAddrx4:
+		return 4
+	case formData8, formRef8, formRefSig8, formRefSup8:
+		return 8
+	case formData16:
+		return 16
+	case formAddr:
+		return u.addrSize
+	case formRefAddr:
+		if u.version == 2 {
+			return u.addrSize
+		}
+		return offset
+	case formStrp, formLineStrp, formSecOffset, formStrpSup, formGnuRefAlt, formGnuStrpAlt:
+		return offset
+	}
+	return -1
+}
+
+// abbrevTable is one abbreviation table: by code, and, when the codes are
+// 1 to n (as compilers number them), as a slice.
+type abbrevTable struct {
+	byCode map[uint64]*scanAbbrev
+	dense  []*scanAbbrev
+}
+
+func (t abbrevTable) get(code uint64) *scanAbbrev {
+	if t.dense != nil {
+		if code < uint64(len(t.dense)) {
+			return t.dense[code]
+		}
+		return nil
+	}
+	return t.byCode[code]
 }
 
 // scanReader reads a section from at; the first read past its end sets err.
@@ -313,8 +477,10 @@ func (r *scanReader) cstring() {
 }
 
 // entry steps over the entry at r.at and returns its abbreviation, nil
-// for the null entry that ends a list of children.
-func (r *scanReader) entry(u *scanUnit) (*scanAbbrev, error) {
+// for the null entry that ends a list of children. If keep (when not nil)
+// returns an entry for the abbreviation, the entry's name, inline and
+// abstract origin go there.
+func (r *scanReader) entry(u *scanUnit, keep func(*scanAbbrev) *topEntry) (*scanAbbrev, error) {
 	at := r.at
 	code := r.uleb()
 	if r.err != nil {
@@ -323,11 +489,52 @@ func (r *scanReader) entry(u *scanUnit) (*scanAbbrev, error) {
 	if code == 0 {
 		return nil, nil
 	}
-	a := u.abbrevs[code]
+	a := u.abbrevs.get(code)
 	if a == nil {
 		return nil, fmt.Errorf("entry at %#x: unknown abbreviation %d", at, code)
 	}
-	for _, f := range a.forms {
+	var e *topEntry
+	if keep != nil {
+		e = keep(a)
+	}
+	if e == nil && a.fixed >= 0 {
+		r.skip(uint64(a.fixed))
+		if r.err != nil {
+			return nil, fmt.Errorf("entry at %#x: %w", at, r.err)
+		}
+		return a, nil
+	}
+	// Entry.Val gives an attribute's first value.
+	var name, inline, origin bool
+	for i, f := range a.forms {
+		switch {
+		case e == nil:
+		case a.attrs[i] == dwarf.AttrName && !name:
+			name = true
+			if f == formString {
+				start := r.at
+				r.cstring()
+				if r.err == nil {
+					e.name, e.named = string(r.b[start:r.at-1]), true
+				}
+				continue
+			}
+			e.general = true
+		case a.attrs[i] == dwarf.AttrInline && !inline:
+			inline = true
+			switch f {
+			case formData1, formData2, formData4, formData8, formSdata, formUdata, formImplicitConst:
+				e.inline = true
+			}
+		case a.attrs[i] == dwarf.AttrAbstractOrigin && !origin:
+			origin = true
+			if f == formRefAddr && u.version == 2 {
+				e.general = true // an address-sized reference
+			} else if v, ok := r.ref(u, f); ok {
+				e.origin, e.ref = v, true
+				continue
+			}
+		}
 		r.value(u, f)
 	}
 	if r.err != nil {
@@ -336,10 +543,33 @@ func (r *scanReader) entry(u *scanUnit) (*scanAbbrev, error) {
 	return a, nil
 }
 
+// ref reads a reference of form f as debug/dwarf gives it, an Offset in
+// .debug_info; false, having read nothing, for a form that is not one.
+func (r *scanReader) ref(u *scanUnit, f uint64) (dwarf.Offset, bool) {
+	var v uint64
+	switch f {
+	case formRef1:
+		v = uint64(r.u8()) + u.base
+	case formRef2:
+		v = uint64(r.u16()) + u.base
+	case formRef4:
+		v = uint64(r.u32()) + u.base
+	case formRef8:
+		v = r.u64() + u.base
+	case formRefUdata:
+		v = r.uleb() + u.base
+	case formRefAddr: // (DWARF 3 and later)
+		v = r.offset(u)
+	default:
+		return 0, false
+	}
+	return dwarf.Offset(v), true
+}
+
 // subtree steps over the children of the entry just read, and theirs.
 func (r *scanReader) subtree(u *scanUnit) error {
 	for depth := 1; depth > 0; {
-		a, err := r.entry(u)
+		a, err := r.entry(u, nil)
 		if err != nil {
 			return err
 		}
@@ -355,34 +585,15 @@ func (r *scanReader) subtree(u *scanUnit) error {
 
 // value steps over one attribute's value of form f.
 func (r *scanReader) value(u *scanUnit, f uint64) {
+	if n := fixedSize(u, f); n >= 0 {
+		r.skip(uint64(n))
+		return
+	}
 	switch f {
-	case formFlagPresent, formImplicitConst:
-	case formData1, formRef1, formFlag, formStrx1, formAddrx1:
-		r.skip(1)
-	case formData2, formRef2, formStrx2, formAddrx2:
-		r.skip(2)
-	case formStrx3, formAddrx3:
-		r.skip(3)
-	case formData4, formRef4, formRefSup4, formStrx4, formAddrx4:
-		r.skip(4)
-	case formData8, formRef8, formRefSig8, formRefSup8:
-		r.skip(8)
-	case formData16:
-		r.skip(16)
-	case formUdata, formRefUdata, formStrx, formAddrx, formLoclistx, formRnglistx, formGnuAddrIndex, formGnuStrIndex:
+	case formUdata, formRefUdata, formStrx, formAddrx, formLoclistx, formRnglistx:
 		r.uleb()
 	case formSdata:
 		r.sleb()
-	case formAddr:
-		r.skip(uint64(u.addrSize))
-	case formRefAddr:
-		if u.version == 2 {
-			r.skip(uint64(u.addrSize))
-		} else {
-			r.offset(u)
-		}
-	case formStrp, formLineStrp, formSecOffset, formStrpSup, formGnuRefAlt, formGnuStrpAlt:
-		r.offset(u)
 	case formString:
 		r.cstring()
 	case formBlock1:

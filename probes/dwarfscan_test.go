@@ -142,7 +142,7 @@ func TestScanErrors(t *testing.T) {
 		n := len(body)
 		return append([]byte{byte(n), byte(n >> 8), 0, 0}, body...)
 	}
-	noop := func(dwarf.Offset) {}
+	noop := func(*topEntry) {}
 	for _, c := range []struct {
 		name         string
 		info, abbrev []byte
@@ -162,5 +162,59 @@ func TestScanErrors(t *testing.T) {
 	// And the well-formed unit scans.
 	if err := scanTopLevel(unit(1, 'a', 0, 0), abbrev(0x08), indexedTags, noop); err != nil {
 		t.Errorf("well-formed: %v", err)
+	}
+}
+
+// TestIndexForms: the index of a DWARF 4 unit written here, whose struct's
+// name is in .debug_str (as C compilers write it), left to debug/dwarf,
+// whose inlinable function has an out-of-line copy, and which has entries
+// after a stray null entry, is the whole walk's.
+func TestIndexForms(t *testing.T) {
+	abbrev := []byte{
+		1, 0x11, 1, 0x03, 0x08, 0, 0, // compile unit: name (string)
+		2, 0x13, 0, 0x03, 0x0e, 0x0b, 0x0b, 0, 0, // struct: name (strp), byte size (data1)
+		3, 0x2e, 1, 0x03, 0x08, 0x20, 0x0b, 0, 0, // subprogram: name, inline (data1)
+		4, 0x2e, 0, 0x31, 0x13, 0, 0, // subprogram: abstract origin (ref4)
+		5, 0x05, 0, 0x03, 0x08, 0, 0, // formal parameter: name
+		6, 0x24, 0, 0x03, 0x08, 0, 0, // base type: name
+		0,
+	}
+	str := []byte("junk\x00S\x00")
+	var info []byte
+	at := map[string]int{}
+	add := func(name string, b ...byte) {
+		if name != "" {
+			at[name] = 11 + len(info)
+		}
+		info = append(info, b...)
+	}
+	add("", 1, 'c', 'u', 0)
+	add("S", 2, 5, 0, 0, 0, 16)
+	add("f", 3, 'f', 0, 1)
+	add("", 5, 'f', 0, 0) // a parameter named as the function: not indexed
+	add("", 0)            // a null entry too many: debug/dwarf reads on
+	add("copy", 4, byte(at["f"]), 0, 0, 0)
+	add("int", 6, 'i', 'n', 't', 0)
+	add("", 0)
+	n := 7 + len(info)
+	info = append([]byte{byte(n), 0, 0, 0, 4, 0, 0, 0, 0, 0, 8}, info...)
+	d, err := dwarf.New(abbrev, nil, nil, info, nil, nil, nil, str)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := indexDWARF(d, info, abbrev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := walkIndex(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exact := map[string]dwarf.Offset{"S": dwarf.Offset(at["S"]), "f": dwarf.Offset(at["copy"]), "int": dwarf.Offset(at["int"])}
+	if !reflect.DeepEqual(want, exact) {
+		t.Fatalf("the whole walk: %v, want %v (the unit is not as written)", want, exact)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("index %v, want %v", got, want)
 	}
 }

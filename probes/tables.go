@@ -132,52 +132,12 @@ func (b *Binary) readDWARF() *dwarfTab {
 	if err != nil {
 		return &dwarfTab{err: fmt.Errorf("%s: read DWARF: %w", b.Path, err)}
 	}
-	idx := map[string]dwarf.Offset{}
-	// The out-of-line copy of an inlinable function has no name, only
-	// its abstract entry's (which omits unnamed results): index the
-	// copy under that name.
-	abstract := map[dwarf.Offset]string{}
-	var concrete [][2]dwarf.Offset // copy, its abstract origin
-	r := d.Reader()
-	var entryErr error
-	err = scanTopLevel(info, abbrev, indexedTags, func(off dwarf.Offset) {
-		if entryErr != nil {
-			return
-		}
-		r.Seek(off)
-		e, err := r.Next()
-		if err != nil || e == nil {
-			entryErr = fmt.Errorf("entry at %#x: %v", off, err)
-			return
-		}
-		if n, ok := e.Val(dwarf.AttrName).(string); ok {
-			if _, dup := idx[n]; !dup {
-				idx[n] = e.Offset
-			}
-			if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
-				abstract[e.Offset] = n
-			}
-		} else if ao, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok && e.Tag == dwarf.TagSubprogram {
-			concrete = append(concrete, [2]dwarf.Offset{e.Offset, ao})
-		}
-	})
-	if err == nil {
-		err = entryErr
-	}
+	idx, err := indexDWARF(d, info, abbrev)
 	if err != nil {
 		return &dwarfTab{err: fmt.Errorf("%s: read DWARF: %w", b.Path, err)}
 	}
-	for _, c := range concrete {
-		if n, ok := abstract[c[1]]; ok && idx[n] == c[1] {
-			idx[n] = c[0]
-		}
-	}
 	return &dwarfTab{data: d, idx: idx}
 }
-
-// indexedTags are the tags of the compile units' children readDWARF
-// indexes by name.
-var indexedTags = map[dwarf.Tag]bool{dwarf.TagSubprogram: true, dwarf.TagStructType: true, dwarf.TagBaseType: true}
 
 // dwarfSections returns the binary's DWARF made of the sections analysis
 // reads (entries, their abbreviations, the strings and addresses they

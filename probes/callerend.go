@@ -2,7 +2,6 @@ package probes
 
 import (
 	"fmt"
-	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -77,17 +76,9 @@ func callerEnds(b *Binary, p *Probe, prefix string, site Site, siteErr error, fo
 // net/http has some 1,500 functions, and disassembling them all was a
 // quarter of a new executable's analysis (bench/README §10).
 func noJumpTo(b *Binary, fn Func, prefix string) error {
-	for _, name := range b.symbols().names {
-		if !strings.HasPrefix(name, prefix) || name == fn.Name {
-			continue
-		}
-		f, _ := b.Func(name)
-		code, err := b.Code(f)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.Name, err)
-		}
-		if !mayJump(code, f.Entry, fn.Entry) {
-			continue
+	return b.eachCode(prefix, func(f Func, code []byte) error {
+		if f.Name == fn.Name || !mayJump(code, f.Entry, fn.Entry) {
+			return nil
 		}
 		insts, err := b.disassemble(f)
 		if err != nil {
@@ -96,9 +87,9 @@ func noJumpTo(b *Binary, fn Func, prefix string) error {
 		for _, in := range insts {
 			rel, ok := in.Args[0].(x86asm.Rel)
 			if in.Op == x86asm.JMP && ok && uint64(int64(f.Entry)+int64(in.off)+int64(in.Len)+int64(rel)) == fn.Entry {
-				return fmt.Errorf("%w: %s jumps to %s (a tail call): its calls would end unseen", ErrNoCallSite, name, fn.Name)
+				return fmt.Errorf("%w: %s jumps to %s (a tail call): its calls would end unseen", ErrNoCallSite, f.Name, fn.Name)
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -112,32 +113,30 @@ func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
 		return nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
 	}
 	var sites []Site
-	for _, name := range b.symbols().names {
-		if !strings.HasPrefix(name, prefix) {
-			continue
-		}
-		fn, _ := b.Func(name)
-		code, err := b.Code(fn)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name, err)
-		}
+	err := b.eachCode(prefix, func(fn Func, code []byte) error {
 		// Most functions call no such callee: a scan of the bytes for a
 		// CALL rel32 that could reach it spares disassembling them (the
 		// runtime has some 1,500 functions); a hit is then checked on the
 		// real instructions.
 		if !mayCall(code, fn.Entry, cf.Entry) {
-			continue
+			return nil
 		}
 		insts, err := disassemble(code)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name, err)
+			return fmt.Errorf("%s: %w", fn.Name, err)
 		}
 		for _, in := range insts {
 			if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
 				sites = append(sites, Site{Func: fn, Off: uint64(in.off + in.Len), Call: uint64(in.off), Callee: callee})
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	// By caller's name, then in code order.
+	slices.SortStableFunc(sites, func(x, y Site) int { return strings.Compare(x.Func.Name, y.Func.Name) })
 	return sites, nil
 }
 

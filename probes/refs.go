@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -97,18 +99,13 @@ func (b *Binary) codeRefs(addr uint64) ([]codeRef, error) {
 		return nil, errX86Only(b.Arch, fmt.Sprintf("the references to %#x", addr))
 	}
 	var refs []codeRef
-	for _, name := range b.symbols().names {
-		fn, _ := b.Func(name)
-		code, err := b.Code(fn)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name, err)
-		}
+	err := b.eachCode("", func(fn Func, code []byte) error {
 		if !mayRef(code, fn.Entry, addr) {
-			continue
+			return nil
 		}
 		insts, err := disassemble(code)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name, err)
+			return fmt.Errorf("%s: %w", fn.Name, err)
 		}
 		for i, in := range insts {
 			for _, a := range in.Args {
@@ -119,7 +116,13 @@ func (b *Binary) codeRefs(addr uint64) ([]codeRef, error) {
 				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	// By function name, then in code order.
+	slices.SortStableFunc(refs, func(x, y codeRef) int { return strings.Compare(x.fn.Name, y.fn.Name) })
 	return refs, nil
 }
 

@@ -22,25 +22,14 @@ import (
 // of an inlinable function, which has no name, is indexed under its
 // abstract entry's (which omits unnamed results).
 func indexDWARF(d *dwarf.Data, info, abbrev []byte) (map[string]dwarf.Offset, error) {
-	idx := map[string]dwarf.Offset{}
-	abstract := map[dwarf.Offset]string{}
-	var concrete [][2]dwarf.Offset // copy, its abstract origin
+	x := newNameIndex()
 	r := d.Reader()
 	var entryErr error
 	err := scanTopLevel(info, abbrev, indexedTags, func(e *topEntry) {
 		if e.general && entryErr == nil {
 			entryErr = decodeTop(r, e)
 		}
-		if e.named {
-			if _, dup := idx[e.name]; !dup {
-				idx[e.name] = e.off
-			}
-			if e.inline {
-				abstract[e.off] = e.name
-			}
-		} else if e.ref && e.tag == dwarf.TagSubprogram {
-			concrete = append(concrete, [2]dwarf.Offset{e.off, e.origin})
-		}
+		x.add(e)
 	})
 	if err == nil {
 		err = entryErr
@@ -48,12 +37,40 @@ func indexDWARF(d *dwarf.Data, info, abbrev []byte) (map[string]dwarf.Offset, er
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range concrete {
-		if n, ok := abstract[c[1]]; ok && idx[n] == c[1] {
-			idx[n] = c[0]
+	return x.done(), nil
+}
+
+// nameIndex builds indexDWARF's index from the entries in section order.
+type nameIndex struct {
+	idx      map[string]dwarf.Offset
+	abstract map[dwarf.Offset]string
+	concrete [][2]dwarf.Offset // an out-of-line copy, its abstract origin
+}
+
+func newNameIndex() *nameIndex {
+	return &nameIndex{idx: map[string]dwarf.Offset{}, abstract: map[dwarf.Offset]string{}}
+}
+
+func (x *nameIndex) add(e *topEntry) {
+	if e.named {
+		if _, dup := x.idx[e.name]; !dup {
+			x.idx[e.name] = e.off
+		}
+		if e.inline {
+			x.abstract[e.off] = e.name
+		}
+	} else if e.ref && e.tag == dwarf.TagSubprogram {
+		x.concrete = append(x.concrete, [2]dwarf.Offset{e.off, e.origin})
+	}
+}
+
+func (x *nameIndex) done() map[string]dwarf.Offset {
+	for _, c := range x.concrete {
+		if n, ok := x.abstract[c[1]]; ok && x.idx[n] == c[1] {
+			x.idx[n] = c[0]
 		}
 	}
-	return idx, nil
+	return x.idx
 }
 
 // indexedTags are the tags of the compile units' children indexDWARF
@@ -68,10 +85,17 @@ func decodeTop(r *dwarf.Reader, e *topEntry) error {
 	if err != nil || de == nil {
 		return fmt.Errorf("entry at %#x: %v", e.off, err)
 	}
+	*e = topOf(de)
+	return nil
+}
+
+// topOf is what the index reads of an entry debug/dwarf decoded.
+func topOf(de *dwarf.Entry) topEntry {
+	e := topEntry{off: de.Offset, tag: de.Tag}
 	e.name, e.named = de.Val(dwarf.AttrName).(string)
 	_, e.inline = de.Val(dwarf.AttrInline).(int64)
 	e.origin, e.ref = de.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset)
-	return nil
+	return e
 }
 
 // DWARF forms (DWARF 5, section 7.5.6), and the GNU ones debug/dwarf reads.

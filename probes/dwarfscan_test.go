@@ -67,12 +67,10 @@ func TestDWARFIndex(t *testing.T) {
 	}
 }
 
-// walkIndex is readDWARF's index as debug/dwarf alone gives it: every
+// walkIndex is indexDWARF's index as debug/dwarf alone gives it: every
 // entry read, the compile units' children indexed.
 func walkIndex(d *dwarf.Data) (map[string]dwarf.Offset, error) {
-	idx := map[string]dwarf.Offset{}
-	abstract := map[dwarf.Offset]string{}
-	var concrete [][2]dwarf.Offset
+	x := newNameIndex()
 	r := d.Reader()
 	for {
 		e, err := r.Next()
@@ -80,33 +78,19 @@ func walkIndex(d *dwarf.Data) (map[string]dwarf.Offset, error) {
 			return nil, err
 		}
 		if e == nil {
-			break
+			return x.done(), nil
 		}
 		if e.Tag == dwarf.TagCompileUnit {
 			continue
 		}
 		if indexedTags[e.Tag] {
-			if n, ok := e.Val(dwarf.AttrName).(string); ok {
-				if _, dup := idx[n]; !dup {
-					idx[n] = e.Offset
-				}
-				if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
-					abstract[e.Offset] = n
-				}
-			} else if ao, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok && e.Tag == dwarf.TagSubprogram {
-				concrete = append(concrete, [2]dwarf.Offset{e.Offset, ao})
-			}
+			top := topOf(e)
+			x.add(&top)
 		}
 		if e.Children {
 			r.SkipChildren()
 		}
 	}
-	for _, c := range concrete {
-		if n, ok := abstract[c[1]]; ok && idx[n] == c[1] {
-			idx[n] = c[0]
-		}
-	}
-	return idx, nil
 }
 
 // fieldFrom reads the offset of field in the struct at off of d.

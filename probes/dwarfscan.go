@@ -9,7 +9,7 @@ import (
 // A scan of .debug_info for the entries analysis looks up by name (the
 // compile units' subprograms, struct and basic types: see indexDWARF).
 // debug/dwarf decodes every attribute of every entry it passes, children
-// included, and indexing a binary that way cost about a third of a new
+// included, and indexing a binary that way cost about a quarter of a new
 // executable's analysis (bench/README §10). The scan decodes nothing but
 // the three attributes the index reads of those entries (name, inline,
 // abstract origin), and steps over everything else by its abbreviation's

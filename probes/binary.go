@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"cmp"
 	"debug/buildinfo"
 	"debug/elf"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -364,6 +366,47 @@ func levenshtein(a, b string) int {
 // Code returns the machine code of fn.
 func (b *Binary) Code(fn Func) ([]byte, error) {
 	return b.read(fn.Entry, int(fn.End-fn.Entry))
+}
+
+// eachCode calls fn with the machine code of every function whose name
+// starts with prefix ("" for all), in address order, until fn returns an
+// error. It reads the code a span of neighbouring functions at a time: a
+// read per function was most of a scan over a package's code, let alone
+// over every function's (some 10,000 in a small program).
+func (b *Binary) eachCode(prefix string, fn func(Func, []byte) error) error {
+	var fns []Func
+	for _, name := range b.symbols().names {
+		if strings.HasPrefix(name, prefix) {
+			f, _ := b.Func(name)
+			fns = append(fns, f)
+		}
+	}
+	slices.SortFunc(fns, func(x, y Func) int { return cmp.Compare(x.Entry, y.Entry) })
+	// Spans no larger than spanMax, with no gap between functions over
+	// spanGap.
+	const spanMax, spanGap = 1 << 20, 4 << 10
+	var err error
+	for i := 0; i < len(fns); {
+		lo, hi, j := fns[i].Entry, fns[i].End, i+1
+		for ; j < len(fns) && fns[j].Entry >= hi && fns[j].Entry <= hi+spanGap && fns[j].End-lo <= spanMax; j++ {
+			hi = fns[j].End
+		}
+		span, spanErr := b.read(lo, int(hi-lo))
+		for _, f := range fns[i:j] {
+			code := span
+			if spanErr == nil {
+				code = span[f.Entry-lo : f.End-lo : f.End-lo]
+			} else if code, err = b.Code(f); err != nil {
+				// Alone, for its own error.
+				return fmt.Errorf("%s: %w", f.Name, err)
+			}
+			if err := fn(f, code); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	return nil
 }
 
 // read returns n bytes at virtual address addr from the file.

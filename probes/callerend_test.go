@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // httpOf is a synthetic net/http whose (*conn).serve calls ServeHTTP then,
@@ -149,6 +151,28 @@ func TestEndInCallersEveryRelease(t *testing.T) {
 			if h2 := slices.Contains(in, "net/http.http2Handler.ServeHTTP"); h2 != strings.HasPrefix(tc, "go1.27") {
 				t.Errorf("ends in %v: http2Handler.ServeHTTP's interface call among them %v, want it from Go 1.27 on", in, h2)
 			}
+			// noJumpTo disassembles only what mayJump lets through:
+			// every direct JMP in net/http must get through.
+			jumps := 0
+			for _, name := range b.Match("net/http.") {
+				fn, _ := b.Func(name)
+				insts, err := b.disassemble(fn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				code, _ := b.Code(fn)
+				for _, in := range insts {
+					if rel, ok := in.Args[0].(x86asm.Rel); ok && in.Op == x86asm.JMP {
+						jumps++
+						if to := uint64(int64(fn.Entry) + int64(in.off) + int64(in.Len) + int64(rel)); !mayJump(code, fn.Entry, to) {
+							t.Fatalf("%s+%#x: %v to %#x, which mayJump misses", name, in.off, in, to)
+						}
+					}
+				}
+			}
+			if jumps < 500 {
+				t.Fatalf("%d direct JMPs in net/http: too few to tell", jumps)
+			}
 			forced := serverProbe(t, b, true)
 			if len(forced.Ends) != 0 || forced.EndFallback == "" {
 				t.Fatalf("forced: ends %#x, fallback %q", forced.Ends, forced.EndFallback)
@@ -166,4 +190,29 @@ func (b *Binary) funcOf(addr uint64) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+func TestMayJump(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		code   []byte
+		target uint64
+		want   bool
+	}{
+		// At base 0x1000: NOP; JMP rel32 to 0x1006+0x10.
+		{"rel32", []byte{0x90, 0xe9, 0x10, 0, 0, 0}, 0x1016, true},
+		{"rel32, other target", []byte{0x90, 0xe9, 0x10, 0, 0, 0}, 0x1017, false},
+		{"rel32 cut short", []byte{0x90, 0xe9, 0x10, 0, 0}, 0x1016, false},
+		{"rel32 backwards", []byte{0x90, 0xe9, 0xe0, 0xff, 0xff, 0xff}, 0xfe6, true},
+		// NOP; JMP rel8 to 0x1003-2.
+		{"rel8", []byte{0x90, 0xeb, 0xfe}, 0x1001, true},
+		{"rel8, other target", []byte{0x90, 0xeb, 0xfe}, 0x1003, false},
+		// JMP rel16 (66 E9) to 0x1004+0x100.
+		{"rel16", []byte{0x66, 0xe9, 0x00, 0x01}, 0x1104, true},
+		{"a CALL", []byte{0x90, 0xe8, 0x10, 0, 0, 0}, 0x1016, false},
+	} {
+		if got := mayJump(tc.code, 0x1000, tc.target); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -112,32 +113,30 @@ func CallsTo(b *Binary, callee, prefix string) ([]Site, error) {
 		return nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
 	}
 	var sites []Site
-	for _, name := range b.symbols().names {
-		if !strings.HasPrefix(name, prefix) {
-			continue
-		}
-		fn, _ := b.Func(name)
-		code, err := b.Code(fn)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name, err)
-		}
+	err := b.eachCode(prefix, func(fn Func, code []byte) error {
 		// Most functions call no such callee: a scan of the bytes for a
 		// CALL rel32 that could reach it spares disassembling them (the
 		// runtime has some 1,500 functions); a hit is then checked on the
 		// real instructions.
 		if !mayCall(code, fn.Entry, cf.Entry) {
-			continue
+			return nil
 		}
 		insts, err := disassemble(code)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name, err)
+			return fmt.Errorf("%s: %w", fn.Name, err)
 		}
 		for _, in := range insts {
 			if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
 				sites = append(sites, Site{Func: fn, Off: uint64(in.off + in.Len), Call: uint64(in.off), Callee: callee})
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	// By caller's name, then in code order.
+	slices.SortStableFunc(sites, func(x, y Site) int { return strings.Compare(x.Func.Name, y.Func.Name) })
 	return sites, nil
 }
 
@@ -322,12 +321,35 @@ func (b *Binary) funcAt(addr uint64) (string, bool) {
 // mayCall reports whether code, at base, holds the bytes of a direct
 // CALL rel32 (E8) to target at any offset: a superset of its real CALLs.
 func mayCall(code []byte, base, target uint64) bool {
-	for i := 0; i+5 <= len(code); i++ {
-		if code[i] != 0xe8 {
+	return mayBranch(code, base, target, 0xe8, 4)
+}
+
+// mayJump reports whether code, at base, holds the bytes of a direct JMP
+// to target at any offset: rel32 (E9), rel8 (EB) or, with an operand-size
+// prefix, rel16 (66 E9). A superset of its real JMPs: whatever prefixes
+// precede an opcode, the jump counts from the end of the displacement that
+// follows it.
+func mayJump(code []byte, base, target uint64) bool {
+	return mayBranch(code, base, target, 0xe9, 4) || mayBranch(code, base, target, 0xeb, 1) || mayBranch(code, base, target, 0xe9, 2)
+}
+
+// mayBranch reports whether code, at base, holds the byte op followed by a
+// signed little-endian displacement of size bytes that reaches target.
+func mayBranch(code []byte, base, target uint64, op byte, size int) bool {
+	for i := 0; i+1+size <= len(code); i++ {
+		if code[i] != op {
 			continue
 		}
-		rel := int32(binary.LittleEndian.Uint32(code[i+1:]))
-		if base+uint64(i)+5+uint64(int64(rel)) == target {
+		var rel int64
+		switch size {
+		case 1:
+			rel = int64(int8(code[i+1]))
+		case 2:
+			rel = int64(int16(binary.LittleEndian.Uint16(code[i+1:])))
+		default:
+			rel = int64(int32(binary.LittleEndian.Uint32(code[i+1:])))
+		}
+		if base+uint64(i+1+size)+uint64(rel) == target {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -272,5 +273,45 @@ func TestMayCall(t *testing.T) {
 	back := []byte{0x90, 0xe8, 0xe0, 0xff, 0xff, 0xff}
 	if !mayCall(back, 0x1000, 0xfe6) {
 		t.Error("a backward CALL not seen")
+	}
+}
+
+// TestEachCode: eachCode gives every function of the prefix once, in
+// address order, with the code Code reads for it alone.
+func TestEachCode(t *testing.T) {
+	b, err := Open(program(t, "compact", compactSrc, "go1.26.8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, prefix := range []string{"net/http.", ""} {
+		seen := map[string]bool{}
+		var last uint64
+		err := b.eachCode(prefix, func(f Func, code []byte) error {
+			if seen[f.Name] || f.Entry < last {
+				t.Fatalf("%s: again, or out of address order", f.Name)
+			}
+			seen[f.Name], last = true, f.Entry
+			alone, err := b.Code(f)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(code, alone) {
+				t.Fatalf("%s: code differs from Code's", f.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for _, n := range b.symbols().names {
+			if strings.HasPrefix(n, prefix) {
+				want++
+			}
+		}
+		if len(seen) != want || want < 500 {
+			t.Errorf("prefix %q: %d functions, want %d (at least 500)", prefix, len(seen), want)
+		}
 	}
 }

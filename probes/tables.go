@@ -6,6 +6,7 @@ import (
 	"debug/gosym"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // symtab is the binary's function table, parsed from .gopclntab: every
@@ -15,8 +16,9 @@ type symtab struct {
 	names []string
 }
 
-// dwarfTab is the binary's DWARF, read whole, with its subprograms and
-// struct and basic types indexed by name.
+// dwarfTab is the binary's DWARF (the sections analysis reads, see
+// dwarfSections), with its subprograms and struct and basic types indexed
+// by name.
 type dwarfTab struct {
 	data *dwarf.Data
 	idx  map[string]dwarf.Offset
@@ -126,50 +128,67 @@ func (b *Binary) readDWARF() *dwarfTab {
 	if !b.HasDWARF || b.f == nil {
 		return &dwarfTab{}
 	}
-	d, err := b.f.DWARF()
+	d, info, abbrev, err := b.dwarfSections()
 	if err != nil {
 		return &dwarfTab{err: fmt.Errorf("%s: read DWARF: %w", b.Path, err)}
 	}
-	idx := map[string]dwarf.Offset{}
-	// The out-of-line copy of an inlinable function has no name, only
-	// its abstract entry's (which omits unnamed results): index the
-	// copy under that name.
-	abstract := map[dwarf.Offset]string{}
-	var concrete [][2]dwarf.Offset // copy, its abstract origin
-	r := d.Reader()
-	for {
-		e, err := r.Next()
-		if err != nil {
-			return &dwarfTab{err: fmt.Errorf("%s: read DWARF: %w", b.Path, err)}
-		}
-		if e == nil {
-			break
-		}
-		switch e.Tag {
-		case dwarf.TagCompileUnit:
-			continue
-		case dwarf.TagSubprogram, dwarf.TagStructType, dwarf.TagBaseType:
-			if n, ok := e.Val(dwarf.AttrName).(string); ok {
-				if _, dup := idx[n]; !dup {
-					idx[n] = e.Offset
-				}
-				if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
-					abstract[e.Offset] = n
-				}
-			} else if ao, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok && e.Tag == dwarf.TagSubprogram {
-				concrete = append(concrete, [2]dwarf.Offset{e.Offset, ao})
-			}
-		}
-		if e.Children {
-			r.SkipChildren()
-		}
-	}
-	for _, c := range concrete {
-		if n, ok := abstract[c[1]]; ok && idx[n] == c[1] {
-			idx[n] = c[0]
-		}
+	idx, err := indexDWARF(d, info, abbrev)
+	if err != nil {
+		return &dwarfTab{err: fmt.Errorf("%s: read DWARF: %w", b.Path, err)}
 	}
 	return &dwarfTab{data: d, idx: idx}
+}
+
+// dwarfSections returns the binary's DWARF made of the sections analysis
+// reads (entries, their abbreviations, the strings and addresses they
+// refer to, and DWARF 4 type units, which Go does not emit), and the
+// bytes of .debug_info and .debug_abbrev. elf's own DWARF decompresses
+// every debug section, the line, frame and location tables too, which are
+// most of them and are never read here. Unlike it, this applies no
+// relocation sections to them: an executable is linked, its debug sections
+// hold their final values (Go's linker writes none for them).
+func (b *Binary) dwarfSections() (*dwarf.Data, []byte, []byte, error) {
+	secs := map[string][]byte{}
+	var types [][]byte
+	for _, s := range b.f.Sections {
+		name, ok := strings.CutPrefix(s.Name, ".debug_")
+		if !ok {
+			name, ok = strings.CutPrefix(s.Name, ".zdebug_")
+		}
+		switch {
+		case !ok:
+			continue
+		case name != "info" && name != "abbrev" && name != "str" && name != "addr" && name != "str_offsets" && name != "line_str" && name != "types":
+			continue
+		}
+		data, err := s.Data()
+		if err != nil && uint64(len(data)) < s.Size {
+			return nil, nil, nil, fmt.Errorf("%s: %w", s.Name, err)
+		}
+		if name == "types" {
+			types = append(types, data)
+			continue
+		}
+		secs[name] = data
+	}
+	d, err := dwarf.New(secs["abbrev"], nil, nil, secs["info"], nil, nil, nil, secs["str"])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, name := range []string{"addr", "str_offsets", "line_str"} {
+		if secs[name] == nil {
+			continue
+		}
+		if err := d.AddSection(".debug_"+name, secs[name]); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	for i, t := range types {
+		if err := d.AddTypes(fmt.Sprintf("types-%d", i), t); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return d, secs["info"], secs["abbrev"], nil
 }
 
 // DWARFHasType reports whether the binary's DWARF describes the struct

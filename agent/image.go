@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -290,6 +291,23 @@ func (im *Image) attach(exe string) error {
 		}
 		return cs
 	}
+	// An entry site's on the stack check's branch: the program drops the
+	// hits that go to morestack.
+	onCheck := func(c uint64, on bool) uint64 {
+		if on {
+			c |= bpf.CookieOnCheck
+		}
+		return c
+	}
+	// The cookies of runtime probe id's entry sites (addrs), each marked as
+	// OnCheck says.
+	rtEntryCookies := func(id uint32, addrs ...uint64) []uint64 {
+		cs := make([]uint64, len(addrs))
+		for i, a := range addrs {
+			cs[i] = onCheck(uint64(im.base+id), slices.Contains(im.rt.OnCheck, a))
+		}
+		return cs
+	}
 	var entryOff, entryCookie, retOff, retCookie, endOff, endCookie []uint64
 	for _, p := range im.probes {
 		base, err := im.bin.FileOffset(p.Func.Entry)
@@ -297,7 +315,7 @@ func (im *Image) attach(exe string) error {
 			return fmt.Errorf("%s: %w", p.Spec.Symbol, err)
 		}
 		entryOff = append(entryOff, base+p.Placement.Entry)
-		entryCookie = append(entryCookie, uint64(im.base+p.ID))
+		entryCookie = append(entryCookie, onCheck(uint64(im.base+p.ID), p.Placement.EntryOnCheck))
 		if p.Recipe.Inject {
 			continue // entry only, no call to follow
 		}
@@ -354,11 +372,11 @@ func (im *Image) attach(exe string) error {
 		{t.ReturnProgram(), retOff, retCookie},
 		{t.CallEndProgram(), endOff, endCookie},
 		// Go 1.19/1.20: before newproc1 runs, for its returns to pair with.
-		{t.GoCreateEntryProgram(), createEntryOff, cookies(len(createEntryOff), im.rtBase)},
+		{t.GoCreateEntryProgram(), createEntryOff, rtEntryCookies(im.rtBase, im.rt.GoCreateEntry...)},
 		{t.GoCreateProgram(), createOff, cookies(len(createOff), im.rtBase)},
 		{t.GoCreateCallProgram(), createCallOff, cookies(len(createCallOff), im.rtBase)},
-		{t.GoExitProgram(), exitOff, cookies(1, im.rtBase)},
-		{t.PanicProgram(), panicOff, cookies(1, im.rtBase+1)},
+		{t.GoExitProgram(), exitOff, rtEntryCookies(im.rtBase, im.rt.GoExit)},
+		{t.PanicProgram(), panicOff, rtEntryCookies(im.rtBase+1, im.rt.Panic)},
 	} {
 		if len(set.offs) == 0 {
 			continue

@@ -18,6 +18,11 @@ const (
 	StringSlotSize = 256
 )
 
+// CookieOnCheck (tracer.h COOKIE_ON_CHECK) marks the cookie of an entry
+// link on a stack check's branch (probes.Placement.EntryOnCheck): the
+// program drops the hits whose branch goes to morestack.
+const CookieOnCheck = 1 << 32
+
 // CaptureKind says how a capture reads its registers.
 type CaptureKind uint8
 
@@ -225,7 +230,7 @@ type Counters struct {
 	RingbufFull     uint64 // events lost: the ring buffer had no room
 	ReadGFailed     uint64 // events lost: the goroutine could not be read
 	UnmatchedReturn uint64 // returns of calls whose entry was not seen
-	Dedup           uint64 // prologue re-runs dropped
+	Dedup           uint64 // prologue re-runs dropped (and arm64's hits on a check taken to morestack)
 	CallsEvicted    uint64 // open calls the kernel could not record
 	// --propagate: outgoing HTTP/1 requests seen, and those sent unchanged
 	// because of TLS, a traceparent the program set, no TCP connection to

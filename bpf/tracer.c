@@ -872,15 +872,22 @@ enum {
 
 // enter is how every program starts: it returns the recipe of the probe
 // that fired and fills h, or returns NULL when the hit is to be ignored:
-// no recipe for its cookie, a process not admitted, or (ON_GOROUTINE) a
-// goroutine that could not be read (counted). on_g is a constant at each
-// call, so each program keeps only the checks it needs.
+// no recipe for its cookie, a process not admitted, a probe on a stack
+// check whose branch goes to morestack (counted as a prologue re-run: the
+// prologue runs again after it), or (ON_GOROUTINE) a goroutine that could
+// not be read (counted). on_g is a constant at each call, so each program
+// keeps only the checks it needs.
 static __always_inline const struct recipe *enter(struct pt_regs *ctx, struct hit *h, int on_g)
 {
-	h->probe = bpf_get_attach_cookie(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	h->probe = (__u32)cookie;
 	const struct recipe *r = bpf_map_lookup_elem(&recipes, &h->probe);
 	if (!r || !admitted(h->probe))
 		return 0;
+	if ((cookie & COOKIE_ON_CHECK) && CHECK_TAKEN(ctx)) {
+		count(COUNTER_DEDUP);
+		return 0;
+	}
 	if (on_g) {
 		h->call.tgid = current_tgid();
 		if (goroutine(ctx, r, &h->call.goid, &h->call.depth) < 0)

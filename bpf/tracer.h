@@ -14,7 +14,9 @@
 // of Go's internal ABI in them: the integer argument/result registers in
 // assignment order (ABI_REG(ctx, i), i < ABI_REGS, a constant), the current
 // goroutine (G_REG) and the stack pointer (SP_REG). Only this block knows
-// the architecture.
+// the architecture. CHECK_TAKEN(ctx) says, for a probe on the stack
+// check's branch to morestack (COOKIE_ON_CHECK), whether the flags the
+// check set take it.
 #if defined(__TARGET_ARCH_arm64)
 // arm64: struct user_pt_regs. Go's ABI: integers in R0-R15, g in R28.
 struct pt_regs {
@@ -25,6 +27,8 @@ struct pt_regs {
 #define ABI_REG(ctx, i) ((ctx)->regs[i])
 #define G_REG(ctx) ((ctx)->regs[28])
 #define SP_REG(ctx) ((ctx)->sp)
+// B.LS ("lower or same"): taken when C is clear or Z set (PSTATE bits 29, 30).
+#define CHECK_TAKEN(ctx) (!(((ctx)->pstate >> 29) & 1) || (((ctx)->pstate >> 30) & 1))
 #elif defined(__TARGET_ARCH_x86)
 // x86-64. Go's ABI: integers in RAX, RBX, RCX, RDI, RSI, R8-R11; g in R14.
 struct pt_regs {
@@ -37,11 +41,19 @@ struct pt_regs {
 	 (i) == 4 ? (ctx)->si : (i) == 5 ? (ctx)->r8 : (i) == 6 ? (ctx)->r9 : (i) == 7 ? (ctx)->r10 : (ctx)->r11)
 #define G_REG(ctx) ((ctx)->r14)
 #define SP_REG(ctx) ((ctx)->sp)
+// No amd64 probe sits on the check's branch (its entry is the PUSHQ BP
+// after it, which the kernel emulates).
+#define CHECK_TAKEN(ctx) 0
 #else
 #error "tcagent's BPF programs support x86 and arm64 targets only"
 #endif
 
 #define MAX_PROBES 4096
+// A link's cookie is the probe id (low 32 bits) and, for an entry site on
+// the stack check's branch, this bit: the program drops a hit whose branch
+// goes to morestack (CHECK_TAKEN), the prologue's run that morestack
+// repeats.
+#define COOKIE_ON_CHECK (1ULL << 32)
 #define MAX_CAPS 8
 // A capture's base register beyond the ABI's (on every architecture): the
 // stack pointer, for values Go's ABI passes on the stack (at a function's

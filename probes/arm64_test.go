@@ -70,7 +70,7 @@ var arm64Funcs = []string{"main.(*S).Get", "main.leaf", "main.big", "main.medium
 
 // objdumpPlacement is an independent reading of fn's probe offsets from
 // `go tool objdump`'s text (Go's own arm64 disassembler, not
-// golang.org/x/arch's decoder Place uses): every RET, and the entry after
+// golang.org/x/arch's decoder Place uses): every RET, and the entry on
 // the first BLS when the function starts by loading g.stackguard0 from
 // 16(R28).
 func objdumpPlacement(t *testing.T, bin, fn string) (entry uint64, rets []uint64) {
@@ -121,7 +121,7 @@ func objdumpPlacement(t *testing.T, bin, fn string) (entry uint64, rets []uint64
 	}
 	for i := 1; i < len(texts) && i < 8; i++ {
 		if strings.HasPrefix(texts[i], "BLS ") {
-			return addrs[i+1], rets
+			return addrs[i], rets
 		}
 	}
 	t.Fatalf("objdump %s: %s loads g.stackguard0 but has no BLS in its prologue:\n%s", bin, fn, out)
@@ -130,8 +130,8 @@ func objdumpPlacement(t *testing.T, bin, fn string) (entry uint64, rets []uint64
 
 // TestPlaceARM64 checks Place on arm64 binaries built on this (x86-64)
 // host, by Go 1.22 and go1.27.3, as plain executables and as stripped
-// position-independent ones, against objdump's disassembly: the entry right
-// after the stack check (0 without one), and every RET. A stripped binary
+// position-independent ones, against objdump's disassembly: the entry on
+// the stack check's branch (0 without one), and every RET. A stripped binary
 // has no symbols for objdump, so its functions' code is checked to be the
 // same bytes as an unstripped twin's, which objdump reads.
 func TestPlaceARM64(t *testing.T) {
@@ -184,8 +184,8 @@ func TestPlaceARM64(t *testing.T) {
 						t.Errorf("%s: %s: Place: entry +%d, RETs %v, dedup %v; objdump: entry +%d, RETs %v",
 							c.bin, name, pl.Entry, got, pl.Dedup, entry, rets)
 					}
-					if pl.StackCheck != (entry != 0) {
-						t.Errorf("%s: %s: stack check %v, objdump's entry +%d", c.bin, name, pl.StackCheck, entry)
+					if pl.StackCheck != (entry != 0) || pl.EntryOnCheck != pl.StackCheck {
+						t.Errorf("%s: %s: stack check %v, entry on its branch %v, objdump's entry +%d", c.bin, name, pl.StackCheck, pl.EntryOnCheck, entry)
 					}
 					if pl.StackCheck {
 						stacks++

@@ -303,6 +303,10 @@ type RuntimeProbes struct {
 	// Virtual addresses.
 	GoCreate, GoCreateCall, GoCreateEntry []uint64
 	GoExit, Panic                         uint64
+	// OnCheck are those of the entry sites above (GoExit, Panic,
+	// GoCreateEntry) that sit on their function's stack-check branch: see
+	// Placement.EntryOnCheck.
+	OnCheck []uint64
 	// GoCreateSite names where goroutine creation is seen, for the
 	// session's stats; GoCreateFallback says why it is on newproc1's
 	// single-stepped RETs, "" when it is on the emulated site.
@@ -351,15 +355,25 @@ func CompileRuntime(b *Binary, rt Runtime, opts RuntimeOptions) (*RuntimeProbes,
 	if fn, pl, err = place("runtime.goexit1"); err != nil {
 		return nil, err
 	}
-	rp.GoExit = fn.Entry + pl.Entry
+	rp.GoExit = rp.entry(fn, pl)
 	if fn, pl, err = place("runtime.gopanic"); err != nil {
 		return nil, err
 	}
-	rp.Panic = fn.Entry + pl.Entry
+	rp.Panic = rp.entry(fn, pl)
 	rp.PanicRecipe = rp.Recipe
 	// gopanic(e any): the type in RAX, the data word in RBX.
 	rp.PanicRecipe.Entry = []bpf.Capture{{Kind: bpf.CapEface, Reg: 0, Reg2: 1, MaxLen: bpf.StringSlotSize}}
 	return rp, nil
+}
+
+// entry returns the address of fn's entry probe (placed pl), kept in
+// OnCheck when it is the stack check's branch.
+func (rp *RuntimeProbes) entry(fn Func, pl Placement) uint64 {
+	a := fn.Entry + pl.Entry
+	if pl.EntryOnCheck {
+		rp.OnCheck = append(rp.OnCheck, a)
+	}
+	return a
 }
 
 // NewProbe places a probe on fn without a spec's captures: built-in sets

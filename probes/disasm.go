@@ -8,12 +8,23 @@ import (
 
 // Placement is where a function's probes go.
 type Placement struct {
-	// Entry is the entry probe's offset from the function's start: the
-	// instruction right after the stack-bound check when there is one
-	// (morestack's re-run of the prologue does not reach it twice; on
-	// amd64 only a PUSHQ BP, which the kernel emulates, so the probe costs a
-	// fraction of a single-stepped one), else 0.
+	// Entry is the entry probe's offset from the function's start: on
+	// amd64 the instruction right after the stack-bound check when there is
+	// one (morestack's re-run of the prologue does not reach it twice; only
+	// a PUSHQ BP, which the kernel emulates, so the probe costs a fraction
+	// of a single-stepped one); on arm64 the check's branch itself (see
+	// EntryOnCheck); else 0.
 	Entry uint64
+	// EntryOnCheck is set when Entry is the stack check's conditional
+	// branch to morestack (arm64's B.LS). The kernel simulates a branch in
+	// the trap, where it would single-step the frame setup after it out of
+	// line (two traps, and a window in which arm64's kernel was seen to
+	// restart the stepped instruction and run the probe twice for one
+	// call); and the program sees the flags the branch tests: a hit whose
+	// branch is taken, the first run of a prologue that morestack will
+	// run again, is dropped there (counted as a prologue re-run), so
+	// each call still starts once.
+	EntryOnCheck bool
 	// Dedup is set when the entry probe sits where a prologue re-run hits it
 	// again: the BPF side then drops the second hit.
 	Dedup bool

@@ -14,10 +14,10 @@ const condLS = 9
 // ends a call. Go's split-stack prologue loads g.stackguard0 from 16(R28),
 // compares SP (or, for big frames, SP minus the frame size computed in R17)
 // with it, and branches with B.LS to the morestack call at the function's
-// end, which jumps back to the start: the entry probe goes on the
-// instruction after that B.LS, which a prologue re-run reaches once.
-// (Both are single-stepped by the kernel: on arm64 it simulates only
-// branches, so there is no cheaper instruction in the frame setup.)
+// end, which jumps back to the start: the entry probe goes on that B.LS
+// (EntryOnCheck), which the kernel simulates where it would single-step
+// any instruction of the frame setup; the program drops the hits whose
+// branch is taken, so a prologue re-run starts the call once.
 func placeARM64(code []byte) (Placement, error) {
 	var pl Placement
 	loadsG := -1
@@ -37,7 +37,8 @@ func placeARM64(code []byte) (Placement, error) {
 			loadsG = i
 		case loadsG >= 0 && isBranchLS(inst):
 			pl.StackCheck = true
-			pl.Entry = uint64(off + arm64Inst)
+			pl.EntryOnCheck = true
+			pl.Entry = uint64(off)
 		}
 	}
 	return pl, nil

@@ -30,7 +30,7 @@ func (rp *RuntimeProbes) placeGoCreate(b *Binary, fn Func, pl Placement, opts Ru
 			rp.GoCreate = append(rp.GoCreate, fn.Entry+r)
 		}
 		if rp.Recipe.Creator {
-			rp.GoCreateEntry = []uint64{fn.Entry + pl.Entry}
+			rp.GoCreateEntry = []uint64{rp.entry(fn, pl)}
 		}
 		return nil
 	}

@@ -654,6 +654,9 @@ func inspect(w io.Writer, b *probes.Binary, symbol string) error {
 		if code, err := b.Code(fn); err == nil {
 			if pl, err := probes.Place(b.Arch, code); err == nil {
 				line += fmt.Sprintf("  entry+%d rets=%d stackcheck=%v", pl.Entry, len(pl.Returns), pl.StackCheck)
+				if pl.EntryOnCheck {
+					line += " (entry on the check's branch)"
+				}
 			} else {
 				line += "  (" + err.Error() + ")"
 			}

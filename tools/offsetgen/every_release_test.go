@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tcagent/tcagent/probes"
 	"github.com/tcagent/tcagent/probes/builtin"
 )
 
@@ -12,8 +13,9 @@ import (
 // release the table was generated from (GOTOOLCHAIN fetches each through
 // the module proxy once; scripts/test-setup.sh does it up front, and Go's
 // build cache keeps the builds cheap after the first run) and checks the
-// table's entry for that release against the program's DWARF: a stale or
-// hand-edited entry of any release fails here, not only the local one's.
+// tables' entries for that release (the modules' fields and runtime.g's)
+// against the program's DWARF: a stale or hand-edited entry of any release
+// fails here, not only the local one's.
 func TestTableMatchesDWARFEveryRelease(t *testing.T) {
 	dir := t.TempDir()
 	for _, rel := range releases {
@@ -40,6 +42,18 @@ func TestTableMatchesDWARFEveryRelease(t *testing.T) {
 				if _, ok := got[f]; !ok {
 					t.Errorf("%s: in the table for %s, but not in a %s build's DWARF", f, release, rel)
 				}
+			}
+			g, err := read(bin, gFields)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt, ok := probes.TableRuntime(release)
+			if !ok {
+				t.Fatalf("the runtime table has no %s: run make offsets", release)
+			}
+			if int64(rt.GoidOffset) != g["runtime.g.goid"] || int64(rt.StackHiOffset) != g["runtime.g.stack"]+g["runtime.stack.hi"] ||
+				int64(rt.ParentGoidOffset) != g["runtime.g.parentGoid"] {
+				t.Errorf("%s: DWARF says runtime.g %v, the table %+v", rel, g, rt)
 			}
 		})
 	}

@@ -179,6 +179,9 @@ func main() {
 		if gTable[release], err = read(bin, gFields); err != nil {
 			fail(fmt.Errorf("%s: %w", rel, err))
 		}
+		if err := sameOnARM64(rel, "tools/offsetgen/reference", bin+"-arm64", dir, offs, gTable[release]); err != nil {
+			fail(err)
+		}
 		fmt.Fprintf(os.Stderr, "%s: %d fields\n", rel, len(offs))
 	}
 	if err := writeGTable(*gOut, gTable); err != nil {
@@ -193,6 +196,57 @@ func main() {
 	if err := writeTables(*out, table, moduleTable); err != nil {
 		fail(err)
 	}
+}
+
+// sameOnARM64 builds the reference program (src) with release rel for arm64
+// into bin and checks that its DWARF gives the offsets an x86-64 build
+// gave (offs, g): the tables come from x86-64 builds and serve arm64
+// programs too, which holds only while no release lays out a tabled field
+// differently there.
+func sameOnARM64(rel, src, bin, dir string, offs, g map[string]int64) error {
+	if prev, ok := os.LookupEnv("GOARCH"); ok {
+		defer os.Setenv("GOARCH", prev)
+	} else {
+		defer os.Unsetenv("GOARCH")
+	}
+	os.Setenv("GOARCH", "arm64")
+	if err := buildWith(rel, src, bin, dir); err != nil {
+		return fmt.Errorf("%s for arm64: %w", rel, err)
+	}
+	got, err := read(bin, fields)
+	if err != nil {
+		return fmt.Errorf("%s for arm64: %w", rel, err)
+	}
+	gotG, err := read(bin, gFields)
+	if err != nil {
+		return fmt.Errorf("%s for arm64: %w", rel, err)
+	}
+	var diff []string
+	for _, p := range [][2]map[string]int64{{offs, got}, {g, gotG}} {
+		for _, f := range slices.Sorted(maps.Keys(mergeKeys(p[0], p[1]))) {
+			x86, ok1 := p[0][f]
+			arm, ok2 := p[1][f]
+			if x86 != arm || ok1 != ok2 {
+				diff = append(diff, fmt.Sprintf("%s: %d (present %v) on x86-64, %d (present %v) on arm64", f, x86, ok1, arm, ok2))
+			}
+		}
+	}
+	if len(diff) > 0 {
+		return fmt.Errorf("%s lays out tabled fields differently on arm64, so one table cannot serve both: %s", rel, strings.Join(diff, "; "))
+	}
+	return nil
+}
+
+// mergeKeys returns the set of a's and b's keys.
+func mergeKeys(a, b map[string]int64) map[string]bool {
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	return keys
 }
 
 // moduleOnly builds the releases of the modules at paths only, and returns

@@ -6,10 +6,8 @@ package kerneltests
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,40 +86,56 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// goBuild builds a fixture (or the CLI) into out. With TCAGENT_FIXTURES
-// set to a directory, a binary already there under out's name is taken
-// instead, and one built is saved there: a guest kernel with no Go
-// toolchain (scripts/test-vm.sh) runs the tests on the binaries its host
-// built. With TCAGENT_FIXTURES_GOARCH set to another architecture as well,
-// the host run that saves them (the control) runs on binaries built for its
-// own, and what it saves is built again for that one's guest.
+// goBuild builds a fixture (or the CLI) into out. A guest kernel with no Go
+// toolchain (scripts/test-vm.sh) runs the tests on binaries its host built:
+// with TCAGENT_FIXTURES set to a directory, the binary there under out's
+// name is taken, and none is built. The host run that builds them (the
+// control, which runs the same tests first) saves each where
+// TCAGENT_FIXTURES_SAVE says, built for each guest's architecture:
+// "amd64=DIR arm64=DIR". One control run serves every guest: for its own
+// architecture it saves the binary it runs, for another it builds again.
 func goBuild(dir, out, toolchain string, args ...string) error {
-	saved, cross := "", os.Getenv("TCAGENT_FIXTURES_GOARCH")
-	if cross == runtime.GOARCH {
-		cross = ""
-	}
 	if d := os.Getenv("TCAGENT_FIXTURES"); d != "" {
-		saved = filepath.Join(d, filepath.Base(out))
-		if cross != "" {
-			if err := goBuildFor(cross, dir, saved, toolchain, args...); err != nil {
-				return err
-			}
-			saved = ""
-		} else if err := copyFile(saved, out); err == nil {
-			return nil
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("prebuilt %s: %w", saved, err)
+		if err := copyFile(filepath.Join(d, filepath.Base(out)), out); err != nil {
+			return fmt.Errorf("prebuilt fixture (TCAGENT_FIXTURES): %w", err)
 		}
+		return nil
+	}
+	saves, err := fixtureSaves()
+	if err != nil {
+		return err
 	}
 	if err := goBuildFor(runtime.GOARCH, dir, out, toolchain, args...); err != nil {
 		return err
 	}
-	if saved != "" {
-		if err := copyFile(out, saved); err != nil {
+	for _, sv := range saves {
+		saved := filepath.Join(sv.dir, filepath.Base(out))
+		if sv.goarch != runtime.GOARCH {
+			if err := goBuildFor(sv.goarch, dir, saved, toolchain, args...); err != nil {
+				return err
+			}
+		} else if err := copyFile(out, saved); err != nil {
 			return fmt.Errorf("save %s: %w", saved, err)
 		}
 	}
 	return nil
+}
+
+// fixtureSave is where the control run saves the fixtures built for one
+// guest architecture.
+type fixtureSave struct{ goarch, dir string }
+
+// fixtureSaves reads TCAGENT_FIXTURES_SAVE ("amd64=DIR arm64=DIR").
+func fixtureSaves() ([]fixtureSave, error) {
+	var saves []fixtureSave
+	for _, f := range strings.Fields(os.Getenv("TCAGENT_FIXTURES_SAVE")) {
+		goarch, dir, ok := strings.Cut(f, "=")
+		if !ok || goarch == "" || dir == "" {
+			return nil, fmt.Errorf("TCAGENT_FIXTURES_SAVE: %q is not GOARCH=DIR", f)
+		}
+		saves = append(saves, fixtureSave{goarch, dir})
+	}
+	return saves, nil
 }
 
 // goBuildFor runs go build for the architecture goarch.
@@ -159,6 +173,10 @@ func fixturesOf(t *testing.T, dir string) []build {
 		return bs
 	}
 	src, _ := filepath.Abs(filepath.Join("testdata", dir))
+	kept, err := keptBuilds()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var bs []build
 	for _, tc := range toolchains {
 		for _, v := range variants {
@@ -169,6 +187,9 @@ func fixturesOf(t *testing.T, dir string) []build {
 				continue
 			}
 			b := build{name: tc.release + v.suffix, release: tc.release, stripped: v.stripped, pie: v.pie}
+			if kept != nil && !kept[b.name] {
+				continue
+			}
 			b.path = filepath.Join(workDir, dir+"-"+b.name)
 			if err := goBuild(src, b.path, tc.toolchain, append(append([]string{}, v.args...), ".")...); err != nil {
 				t.Fatal(err)
@@ -176,8 +197,40 @@ func fixturesOf(t *testing.T, dir string) []build {
 			bs = append(bs, b)
 		}
 	}
+	if len(bs) == 0 {
+		t.Fatalf("TCAGENT_BUILDS=%s keeps no build of testdata/%s", os.Getenv("TCAGENT_BUILDS"), dir)
+	}
 	builds[dir] = bs
 	return bs
+}
+
+// keptBuilds reads TCAGENT_BUILDS, a comma-separated list of build names
+// (go1.22,go1.27-pie-stripped): every fixture is then built, and every test
+// run, only as those. scripts/test-vm.sh sets it: its guests run under
+// emulation, about 20 times slower, and the whole release matrix is the
+// host suite's to cover. Unset, every build is kept (nil). A name that is
+// no build fails, rather than leave a test with nothing to run.
+func keptBuilds() (map[string]bool, error) {
+	list := os.Getenv("TCAGENT_BUILDS")
+	if list == "" {
+		return nil, nil
+	}
+	known := map[string]bool{}
+	var names []string
+	for _, tc := range toolchains {
+		for _, v := range variants {
+			known[tc.release+v.suffix] = true
+			names = append(names, tc.release+v.suffix)
+		}
+	}
+	kept := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		if !known[name] {
+			return nil, fmt.Errorf("TCAGENT_BUILDS: no build is named %q (the builds: %s)", name, strings.Join(names, ", "))
+		}
+		kept[name] = true
+	}
+	return kept, nil
 }
 
 // moduleRelease is a build of a fixture against releases of the modules it
@@ -251,7 +304,7 @@ func newest(t *testing.T, stripped bool) build {
 			return bs[i]
 		}
 	}
-	t.Fatal("no such build")
+	t.Fatalf("the newest Go's build (stripped %v, not PIE) is not among the builds (TCAGENT_BUILDS=%s)", stripped, os.Getenv("TCAGENT_BUILDS"))
 	return build{}
 }
 

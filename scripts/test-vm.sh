@@ -22,8 +22,8 @@
 # (TCG), about 20 times slower than the host: the subset is chosen to cover
 # each lifecycle rule and the built-ins once, and each test runs on three
 # builds of its fixture, not on every one (TCAGENT_VM_BUILDS): the host
-# suite covers every Go release, on 6.18, and the arm64 placement of the
-# oldest and the newest is checked statically (probes' TestPlaceARM64).
+# suite covers every Go release, on 6.18, and the arm64 placement of each
+# release the kernel tests build with is checked statically (probes' TestPlaceARM64).
 #
 # Knobs (environment):
 #   TCAGENT_VM_TESTS   another -run pattern for the guests (and the control)

@@ -15,8 +15,8 @@ import (
 
 // TestTableMatchesDWARF builds the reference program with the local Go and
 // with the newest release offsetgen covers, and checks that the committed
-// module-field table holds exactly what their DWARF says, each field found
-// in one of them (runtime.g's table, and every release, are
+// table of the fields the built-ins read holds exactly what their DWARF says,
+// each field found in one of them (runtime.g's table, and every release, are
 // TestTableMatchesDWARFEveryRelease's).
 func TestTableMatchesDWARF(t *testing.T) {
 	local := runtime.Version() // go1.26.8

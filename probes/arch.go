@@ -66,8 +66,9 @@ func (a Arch) relativeReloc() uint32 {
 // errX86Only is why what reads call sites in x86-64 machine code is not
 // had on another architecture: ends moved from RETs to emulated CALL sites
 // (there the probes stay on the RETs, which the arm64 kernel simulates
-// itself, with no single-step) and the sites routes and sarama's consumers
-// are read at (those are left out, said in the set's reason).
+// itself, with no single-step) and the sites sarama's consumers are read
+// at (those are left out, said in the set's reason). CallSites, which the
+// routes set reads at, finds arm64's BLs too.
 func errX86Only(a Arch, what string) error {
 	return fmt.Errorf("%w: %s: call sites are read in x86-64 machine code only, not %s", ErrNoCallSite, what, a)
 }

@@ -77,39 +77,7 @@ var arm64Funcs = []string{"main.(*S).Get", "main.leaf", "main.big", "main.medium
 // 16(R28).
 func objdumpPlacement(t *testing.T, bin, fn string) (entry uint64, rets []uint64) {
 	t.Helper()
-	out, err := exec.Command("go", "tool", "objdump", "-s", "^"+regexp.QuoteMeta(fn)+"$", bin).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go tool objdump %s %s: %v\n%s", bin, fn, err, out)
-	}
-	var start uint64
-	var addrs []uint64
-	var texts []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "TEXT ") {
-			if len(addrs) > 0 {
-				t.Fatalf("objdump %s: more than one function matches %s", bin, fn)
-			}
-			continue
-		}
-		var fields []string
-		for _, f := range strings.Split(line, "\t") {
-			if f = strings.TrimSpace(f); f != "" {
-				fields = append(fields, f)
-			}
-		}
-		if len(fields) < 4 {
-			continue
-		}
-		addr, err := strconv.ParseUint(strings.TrimPrefix(fields[1], "0x"), 16, 64)
-		if err != nil {
-			t.Fatalf("objdump line %q: %v", line, err)
-		}
-		if len(addrs) == 0 {
-			start = addr
-		}
-		addrs = append(addrs, addr-start)
-		texts = append(texts, fields[3])
-	}
+	addrs, texts := objdumpText(t, bin, fn)
 	if len(addrs) == 0 {
 		t.Fatalf("objdump %s: no %s", bin, fn)
 	}
@@ -126,7 +94,7 @@ func objdumpPlacement(t *testing.T, bin, fn string) (entry uint64, rets []uint64
 			return addrs[i], rets
 		}
 	}
-	t.Fatalf("objdump %s: %s loads g.stackguard0 but has no BLS in its prologue:\n%s", bin, fn, out)
+	t.Fatalf("objdump %s: %s loads g.stackguard0 but has no BLS in its prologue: %q", bin, fn, texts)
 	return 0, nil
 }
 
@@ -274,4 +242,42 @@ func sameCodeButData(a, b []byte) bool {
 		}
 	}
 	return true
+}
+
+// objdumpText returns each instruction of fn in bin as go tool objdump
+// prints it: its offset in fn and its text.
+func objdumpText(t *testing.T, bin, fn string) (offs []uint64, texts []string) {
+	t.Helper()
+	out, err := exec.Command("go", "tool", "objdump", "-s", "^"+regexp.QuoteMeta(fn)+"$", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool objdump %s %s: %v\n%s", bin, fn, err, out)
+	}
+	var start uint64
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "TEXT ") {
+			if len(offs) > 0 {
+				t.Fatalf("objdump %s: more than one function matches %s", bin, fn)
+			}
+			continue
+		}
+		var fields []string
+		for _, f := range strings.Split(line, "\t") {
+			if f = strings.TrimSpace(f); f != "" {
+				fields = append(fields, f)
+			}
+		}
+		if len(fields) < 4 {
+			continue
+		}
+		addr, err := strconv.ParseUint(strings.TrimPrefix(fields[1], "0x"), 16, 64)
+		if err != nil {
+			t.Fatalf("objdump line %q: %v", line, err)
+		}
+		if len(offs) == 0 {
+			start = addr
+		}
+		offs = append(offs, addr-start)
+		texts = append(texts, fields[3])
+	}
+	return offs, texts
 }

@@ -73,3 +73,20 @@ func callsAnyARM64(code []byte, at uint64, targets map[uint64]bool) bool {
 	}
 	return false
 }
+
+// callsARM64 returns the offsets in code (starting at address at) of every
+// BL to target: a direct call, which arm64's kernel simulates, with its
+// arguments in their registers.
+func callsARM64(code []byte, at, target uint64) []uint64 {
+	var offs []uint64
+	for off := 0; off+arm64Inst <= len(code); off += arm64Inst {
+		inst, err := arm64asm.Decode(code[off:])
+		if err != nil || inst.Op != arm64asm.BL {
+			continue
+		}
+		if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && at+uint64(off)+uint64(int64(rel)) == target {
+			offs = append(offs, uint64(off))
+		}
+	}
+	return offs
+}

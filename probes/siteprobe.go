@@ -6,11 +6,12 @@ import (
 	"github.com/tcagent/tcagent/bpf"
 )
 
-// CallSites finds caller's direct CALLs to callee. At a CALL the callee's
-// arguments already sit in their ABI registers, so a probe on the CALL
-// itself sees what an entry probe of the callee would, for this caller's
-// calls only, and the kernel emulates it rather than single-stepping it.
-// Off (and Call) is the CALL's offset from caller's entry.
+// CallSites finds caller's direct CALLs (arm64: BLs) to callee. At a CALL
+// the callee's arguments already sit in their ABI registers, so a probe on
+// the CALL itself sees what an entry probe of the callee would, for this
+// caller's calls only, and the kernel emulates it (arm64's simulates BL)
+// rather than single-stepping it. Off (and Call) is the CALL's offset from
+// caller's entry.
 func CallSites(b *Binary, caller, callee string) ([]Site, error) {
 	fn, ok := b.Func(caller)
 	if !ok {
@@ -20,15 +21,27 @@ func CallSites(b *Binary, caller, callee string) ([]Site, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: no %s in %s", ErrNoCallSite, callee, b.Path)
 	}
-	insts, err := b.disassemble(fn)
-	if err != nil {
-		return nil, err
+	var offs []uint64
+	if b.Arch == ARM64 {
+		code, err := b.Code(fn)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name, err)
+		}
+		offs = callsARM64(code, fn.Entry, cf.Entry)
+	} else {
+		insts, err := b.disassemble(fn)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range insts {
+			if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
+				offs = append(offs, uint64(in.off))
+			}
+		}
 	}
 	var sites []Site
-	for _, in := range insts {
-		if t, ok := in.target(fn.Entry); ok && t == cf.Entry {
-			sites = append(sites, Site{Func: fn, Off: uint64(in.off), Call: uint64(in.off), Callee: callee})
-		}
+	for _, off := range offs {
+		sites = append(sites, Site{Func: fn, Off: off, Call: off, Callee: callee})
 	}
 	if len(sites) == 0 {
 		return nil, fmt.Errorf("%w: %s makes no direct CALL to %s", ErrNoCallSite, caller, callee)

@@ -75,10 +75,10 @@ builds=${TCAGENT_VM_BUILDS:-go1.22,go1.27,go1.27-pie-stripped}
 # built-ins that need no server outside the fixture: custom probes
 # (nesting, recursion, errors, stack growth), goroutines, async completion,
 # panics and Goexit, the target exiting, detach with no link or goroutine
-# left, the single-uprobe path, the http and SQLite built-ins; the daemon's
+# left, the single-uprobe path, the http, SQLite and routes built-ins; the daemon's
 # exec/exit tracepoints and the CLI daemon; --propagate's socket programs
 # on the wire.
-tests=${TCAGENT_VM_TESTS:-'^(TestNestedCalls|TestRecursion|TestReturnedErrors|TestStackGrowthOnEntry|TestGoroutineLineage|TestAsyncGoroutinesProbe|TestCompletionHandles|TestPanicsAndGoexit|TestTargetExitsWhileAttached|TestDetachLeavesNoGoroutine|TestSingleUprobeFallback|TestBuiltinHTTP|TestBuiltinSQLite|TestDiscover|TestCLIDaemon|TestPropagateWire)$'}
+tests=${TCAGENT_VM_TESTS:-'^(TestNestedCalls|TestRecursion|TestReturnedErrors|TestStackGrowthOnEntry|TestGoroutineLineage|TestAsyncGoroutinesProbe|TestCompletionHandles|TestPanicsAndGoexit|TestTargetExitsWhileAttached|TestDetachLeavesNoGoroutine|TestSingleUprobeFallback|TestBuiltinHTTP|TestBuiltinSQLite|TestBuiltinRoutes|TestDiscover|TestCLIDaemon|TestPropagateWire)$'}
 
 missing=()
 for arch in "${archs[@]}"; do

@@ -53,10 +53,13 @@ const (
 //   - gorilla/mux (v1.7.4 on): (*Router).ServeHTTP, when Match found a
 //     route, calls requestWithRoute(req, match.Route): the *Route in RBX,
 //     whose path template (regexp.path.template) is the route.
+//
+// The registers are the ABI's argument order: RAX, RBX, RCX on amd64, R0,
+// R1, R2 on arm64 (where the sites are BLs, which its kernel simulates).
 const (
-	regPoolData = 2 // sync.(*Pool).Put(p, x any): x's type in RBX, data in RCX
+	regPoolData = 2 // sync.(*Pool).Put(p, x any): x's type in RBX (R1), data in RCX (R2)
 	regPoolType = 1
-	regMuxRoute = 1 // requestWithRoute(r, route): route in RBX
+	regMuxRoute = 1 // requestWithRoute(r, route): route in RBX (R1)
 )
 
 // router says where one router's route is read.

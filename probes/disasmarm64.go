@@ -62,16 +62,12 @@ func isBranchLS(inst arm64asm.Inst) bool {
 // callsAnyARM64 reports whether code (starting at address at) branches,
 // with B or BL, to one of targets.
 func callsAnyARM64(code []byte, at uint64, targets map[uint64]bool) bool {
-	for off := 0; off+arm64Inst <= len(code); off += arm64Inst {
-		inst, err := arm64asm.Decode(code[off:])
-		if err != nil || (inst.Op != arm64asm.B && inst.Op != arm64asm.BL) {
-			continue
-		}
-		if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && targets[at+uint64(off)+uint64(int64(rel))] {
-			return true
-		}
-	}
-	return false
+	found := false
+	branchesARM64(code, at, func(off int, op arm64asm.Op, target uint64) bool {
+		found = targets[target]
+		return !found
+	})
+	return found
 }
 
 // callsARM64 returns the offsets in code (starting at address at) of every
@@ -79,14 +75,26 @@ func callsAnyARM64(code []byte, at uint64, targets map[uint64]bool) bool {
 // arguments in their registers.
 func callsARM64(code []byte, at, target uint64) []uint64 {
 	var offs []uint64
-	for off := 0; off+arm64Inst <= len(code); off += arm64Inst {
-		inst, err := arm64asm.Decode(code[off:])
-		if err != nil || inst.Op != arm64asm.BL {
-			continue
-		}
-		if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && at+uint64(off)+uint64(int64(rel)) == target {
+	branchesARM64(code, at, func(off int, op arm64asm.Op, t uint64) bool {
+		if op == arm64asm.BL && t == target {
 			offs = append(offs, uint64(off))
 		}
-	}
+		return true
+	})
 	return offs
+}
+
+// branchesARM64 calls fn with the offset, operation and target address of
+// each direct B or BL in code (starting at address at), until fn returns
+// false.
+func branchesARM64(code []byte, at uint64, fn func(off int, op arm64asm.Op, target uint64) bool) {
+	for off := 0; off+arm64Inst <= len(code); off += arm64Inst {
+		inst, err := arm64asm.Decode(code[off:])
+		if err != nil || (inst.Op != arm64asm.B && inst.Op != arm64asm.BL) {
+			continue
+		}
+		if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && !fn(off, inst.Op, at+uint64(off)+uint64(int64(rel))) {
+			return
+		}
+	}
 }
